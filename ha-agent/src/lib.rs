@@ -1,0 +1,6 @@
+//! ha-agent: a VRRP high-availability agent with an XDP fast path.
+//!
+//! The library holds everything the `ha-agent` binary is made of, so integration tests can
+//! drive the same code.
+
+pub mod xdp;

@@ -1,0 +1,133 @@
+//! Loading and attaching the XDP program, and reading its maps.
+
+use aya::{
+    Ebpf,
+    maps::PerCpuArray,
+    programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
+};
+use ha_common::classify::{ClassCount, FrameClass};
+
+/// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
+pub static HA_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
+
+const PROGRAM: &str = "ha_xdp";
+const CLASS_COUNTS: &str = "CLASS_COUNTS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("loading the XDP object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("XDP program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("XDP map: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    #[error(
+        "attaching XDP to {interface}: native mode failed ({native}), generic mode failed ({generic})"
+    )]
+    Attach {
+        interface: String,
+        native: Box<aya::programs::ProgramError>,
+        generic: Box<aya::programs::ProgramError>,
+    },
+}
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Run by the driver before an skb is allocated.
+    Native,
+    /// Run by the kernel's generic hook (drivers without XDP support).
+    Generic,
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
+/// The loaded XDP program and its maps; attached to at most one interface, detached when
+/// dropped.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    mode: Option<AttachMode>,
+}
+
+impl XdpProgram {
+    /// Loads the embedded object into the kernel (not attached yet).
+    pub fn load() -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(HA_EBPF)?;
+        program(&mut ebpf)?.load()?;
+        Ok(Self { ebpf, mode: None })
+    }
+
+    /// Attaches to `interface` (in the calling thread's network namespace): native mode
+    /// first, generic mode if the driver refuses.
+    pub fn attach(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
+        let program = program(&mut self.ebpf)?;
+        let mode = match program.attach(interface, XdpMode::Driver) {
+            Ok(_) => AttachMode::Native,
+            Err(native) => match program.attach(interface, XdpMode::Skb) {
+                Ok(_) => AttachMode::Generic,
+                Err(generic) => {
+                    return Err(XdpError::Attach {
+                        interface: interface.to_owned(),
+                        native: Box::new(native),
+                        generic: Box::new(generic),
+                    });
+                }
+            },
+        };
+        self.mode = Some(mode);
+        Ok(mode)
+    }
+
+    /// Runs the program once on `frame` (BPF_PROG_TEST_RUN) and returns its XDP verdict;
+    /// the maps are updated as for a received frame.
+    pub fn run_on(&mut self, frame: &[u8]) -> Result<u32, XdpError> {
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            ..Default::default()
+        };
+        Ok(program(&mut self.ebpf)?.test_run(options)?.return_value)
+    }
+
+    /// How the program is attached, if it is.
+    pub fn mode(&self) -> Option<AttachMode> {
+        self.mode
+    }
+
+    /// Frames and bytes seen per class, summed over all CPUs.
+    pub fn class_counts(&self) -> Result<Vec<(FrameClass, ClassCount)>, XdpError> {
+        let map = self
+            .ebpf
+            .map(CLASS_COUNTS)
+            .ok_or(XdpError::Missing(CLASS_COUNTS))?;
+        let counts: PerCpuArray<_, ClassCount> = PerCpuArray::try_from(map)?;
+        FrameClass::ALL
+            .iter()
+            .map(|&class| {
+                let per_cpu = counts.get(&(class as u32), 0)?;
+                let total = per_cpu
+                    .iter()
+                    .fold(ClassCount::default(), |acc, c| ClassCount {
+                        frames: acc.frames + c.frames,
+                        bytes: acc.bytes + c.bytes,
+                    });
+                Ok((class, total))
+            })
+            .collect()
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    Ok(ebpf
+        .program_mut(PROGRAM)
+        .ok_or(XdpError::Missing(PROGRAM))?
+        .try_into()?)
+}

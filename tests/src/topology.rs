@@ -1,0 +1,363 @@
+//! A LAN of network namespaces: one "lan" namespace holding a bridge, and one namespace per
+//! host, each joined to the bridge by a veth pair (`eth0` in the host).
+
+use std::{
+    fs::File,
+    net::Ipv4Addr,
+    os::unix::process::CommandExt as _,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use nix::{
+    sched::{CloneFlags, setns},
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+
+const NETNS_DIR: &str = "/run/netns";
+const PREFIX: &str = "hat-";
+/// The hosts' subnet. It exists only inside the namespaces this harness creates.
+pub const SUBNET: [u8; 3] = [192, 168, 2];
+pub const PREFIX_LEN: u8 = 24;
+
+/// One host on the LAN.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Short name given by the test ("a", "b", ...).
+    pub name: String,
+    /// The network namespace of the host.
+    pub netns: String,
+    /// The host's LAN interface, always `eth0`.
+    pub iface: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    /// The bridge port of this host's veth in the lan namespace.
+    lan_port: String,
+}
+
+/// A process started inside a host; its process group is killed when dropped.
+pub struct Process {
+    child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the process only (not its group).
+    pub fn signal(&self, signal: Signal) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// SIGKILLs the whole process group (the process and everything it forked).
+    pub fn kill_group(&mut self) {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its exit status if it did.
+    pub fn wait_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill_group();
+        }
+    }
+}
+
+/// Namespaces, bridge and veths of one test; all removed on drop.
+pub struct Topology {
+    pub prefix: String,
+    lan: String,
+    hosts: Vec<Host>,
+    created: Mutex<Vec<String>>,
+}
+
+static NEXT_TOPOLOGY: AtomicU32 = AtomicU32::new(0);
+
+impl Topology {
+    /// Builds a LAN with one host per name; host `i` gets address 192.168.2.(10+i) and the
+    /// MAC 02:00:00:00:00:(10+i) (locally administered, so ARP assertions are readable).
+    pub fn new(names: &[&str]) -> Self {
+        remove_stale_namespaces();
+        let prefix = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_TOPOLOGY.fetch_add(1, Ordering::Relaxed)
+        );
+        let lan = format!("{prefix}-lan");
+        let mut topology = Topology {
+            prefix: prefix.clone(),
+            lan: lan.clone(),
+            hosts: Vec::new(),
+            created: Mutex::new(Vec::new()),
+        };
+        topology.add_netns(&lan);
+        sh(&["ip", "-n", &lan, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &lan,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        sh(&["ip", "-n", &lan, "link", "set", "br0", "up"]);
+        for (i, name) in names.iter().enumerate() {
+            let host = topology.add_host(name, i as u8);
+            topology.hosts.push(host);
+        }
+        topology
+    }
+
+    fn add_netns(&self, name: &str) {
+        sh(&["ip", "netns", "add", name]);
+        self.created.lock().unwrap().push(name.to_owned());
+        // IPv6 off: no router solicitations or MLD reports to disturb counters and timings.
+        netns_sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1");
+        netns_sysctl(name, "net.ipv6.conf.default.disable_ipv6", "1");
+    }
+
+    fn add_host(&self, name: &str, index: u8) -> Host {
+        let netns = format!("{}-{name}", self.prefix);
+        self.add_netns(&netns);
+        let octet = 10 + index;
+        let ip = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], octet);
+        let mac = format!("02:00:00:00:00:{octet:02x}");
+        let lan_port = format!("p-{name}");
+        sh(&[
+            "ip", "-n", &self.lan, "link", "add", &lan_port, "type", "veth", "peer", "name",
+            "eth0", "netns", &netns,
+        ]);
+        sh(&[
+            "ip", "-n", &self.lan, "link", "set", &lan_port, "master", "br0", "up",
+        ]);
+        sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip", "-n", &netns, "link", "set", "eth0", "address", &mac, "up",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &netns,
+            "addr",
+            "add",
+            &format!("{ip}/{PREFIX_LEN}"),
+            "dev",
+            "eth0",
+        ]);
+        Host {
+            name: name.to_owned(),
+            netns,
+            iface: "eth0".into(),
+            ip,
+            mac,
+            lan_port,
+        }
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name} in this topology"))
+    }
+
+    /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
+    pub fn set_cable(&self, host: &str, up: bool) {
+        let port = &self.host(host).lan_port;
+        sh(&[
+            "ip",
+            "-n",
+            &self.lan,
+            "link",
+            "set",
+            port,
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Hosts first: deleting the lan namespace then removes the bridge and the veths.
+        for netns in self.created.lock().unwrap().iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+    }
+}
+
+impl Host {
+    /// A command that runs inside this host's namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.netns, program]);
+        command
+    }
+
+    /// Runs `args` inside the host and returns its output (whatever the exit status).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {args:?} in {}: {e}", self.name))
+    }
+
+    /// Runs `args` inside the host, panicking with its stderr if it fails; returns stdout.
+    pub fn sh(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in host {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `command` (built with [`Host::command`]) in its own process group, with its
+    /// output appended to `log`.
+    pub fn spawn(&self, name: &str, mut command: Command, log: &Path) -> Process {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} in host {}: {e}", self.name));
+        Process {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Runs `f` on a thread that has entered this host's network namespace.
+    pub fn in_netns<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let path = format!("{NETNS_DIR}/{}", self.netns);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                    setns(ns, CloneFlags::CLONE_NEWNET).expect("setns");
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Whether `ip` is configured on `iface`.
+    pub fn has_address(&self, iface: &str, ip: Ipv4Addr) -> bool {
+        let out = self.sh(&["ip", "-o", "-4", "addr", "show", "dev", iface]);
+        out.split_whitespace()
+            .any(|word| word.split('/').next() == Some(&ip.to_string()))
+    }
+
+    /// The MAC address this host's ARP cache holds for `ip`, if any (any state but FAILED).
+    pub fn arp_entry(&self, ip: Ipv4Addr) -> Option<String> {
+        let out = self.sh(&["ip", "-4", "neigh", "show", &ip.to_string()]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| *w == "lladdr")
+            .and_then(|i| words.get(i + 1))
+            .map(|mac| mac.to_string())
+    }
+
+    /// Whether `ip` answers one ping within a second.
+    pub fn ping_once(&self, ip: Ipv4Addr) -> bool {
+        self.run(&["ping", "-c", "1", "-W", "1", &ip.to_string()])
+            .status
+            .success()
+    }
+}
+
+fn netns_sysctl(netns: &str, key: &str, value: &str) {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "sysctl",
+        "-q",
+        "-w",
+        &format!("{key}={value}"),
+    ]);
+}
+
+/// Runs a command in the test's own namespace; panics with its stderr if it fails.
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e} (is iproute2 installed?)"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Removes namespaces named `hat-<pid>-...` whose pid no longer runs (a killed earlier run).
+fn remove_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `cargo xtask <command>`: setup, build, test, demo and benchmarks for ha-agent.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo ha-agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (Debian packages, rust-src, bpf-linker).
+    Setup,
+    /// Build only the XDP object (target/bpfel-unknown-none/<profile>/ha-ebpf).
+    BuildEbpf {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build target/release/ha-agent with the XDP object embedded.
+    Build,
+    /// Setup, build, fmt, clippy, then every unit and integration test (needs root).
+    Test {
+        /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::install(),
+        Cmd::BuildEbpf { release } => build_ebpf(release),
+        Cmd::Build => build(),
+        Cmd::Test { args } => test(&args),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, echoing it; fails if it fails.
+pub fn run(command: &mut Command) -> Result<()> {
+    eprintln!("+ {}", describe(command));
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("starting {}", describe(command)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// The nightly cargo, for the BPF target (cargo's own env would pin the stable toolchain).
+fn nightly_cargo() -> Command {
+    let mut command = Command::new("rustup");
+    command
+        .args(["run", "nightly", "cargo"])
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO");
+    command
+}
+
+/// Same flags as aya-build uses when ha-agent's build.rs builds the object.
+fn bpf_cargo(subcommand: &str, release: bool) -> Command {
+    let mut command = nightly_cargo();
+    command.args([
+        subcommand,
+        "--package",
+        "ha-ebpf",
+        "--bins",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    command.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        [
+            "--cfg=bpf_target_arch=\"x86_64\"",
+            "-Cdebuginfo=2",
+            "-Clink-arg=--btf",
+        ]
+        .join("\x1f"),
+    );
+    command
+}
+
+fn build_ebpf(release: bool) -> Result<()> {
+    run(&mut bpf_cargo("build", release))?;
+    let profile = if release { "release" } else { "debug" };
+    eprintln!("built target/bpfel-unknown-none/{profile}/ha-ebpf");
+    Ok(())
+}
+
+fn build() -> Result<()> {
+    run(cargo().args(["build", "--release", "--package", "ha-agent"]))?;
+    eprintln!("built target/release/ha-agent");
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let start = Instant::now();
+    setup::install()?;
+    let step = Instant::now();
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    eprintln!("build took {:.0?}", step.elapsed());
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut lint_ebpf = bpf_cargo("clippy", true);
+    lint_ebpf.args(["--", "-D", "warnings"]);
+    run(&mut lint_ebpf)?;
+    let step = Instant::now();
+    run(cargo().args(["test", "--workspace"]).args(args))?;
+    eprintln!("tests took {:.0?}", step.elapsed());
+    eprintln!("cargo xtask test passed in {:.0?}", start.elapsed());
+    Ok(())
+}

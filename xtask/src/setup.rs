@@ -1,0 +1,115 @@
+//! `cargo xtask setup`: idempotent installation of the build and test dependencies on Debian.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::run as exec;
+
+/// Debian packages: LLVM 22 for bpf-linker, and the real peers and tools the tests drive.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "keepalived",
+    "mariadb-server",
+    "mariadb-client",
+    "iproute2",
+    "procps",
+    "tcpdump",
+    "iputils-ping",
+    "iputils-arping",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn install() -> Result<()> {
+    let start = std::time::Instant::now();
+    debian_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    eprintln!("setup: everything present ({:.1?})", start.elapsed());
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Debian packages: {}", missing.join(" "));
+    if !is_root() {
+        bail!("missing Debian packages {missing:?}; run `cargo xtask setup` as root");
+    }
+    exec(Command::new("apt-get").arg("update").arg("-qq"))?;
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| format!("installing {missing:?}"))
+}
+
+fn nightly_rust_src() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .context("running rustup")?;
+    if !out.status.success() {
+        bail!(
+            "the `nightly` toolchain is missing; the XDP program needs it (and it must be the \
+             LLVM 22 nightly, see DESIGN.md): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        return Ok(());
+    }
+    eprintln!("setup: installing rust-src for the nightly toolchain");
+    exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = &version
+        && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
+    {
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (3-4 min)");
+    exec(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
+    .context("installing bpf-linker (needs llvm-22-dev)")
+}
