@@ -3,4 +3,6 @@
 //! The library holds everything the `ha-agent` binary is made of, so integration tests can
 //! drive the same code.
 
+pub mod config;
+pub mod vrrp;
 pub mod xdp;

@@ -1,0 +1,287 @@
+//! keepalived.conf grammar and checks.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use super::*;
+
+/// The seed configuration, verbatim (stray `}` included).
+const SEED: &str = "! Configuration File for keepalived
+global_defs {
+   router_id ha_test
+   vrrp_skip_check_adv_addr
+   vrrp_garp_interval 0
+   vrrp_gna_interval 0
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface enp1s0
+    virtual_router_id 107
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    virtual_ipaddress {
+\t     192.168.2.200
+    }
+  }
+}
+";
+
+fn messages(loaded: &Loaded) -> Vec<String> {
+    loaded.diagnostics.0.iter().map(|d| d.to_string()).collect()
+}
+
+fn errors(text: &str) -> Vec<String> {
+    let loaded = parse_str(text, "t.conf");
+    loaded.diagnostics.errors().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn seed_is_accepted_with_a_warning_for_the_stray_brace() {
+    let loaded = parse_str(SEED, "seed.conf");
+    assert_eq!(
+        messages(&loaded),
+        vec!["seed.conf:22: warning: extra '}' ignored"]
+    );
+    let c = &loaded.config;
+    assert_eq!(c.global.router_id.as_deref(), Some("ha_test"));
+    assert!(c.global.skip_check_adv_addr);
+    assert_eq!(c.global.garp.interval, Duration::ZERO);
+    let i = &c.instances[0];
+    assert_eq!(i.name, "VI_1");
+    assert_eq!(i.initial, InitialState::Master);
+    assert_eq!(i.interface, "enp1s0");
+    assert_eq!((i.vrid, i.priority, i.advert_int_cs), (107, 150, 100));
+    assert_eq!(i.version, Version::V2);
+    assert_eq!(i.auth_pass, Some(*b"1111\0\0\0\0"));
+    assert_eq!(
+        i.vips,
+        vec![Vip {
+            addr: Ipv4Addr::new(192, 168, 2, 200),
+            prefix: 32,
+            dev: None,
+            label: None
+        }]
+    );
+    assert!(i.preempt);
+    assert_eq!(i.loc.line, 8);
+}
+
+#[test]
+fn blocks_on_one_line_quotes_and_comments() {
+    let loaded = parse_str(
+        "global_defs { router_id \"my router\" # comment\n}\n\
+         vrrp_instance V { interface eth0 ! another comment\n virtual_router_id 1\n\
+         virtual_ipaddress { 10.0.0.1/24 dev eth1 label eth1:vip }\n\
+         notify_master \"/bin/echo master now\" nobody\n\
+         notify_backup /bin/true\n}\n",
+        "t.conf",
+    );
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    assert_eq!(loaded.config.global.router_id.as_deref(), Some("my router"));
+    let i = &loaded.config.instances[0];
+    assert_eq!(
+        i.vips,
+        vec![Vip {
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            prefix: 24,
+            dev: Some("eth1".into()),
+            label: Some("eth1:vip".into())
+        }]
+    );
+    let master = i.notify.master.as_ref().unwrap();
+    assert_eq!(master.argv, ["/bin/echo", "master", "now"]);
+    assert_eq!(master.user.as_deref(), Some("nobody"));
+    assert_eq!(i.notify.backup.as_ref().unwrap().argv, ["/bin/true"]);
+}
+
+#[test]
+fn brace_on_the_next_line() {
+    let loaded = parse_str(
+        "vrrp_instance V\n{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress\n {\n 10.0.0.1\n }\n}\n",
+        "t.conf",
+    );
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    assert_eq!(loaded.config.instances[0].vips.len(), 1);
+}
+
+#[test]
+fn include_is_relative_to_the_including_file() {
+    let dir = std::env::temp_dir().join(format!("ha-agent-include-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(
+        dir.join("main.conf"),
+        "global_defs {\n router_id r\n}\ninclude conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("conf.d/a.conf"),
+        "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n bogus_keyword 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("conf.d/b.conf"),
+        "vrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n 10.0.0.2\n }\n}\n",
+    )
+    .unwrap();
+    let loaded = load(&dir.join("main.conf")).unwrap();
+    let names: Vec<&str> = loaded
+        .config
+        .instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["A", "B"]);
+    let expected = format!(
+        "{}:4: warning: unknown keyword `bogus_keyword` in vrrp_instance; ignored",
+        dir.join("conf.d/a.conf").display()
+    );
+    assert_eq!(messages(&loaded), vec![expected]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unreadable_file_is_an_error() {
+    assert!(load(std::path::Path::new("/nonexistent/keepalived.conf")).is_err());
+}
+
+#[test]
+fn out_of_range_values_are_errors_with_their_line() {
+    let text = "vrrp_instance V {\n interface eth0\n virtual_router_id 256\n priority 0\n advert_int 300\n}\n";
+    assert_eq!(
+        errors(text),
+        [
+            "t.conf:3: error: `virtual_router_id` 256 is out of range 1..255",
+            "t.conf:4: error: `priority` 0 is out of range 1..255",
+            "t.conf:5: error: `advert_int` 300 is out of range 0.01..255 s",
+            "t.conf:1: error: instance V: `virtual_router_id` missing",
+        ]
+    );
+}
+
+#[test]
+fn missing_interface_or_vrid() {
+    assert_eq!(
+        errors("vrrp_instance V {\n priority 100\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n"),
+        [
+            "t.conf:1: error: instance V: `interface` missing",
+            "t.conf:1: error: instance V: `virtual_router_id` missing",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_vrid_on_one_interface() {
+    let text = "vrrp_instance A {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.2\n }\n}\n\
+                vrrp_instance C {\n interface eth1\n virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.3\n }\n}\n";
+    assert_eq!(
+        errors(text),
+        ["t.conf:8: error: virtual_router_id 7 on eth0 is already used by instance A"]
+    );
+}
+
+#[test]
+fn nopreempt_with_state_master() {
+    let text = "vrrp_instance V {\n state MASTER\n nopreempt\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+    assert_eq!(
+        errors(text),
+        ["t.conf:2: error: `nopreempt` needs `state BACKUP` (a MASTER start would preempt anyway)"]
+    );
+}
+
+#[test]
+fn unclosed_block_is_an_error() {
+    assert_eq!(
+        errors("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n"),
+        ["t.conf:1: error: block is not closed: '}' missing"]
+    );
+}
+
+#[test]
+fn version_3_interval_and_v2_rounding() {
+    let loaded = parse_str(
+        "global_defs {\n vrrp_version 3\n}\n\
+         vrrp_instance A {\n interface eth0\n virtual_router_id 1\n advert_int 0.01\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+         vrrp_instance B {\n version 2\n interface eth0\n virtual_router_id 2\n advert_int 1.4\n virtual_ipaddress {\n 10.0.0.2\n }\n}\n",
+        "t.conf",
+    );
+    let [a, b] = &loaded.config.instances[..] else {
+        panic!()
+    };
+    assert_eq!((a.version, a.advert_int_cs), (Version::V3, 1));
+    assert_eq!((b.version, b.advert_int_cs), (Version::V2, 100));
+    assert_eq!(
+        messages(&loaded),
+        ["t.conf:16: warning: VRRPv2 advert_int must be whole seconds; using 1 s"]
+    );
+}
+
+#[test]
+fn auth_is_checked() {
+    assert_eq!(
+        errors(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n authentication {\n auth_type AH\n auth_pass x\n }\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n"
+        ),
+        ["t.conf:5: error: auth_type AH is not supported (use PASS or none)"]
+    );
+    let loaded = parse_str(
+        "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n authentication {\n auth_type PASS\n auth_pass 123456789\n }\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n",
+        "t.conf",
+    );
+    assert_eq!(loaded.config.instances[0].auth_pass, Some(*b"12345678"));
+    assert_eq!(
+        messages(&loaded),
+        ["t.conf:6: warning: auth_pass is longer than 8 characters; truncated to 8"]
+    );
+}
+
+#[test]
+fn unsupported_and_unknown_keywords_are_warnings() {
+    let loaded = parse_str(
+        "vrrp_sync_group G {\n group {\n V\n }\n}\nfoo bar\n\
+         vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_vmac\n virtual_ipaddress {\n 10.0.0.1 brd 10.0.0.255\n }\n}\n",
+        "t.conf",
+    );
+    assert!(!loaded.diagnostics.has_errors());
+    assert_eq!(
+        messages(&loaded),
+        [
+            "t.conf:1: warning: `vrrp_sync_group` is not supported by ha-agent; ignored",
+            "t.conf:6: warning: unknown keyword `foo` in top level; ignored",
+            "t.conf:10: warning: `use_vmac` is not supported by ha-agent; ignored",
+            "t.conf:12: warning: VIP option `brd` is not supported; ignored",
+        ]
+    );
+}
+
+#[test]
+fn track_script_must_name_a_vrrp_script() {
+    let text = "vrrp_script chk {\n script \"/bin/true\"\n interval 2\n weight -50\n fall 3\n}\n\
+                vrrp_instance V {\n interface eth0\n virtual_router_id 1\n track_script {\n chk\n nope weight 10\n }\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+    assert_eq!(
+        errors(text),
+        ["t.conf:12: error: track_script nope: no vrrp_script of that name"]
+    );
+    let loaded = parse_str(text, "t.conf");
+    let s = &loaded.config.scripts[0];
+    assert_eq!(
+        (s.interval, s.weight, s.fall, s.rise),
+        (Duration::from_secs(2), -50, 3, 1)
+    );
+    assert_eq!(loaded.config.instances[0].track_scripts[1].weight, Some(10));
+}
+
+#[test]
+fn ipv6_vip_is_a_clear_error() {
+    assert_eq!(
+        errors(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n fe80::1\n }\n}\n"
+        ),
+        [
+            "t.conf:5: error: virtual_ipaddress `fe80::1` is not an IPv4 address (IPv6 is not supported yet)"
+        ]
+    );
+}

@@ -1,0 +1,441 @@
+//! The VRRP state machine of one instance (RFC 3768 §6.4, RFC 5798 §6.4), sans IO.
+//!
+//! It owns no socket, clock or task: the caller feeds it inputs stamped with the current
+//! time and carries out the actions it queues, then sleeps until [`Instance::poll_timeout`].
+//! Time is a [`Duration`] since an arbitrary epoch (the daemon uses CLOCK_MONOTONIC; tests a
+//! virtual clock).
+
+use std::{collections::VecDeque, fmt, net::Ipv4Addr, time::Duration};
+
+use crate::config::Version;
+
+/// A point in time: the duration since an epoch chosen by the caller.
+pub type Time = Duration;
+
+const CENTISECOND: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub vrid: u8,
+    pub version: Version,
+    /// Configured priority, 1..=255 (255: address owner).
+    pub priority: u8,
+    /// Our advertisement interval in centiseconds (v2: a multiple of 100).
+    pub advert_int_cs: u16,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// Our primary address on the interface, for the equal-priority tie-break.
+    pub primary_ip: Ipv4Addr,
+    /// Delay of the second gratuitous ARP burst after becoming master (zero: none).
+    pub garp_delay: Duration,
+    /// Period of gratuitous ARP refreshes while master.
+    pub garp_refresh: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a transition happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Startup,
+    /// Priority 255 owns the addresses and takes over at once.
+    AddressOwner,
+    /// No advert from a master for Master_Down_Interval.
+    MasterDown,
+    /// The master sent priority 0 (it is stopping); we waited Skew_Time.
+    MasterResigned,
+    /// Preemption of a lower-priority master (after preempt_delay, if any).
+    Preempt {
+        master: Ipv4Addr,
+        priority: u8,
+    },
+    /// An advert with a higher priority, or equal priority from a higher address.
+    HigherPriority {
+        from: Ipv4Addr,
+        priority: u8,
+    },
+    Shutdown,
+    FaultOn,
+    FaultCleared,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => write!(f, "startup"),
+            Reason::AddressOwner => write!(f, "address owner (priority 255)"),
+            Reason::MasterDown => write!(f, "no advert for Master_Down_Interval"),
+            Reason::MasterResigned => write!(f, "master sent priority 0"),
+            Reason::Preempt { master, priority } => {
+                write!(
+                    f,
+                    "preempting lower-priority master {master} (priority {priority})"
+                )
+            }
+            Reason::HigherPriority { from, priority } => {
+                write!(f, "advert from {from} with priority {priority} wins")
+            }
+            Reason::Shutdown => write!(f, "shutdown"),
+            Reason::FaultOn => write!(f, "fault"),
+            Reason::FaultCleared => write!(f, "fault cleared"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    SendAdvert {
+        priority: u8,
+    },
+    AddVips,
+    RemoveVips,
+    /// Announce every VIP with gratuitous ARP (one burst).
+    SendGarp,
+    Transition {
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+}
+
+/// A received advert that passed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub from: Ipv4Addr,
+    pub priority: u8,
+    /// The sender's interval in centiseconds (learned by VRRPv3 backups).
+    pub interval_cs: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct Instance {
+    params: Params,
+    state: State,
+    priority_delta: i32,
+    fault: bool,
+    adver_timer: Option<Time>,
+    down_timer: Option<Time>,
+    garp_timer: Option<Time>,
+    /// When a lower-priority master may be preempted (preempt_delay running).
+    preempt_at: Option<Time>,
+    /// The master's interval (VRRPv3 learns it; VRRPv2 uses ours).
+    master_adver_int_cs: u16,
+    /// The current master as last heard (address, priority), while backup.
+    master: Option<(Ipv4Addr, u8)>,
+    /// Set by a priority-0 advert: the coming down-timer expiry is a resignation.
+    resigned: bool,
+    actions: VecDeque<Action>,
+    last_transition: Option<(Time, Reason)>,
+}
+
+impl Instance {
+    pub fn new(params: Params) -> Self {
+        let master_adver_int_cs = params.advert_int_cs;
+        Self {
+            params,
+            state: State::Initialize,
+            priority_delta: 0,
+            fault: false,
+            adver_timer: None,
+            down_timer: None,
+            garp_timer: None,
+            preempt_at: None,
+            master_adver_int_cs,
+            master: None,
+            resigned: false,
+            actions: VecDeque::new(),
+            last_transition: None,
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The current master: ourselves when master, else the last advertiser we accepted.
+    pub fn master(&self) -> Option<Ipv4Addr> {
+        match self.state {
+            State::Master => Some(self.params.primary_ip),
+            State::Backup => self.master.map(|(ip, _)| ip),
+            _ => None,
+        }
+    }
+
+    pub fn last_transition(&self) -> Option<(Time, Reason)> {
+        self.last_transition
+    }
+
+    /// Priority after tracker deltas: 255 stays 255, others are clamped to 1..=254.
+    pub fn priority(&self) -> u8 {
+        if self.params.priority == 255 {
+            return 255;
+        }
+        (i32::from(self.params.priority) + self.priority_delta).clamp(1, 254) as u8
+    }
+
+    pub fn master_adver_interval(&self) -> Duration {
+        CENTISECOND * u32::from(self.master_adver_int_cs)
+    }
+
+    fn advert_interval(&self) -> Duration {
+        CENTISECOND * u32::from(self.params.advert_int_cs)
+    }
+
+    /// Skew_Time: v2 (256 - priority)/256 s; v3 (256 - priority) × Master_Adver_Interval/256.
+    pub fn skew_time(&self) -> Duration {
+        let scale = u32::from(256 - u16::from(self.priority()));
+        match self.params.version {
+            Version::V2 => Duration::from_secs(1) * scale / 256,
+            Version::V3 => self.master_adver_interval() * scale / 256,
+        }
+    }
+
+    /// Master_Down_Interval: 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval() * 3 + self.skew_time()
+    }
+
+    /// The next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Instance::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        [self.adver_timer, self.down_timer, self.garp_timer]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Initialize → Master (owner) or Backup.
+    pub fn start(&mut self, now: Time) {
+        if self.state != State::Initialize {
+            return;
+        }
+        if self.fault {
+            self.transition(now, State::Fault, Reason::FaultOn);
+        } else if self.priority() == 255 {
+            self.become_master(now, Reason::AddressOwner);
+        } else {
+            self.become_backup(now, Reason::Startup);
+        }
+    }
+
+    pub fn handle_advert(&mut self, now: Time, advert: Received) {
+        match self.state {
+            State::Backup => self.backup_rx(now, advert),
+            State::Master => self.master_rx(now, advert),
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    fn backup_rx(&mut self, now: Time, advert: Received) {
+        if advert.priority == 0 {
+            self.master = Some((advert.from, 0));
+            self.resigned = true;
+            self.down_timer = Some(now + self.skew_time());
+            return;
+        }
+        let lower = advert.priority < self.priority();
+        if lower && self.params.preempt {
+            // Remembered for status, but the down timer keeps running: we will preempt.
+            self.master = Some((advert.from, advert.priority));
+            if self.params.preempt_delay.is_zero() {
+                return;
+            }
+            let at = *self
+                .preempt_at
+                .get_or_insert(now + self.params.preempt_delay);
+            if now >= at {
+                return;
+            }
+            // Accept the lower master until the delay ends, then preempt.
+            self.accept_master(advert);
+            self.down_timer = Some((now + self.master_down_interval()).min(at));
+            return;
+        }
+        self.accept_master(advert);
+        if !lower {
+            self.preempt_at = None;
+        }
+        self.down_timer = Some(now + self.master_down_interval());
+    }
+
+    fn accept_master(&mut self, advert: Received) {
+        if self.params.version == Version::V3 {
+            self.master_adver_int_cs = advert.interval_cs;
+        }
+        self.master = Some((advert.from, advert.priority));
+        self.resigned = false;
+    }
+
+    fn master_rx(&mut self, now: Time, advert: Received) {
+        let ours = self.priority();
+        if advert.priority == 0 {
+            // Another master resigning: announce ourselves at once.
+            self.send_advert(ours);
+            self.adver_timer = Some(now + self.advert_interval());
+        } else if advert.priority > ours
+            || (advert.priority == ours && advert.from > self.params.primary_ip)
+        {
+            self.adver_timer = None;
+            self.garp_timer = None;
+            self.actions.push_back(Action::RemoveVips);
+            self.accept_master(advert);
+            self.preempt_at = None;
+            self.down_timer = Some(now + self.master_down_interval());
+            let reason = Reason::HigherPriority {
+                from: advert.from,
+                priority: advert.priority,
+            };
+            self.transition(now, State::Backup, reason);
+        } else {
+            // A lower-priority master: reassert at once (RFC 9568, keepalived's default).
+            self.send_advert(ours);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Some(at) = self.down_timer
+            && at <= now
+        {
+            self.down_timer = None;
+            let reason = match self.master {
+                _ if self.resigned => Reason::MasterResigned,
+                Some((master, priority)) if priority < self.priority() && self.params.preempt => {
+                    Reason::Preempt { master, priority }
+                }
+                _ => Reason::MasterDown,
+            };
+            self.become_master(now, reason);
+        }
+        if let Some(at) = self.adver_timer
+            && at <= now
+        {
+            self.send_advert(self.priority());
+            // Keep the cadence of the schedule, not of our wake-ups, unless we fell behind.
+            let next = at + self.advert_interval();
+            self.adver_timer = Some(if next > now {
+                next
+            } else {
+                now + self.advert_interval()
+            });
+        }
+        if let Some(at) = self.garp_timer
+            && at <= now
+        {
+            self.actions.push_back(Action::SendGarp);
+            self.garp_timer = self.params.garp_refresh.map(|period| now + period);
+        }
+    }
+
+    /// Adds a tracker's priority change (sum of all deltas; clamped in [`Instance::priority`]).
+    pub fn set_priority_delta(&mut self, delta: i32) {
+        self.priority_delta = delta;
+    }
+
+    pub fn set_fault(&mut self, now: Time, fault: bool) {
+        if self.fault == fault {
+            return;
+        }
+        self.fault = fault;
+        match (fault, self.state) {
+            (true, State::Master) => {
+                self.leave_master();
+                self.transition(now, State::Fault, Reason::FaultOn);
+            }
+            (true, State::Backup) => {
+                self.down_timer = None;
+                self.transition(now, State::Fault, Reason::FaultOn);
+            }
+            (false, State::Fault) => self.become_backup(now, Reason::FaultCleared),
+            _ => {}
+        }
+    }
+
+    /// Stop: a master resigns with a priority-0 advert and releases its VIPs.
+    pub fn shutdown(&mut self, now: Time) {
+        if self.state == State::Master {
+            self.leave_master();
+        }
+        self.down_timer = None;
+        if self.state != State::Initialize {
+            self.transition(now, State::Initialize, Reason::Shutdown);
+        }
+    }
+
+    fn leave_master(&mut self) {
+        self.adver_timer = None;
+        self.garp_timer = None;
+        self.send_advert(0);
+        self.actions.push_back(Action::RemoveVips);
+    }
+
+    fn become_master(&mut self, now: Time, reason: Reason) {
+        self.down_timer = None;
+        self.preempt_at = None;
+        self.master = None;
+        self.resigned = false;
+        self.send_advert(self.priority());
+        self.actions.push_back(Action::AddVips);
+        self.actions.push_back(Action::SendGarp);
+        self.adver_timer = Some(now + self.advert_interval());
+        self.garp_timer = if !self.params.garp_delay.is_zero() {
+            Some(now + self.params.garp_delay)
+        } else {
+            self.params.garp_refresh.map(|period| now + period)
+        };
+        self.transition(now, State::Master, reason);
+    }
+
+    fn become_backup(&mut self, now: Time, reason: Reason) {
+        self.master_adver_int_cs = self.params.advert_int_cs;
+        self.master = None;
+        self.resigned = false;
+        self.down_timer = Some(now + self.master_down_interval());
+        self.transition(now, State::Backup, reason);
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        self.actions.push_back(Action::SendAdvert { priority });
+    }
+
+    fn transition(&mut self, now: Time, to: State, reason: Reason) {
+        let from = self.state;
+        self.state = to;
+        self.last_transition = Some((now, reason));
+        self.actions
+            .push_back(Action::Transition { from, to, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests;

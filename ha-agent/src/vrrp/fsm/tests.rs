@@ -1,0 +1,511 @@
+//! The state machine under a virtual clock.
+
+use super::*;
+
+const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 11);
+const PEER_HIGH: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 12);
+const PEER_LOW: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn us(v: u64) -> Duration {
+    Duration::from_micros(v)
+}
+
+fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
+    Params {
+        vrid: 107,
+        version,
+        priority,
+        advert_int_cs,
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_ip: ME,
+        garp_delay: Duration::from_secs(5),
+        garp_refresh: None,
+    }
+}
+
+/// An instance, a virtual clock and everything it did, with timestamps.
+struct Sim {
+    inst: Instance,
+    now: Time,
+    log: Vec<(Time, Action)>,
+}
+
+impl Sim {
+    fn new(params: Params) -> Self {
+        Self {
+            inst: Instance::new(params),
+            now: Duration::ZERO,
+            log: Vec::new(),
+        }
+    }
+
+    fn started(params: Params) -> Self {
+        let mut sim = Self::new(params);
+        sim.inst.start(sim.now);
+        sim.drain();
+        sim
+    }
+
+    fn drain(&mut self) {
+        while let Some(action) = self.inst.poll_action() {
+            self.log.push((self.now, action));
+        }
+    }
+
+    /// Advances the clock to `t`, firing every timer due on the way.
+    fn run_until(&mut self, t: Time) {
+        while let Some(at) = self.inst.poll_timeout() {
+            if at > t {
+                break;
+            }
+            assert!(at >= self.now, "timer in the past: {at:?} < {:?}", self.now);
+            self.now = at;
+            self.inst.handle_timeout(at);
+            self.drain();
+        }
+        self.now = t;
+    }
+
+    fn advert(&mut self, from: Ipv4Addr, priority: u8, interval_cs: u16) {
+        self.inst.handle_advert(
+            self.now,
+            Received {
+                from,
+                priority,
+                interval_cs,
+            },
+        );
+        self.drain();
+    }
+
+    /// Delivers an advert from `from` every `interval` until `until`.
+    fn peer_master(&mut self, from: Ipv4Addr, priority: u8, interval_cs: u16, until: Time) {
+        let step = CENTISECOND * u32::from(interval_cs);
+        let mut t = self.now;
+        while t <= until {
+            self.run_until(t);
+            self.advert(from, priority, interval_cs);
+            t += step;
+        }
+    }
+
+    fn transitions(&self) -> Vec<(Time, State, Reason)> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::Transition { to, reason, .. } => Some((*t, *to, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn adverts(&self) -> Vec<(Time, u8)> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::SendAdvert { priority } => Some((*t, *priority)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, action: Action) -> usize {
+        self.log.iter().filter(|(_, a)| *a == action).count()
+    }
+
+    fn since(&self, t: Time) -> Vec<Action> {
+        self.log
+            .iter()
+            .filter(|(at, _)| *at >= t)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+}
+
+#[test]
+fn timers_follow_the_rfc() {
+    // The seed: v2, priority 150, 1 s → skew 106/256 s, MDI 3.4140625 s.
+    let inst = Instance::new(params(Version::V2, 150, 100));
+    assert_eq!(inst.skew_time(), us(414_062) + Duration::from_nanos(500));
+    assert_eq!(
+        inst.master_down_interval(),
+        ms(3414) + Duration::from_nanos(62_500)
+    );
+    // v3, priority 120, 0.1 s: skew 136 × 100 ms / 256 = 53.125 ms, MDI 353.125 ms.
+    let inst = Instance::new(params(Version::V3, 120, 10));
+    assert_eq!(inst.skew_time(), us(53_125));
+    assert_eq!(inst.master_down_interval(), us(353_125));
+    // v3, 10 ms: MDI 35.3125 ms.
+    let inst = Instance::new(params(Version::V3, 120, 1));
+    assert_eq!(
+        inst.master_down_interval(),
+        us(35_312) + Duration::from_nanos(500)
+    );
+    // v2 skew does not scale with the interval.
+    let inst = Instance::new(params(Version::V2, 120, 300));
+    assert_eq!(inst.master_down_interval(), ms(9000) + us(531_250));
+}
+
+#[test]
+fn startup_waits_master_down_interval_then_takes_over() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(
+        sim.transitions(),
+        vec![(Duration::ZERO, State::Backup, Reason::Startup)]
+    );
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi - Duration::from_nanos(1));
+    assert_eq!(sim.inst.state(), State::Backup);
+    sim.run_until(mdi);
+    assert_eq!(sim.inst.state(), State::Master);
+    assert_eq!(
+        sim.since(mdi),
+        vec![
+            Action::SendAdvert { priority: 150 },
+            Action::AddVips,
+            Action::SendGarp,
+            Action::Transition {
+                from: State::Backup,
+                to: State::Master,
+                reason: Reason::MasterDown
+            },
+        ]
+    );
+    assert_eq!(sim.inst.master(), Some(ME));
+}
+
+#[test]
+fn address_owner_takes_over_at_once() {
+    let mut sim = Sim::started(params(Version::V2, 255, 100));
+    assert_eq!(sim.inst.state(), State::Master);
+    assert_eq!(
+        sim.transitions(),
+        vec![(Duration::ZERO, State::Master, Reason::AddressOwner)]
+    );
+    assert_eq!(sim.adverts(), vec![(Duration::ZERO, 255)]);
+    // Tracker deltas do not move an owner.
+    sim.inst.set_priority_delta(-100);
+    assert_eq!(sim.inst.priority(), 255);
+}
+
+#[test]
+fn master_advertises_every_interval_without_drift() {
+    let mut sim = Sim::started(params(Version::V3, 255, 1));
+    sim.run_until(ms(1000));
+    let adverts = sim.adverts();
+    assert_eq!(adverts.len(), 101, "one at start, then one per 10 ms");
+    for (i, (t, priority)) in adverts.iter().enumerate() {
+        assert_eq!(*t, ms(10) * i as u32);
+        assert_eq!(*priority, 255);
+    }
+}
+
+#[test]
+fn late_wakeups_do_not_send_bursts() {
+    let mut sim = Sim::started(params(Version::V3, 255, 1));
+    // The caller oversleeps by 55 ms: one advert, then the schedule restarts from now.
+    sim.now = ms(55);
+    sim.inst.handle_timeout(sim.now);
+    sim.drain();
+    assert_eq!(sim.adverts().len(), 2);
+    assert_eq!(sim.inst.poll_timeout(), Some(ms(65)));
+}
+
+#[test]
+fn backup_stays_backup_while_a_higher_master_advertises() {
+    let mut sim = Sim::started(params(Version::V2, 120, 100));
+    sim.peer_master(PEER_HIGH, 150, 100, Duration::from_secs(30));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.inst.master(), Some(PEER_HIGH));
+    // Equal priority is a master too, whatever its address.
+    sim.peer_master(PEER_LOW, 120, 100, Duration::from_secs(60));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::AddVips), 0);
+}
+
+#[test]
+fn backup_takes_over_master_down_interval_after_the_last_advert() {
+    let mut sim = Sim::started(params(Version::V2, 120, 100));
+    sim.peer_master(PEER_HIGH, 150, 100, Duration::from_secs(10));
+    let last = Duration::from_secs(10);
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(Duration::from_secs(30));
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(last + mdi, State::Master, Reason::MasterDown))
+    );
+}
+
+#[test]
+fn priority_zero_means_take_over_after_skew() {
+    let mut sim = Sim::started(params(Version::V3, 120, 10));
+    sim.peer_master(PEER_HIGH, 150, 10, ms(1000));
+    sim.run_until(ms(1050));
+    sim.advert(PEER_HIGH, 0, 10);
+    let skew = sim.inst.skew_time();
+    assert_eq!(skew, us(53_125));
+    sim.run_until(ms(2000));
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(ms(1050) + skew, State::Master, Reason::MasterResigned))
+    );
+}
+
+#[test]
+fn preempt_discards_lower_adverts() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    let mdi = sim.inst.master_down_interval();
+    sim.peer_master(PEER_HIGH, 100, 100, Duration::from_secs(10));
+    assert_eq!(
+        sim.transitions()[1],
+        (
+            mdi,
+            State::Master,
+            Reason::Preempt {
+                master: PEER_HIGH,
+                priority: 100
+            }
+        )
+    );
+}
+
+#[test]
+fn nopreempt_keeps_a_lower_master() {
+    let mut p = params(Version::V2, 150, 100);
+    p.preempt = false;
+    let mut sim = Sim::started(p);
+    sim.peer_master(PEER_HIGH, 100, 100, Duration::from_secs(60));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.inst.master(), Some(PEER_HIGH));
+    // ...until that master disappears.
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(Duration::from_secs(70));
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(
+            Duration::from_secs(60) + mdi,
+            State::Master,
+            Reason::MasterDown
+        ))
+    );
+}
+
+#[test]
+fn preempt_delay_accepts_a_lower_master_for_that_long() {
+    let mut p = params(Version::V2, 150, 100);
+    p.preempt_delay = Duration::from_secs(10);
+    let mut sim = Sim::started(p);
+    sim.peer_master(PEER_HIGH, 100, 100, Duration::from_secs(30));
+    assert_eq!(
+        sim.transitions()[1],
+        (
+            Duration::from_secs(10),
+            State::Master,
+            Reason::Preempt {
+                master: PEER_HIGH,
+                priority: 100
+            }
+        )
+    );
+    assert_eq!(sim.inst.state(), State::Master);
+}
+
+#[test]
+fn master_yields_to_higher_priority_and_v3_learns_its_interval() {
+    let mut sim = Sim::started(params(Version::V3, 255 - 1, 100));
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(sim.inst.state(), State::Master);
+    sim.advert(PEER_HIGH, 255, 5);
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(
+        sim.since(sim.now),
+        vec![
+            Action::RemoveVips,
+            Action::Transition {
+                from: State::Master,
+                to: State::Backup,
+                reason: Reason::HigherPriority {
+                    from: PEER_HIGH,
+                    priority: 255
+                },
+            },
+        ]
+    );
+    assert_eq!(sim.inst.master_adver_interval(), ms(50));
+    // MDI from the learned 50 ms: 150 ms + 2/256 × 50 ms.
+    assert_eq!(
+        sim.inst.master_down_interval(),
+        ms(150) + us(390) + Duration::from_nanos(625)
+    );
+    assert_eq!(
+        sim.inst.poll_timeout(),
+        Some(sim.now + sim.inst.master_down_interval())
+    );
+}
+
+#[test]
+fn v2_backup_keeps_its_own_interval() {
+    let mut sim = Sim::started(params(Version::V2, 100, 100));
+    sim.advert(PEER_HIGH, 200, 300);
+    assert_eq!(sim.inst.master_adver_interval(), Duration::from_secs(1));
+}
+
+#[test]
+fn equal_priority_tie_break_on_the_primary_address() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(sim.inst.state(), State::Master);
+    let before = sim.adverts().len();
+    sim.advert(PEER_LOW, 150, 100);
+    assert_eq!(
+        sim.inst.state(),
+        State::Master,
+        "a lower address loses the tie"
+    );
+    assert_eq!(
+        sim.adverts().len(),
+        before + 1,
+        "and the master reasserts itself"
+    );
+    sim.advert(PEER_HIGH, 150, 100);
+    assert_eq!(
+        sim.inst.state(),
+        State::Backup,
+        "a higher address wins the tie"
+    );
+}
+
+#[test]
+fn master_answers_lower_and_resigning_adverts_at_once() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    let t = sim.now + ms(300);
+    sim.run_until(t);
+    sim.advert(PEER_LOW, 100, 100);
+    assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
+    let t = sim.now + ms(100);
+    sim.run_until(t);
+    sim.advert(PEER_LOW, 0, 100);
+    assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
+    assert_eq!(
+        sim.inst
+            .poll_timeout()
+            .unwrap()
+            .min(t + Duration::from_secs(1)),
+        t + Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn shutdown_sends_priority_zero_and_releases_vips() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    let t = sim.now;
+    sim.inst.shutdown(t);
+    sim.drain();
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::RemoveVips,
+            Action::Transition {
+                from: State::Master,
+                to: State::Initialize,
+                reason: Reason::Shutdown
+            },
+        ]
+    );
+    assert_eq!(sim.inst.poll_timeout(), None);
+    // A stopped backup sends nothing.
+    let mut sim = Sim::started(params(Version::V2, 100, 100));
+    sim.inst.shutdown(ms(5));
+    sim.drain();
+    assert_eq!(sim.adverts(), vec![]);
+    assert_eq!(sim.inst.state(), State::Initialize);
+}
+
+#[test]
+fn gratuitous_arp_bursts() {
+    let mut p = params(Version::V2, 255, 100);
+    p.garp_refresh = Some(Duration::from_secs(60));
+    let mut sim = Sim::started(p);
+    sim.run_until(Duration::from_secs(200));
+    let garps: Vec<Time> = sim
+        .log
+        .iter()
+        .filter(|(_, a)| *a == Action::SendGarp)
+        .map(|(t, _)| *t)
+        .collect();
+    let s = Duration::from_secs;
+    assert_eq!(garps, vec![s(0), s(5), s(65), s(125), s(185)]);
+}
+
+#[test]
+fn tracker_delta_changes_the_advertised_priority_within_bounds() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    sim.inst.set_priority_delta(-50);
+    sim.run_until(Duration::from_secs(6));
+    assert_eq!(sim.adverts().last().unwrap().1, 100);
+    sim.inst.set_priority_delta(-500);
+    assert_eq!(sim.inst.priority(), 1);
+    sim.inst.set_priority_delta(500);
+    assert_eq!(sim.inst.priority(), 254);
+}
+
+#[test]
+fn fault_releases_and_recovery_waits_as_backup() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    let t = sim.now;
+    sim.inst.set_fault(t, true);
+    sim.drain();
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::RemoveVips,
+            Action::Transition {
+                from: State::Master,
+                to: State::Fault,
+                reason: Reason::FaultOn
+            },
+        ]
+    );
+    sim.run_until(Duration::from_secs(20));
+    assert_eq!(sim.inst.state(), State::Fault);
+    assert_eq!(sim.inst.poll_timeout(), None);
+    sim.advert(PEER_HIGH, 100, 100);
+    assert_eq!(
+        sim.inst.state(),
+        State::Fault,
+        "adverts are ignored in FAULT"
+    );
+    sim.inst.set_fault(sim.now, false);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    let t = sim.now;
+    sim.run_until(Duration::from_secs(30));
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(
+            t + sim.inst.master_down_interval(),
+            State::Master,
+            Reason::MasterDown
+        ))
+    );
+}
+
+#[test]
+fn adverts_before_start_are_ignored() {
+    let mut sim = Sim::new(params(Version::V2, 150, 100));
+    sim.advert(PEER_HIGH, 200, 100);
+    assert!(sim.log.is_empty());
+    assert_eq!(sim.inst.poll_timeout(), None);
+}

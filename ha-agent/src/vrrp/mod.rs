@@ -1,0 +1,4 @@
+//! VRRP: the wire codec and the sans-IO state machine.
+
+pub mod fsm;
+pub mod packet;

@@ -1,0 +1,549 @@
+//! VRRP advertisements on the wire (RFC 3768 v2, RFC 5798/9568 v3), IPv4.
+//!
+//! [`Advert::parse`] and [`Advert::emit`] are exact inverses for valid adverts. Receive
+//! validation follows RFC 3768/5798 §7.1: [`Ipv4Header::parse`] checks the IP part,
+//! [`Advert::parse`] the message itself, [`check_advert`] what depends on the instance.
+
+use std::net::Ipv4Addr;
+
+use subtle::ConstantTimeEq as _;
+
+pub const IPPROTO_VRRP: u8 = 112;
+pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const TTL: u8 = 255;
+const TYPE_ADVERTISEMENT: u8 = 1;
+const AUTH_NONE: u8 = 0;
+const AUTH_PASS: u8 = 1;
+const HEADER_LEN: usize = 8;
+const AUTH_LEN: usize = 8;
+
+/// Why a received packet was dropped; each reason has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// IP header malformed or truncated, or not protocol 112.
+    BadIp,
+    /// TTL is not 255 (the packet crossed a router).
+    Ttl,
+    Version,
+    Type,
+    /// Shorter than the header and the addresses it announces.
+    Length,
+    Checksum,
+    /// No instance with this VRID on the interface.
+    UnknownVrid,
+    /// VRRPv2 advert whose interval differs from ours.
+    Interval,
+    /// VRRPv3 advert with Max Adver Int 0.
+    ZeroInterval,
+    AuthType,
+    AuthMismatch,
+    /// Our own advert looped back.
+    Own,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 12] = [
+        DropReason::BadIp,
+        DropReason::Ttl,
+        DropReason::Version,
+        DropReason::Type,
+        DropReason::Length,
+        DropReason::Checksum,
+        DropReason::UnknownVrid,
+        DropReason::Interval,
+        DropReason::ZeroInterval,
+        DropReason::AuthType,
+        DropReason::AuthMismatch,
+        DropReason::Own,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::BadIp => "bad_ip",
+            DropReason::Ttl => "ttl",
+            DropReason::Version => "version",
+            DropReason::Type => "type",
+            DropReason::Length => "length",
+            DropReason::Checksum => "checksum",
+            DropReason::UnknownVrid => "unknown_vrid",
+            DropReason::Interval => "interval",
+            DropReason::ZeroInterval => "zero_interval",
+            DropReason::AuthType => "auth_type",
+            DropReason::AuthMismatch => "auth_mismatch",
+            DropReason::Own => "own",
+        }
+    }
+}
+
+/// The fields of an IPv4 header that VRRP validation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Header {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub header_len: usize,
+    /// Total length from the header, clamped to the bytes present.
+    pub total_len: usize,
+}
+
+impl Ipv4Header {
+    /// Parses the IPv4 header at the start of `packet` (what a raw socket receives).
+    pub fn parse(packet: &[u8]) -> Result<Self, DropReason> {
+        if packet.len() < 20 || packet[0] >> 4 != 4 {
+            return Err(DropReason::BadIp);
+        }
+        let header_len = usize::from(packet[0] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        if header_len < 20 || total_len < header_len || packet.len() < header_len {
+            return Err(DropReason::BadIp);
+        }
+        Ok(Self {
+            src: Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]),
+            dst: Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]),
+            ttl: packet[8],
+            protocol: packet[9],
+            header_len,
+            total_len: total_len.min(packet.len()),
+        })
+    }
+
+    /// The payload after the header, without link-layer padding.
+    pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
+        &packet[self.header_len..self.total_len]
+    }
+}
+
+/// Advertisement interval as carried on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interval {
+    /// VRRPv2: whole seconds (8 bits).
+    Seconds(u8),
+    /// VRRPv3: centiseconds (12 bits).
+    Centis(u16),
+}
+
+impl Interval {
+    pub fn centis(self) -> u32 {
+        match self {
+            Interval::Seconds(s) => u32::from(s) * 100,
+            Interval::Centis(c) => u32::from(c),
+        }
+    }
+}
+
+/// Which form of the checksum a VRRPv3/IPv4 advert carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumForm {
+    /// Over the message only (VRRPv2; RFC 9568 VRRPv3/IPv4).
+    Message,
+    /// Over the IPv4 pseudo-header and the message (keepalived's and FRR's VRRPv3 default).
+    PseudoHeader,
+}
+
+/// A VRRP advertisement (IPv4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advert {
+    pub vrid: u8,
+    pub priority: u8,
+    pub interval: Interval,
+    /// VRRPv2 authentication: type and 8 data bytes. `None` for v3.
+    pub auth: Option<(u8, [u8; AUTH_LEN])>,
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+impl Advert {
+    pub fn version(&self) -> u8 {
+        match self.interval {
+            Interval::Seconds(_) => 2,
+            Interval::Centis(_) => 3,
+        }
+    }
+
+    /// Parses and checks a VRRP message (the IP payload, padding allowed) sent from `src`
+    /// to `dst`. Returns the advert and the checksum form that matched.
+    pub fn parse(
+        msg: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<(Self, ChecksumForm), DropReason> {
+        if msg.len() < HEADER_LEN {
+            return Err(DropReason::Length);
+        }
+        let version = msg[0] >> 4;
+        if msg[0] & 0x0f != TYPE_ADVERTISEMENT {
+            return Err(DropReason::Type);
+        }
+        let count = usize::from(msg[3]);
+        let len = match version {
+            2 => HEADER_LEN + 4 * count + AUTH_LEN,
+            3 => HEADER_LEN + 4 * count,
+            _ => return Err(DropReason::Version),
+        };
+        if msg.len() < len {
+            return Err(DropReason::Length);
+        }
+        let msg = &msg[..len];
+        let form = if checksum(msg, None) == 0 {
+            ChecksumForm::Message
+        } else if version == 3 && checksum(msg, Some((src, dst))) == 0 {
+            ChecksumForm::PseudoHeader
+        } else {
+            return Err(DropReason::Checksum);
+        };
+        if version == 2 && form != ChecksumForm::Message {
+            return Err(DropReason::Checksum);
+        }
+        let addrs = msg[HEADER_LEN..HEADER_LEN + 4 * count]
+            .chunks_exact(4)
+            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            .collect();
+        let (interval, auth) = if version == 2 {
+            let mut data = [0u8; AUTH_LEN];
+            data.copy_from_slice(&msg[len - AUTH_LEN..]);
+            (Interval::Seconds(msg[5]), Some((msg[4], data)))
+        } else {
+            let centis = u16::from_be_bytes([msg[4], msg[5]]) & 0x0fff;
+            if centis == 0 {
+                return Err(DropReason::ZeroInterval);
+            }
+            (Interval::Centis(centis), None)
+        };
+        Ok((
+            Advert {
+                vrid: msg[1],
+                priority: msg[2],
+                interval,
+                auth,
+                addrs,
+            },
+            form,
+        ))
+    }
+
+    /// Appends the VRRP message to `out`. VRRPv3 checksums use `form` (with `src`/`dst` for
+    /// the pseudo-header); VRRPv2 always covers the message only.
+    pub fn emit(&self, out: &mut Vec<u8>, form: ChecksumForm, src: Ipv4Addr, dst: Ipv4Addr) {
+        let start = out.len();
+        let (version, b4, b5) = match self.interval {
+            Interval::Seconds(s) => (2, self.auth.map_or(AUTH_NONE, |(t, _)| t), s),
+            Interval::Centis(c) => {
+                let [hi, lo] = (c & 0x0fff).to_be_bytes();
+                (3, hi, lo)
+            }
+        };
+        out.extend_from_slice(&[
+            version << 4 | TYPE_ADVERTISEMENT,
+            self.vrid,
+            self.priority,
+            self.addrs.len() as u8,
+            b4,
+            b5,
+            0,
+            0,
+        ]);
+        for addr in &self.addrs {
+            out.extend_from_slice(&addr.octets());
+        }
+        if version == 2 {
+            out.extend_from_slice(&self.auth.map_or([0; AUTH_LEN], |(_, d)| d));
+        }
+        let pseudo = (version == 3 && form == ChecksumForm::PseudoHeader).then_some((src, dst));
+        let sum = checksum(&out[start..], pseudo);
+        out[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
+/// Instance-level receive checks (RFC 3768/5798 §7.1) that need the local configuration.
+pub struct Expect<'a> {
+    pub version: u8,
+    /// Our interval (compared for VRRPv2 only).
+    pub interval: Interval,
+    /// VRRPv2 PASS data if we authenticate.
+    pub auth_pass: Option<&'a [u8; AUTH_LEN]>,
+}
+
+pub fn check_advert(advert: &Advert, expect: &Expect<'_>) -> Result<(), DropReason> {
+    if advert.version() != expect.version {
+        return Err(DropReason::Version);
+    }
+    if let (Interval::Seconds(theirs), Interval::Seconds(ours)) = (advert.interval, expect.interval)
+        && theirs != ours
+    {
+        return Err(DropReason::Interval);
+    }
+    if let Some((auth_type, data)) = &advert.auth {
+        match (expect.auth_pass, *auth_type) {
+            (None, AUTH_NONE) => {}
+            (Some(pass), AUTH_PASS) => {
+                if !bool::from(pass.ct_eq(data)) {
+                    return Err(DropReason::AuthMismatch);
+                }
+            }
+            _ => return Err(DropReason::AuthType),
+        }
+    }
+    Ok(())
+}
+
+/// The Internet checksum of `msg`, preceded by the IPv4 pseudo-header when given. Over data
+/// whose checksum field is filled in, a correct checksum yields 0.
+pub fn checksum(msg: &[u8], pseudo: Option<(Ipv4Addr, Ipv4Addr)>) -> u16 {
+    let mut sum: u32 = 0;
+    if let Some((src, dst)) = pseudo {
+        for pair in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
+            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        sum += u32::from(IPPROTO_VRRP);
+        sum += msg.len() as u32;
+    }
+    let mut chunks = msg.chunks_exact(2);
+    for pair in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+    /// The seed advert from DESIGN.md: v2, VRID 107, priority 150, 1 s, PASS "1111".
+    const SEED: [u8; 20] = [
+        0x21, 0x6b, 0x96, 0x01, 0x01, 0x01, 0x21, 0xbf, 0xc0, 0xa8, 0x02, 0xc8, 0x31, 0x31, 0x31,
+        0x31, 0x00, 0x00, 0x00, 0x00,
+    ];
+    const PASS: [u8; 8] = *b"1111\0\0\0\0";
+
+    fn seed(priority: u8) -> Advert {
+        Advert {
+            vrid: 107,
+            priority,
+            interval: Interval::Seconds(1),
+            auth: Some((AUTH_PASS, PASS)),
+            addrs: vec![VIP],
+        }
+    }
+
+    fn v3(priority: u8) -> Advert {
+        Advert {
+            vrid: 107,
+            priority,
+            interval: Interval::Centis(100),
+            auth: None,
+            addrs: vec![VIP],
+        }
+    }
+
+    fn emit(advert: &Advert, form: ChecksumForm) -> Vec<u8> {
+        let mut out = Vec::new();
+        advert.emit(&mut out, form, SRC, VRRP_GROUP_V4);
+        out
+    }
+
+    #[test]
+    fn seed_advert_bytes() {
+        assert_eq!(emit(&seed(150), ChecksumForm::Message), SEED);
+        let (parsed, form) = Advert::parse(&SEED, SRC, VRRP_GROUP_V4).unwrap();
+        assert_eq!(parsed, seed(150));
+        assert_eq!(form, ChecksumForm::Message);
+    }
+
+    #[test]
+    fn seed_shutdown_advert() {
+        let bytes = emit(&seed(0), ChecksumForm::Message);
+        let mut expected = SEED;
+        expected[2] = 0;
+        expected[6..8].copy_from_slice(&[0xb7, 0xbf]);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn v3_checksum_forms() {
+        let pseudo = emit(&v3(150), ChecksumForm::PseudoHeader);
+        assert_eq!(u16::from_be_bytes([pseudo[6], pseudo[7]]), 0xd17c);
+        let message = emit(&v3(150), ChecksumForm::Message);
+        assert_eq!(u16::from_be_bytes([message[6], message[7]]), 0x74be);
+        // Both forms are accepted and told apart.
+        assert_eq!(
+            Advert::parse(&pseudo, SRC, VRRP_GROUP_V4).unwrap().1,
+            ChecksumForm::PseudoHeader
+        );
+        assert_eq!(
+            Advert::parse(&message, SRC, VRRP_GROUP_V4).unwrap().1,
+            ChecksumForm::Message
+        );
+        // The pseudo-header form depends on the addresses it was computed for.
+        let other_src = Ipv4Addr::new(192, 168, 2, 11);
+        assert_eq!(
+            Advert::parse(&pseudo, other_src, VRRP_GROUP_V4),
+            Err(DropReason::Checksum)
+        );
+    }
+
+    #[test]
+    fn round_trips() {
+        for advert in [
+            seed(1),
+            seed(255),
+            v3(0),
+            Advert {
+                vrid: 1,
+                priority: 100,
+                interval: Interval::Centis(1),
+                auth: None,
+                addrs: vec![],
+            },
+            Advert {
+                vrid: 255,
+                priority: 254,
+                interval: Interval::Centis(4095),
+                auth: None,
+                addrs: (0..20).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect(),
+            },
+            Advert {
+                vrid: 9,
+                priority: 9,
+                interval: Interval::Seconds(255),
+                auth: Some((AUTH_NONE, [0; 8])),
+                addrs: vec![VIP, SRC],
+            },
+        ] {
+            for form in [ChecksumForm::Message, ChecksumForm::PseudoHeader] {
+                let bytes = emit(&advert, form);
+                let (parsed, _) = Advert::parse(&bytes, SRC, VRRP_GROUP_V4).unwrap();
+                assert_eq!(parsed, advert);
+            }
+        }
+    }
+
+    #[test]
+    fn ethernet_padding_is_allowed() {
+        let mut padded = SEED.to_vec();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(
+            Advert::parse(&padded, SRC, VRRP_GROUP_V4).unwrap().0,
+            seed(150)
+        );
+    }
+
+    #[test]
+    fn malformed_adverts_are_rejected_with_their_reason() {
+        let mut bad_version = SEED;
+        bad_version[0] = 0x41;
+        let mut bad_type = SEED;
+        bad_type[0] = 0x22;
+        let mut bad_sum = SEED;
+        bad_sum[7] ^= 1;
+        let mut too_many_addrs = SEED;
+        too_many_addrs[3] = 2;
+        let mut zero_interval = emit(&v3(100), ChecksumForm::Message);
+        zero_interval[4] = 0;
+        zero_interval[5] = 0;
+        zero_interval[6] = 0;
+        zero_interval[7] = 0;
+        let sum = checksum(&zero_interval, None);
+        zero_interval[6..8].copy_from_slice(&sum.to_be_bytes());
+        let cases: [(&[u8], DropReason); 7] = [
+            (&[], DropReason::Length),
+            (&SEED[..7], DropReason::Length),
+            (&SEED[..19], DropReason::Length),
+            (&bad_version, DropReason::Version),
+            (&bad_type, DropReason::Type),
+            (&bad_sum, DropReason::Checksum),
+            (&too_many_addrs, DropReason::Length),
+        ];
+        for (bytes, reason) in cases {
+            assert_eq!(
+                Advert::parse(bytes, SRC, VRRP_GROUP_V4),
+                Err(reason),
+                "{bytes:02x?}"
+            );
+        }
+        assert_eq!(
+            Advert::parse(&zero_interval, SRC, VRRP_GROUP_V4),
+            Err(DropReason::ZeroInterval)
+        );
+    }
+
+    #[test]
+    fn v2_with_a_pseudo_header_checksum_is_rejected() {
+        let mut bytes = SEED;
+        bytes[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(&bytes, Some((SRC, VRRP_GROUP_V4)));
+        bytes[6..8].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            Advert::parse(&bytes, SRC, VRRP_GROUP_V4),
+            Err(DropReason::Checksum)
+        );
+    }
+
+    #[test]
+    fn instance_checks() {
+        let expect = Expect {
+            version: 2,
+            interval: Interval::Seconds(1),
+            auth_pass: Some(&PASS),
+        };
+        assert_eq!(check_advert(&seed(150), &expect), Ok(()));
+        let wrong = Advert {
+            auth: Some((AUTH_PASS, *b"2222\0\0\0\0")),
+            ..seed(150)
+        };
+        assert_eq!(check_advert(&wrong, &expect), Err(DropReason::AuthMismatch));
+        let none = Advert {
+            auth: Some((AUTH_NONE, [0; 8])),
+            ..seed(150)
+        };
+        assert_eq!(check_advert(&none, &expect), Err(DropReason::AuthType));
+        let slow = Advert {
+            interval: Interval::Seconds(2),
+            ..seed(150)
+        };
+        assert_eq!(check_advert(&slow, &expect), Err(DropReason::Interval));
+        assert_eq!(check_advert(&v3(150), &expect), Err(DropReason::Version));
+        // v3 intervals are learned, not compared.
+        let expect3 = Expect {
+            version: 3,
+            interval: Interval::Centis(10),
+            auth_pass: None,
+        };
+        assert_eq!(check_advert(&v3(150), &expect3), Ok(()));
+        let open = Expect {
+            version: 2,
+            interval: Interval::Seconds(1),
+            auth_pass: None,
+        };
+        assert_eq!(check_advert(&seed(150), &open), Err(DropReason::AuthType));
+    }
+
+    #[test]
+    fn ip_header() {
+        let mut packet = vec![0x45, 0xc0, 0, 40, 0, 0, 0, 0, 255, 112, 0, 0];
+        packet.extend_from_slice(&SRC.octets());
+        packet.extend_from_slice(&VRRP_GROUP_V4.octets());
+        packet.extend_from_slice(&SEED);
+        packet.extend_from_slice(&[0; 4]); // padding beyond total length
+        let ip = Ipv4Header::parse(&packet).unwrap();
+        assert_eq!(
+            (ip.src, ip.dst, ip.ttl, ip.protocol),
+            (SRC, VRRP_GROUP_V4, 255, 112)
+        );
+        assert_eq!(ip.payload(&packet), SEED);
+        assert_eq!(Ipv4Header::parse(&packet[..19]), Err(DropReason::BadIp));
+        let mut v6 = packet.clone();
+        v6[0] = 0x60;
+        assert_eq!(Ipv4Header::parse(&v6), Err(DropReason::BadIp));
+        let mut short_total = packet.clone();
+        short_total[3] = 10;
+        assert_eq!(Ipv4Header::parse(&short_total), Err(DropReason::BadIp));
+    }
+}
