@@ -4,5 +4,8 @@
 //! drive the same code.
 
 pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod net;
 pub mod vrrp;
 pub mod xdp;

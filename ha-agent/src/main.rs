@@ -1,1 +1,107 @@
-fn main() {}
+//! `ha-agent`: run the agent, ask it for its status, or check a configuration.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ha_agent::{config, ctl, daemon, net::link::Link};
+
+const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+const DEFAULT_STATE_DIR: &str = "/run/ha-agent";
+
+#[derive(Parser)]
+#[command(version, about = "VRRP high-availability agent; reads keepalived.conf")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the configuration.
+    Run {
+        #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Where the status socket lives.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Show the running agent's instances.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a configuration: exit 0 if it can run (warnings allowed), 1 if it has errors.
+    CheckConfig {
+        #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Run { config, state_dir } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            match runtime.block_on(daemon::run(daemon::Options { config, state_dir })) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("ha-agent: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Status { state_dir, json } => {
+            let status = ctl::query(&ctl::socket_path(&state_dir))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => check_config(&config),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(path)?;
+    for d in &loaded.diagnostics.0 {
+        println!("{d}");
+    }
+    let errors = loaded.diagnostics.errors().count();
+    let mut warnings = loaded.diagnostics.0.len() - errors;
+    // The file may be meant for another host: a missing interface is worth a warning here.
+    for inst in &loaded.config.instances {
+        if let Err(e) = Link::lookup(&inst.interface) {
+            println!(
+                "{}: warning: instance {}: {e} on this host",
+                inst.loc, inst.name
+            );
+            warnings += 1;
+        }
+    }
+    println!(
+        "{}: {} instance(s), {} error(s), {} warning(s)",
+        path.display(),
+        loaded.config.instances.len(),
+        errors,
+        warnings
+    );
+    Ok(if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -5,8 +5,10 @@
 //! the [`Topology`] is dropped, also while a failed test unwinds. Namespaces that a killed
 //! run left behind (their pid is gone) are removed when the next topology is built.
 
+pub mod daemons;
 pub mod topology;
 pub mod wait;
 
+pub use daemons::{Daemon, Kind, VrrpConf};
 pub use topology::{Host, Process, Topology};
 pub use wait::wait_until;

@@ -5,7 +5,7 @@ use std::{
     fs::File,
     net::Ipv4Addr,
     os::unix::process::CommandExt as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{
         Mutex,
@@ -95,6 +95,8 @@ impl Drop for Process {
 /// Namespaces, bridge and veths of one test; all removed on drop.
 pub struct Topology {
     pub prefix: String,
+    /// Configs and logs of this topology's processes; kept if the test fails.
+    dir: PathBuf,
     lan: String,
     hosts: Vec<Host>,
     created: Mutex<Vec<String>>,
@@ -113,8 +115,11 @@ impl Topology {
             NEXT_TOPOLOGY.fetch_add(1, Ordering::Relaxed)
         );
         let lan = format!("{prefix}-lan");
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
         let mut topology = Topology {
             prefix: prefix.clone(),
+            dir,
             lan: lan.clone(),
             hosts: Vec::new(),
             created: Mutex::new(Vec::new()),
@@ -198,6 +203,16 @@ impl Topology {
             .unwrap_or_else(|| panic!("no host {name} in this topology"))
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Simulated host death: SIGKILL to the process group and the host's cable pulled.
+    pub fn crash(&self, host: &str, process: &mut Process) {
+        process.kill_group();
+        self.set_cable(host, false);
+    }
+
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
     pub fn set_cable(&self, host: &str, up: bool) {
         let port = &self.host(host).lan_port;
@@ -218,6 +233,11 @@ impl Drop for Topology {
         // Hosts first: deleting the lan namespace then removes the bridge and the veths.
         for netns in self.created.lock().unwrap().iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", netns]).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }

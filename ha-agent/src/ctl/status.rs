@@ -1,0 +1,111 @@
+//! The agent's state as the status socket reports it, and its table rendering.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub pid: u32,
+    pub config: String,
+    pub instances: Vec<InstanceStatus>,
+    /// Packets dropped before they could be matched to an instance, by reason.
+    pub unmatched_drops: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    pub state: String,
+    /// Effective priority (configured priority plus tracker deltas).
+    pub priority: u8,
+    pub configured_priority: u8,
+    pub master: Option<String>,
+    pub primary_ip: String,
+    pub vips: Vec<String>,
+    pub vips_held: bool,
+    pub advert_interval_ms: f64,
+    pub master_down_interval_ms: f64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub adverts_dropped: BTreeMap<String, u64>,
+    pub last_transition: Option<Transition>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// Wall-clock time, seconds since the Unix epoch.
+    pub unix_time: f64,
+}
+
+impl Status {
+    /// A table for people.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        for i in &self.instances {
+            let _ = writeln!(
+                out,
+                "{} ({} vrid {} v{}): {} priority {}{}",
+                i.name,
+                i.interface,
+                i.vrid,
+                i.version,
+                i.state,
+                i.priority,
+                if i.priority != i.configured_priority {
+                    format!(" (configured {})", i.configured_priority)
+                } else {
+                    String::new()
+                }
+            );
+            let _ = writeln!(
+                out,
+                "  master: {}",
+                i.master.as_deref().unwrap_or("unknown")
+            );
+            let _ = writeln!(
+                out,
+                "  VIPs: {} ({})",
+                i.vips.join(", "),
+                if i.vips_held { "held here" } else { "not held" }
+            );
+            let dropped: u64 = i.adverts_dropped.values().sum();
+            let _ = write!(
+                out,
+                "  adverts: {} sent, {} received, {} dropped",
+                i.adverts_sent, i.adverts_received, dropped
+            );
+            let reasons: Vec<String> = i
+                .adverts_dropped
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
+            if !reasons.is_empty() {
+                let _ = write!(out, " ({})", reasons.join(", "));
+            }
+            out.push('\n');
+            if let Some(t) = &i.last_transition {
+                let _ = writeln!(
+                    out,
+                    "  last transition: {} -> {} {:.1} s ago ({})",
+                    t.from,
+                    t.to,
+                    (now - t.unix_time).max(0.0),
+                    t.reason
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,84 @@
+//! CLOCK_MONOTONIC time and a timerfd that sleeps until a deadline on that clock.
+//!
+//! The state machine's `Time` is this clock; the XDP program's `bpf_ktime_get_ns()` is the
+//! same clock. A timerfd wakes with nanosecond resolution, where tokio's timer rounds up to
+//! the next millisecond (a whole 10 % of a 10 ms advert interval).
+
+use std::{
+    io,
+    os::fd::{AsFd as _, AsRawFd, RawFd},
+    time::Duration,
+};
+
+use nix::{
+    sys::{
+        time::TimeSpec,
+        timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags},
+    },
+    time::{ClockId as Clock, clock_gettime},
+};
+use tokio::io::{Interest, unix::AsyncFd};
+
+pub fn now() -> Duration {
+    let t = clock_gettime(Clock::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+/// tokio's AsyncFd wants `AsRawFd`, which nix's TimerFd does not implement.
+struct RawTimerFd(TimerFd);
+
+impl AsRawFd for RawTimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+pub struct Timer {
+    fd: AsyncFd<RawTimerFd>,
+    armed: Option<Duration>,
+}
+
+impl Timer {
+    pub fn new() -> io::Result<Self> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // SAFETY: the TimerFd owns its descriptor for as long as the AsyncFd holds it.
+        let fd = unsafe { AsyncFd::register_with_interest(RawTimerFd(fd), Interest::READABLE) }?;
+        Ok(Self { fd, armed: None })
+    }
+
+    /// Arms the timer for `deadline` (absolute, on [`now`]'s clock), or disarms it.
+    pub fn arm(&mut self, deadline: Option<Duration>) -> io::Result<()> {
+        if deadline == self.armed {
+            return Ok(());
+        }
+        match deadline {
+            Some(at) => self.fd.get_ref().0.set(
+                // A zero it_value would disarm the timer instead of firing at once.
+                Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )?,
+            None => self.fd.get_ref().0.unset()?,
+        }
+        self.armed = deadline;
+        Ok(())
+    }
+
+    /// Waits until the armed deadline has passed (forever if disarmed).
+    pub async fn expired(&mut self) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut count = [0u8; 8];
+            match nix::unistd::read(guard.get_inner().as_raw_fd(), &mut count) {
+                Ok(_) => {
+                    self.armed = None;
+                    return Ok(());
+                }
+                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Raw IPv4 socket for VRRP adverts (protocol 112) on one interface.
+
+use std::{
+    io::{self, Read as _},
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::vrrp::packet::{IPPROTO_VRRP, TTL, VRRP_GROUP_V4};
+
+/// DSCP CS6 (network control), as keepalived sends.
+const TOS_NETWORK_CONTROL: u32 = 0xc0;
+/// Room for 255 instances at 10 ms without drops while the loop is busy.
+const RECV_BUFFER: usize = 4 << 20;
+
+pub struct AdvertSocket {
+    socket: AsyncFd<Socket>,
+}
+
+impl AdvertSocket {
+    /// Opens a socket bound to `iface`: TTL 255, no multicast loopback, member of
+    /// 224.0.0.18. With `unicast_src`, it is bound to that address (unicast peers).
+    pub fn open(iface: &str, ifindex: u32, unicast_src: Option<Ipv4Addr>) -> io::Result<Self> {
+        let socket = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IPPROTO_VRRP))),
+        )?;
+        socket.bind_device(Some(iface.as_bytes()))?;
+        socket.set_multicast_ttl_v4(u32::from(TTL))?;
+        socket.set_ttl_v4(u32::from(TTL))?;
+        socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
+        socket.set_multicast_loop_v4(false)?;
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        match unicast_src {
+            Some(src) => socket.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?,
+            None => socket
+                .join_multicast_v4_n(&VRRP_GROUP_V4, &InterfaceIndexOrAddress::Index(ifindex))?,
+        }
+        socket.set_nonblocking(true)?;
+        // SAFETY: the Socket owns its descriptor for as long as the AsyncFd holds it.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        Ok(Self { socket })
+    }
+
+    /// Sends one VRRP message; the kernel adds the IP header.
+    pub fn send(&self, msg: &[u8], dst: Ipv4Addr) -> io::Result<()> {
+        self.socket
+            .get_ref()
+            .send_to(msg, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+        Ok(())
+    }
+
+    /// Receives one packet (IP header included) into `buf`.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.socket.readable().await?;
+            match guard.try_io(|s| s.get_ref().read(buf)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}

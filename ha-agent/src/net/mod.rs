@@ -1,0 +1,6 @@
+//! The world at the edges: advert sockets, VIPs through rtnetlink, gratuitous ARP, links.
+
+pub mod advert_socket;
+pub mod garp;
+pub mod link;
+pub mod vip;

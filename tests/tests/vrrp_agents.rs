@@ -1,0 +1,162 @@
+//! ha-agent against ha-agent: election, crash failover, preemption, graceful stop, nopreempt.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ha_tests::{Daemon, Topology, VrrpConf, wait::assert_never, wait_until};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+
+/// Master_Down_Interval of VRRPv2 at 1 s for `priority`.
+fn mdi_v2(priority: u8) -> Duration {
+    Duration::from_secs(3) + Duration::from_secs(1) * (256 - u32::from(priority)) / 256
+}
+
+/// Slack for process scheduling on a loaded 2-core machine.
+const SLACK: Duration = Duration::from_millis(700);
+
+fn holder(t: &Topology, hosts: &[&str]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|h| t.host(h).has_address("eth0", VIP))
+        .map(|h| h.to_string())
+        .collect()
+}
+
+#[test]
+fn crash_failover_preemption_and_arp_drift() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let mut agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    let _agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+
+    // Both start as backup; a takes over after its Master_Down_Interval.
+    let (_, took) = wait_until(
+        "VIP on a",
+        mdi_v2(150) + SLACK + Duration::from_secs(1),
+        || a.has_address("eth0", VIP).then_some(()),
+    );
+    assert!(
+        took >= mdi_v2(150) - Duration::from_millis(300),
+        "a took over too early: {took:?}"
+    );
+    assert_eq!(holder(&t, &["a", "b", "c"]), ["a"]);
+    assert!(c.ping_once(VIP), "the observer reaches the VIP");
+    assert_eq!(c.arp_entry(VIP).as_deref(), Some(a.mac.as_str()));
+    assert_eq!(agent_a.instance_field("state"), "MASTER");
+
+    // Crash a: the backup takes over within its Master_Down_Interval of a's last advert.
+    t.crash("a", &mut agent_a.process);
+    let (_, took) = wait_until("VIP on b", mdi_v2(120) + SLACK, || {
+        b.has_address("eth0", VIP).then_some(())
+    });
+    assert!(
+        took + Duration::from_secs(1) >= mdi_v2(120),
+        "b took over {took:?} after the crash, sooner than Master_Down_Interval allows"
+    );
+    // The gratuitous ARP moves the observer's cache to b's MAC.
+    wait_until("observer ARP entry -> b", Duration::from_secs(2), || {
+        (c.arp_entry(VIP).as_deref() == Some(b.mac.as_str())).then_some(())
+    });
+    assert!(c.ping_once(VIP));
+
+    // a comes back (a leftover VIP from the crash is still configured on it): it removes
+    // it at start, waits as backup, then preempts the lower-priority b.
+    t.set_cable("a", true);
+    assert!(
+        a.has_address("eth0", VIP),
+        "a SIGKILLed agent leaves its VIP behind"
+    );
+    let _agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    wait_until(
+        "leftover VIP removed from a",
+        Duration::from_secs(2),
+        || (!a.has_address("eth0", VIP)).then_some(()),
+    );
+    let (_, took) = wait_until(
+        "VIP back on a",
+        mdi_v2(150) + SLACK + Duration::from_secs(1),
+        || a.has_address("eth0", VIP).then_some(()),
+    );
+    assert!(
+        took >= mdi_v2(150) - Duration::from_millis(500),
+        "preempted too early: {took:?}"
+    );
+    wait_until("VIP gone from b", Duration::from_secs(1), || {
+        (!b.has_address("eth0", VIP)).then_some(())
+    });
+    wait_until("observer ARP entry -> a", Duration::from_secs(2), || {
+        (c.arp_entry(VIP).as_deref() == Some(a.mac.as_str())).then_some(())
+    });
+}
+
+#[test]
+fn graceful_stop_hands_over_after_skew_time() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let mut agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    let agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+    wait_until(
+        "VIP on a",
+        mdi_v2(150) + SLACK + Duration::from_secs(1),
+        || a.has_address("eth0", VIP).then_some(()),
+    );
+    wait_until("b sees a as master", Duration::from_secs(2), || {
+        (agent_b.instance_field("master") == a.ip.to_string()).then_some(())
+    });
+
+    let start = std::time::Instant::now();
+    agent_a.stop();
+    assert!(!a.has_address("eth0", VIP), "a released its VIP on SIGTERM");
+    // b takes over Skew_Time (136/256 s) after a's priority-0 advert.
+    let skew = Duration::from_secs(1) * 136 / 256;
+    wait_until("VIP on b", skew + SLACK, || {
+        b.has_address("eth0", VIP).then_some(())
+    });
+    assert!(
+        start.elapsed() >= skew - Duration::from_millis(50),
+        "took over before Skew_Time"
+    );
+    let transition = &agent_b.instance_field("last_transition");
+    assert_eq!(transition["to"], "MASTER");
+    assert_eq!(transition["reason"], "master sent priority 0");
+}
+
+#[test]
+fn nopreempt_keeps_the_current_master() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let _agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+    wait_until(
+        "VIP on b",
+        mdi_v2(120) + SLACK + Duration::from_secs(1),
+        || b.has_address("eth0", VIP).then_some(()),
+    );
+    let mut conf = VrrpConf::seed("BACKUP", 150);
+    conf.nopreempt = true;
+    let agent_a = Daemon::agent(a, t.dir(), &conf.render());
+    // Higher priority, but nopreempt: a stays backup well past its Master_Down_Interval.
+    assert_never("a taking the VIP", mdi_v2(150) * 2, || {
+        a.has_address("eth0", VIP)
+    });
+    assert_eq!(agent_a.instance_field("state"), "BACKUP");
+    assert_eq!(agent_a.instance_field("master"), b.ip.to_string());
+    assert!(b.has_address("eth0", VIP));
+}
+
+#[test]
+fn equal_priority_elects_the_higher_address() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let _agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
+    let agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
+    // b (192.168.2.11) wins over a (192.168.2.10), even if both became master at once.
+    wait_until(
+        "exactly b holds the VIP",
+        mdi_v2(100) + SLACK + Duration::from_secs(2),
+        || (holder(&t, &["a", "b"]) == ["b"]).then_some(()),
+    );
+    assert_never("a holding the VIP", Duration::from_secs(3), || {
+        a.has_address("eth0", VIP)
+    });
+    assert_eq!(agent_b.instance_field("state"), "MASTER");
+}
