@@ -1,0 +1,219 @@
+//! ha-agent beside real keepalived 2.2.7 on one LAN: each as master and as backup, VRRPv2
+//! with PASS and VRRPv3 at 0.1 s, crash and graceful stop, preemption, wrong password.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ha_tests::{Daemon, Host, Topology, VrrpConf, wait::assert_never, wait_until};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+/// Slack for process scheduling on a loaded 2-core machine.
+const SLACK: Duration = Duration::from_millis(700);
+
+/// Master_Down_Interval and Skew_Time for `priority` at `interval` (v2: skew uses 1 s).
+fn timers(version: u8, interval: Duration, priority: u8) -> (Duration, Duration) {
+    let base = if version == 2 {
+        Duration::from_secs(1)
+    } else {
+        interval
+    };
+    let skew = base * (256 - u32::from(priority)) / 256;
+    (interval * 3 + skew, skew)
+}
+
+fn wait_vip(host: &Host, within: Duration) -> Duration {
+    wait_until(&format!("VIP on {}", host.name), within, || {
+        host.has_address("eth0", VIP).then_some(())
+    })
+    .1
+}
+
+fn wait_arp(observer: &Host, owner: &Host) {
+    wait_until(
+        &format!("observer's ARP entry for the VIP -> {}", owner.name),
+        Duration::from_secs(2),
+        || (observer.arp_entry(VIP).as_deref() == Some(owner.mac.as_str())).then_some(()),
+    );
+}
+
+#[test]
+fn agent_master_keepalived_backup_v2_crash_and_preempt() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let (mdi_a, _) = timers(2, Duration::from_secs(1), 150);
+    let (mdi_b, _) = timers(2, Duration::from_secs(1), 120);
+    let mut agent = Daemon::agent(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    let mut keepalived = Daemon::keepalived(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    assert!(c.ping_once(VIP));
+    wait_arp(c, a);
+    // keepalived accepts our adverts: it stays backup.
+    assert_never(
+        "keepalived taking the VIP",
+        mdi_b + Duration::from_secs(1),
+        || b.has_address("eth0", VIP),
+    );
+    assert_eq!(agent.instance_field("state"), "MASTER");
+    assert!(keepalived.process.is_running());
+
+    t.crash("a", &mut agent.process);
+    let took = wait_vip(b, mdi_b + SLACK);
+    assert!(
+        took + Duration::from_secs(1) >= mdi_b,
+        "keepalived took over after {took:?}"
+    );
+    wait_arp(c, b);
+
+    // ha-agent returns and preempts keepalived.
+    t.set_cable("a", true);
+    let agent = Daemon::agent(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    wait_until(
+        "the VIP left by the crash is removed",
+        Duration::from_secs(2),
+        || (!a.has_address("eth0", VIP)).then_some(()),
+    );
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    wait_until(
+        "keepalived releases the VIP",
+        Duration::from_secs(1),
+        || (!b.has_address("eth0", VIP)).then_some(()),
+    );
+    wait_arp(c, a);
+    assert_eq!(
+        agent.instance_field("adverts_dropped"),
+        serde_json::json!({})
+    );
+    keepalived.stop();
+}
+
+#[test]
+fn keepalived_master_agent_backup_v3_fast_graceful_and_crash() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let interval = Duration::from_millis(100);
+    let (mdi_a, _) = timers(3, interval, 150);
+    let (mdi_b, skew_b) = timers(3, interval, 120);
+    let conf_a = VrrpConf::v3("MASTER", 150, "0.1").render();
+    let mut keepalived = Daemon::keepalived(a, t.dir(), &conf_a);
+    let agent = Daemon::agent(b, t.dir(), &VrrpConf::v3("BACKUP", 120, "0.1").render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    wait_until(
+        "the agent follows keepalived",
+        Duration::from_secs(2),
+        || (agent.instance_field("master") == a.ip.to_string()).then_some(()),
+    );
+    assert!(!b.has_address("eth0", VIP));
+    // keepalived's VRRPv3 checksum (with the IPv4 pseudo-header) is accepted: nothing dropped.
+    wait_until(
+        "ten adverts received from keepalived",
+        Duration::from_secs(3),
+        || (agent.instance_field("adverts_received").as_u64().unwrap() >= 10).then_some(()),
+    );
+    assert!(c.ping_once(VIP));
+    assert_eq!(
+        agent.instance_field("adverts_dropped"),
+        serde_json::json!({})
+    );
+    wait_arp(c, a);
+
+    // Graceful: keepalived sends priority 0; the agent takes over after Skew_Time.
+    keepalived.stop();
+    let took = wait_vip(b, skew_b + SLACK);
+    assert!(!a.has_address("eth0", VIP), "keepalived released the VIP");
+    wait_arp(c, b);
+    assert_eq!(
+        agent.instance_field("last_transition")["reason"],
+        "master sent priority 0"
+    );
+    eprintln!("graceful takeover {took:?} (skew {skew_b:?})");
+
+    // keepalived returns with the higher priority and preempts the agent.
+    let mut keepalived = Daemon::keepalived(a, t.dir(), &conf_a);
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(2));
+    wait_until("the agent yields", Duration::from_secs(1), || {
+        (!b.has_address("eth0", VIP)).then_some(())
+    });
+    assert_eq!(agent.instance_field("state"), "BACKUP");
+
+    // Crash keepalived's host: the agent takes over within its Master_Down_Interval.
+    t.crash("a", &mut keepalived.process);
+    let took = wait_vip(b, mdi_b + SLACK);
+    assert!(
+        took + interval >= mdi_b,
+        "took over {took:?} after the crash, MDI {mdi_b:?}"
+    );
+    wait_arp(c, b);
+    assert_eq!(
+        agent.instance_field("last_transition")["reason"],
+        "no advert for Master_Down_Interval"
+    );
+}
+
+#[test]
+fn agent_master_v3_graceful_stop_to_keepalived() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let interval = Duration::from_millis(100);
+    let (mdi_a, _) = timers(3, interval, 150);
+    let (_, skew_b) = timers(3, interval, 120);
+    let mut agent = Daemon::agent(a, t.dir(), &VrrpConf::v3("MASTER", 150, "0.1").render());
+    let _keepalived = Daemon::keepalived(b, t.dir(), &VrrpConf::v3("BACKUP", 120, "0.1").render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    assert_never("keepalived taking the VIP", Duration::from_secs(2), || {
+        b.has_address("eth0", VIP)
+    });
+    agent.stop();
+    wait_vip(b, skew_b + SLACK);
+    assert!(!a.has_address("eth0", VIP));
+}
+
+#[test]
+fn keepalived_master_v2_crash_to_agent() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let (mdi_a, _) = timers(2, Duration::from_secs(1), 150);
+    let (mdi_b, _) = timers(2, Duration::from_secs(1), 120);
+    let mut keepalived = Daemon::keepalived(a, t.dir(), &VrrpConf::seed("MASTER", 150).render());
+    let agent = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    assert!(c.ping_once(VIP));
+    wait_arp(c, a);
+    assert_never(
+        "the agent taking the VIP",
+        mdi_b + Duration::from_secs(1),
+        || b.has_address("eth0", VIP),
+    );
+    assert_eq!(agent.instance_field("master"), a.ip.to_string());
+    t.crash("a", &mut keepalived.process);
+    let took = wait_vip(b, mdi_b + SLACK);
+    assert!(
+        took + Duration::from_secs(1) >= mdi_b,
+        "took over {took:?} after the crash"
+    );
+    wait_arp(c, b);
+}
+
+#[test]
+fn wrong_password_is_ignored_and_counted() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let (mdi_a, _) = timers(2, Duration::from_secs(1), 150);
+    let (mdi_b, _) = timers(2, Duration::from_secs(1), 120);
+    let mut wrong = VrrpConf::seed("MASTER", 150);
+    wrong.auth_pass = Some("2222".into());
+    let _keepalived = Daemon::keepalived(a, t.dir(), &wrong.render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    // The agent drops every advert of keepalived, so after its Master_Down_Interval it
+    // becomes master too. (keepalived 2.2.7 stops advertising once it hears a wrong
+    // password, so the count stops there.)
+    let agent = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 120).render());
+    wait_vip(b, mdi_b + SLACK + Duration::from_secs(1));
+    let dropped = agent.instance_field("adverts_dropped");
+    assert!(
+        dropped["auth_mismatch"].as_u64().unwrap_or(0) >= 2,
+        "drops: {dropped}"
+    );
+    assert_eq!(dropped.as_object().unwrap().len(), 1, "drops: {dropped}");
+    assert_eq!(agent.instance_field("adverts_received"), 0);
+    assert_eq!(agent.instance_field("state"), "MASTER");
+    assert!(a.has_address("eth0", VIP), "keepalived ignores us too");
+}
