@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: setup, build, test, demo and benchmarks for ha-agent.
 
+mod demo;
 mod setup;
 
 use std::{
@@ -30,6 +31,8 @@ enum Cmd {
     /// Build target/release/ha-agent with the XDP object embedded.
     Build,
     /// Setup, build, fmt, clippy, then every unit and integration test (needs root).
+    /// Run the hot-standby demo on a LAN of network namespaces (needs root).
+    Demo,
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -42,6 +45,11 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::install(),
         Cmd::BuildEbpf { release } => build_ebpf(release),
         Cmd::Build => build(),
+        Cmd::Demo => {
+            setup::install()?;
+            build()?;
+            demo::run(&workspace_root().join("target/release/ha-agent"))
+        }
         Cmd::Test { args } => test(&args),
     }
 }

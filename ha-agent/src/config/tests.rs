@@ -5,29 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use super::*;
 
 /// The seed configuration, verbatim (stray `}` included).
-const SEED: &str = "! Configuration File for keepalived
-global_defs {
-   router_id ha_test
-   vrrp_skip_check_adv_addr
-   vrrp_garp_interval 0
-   vrrp_gna_interval 0
-}
-vrrp_instance VI_1 {
-    state MASTER
-    interface enp1s0
-    virtual_router_id 107
-    priority 150
-    advert_int 1
-    authentication {
-        auth_type PASS
-        auth_pass 1111
-    }
-    virtual_ipaddress {
-\t     192.168.2.200
-    }
-  }
-}
-";
+const SEED: &str = include_str!("../../../docs/seed-keepalived.conf");
 
 fn messages(loaded: &Loaded) -> Vec<String> {
     loaded.diagnostics.0.iter().map(|d| d.to_string()).collect()

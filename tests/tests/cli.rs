@@ -1,0 +1,128 @@
+//! The `ha-agent` command line: check-config, status, and SIGHUP reload of a running agent.
+
+use std::{net::Ipv4Addr, process::Command, time::Duration};
+
+use ha_tests::{Daemon, Topology, VrrpConf, daemons::agent_binary, wait::assert_never, wait_until};
+use nix::sys::signal::Signal;
+
+fn check_config(text: &str, dir: &std::path::Path) -> (i32, String) {
+    let path = dir.join("check.conf");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(agent_binary())
+        .args(["check-config", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).replace(&*path.to_string_lossy(), "F"),
+    )
+}
+
+#[test]
+fn check_config_exit_codes_and_messages() {
+    let dir = std::env::temp_dir().join(format!("ha-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = include_str!("../../docs/seed-keepalived.conf");
+    let (code, out) = check_config(seed, &dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("F:22: warning: extra '}' ignored"), "{out}");
+    assert!(out.contains("F: 1 instance(s), 0 error(s)"), "{out}");
+
+    let (code, out) = check_config(&seed.replace("priority 150", "priority 300"), &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("F:12: error: `priority` 300 is out of range 1..255"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn two_instances(third: bool) -> String {
+    let mut vi1 = VrrpConf::seed("MASTER", 255);
+    vi1.name = "VI_1".into();
+    let mut other = VrrpConf::seed("MASTER", 255);
+    if third {
+        other.name = "VI_3".into();
+        other.vrid = 109;
+        other.vips = vec!["192.168.2.202".into()];
+    } else {
+        other.name = "VI_2".into();
+        other.vrid = 108;
+        other.vips = vec!["192.168.2.201".into()];
+    }
+    // The second render repeats global_defs, which is allowed.
+    format!("{}{}", vi1.render(), other.render())
+}
+
+#[test]
+fn status_and_sighup_reload() {
+    let t = Topology::new(&["a"]);
+    let a = t.host("a");
+    let vip = |last: u8| Ipv4Addr::new(192, 168, 2, last);
+    let agent = Daemon::agent(a, t.dir(), &two_instances(false));
+    // Priority 255 owns the addresses: master at once.
+    wait_until("both VIPs", Duration::from_secs(3), || {
+        (a.has_address("eth0", vip(200)) && a.has_address("eth0", vip(201))).then_some(())
+    });
+    let out = Command::new(agent_binary())
+        .args(["status", "--state-dir"])
+        .arg(&agent.state_dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("VI_1 (eth0 vrid 107 v2): MASTER priority 255"),
+        "{table}"
+    );
+    assert!(
+        table.contains("VIPs: 192.168.2.201/32 (held here)"),
+        "{table}"
+    );
+    let before = agent.status()["instances"][0]["last_transition"].clone();
+
+    // VI_2 goes, VI_3 comes, VI_1 is untouched and keeps its VIP throughout.
+    std::fs::write(t.dir().join("ha-agent-a.conf"), two_instances(true)).unwrap();
+    agent.process.signal(Signal::SIGHUP);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_never("VI_1's VIP missing", Duration::from_secs(2), || {
+                !a.has_address("eth0", vip(200))
+            })
+        });
+        wait_until("VI_3's VIP", Duration::from_secs(3), || {
+            a.has_address("eth0", vip(202)).then_some(())
+        });
+        wait_until("VI_2's VIP removed", Duration::from_secs(3), || {
+            (!a.has_address("eth0", vip(201))).then_some(())
+        });
+    });
+    let status = agent.status();
+    let names: Vec<&str> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["VI_1", "VI_3"]);
+    assert_eq!(
+        status["instances"][0]["last_transition"], before,
+        "VI_1 kept its state"
+    );
+
+    // A broken configuration is refused and the running one stays.
+    std::fs::write(
+        t.dir().join("ha-agent-a.conf"),
+        "vrrp_instance X {\n priority 999\n}\n",
+    )
+    .unwrap();
+    agent.process.signal(Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent.status()["instances"].as_array().unwrap().len(), 2);
+    assert!(
+        agent
+            .log_text()
+            .contains("reload failed, keeping the running configuration")
+    );
+    assert!(a.has_address("eth0", vip(200)) && a.has_address("eth0", vip(202)));
+}

@@ -1,0 +1,197 @@
+//! `cargo xtask demo`: the seed hot-standby setup on a LAN of network namespaces.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use ha_tests::{Daemon, Host, Topology};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+const SEED: &str = include_str!("../../docs/seed-keepalived.conf");
+
+/// The seed configuration for a host: its interface is eth0 here, and B is the backup.
+fn seed_for(state: &str, priority: u8) -> String {
+    SEED.replace("enp1s0", "eth0")
+        .replace("state MASTER", &format!("state {state}"))
+        .replace("priority 150", &format!("priority {priority}"))
+}
+
+fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn who(t: &Topology, mac: Option<String>) -> String {
+    match mac {
+        Some(mac) if mac == t.host("a").mac => format!("{mac} (A)"),
+        Some(mac) if mac == t.host("b").mac => format!("{mac} (B)"),
+        Some(mac) => mac,
+        None => "no entry".into(),
+    }
+}
+
+fn show_observer(t: &Topology) {
+    let c = t.host("c");
+    let reply = if c.ping_once(VIP) {
+        "it answers"
+    } else {
+        "NO ANSWER"
+    };
+    println!(
+        "   C pings {VIP}: {reply}; C's ARP cache says {VIP} is at {}.",
+        who(t, c.arp_entry(VIP))
+    );
+}
+
+fn status(binary: &Path, daemon: &Daemon) {
+    let out = std::process::Command::new(binary)
+        .args(["status", "--state-dir"])
+        .arg(&daemon.state_dir)
+        .output();
+    if let Ok(out) = out {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("      {line}");
+        }
+    }
+}
+
+fn holders(t: &Topology) -> String {
+    let held: Vec<&str> = ["a", "b"]
+        .into_iter()
+        .filter(|h| t.host(h).has_address("eth0", VIP))
+        .collect();
+    match held.as_slice() {
+        [] => "nobody".into(),
+        hosts => hosts
+            .iter()
+            .map(|h| h.to_uppercase())
+            .collect::<Vec<_>>()
+            .join(" and "),
+    }
+}
+
+/// Waits for `host` to hold the VIP and for C's ARP entry to point at it; prints both.
+fn drift(t: &Topology, host: &Host, timeout: Duration, floor: &str) -> Result<()> {
+    let start = Instant::now();
+    let Some(took) = wait_for(timeout, || host.has_address("eth0", VIP)) else {
+        anyhow::bail!("{} did not take the VIP within {timeout:?}", host.name);
+    };
+    println!(
+        "   {} holds the VIP after {} ({floor}).",
+        host.name.to_uppercase(),
+        secs(took)
+    );
+    let c = t.host("c");
+    // C only updates an existing ARP entry from a gratuitous ARP: give it one first.
+    if c.arp_entry(VIP).is_none() {
+        c.ping_once(VIP);
+    }
+    if wait_for(Duration::from_secs(2), || {
+        c.arp_entry(VIP).as_deref() == Some(host.mac.as_str())
+    })
+    .is_some()
+    {
+        println!(
+            "   C's ARP entry now points at {}, {} after the change began (gratuitous ARP).",
+            who(t, Some(host.mac.clone())),
+            secs(start.elapsed())
+        );
+    }
+    Ok(())
+}
+
+pub fn run(binary: &Path) -> Result<()> {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    println!("\nha-agent demo: two servers share a virtual IP (VIP); a third host uses it.\n");
+    println!(
+        "   A  {}  {}  ha-agent, configured MASTER, priority 150",
+        a.ip, a.mac
+    );
+    println!(
+        "   B  {}  {}  ha-agent, configured BACKUP, priority 120",
+        b.ip, b.mac
+    );
+    println!(
+        "   C  {}  {}  observer (a client of the service)",
+        c.ip, c.mac
+    );
+    println!(
+        "   All in network namespaces ({}-*) joined by a bridge. Both agents read the seed\n   \
+         keepalived.conf (docs/seed-keepalived.conf): VRRPv2, VRID 107, an advert every second,\n   \
+         password 1111, VIP {VIP}. Configs and logs: {}\n",
+        t.prefix,
+        t.dir().display()
+    );
+
+    println!("1. Start both agents. Every node starts as BACKUP and waits Master_Down_Interval");
+    println!("   (3 adverts + skew) for a master's advert before claiming the VIP itself.");
+    let mut agent_a = Daemon::agent_with(a, t.dir(), &seed_for("MASTER", 150), binary);
+    let agent_b = Daemon::agent_with(b, t.dir(), &seed_for("BACKUP", 120), binary);
+    drift(
+        &t,
+        a,
+        Duration::from_secs(8),
+        "Master_Down_Interval for priority 150: 3.41 s",
+    )?;
+    show_observer(&t);
+    std::thread::sleep(Duration::from_millis(300));
+    println!("   `ha-agent status` on A and on B:");
+    status(binary, &agent_a);
+    status(binary, &agent_b);
+
+    println!("\n2. Stop A's agent (SIGTERM, as `systemctl stop` does). It sends a priority-0");
+    println!("   advert and removes the VIP; B takes over after its Skew_Time.");
+    agent_a.stop();
+    drift(
+        &t,
+        b,
+        Duration::from_secs(5),
+        "Skew_Time for priority 120: 0.53 s",
+    )?;
+    show_observer(&t);
+
+    println!("\n3. Start A's agent again. It hears B advertise priority 120 < 150 and preempts");
+    println!("   it after its own Master_Down_Interval.");
+    let mut agent_a = Daemon::agent_with(a, t.dir(), &seed_for("MASTER", 150), binary);
+    drift(
+        &t,
+        a,
+        Duration::from_secs(8),
+        "Master_Down_Interval for priority 150: 3.41 s",
+    )?;
+    wait_for(Duration::from_secs(2), || !b.has_address("eth0", VIP));
+    println!("   The VIP is held by: {}.", holders(&t));
+    show_observer(&t);
+
+    println!("\n4. Crash A: kill its agent with SIGKILL and pull its cable. Nothing says goodbye;");
+    println!("   B notices the silence after Master_Down_Interval for priority 120 (3.53 s).");
+    t.crash("a", &mut agent_a.process);
+    drift(
+        &t,
+        b,
+        Duration::from_secs(8),
+        "counted from the kill; the last advert came up to 1 s earlier",
+    )?;
+    show_observer(&t);
+    println!(
+        "   (A's dead agent left the address configured on A, but A is off the LAN: only B\n   \
+         answers.)\n\nDone. Removing the namespaces and {}.\n",
+        t.dir().display()
+    );
+    drop(agent_b);
+    Ok(())
+}
