@@ -55,11 +55,12 @@ impl VrrpConf {
         }
     }
 
-    /// The whole keepalived.conf for an instance on `eth0`.
+    /// The whole keepalived.conf for this instance on `eth0`.
     pub fn render(&self) -> String {
-        let mut c = String::from(
-            "global_defs {\n    router_id ha_test\n    vrrp_skip_check_adv_addr\n    vrrp_garp_interval 0\n    vrrp_gna_interval 0\n}\n",
-        );
+        config(std::slice::from_ref(self))
+    }
+
+    fn render_instance(&self, c: &mut String) {
         let _ = writeln!(c, "vrrp_instance {} {{", self.name);
         let _ = writeln!(c, "    state {}", self.state);
         c.push_str("    interface eth0\n");
@@ -85,8 +86,18 @@ impl VrrpConf {
             let _ = writeln!(c, "    {line}");
         }
         c.push_str("}\n");
-        c
     }
+}
+
+/// A keepalived.conf with the seed's global_defs and `instances`.
+pub fn config(instances: &[VrrpConf]) -> String {
+    let mut c = String::from(
+        "global_defs {\n    router_id ha_test\n    vrrp_skip_check_adv_addr\n    vrrp_garp_interval 0\n    vrrp_gna_interval 0\n}\n",
+    );
+    for instance in instances {
+        instance.render_instance(&mut c);
+    }
+    c
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

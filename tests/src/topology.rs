@@ -213,6 +213,27 @@ impl Topology {
         self.set_cable(host, false);
     }
 
+    /// Frames the host has sent onto the LAN (received by its bridge port).
+    pub fn frames_from(&self, host: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &self.lan,
+                "-j",
+                "-s",
+                "link",
+                "show",
+                "dev",
+                &self.host(host).lan_port,
+            ])
+            .output()
+            .expect("ip link show");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        json[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .expect("rx packets")
+    }
+
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
     pub fn set_cable(&self, host: &str, up: bool) {
         let port = &self.host(host).lan_port;

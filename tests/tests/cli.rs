@@ -2,7 +2,12 @@
 
 use std::{net::Ipv4Addr, process::Command, time::Duration};
 
-use ha_tests::{Daemon, Topology, VrrpConf, daemons::agent_binary, wait::assert_never, wait_until};
+use ha_tests::{
+    Daemon, Topology, VrrpConf,
+    daemons::{agent_binary, config},
+    wait::assert_never,
+    wait_until,
+};
 use nix::sys::signal::Signal;
 
 fn check_config(text: &str, dir: &std::path::Path) -> (i32, String) {
@@ -51,8 +56,7 @@ fn two_instances(third: bool) -> String {
         other.vrid = 108;
         other.vips = vec!["192.168.2.201".into()];
     }
-    // The second render repeats global_defs, which is allowed.
-    format!("{}{}", vi1.render(), other.render())
+    config(&[vi1, other])
 }
 
 #[test]

@@ -144,19 +144,31 @@ fn nopreempt_keeps_the_current_master() {
 }
 
 #[test]
-fn equal_priority_elects_the_higher_address() {
+fn split_brain_heals_to_the_higher_address_at_equal_priority() {
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
-    let _agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
+    // With a's cable out, each node hears nobody and becomes master: split brain.
+    t.set_cable("a", false);
+    let agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
     let agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
-    // b (192.168.2.11) wins over a (192.168.2.10), even if both became master at once.
     wait_until(
-        "exactly b holds the VIP",
-        mdi_v2(100) + SLACK + Duration::from_secs(2),
-        || (holder(&t, &["a", "b"]) == ["b"]).then_some(()),
+        "both masters",
+        mdi_v2(100) + SLACK + Duration::from_secs(1),
+        || (holder(&t, &["a", "b"]) == ["a", "b"]).then_some(()),
     );
-    assert_never("a holding the VIP", Duration::from_secs(3), || {
+    // Reconnected, the masters hear each other at equal priority: the higher primary
+    // address (b, 192.168.2.11) stays master, a yields within an advert interval or two.
+    t.set_cable("a", true);
+    wait_until("exactly b holds the VIP", Duration::from_secs(3), || {
+        (holder(&t, &["a", "b"]) == ["b"]).then_some(())
+    });
+    assert_never("a taking the VIP back", Duration::from_secs(3), || {
         a.has_address("eth0", VIP)
     });
     assert_eq!(agent_b.instance_field("state"), "MASTER");
+    assert_eq!(agent_a.instance_field("state"), "BACKUP");
+    assert_eq!(
+        agent_a.instance_field("last_transition")["reason"],
+        "advert from 192.168.2.11 with priority 100 wins"
+    );
 }

@@ -1,0 +1,141 @@
+//! `cargo xtask bench failover|steady`: ha-agent and keepalived side by side, in one run,
+//! on the same namespace topology (method: shared/reference/benchmark-method.md).
+
+mod capture;
+mod failover;
+pub mod report;
+mod steady;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use ha_tests::{Daemon, Host, VrrpConf};
+
+pub use failover::run as failover;
+pub use steady::run as steady;
+
+/// The implementation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Impl {
+    Keepalived,
+    HaAgent,
+}
+
+impl Impl {
+    pub const BOTH: [Impl; 2] = [Impl::Keepalived, Impl::HaAgent];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Keepalived => "keepalived",
+            Impl::HaAgent => "ha-agent",
+        }
+    }
+
+    pub fn start(self, host: &Host, dir: &Path, config: &str, binary: &Path) -> Daemon {
+        match self {
+            Impl::Keepalived => Daemon::keepalived(host, dir, config),
+            Impl::HaAgent => Daemon::agent_with(host, dir, config, binary),
+        }
+    }
+}
+
+/// A protocol setting: version and advertisement interval.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub version: u8,
+    pub interval: Duration,
+    /// As written in keepalived.conf.
+    pub advert_int: &'static str,
+}
+
+impl Timing {
+    pub const V2_1S: Timing = Timing {
+        version: 2,
+        interval: Duration::from_secs(1),
+        advert_int: "1",
+    };
+    pub const V3_100MS: Timing = Timing {
+        version: 3,
+        interval: Duration::from_millis(100),
+        advert_int: "0.1",
+    };
+    pub const V3_10MS: Timing = Timing {
+        version: 3,
+        interval: Duration::from_millis(10),
+        advert_int: "0.01",
+    };
+
+    /// Skew_Time for `priority` (v2 always on a 1 s base).
+    pub fn skew(self, priority: u8) -> Duration {
+        let base = if self.version == 2 {
+            Duration::from_secs(1)
+        } else {
+            self.interval
+        };
+        base * (256 - u32::from(priority)) / 256
+    }
+
+    pub fn master_down(self, priority: u8) -> Duration {
+        self.interval * 3 + self.skew(priority)
+    }
+
+    pub fn conf(self, state: &'static str, priority: u8) -> VrrpConf {
+        if self.version == 2 {
+            VrrpConf::seed(state, priority)
+        } else {
+            VrrpConf::v3(state, priority, self.advert_int)
+        }
+    }
+}
+
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// min / p50 / p99 / max of a sample (nearest rank).
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub min: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Summary {
+        let mut v = values.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        if v.is_empty() {
+            return Summary {
+                min: f64::NAN,
+                p50: f64::NAN,
+                p99: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        Summary {
+            min: v[0],
+            p50: rank(0.5),
+            p99: rank(0.99),
+            max: v[v.len() - 1],
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! JSON results under docs/bench/ and the tables of docs/benchmarks.md made from them.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context as _, Result};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Impl, failover::Case, steady::Steady};
+
+const FAILOVER_JSON: &str = "docs/bench/failover.json";
+const STEADY_JSON: &str = "docs/bench/steady.json";
+const MARKDOWN: &str = "docs/benchmarks.md";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Run<T> {
+    /// When and where it ran.
+    date: String,
+    kernel: String,
+    cpus: usize,
+    results: Vec<T>,
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn save<T: Serialize + DeserializeOwned>(
+    root: &Path,
+    which: &str,
+    results: Vec<T>,
+) -> Result<()> {
+    let run = Run {
+        date: sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        kernel: sh("uname", &["-r"]),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        results,
+    };
+    let path = root.join(if which == "failover" {
+        FAILOVER_JSON
+    } else {
+        STEADY_JSON
+    });
+    std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&run)?)?;
+    eprintln!("wrote {}", path.display());
+    write_markdown(root)
+}
+
+fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+    ))
+}
+
+fn write_markdown(root: &Path) -> Result<()> {
+    let mut md = String::from(
+        "# Benchmarks\n\nMade by `cargo xtask bench failover` and `cargo xtask bench steady` (raw numbers in\n\
+         `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
+         namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
+         Method: `shared/reference/benchmark-method.md` — crash = SIGKILL of the daemon's process\n\
+         group plus a's link down; graceful = SIGTERM. Latency is measured from the master's last\n\
+         advert (crash) or its priority-0 advert (graceful) as the observer's kernel stamped it, to\n\
+         the VIP appearing on b (netlink monitor in b) and to the observer receiving b's first\n\
+         gratuitous ARP. Overhead = latency − the protocol floor (Master_Down_Interval or Skew_Time).\n\n",
+    );
+    if let Some(run) = load::<Case>(&root.join(FAILOVER_JSON))? {
+        let _ = writeln!(
+            md,
+            "## Failover ({}, kernel {}, {} CPUs)\n",
+            run.date, run.kernel, run.cpus
+        );
+        md.push_str("| mode | v | interval | trials | floor ms | VIP overhead ms keepalived p50 / p99 / max | VIP overhead ms ha-agent p50 / p99 / max | GARP overhead ms keepalived p50 / max | GARP overhead ms ha-agent p50 / max |\n|---|---|---|---|---|---|---|---|---|\n");
+        for k in run
+            .results
+            .iter()
+            .filter(|c| c.implementation == Impl::Keepalived)
+        {
+            let Some(h) = run.results.iter().find(|c| {
+                c.implementation == Impl::HaAgent
+                    && c.mode == k.mode
+                    && c.version == k.version
+                    && c.interval_ms == k.interval_ms
+            }) else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {:?} | {} | {} ms | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+                k.mode,
+                k.version,
+                k.interval_ms,
+                k.vip_ms.len(),
+                k.floor_ms,
+                k.vip_overhead.p50,
+                k.vip_overhead.p99,
+                k.vip_overhead.max,
+                h.vip_overhead.p50,
+                h.vip_overhead.p99,
+                h.vip_overhead.max,
+                k.garp_overhead.p50,
+                k.garp_overhead.max,
+                h.garp_overhead.p50,
+                h.garp_overhead.max,
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(run) = load::<Steady>(&root.join(STEADY_JSON))? {
+        let _ = writeln!(
+            md,
+            "## Steady state ({}, kernel {}, {} CPUs, {:.0} s window)\n",
+            run.date,
+            run.kernel,
+            run.cpus,
+            run.results.first().map_or(0.0, |r| r.window_s)
+        );
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in &run.results {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} |",
+                r.instances,
+                r.version,
+                r.interval_ms,
+                r.implementation.name(),
+                r.master_cpu_pct,
+                r.backup_cpu_pct,
+                r.master_rss_mib,
+                r.master_pss_mib,
+                r.backup_rss_mib,
+                r.backup_pss_mib,
+                r.adverts_per_s,
+                r.expected_per_s,
+                r.spurious_transitions
+            );
+        }
+        md.push('\n');
+    }
+    std::fs::write(root.join(MARKDOWN), md)?;
+    eprintln!("wrote {MARKDOWN}");
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Steady-state cost: CPU and memory of MASTER and BACKUP, adverts actually sent, and
+//! spurious transitions, for 1 and 255 instances.
+
+use std::{net::Ipv4Addr, path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use ha_tests::{Topology, VrrpConf, daemons::config};
+use serde::{Deserialize, Serialize};
+
+use super::{Impl, Timing, capture::AddrMonitor, wait_for};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Steady {
+    pub implementation: Impl,
+    pub instances: usize,
+    pub version: u8,
+    pub interval_ms: f64,
+    pub window_s: f64,
+    pub master_cpu_pct: f64,
+    pub backup_cpu_pct: f64,
+    pub master_rss_mib: f64,
+    pub master_pss_mib: f64,
+    pub backup_rss_mib: f64,
+    pub backup_pss_mib: f64,
+    pub adverts_per_s: f64,
+    pub expected_per_s: f64,
+    /// VIP added or removed on either node during the window.
+    pub spurious_transitions: usize,
+}
+
+fn instances(n: usize, timing: Timing, state: &'static str, priority: u8) -> String {
+    let confs: Vec<VrrpConf> = (0..n)
+        .map(|i| {
+            let mut c = timing.conf(state, priority);
+            c.name = format!("VI_{}", i + 1);
+            c.vrid = (i + 1) as u8;
+            c.vips = vec![vip(i).to_string()];
+            c
+        })
+        .collect();
+    config(&confs)
+}
+
+fn vip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200, (i / 200) as u8, (i % 200 + 1) as u8)
+}
+
+pub fn run(binary: &Path, window: Duration) -> Result<Vec<Steady>> {
+    let mut results = Vec::new();
+    for (n, timing) in [
+        (1, Timing::V2_1S),
+        (255, Timing::V2_1S),
+        (1, Timing::V3_10MS),
+        (255, Timing::V3_10MS),
+    ] {
+        for implementation in Impl::BOTH {
+            eprintln!(
+                "bench steady: {} x{n} v{} {:?}",
+                implementation.name(),
+                timing.version,
+                timing.interval
+            );
+            let r = measure(binary, implementation, n, timing, window)
+                .with_context(|| format!("{} x{n} v{}", implementation.name(), timing.version))?;
+            eprintln!(
+                "  MASTER {:.2} % BACKUP {:.2} % CPU, {:.0}/{:.0} adverts/s, {} spurious",
+                r.master_cpu_pct,
+                r.backup_cpu_pct,
+                r.adverts_per_s,
+                r.expected_per_s,
+                r.spurious_transitions
+            );
+            results.push(r);
+        }
+    }
+    Ok(results)
+}
+
+fn measure(
+    binary: &Path,
+    implementation: Impl,
+    n: usize,
+    timing: Timing,
+    window: Duration,
+) -> Result<Steady> {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let master = implementation.start(a, t.dir(), &instances(n, timing, "MASTER", 150), binary);
+    let backup = implementation.start(b, t.dir(), &instances(n, timing, "BACKUP", 120), binary);
+    let count = |host: &ha_tests::Host| {
+        host.sh(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+            .matches(" 10.200.")
+            .count()
+    };
+    wait_for(
+        "the master holding every VIP",
+        timing.master_down(150) + Duration::from_secs(20),
+        || count(a) == n && count(b) == 0,
+    )?;
+    // keepalived sends its second GARP burst 5 s after becoming master.
+    std::thread::sleep(Duration::from_secs(6));
+    let monitors = [AddrMonitor::start(a)?, AddrMonitor::start(b)?];
+    let (m0, b0, p0) = (
+        cpu_ns(master.process.pid()),
+        cpu_ns(backup.process.pid()),
+        t.frames_from("a"),
+    );
+    std::thread::sleep(window);
+    let (m1, b1, p1) = (
+        cpu_ns(master.process.pid()),
+        cpu_ns(backup.process.pid()),
+        t.frames_from("a"),
+    );
+    let secs = window.as_secs_f64();
+    let (master_rss, master_pss) = memory_kib(master.process.pid());
+    let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
+    Ok(Steady {
+        implementation,
+        instances: n,
+        version: timing.version,
+        interval_ms: timing.interval.as_secs_f64() * 1000.0,
+        window_s: secs,
+        master_cpu_pct: (m1 - m0) as f64 / 1e9 / secs * 100.0,
+        backup_cpu_pct: (b1 - b0) as f64 / 1e9 / secs * 100.0,
+        master_rss_mib: master_rss / 1024.0,
+        master_pss_mib: master_pss / 1024.0,
+        backup_rss_mib: backup_rss / 1024.0,
+        backup_pss_mib: backup_pss / 1024.0,
+        adverts_per_s: (p1 - p0) as f64 / secs,
+        expected_per_s: n as f64 / timing.interval.as_secs_f64(),
+        spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
+    })
+}
+
+/// Every process in the process group led by `pgid` (the daemon and its children).
+fn group(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![pgid];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the command name: state ppid pgrp ...
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// CPU time of every thread of the group, from schedstat (ns on CPU).
+fn cpu_ns(pgid: u32) -> u64 {
+    group(pgid)
+        .into_iter()
+        .flat_map(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|task| {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// (RSS, PSS) in KiB summed over the group.
+fn memory_kib(pgid: u32) -> (f64, f64) {
+    let mut total = (0.0, 0.0);
+    for pid in group(pgid) {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let value = || {
+                line.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            if line.starts_with("Rss:") {
+                total.0 += value();
+            } else if line.starts_with("Pss:") {
+                total.1 += value();
+            }
+        }
+    }
+    total
+}
