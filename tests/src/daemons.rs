@@ -169,6 +169,12 @@ impl Daemon {
         let conf = dir.join(format!("keepalived-{}.conf", host.name));
         std::fs::write(&conf, config).expect("write config");
         let log = dir.join(format!("keepalived-{}.log", host.name));
+        let pid = dir.join(format!("keepalived-{}.pid", host.name));
+        let vrrp_pid = dir.join(format!("keepalived-vrrp-{}.pid", host.name));
+        // A SIGKILLed keepalived leaves its VRRP child a zombie when no init reaps orphans
+        // (containers), and keepalived refuses to start while a pid file names a live pid.
+        let _ = std::fs::remove_file(&pid);
+        let _ = std::fs::remove_file(&vrrp_pid);
         let mut command = host.command("keepalived");
         command
             .args([
@@ -181,9 +187,9 @@ impl Daemon {
             .arg("--use-file")
             .arg(&conf)
             .arg("--pid")
-            .arg(dir.join(format!("keepalived-{}.pid", host.name)))
+            .arg(&pid)
             .arg("--vrrp_pid")
-            .arg(dir.join(format!("keepalived-vrrp-{}.pid", host.name)));
+            .arg(&vrrp_pid);
         let process = host.spawn("keepalived", command, &log);
         Self {
             kind: Kind::Keepalived,
