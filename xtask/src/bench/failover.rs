@@ -120,10 +120,12 @@ fn run_case(
             Mode::Crash => t.crash("a", &mut master.process),
             Mode::Graceful => stop(&mut master)?,
         }
+        // Watch the monitor, not `ip addr`: spawning processes now would load the CPUs
+        // under measurement.
         wait_for(
             "the VIP on the backup",
             floor + timing.interval + Duration::from_secs(2),
-            || b.has_address("eth0", VIP),
+            || monitor.events().iter().any(|e| e.added && e.addr == VIP),
         )?;
         // The observer's capture of the GARP burst lands within a few ms.
         std::thread::sleep(Duration::from_millis(150));

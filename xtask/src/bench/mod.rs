@@ -105,7 +105,7 @@ pub fn wait_for(
         if start.elapsed() > timeout {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
