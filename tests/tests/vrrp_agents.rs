@@ -172,3 +172,36 @@ fn split_brain_heals_to_the_higher_address_at_equal_priority() {
         "advert from 192.168.2.11 with priority 100 wins"
     );
 }
+
+#[test]
+fn unicast_peers_elect_and_fail_over() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let unicast = |state: &'static str, priority: u8, me: Ipv4Addr, peer: Ipv4Addr| {
+        let mut conf = VrrpConf::seed(state, priority);
+        conf.extra = vec![
+            format!("unicast_src_ip {me}"),
+            format!("unicast_peer {{\n        {peer}\n    }}"),
+        ];
+        conf.render()
+    };
+    let mut agent_a = Daemon::agent(a, t.dir(), &unicast("MASTER", 150, a.ip, b.ip));
+    let agent_b = Daemon::agent(b, t.dir(), &unicast("BACKUP", 120, b.ip, a.ip));
+    wait_until(
+        "VIP on a",
+        mdi_v2(150) + SLACK + Duration::from_secs(1),
+        || a.has_address("eth0", VIP).then_some(()),
+    );
+    // b hears a's unicast adverts and stays backup.
+    assert_never(
+        "b taking the VIP",
+        mdi_v2(120) + Duration::from_secs(1),
+        || b.has_address("eth0", VIP),
+    );
+    assert_eq!(agent_b.instance_field("master"), a.ip.to_string());
+    assert!(agent_b.instance_field("adverts_received").as_u64().unwrap() >= 3);
+    t.crash("a", &mut agent_a.process);
+    wait_until("VIP on b", mdi_v2(120) + SLACK, || {
+        b.has_address("eth0", VIP).then_some(())
+    });
+}

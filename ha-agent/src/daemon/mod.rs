@@ -108,6 +108,8 @@ struct Daemon {
     options: Options,
     world: World,
     instances: Vec<Running>,
+    /// (socket, VRID) → index in `instances`: one lookup per received packet.
+    routes: HashMap<(SocketKey, u8), usize>,
     unmatched_drops: BTreeMap<DropReason, u64>,
 }
 
@@ -155,12 +157,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         options,
         world,
         instances: Vec::new(),
+        routes: HashMap::new(),
         unmatched_drops: BTreeMap::new(),
     };
     for cfg in config.instances {
         let running = Running::prepare(cfg, &mut daemon.world).await?;
         daemon.instances.push(running);
     }
+    daemon.reindex();
     let socket_path = ctl::socket_path(&daemon.options.state_dir);
     let mut status_requests = ctl::serve(&socket_path).map_err(io_error(format!(
         "creating the status socket {}",
@@ -250,11 +254,9 @@ impl Daemon {
         }
         let msg = ip.payload(&packet.data);
         // The VRID sits in byte 1 whatever else is wrong: count drops on their instance.
-        let index = msg.get(1).and_then(|vrid| {
-            self.instances
-                .iter()
-                .position(|r| r.socket_key == packet.socket && r.cfg.vrid == *vrid)
-        });
+        let index = msg
+            .get(1)
+            .and_then(|vrid| self.routes.get(&(packet.socket, *vrid)).copied());
         if ip.ttl != TTL {
             return Err((index, DropReason::Ttl));
         }
@@ -316,6 +318,16 @@ impl Daemon {
                 }
             }
         }
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        self.routes = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.socket_key, r.cfg.vrid), i))
+            .collect();
     }
 
     fn status(&self) -> Status {

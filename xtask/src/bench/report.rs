@@ -79,7 +79,7 @@ fn write_markdown(root: &Path) -> Result<()> {
             "## Failover ({}, kernel {}, {} CPUs)\n",
             run.date, run.kernel, run.cpus
         );
-        md.push_str("| mode | v | interval | trials | floor ms | VIP overhead ms keepalived p50 / p99 / max | VIP overhead ms ha-agent p50 / p99 / max | GARP overhead ms keepalived p50 / max | GARP overhead ms ha-agent p50 / max |\n|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| mode | v | interval | trials | floor ms | VIP overhead ms keepalived p50 / p99 / max | VIP overhead ms ha-agent p50 / p99 / max | ratio p50 (ha-agent / keepalived) | GARP overhead ms keepalived p50 / max | GARP overhead ms ha-agent p50 / max |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for k in run
             .results
             .iter()
@@ -95,7 +95,7 @@ fn write_markdown(root: &Path) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {:?} | {} | {} ms | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+                "| {:?} | {} | {} ms | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
                 k.mode,
                 k.version,
                 k.interval_ms,
@@ -107,6 +107,7 @@ fn write_markdown(root: &Path) -> Result<()> {
                 h.vip_overhead.p50,
                 h.vip_overhead.p99,
                 h.vip_overhead.max,
+                h.vip_overhead.p50 / k.vip_overhead.p50,
                 k.garp_overhead.p50,
                 k.garp_overhead.max,
                 h.garp_overhead.p50,
