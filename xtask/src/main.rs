@@ -53,6 +53,8 @@ enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// Rewrite docs/benchmarks.md from the JSON results, without measuring.
+    Report,
     /// CPU, memory and adverts sent with 1 and 255 instances.
     Steady {
         /// Measurement window in seconds.
@@ -66,6 +68,9 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::install(),
         Cmd::BuildEbpf { release } => build_ebpf(release),
         Cmd::Build => build(),
+        Cmd::Bench {
+            which: BenchCmd::Report,
+        } => bench::report::write_markdown(&workspace_root()),
         Cmd::Bench { which } => {
             setup::install()?;
             build()?;
@@ -76,6 +81,7 @@ fn main() -> Result<()> {
                     "failover",
                     bench::failover(&binary, trials)?,
                 ),
+                BenchCmd::Report => unreachable!("handled above"),
                 BenchCmd::Steady { window } => bench::report::save(
                     &workspace_root(),
                     "steady",

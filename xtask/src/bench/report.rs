@@ -62,7 +62,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
     ))
 }
 
-fn write_markdown(root: &Path) -> Result<()> {
+pub fn write_markdown(root: &Path) -> Result<()> {
     let mut md = String::from(
         "# Benchmarks\n\nMade by `cargo xtask bench failover` and `cargo xtask bench steady` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
@@ -125,11 +125,25 @@ fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
-        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions | CPU ratio MASTER / BACKUP (ha-agent ÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
+            let keepalived = run.results.iter().find(|k| {
+                k.implementation == Impl::Keepalived
+                    && k.instances == r.instances
+                    && k.version == r.version
+                    && k.interval_ms == r.interval_ms
+            });
+            let ratio = match keepalived {
+                Some(k) if r.implementation == Impl::HaAgent => format!(
+                    "{:.2} / {:.2}",
+                    r.master_cpu_pct / k.master_cpu_pct,
+                    r.backup_cpu_pct / k.backup_cpu_pct
+                ),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} |",
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {ratio} |",
                 r.instances,
                 r.version,
                 r.interval_ms,
