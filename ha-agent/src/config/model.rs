@@ -255,8 +255,19 @@ impl Builder<'_> {
         }
     }
 
+    /// A value keyword followed by a block: the block would be lost without a word.
+    fn no_block(&mut self, node: &Node) {
+        if node.block.is_some() {
+            self.diags.error(
+                node.loc(),
+                format!("`{}` takes a value, not a block", node.name()),
+            );
+        }
+    }
+
     /// The single argument of `node`.
     fn arg<'n>(&mut self, node: &'n Node) -> Option<&'n Token> {
+        self.no_block(node);
         match node.args.as_slice() {
             [arg] => Some(arg),
             [] => {
@@ -348,19 +359,11 @@ impl Builder<'_> {
     }
 
     fn flag(&mut self, node: &Node) {
+        self.no_block(node);
         if let Some(extra) = node.args.first() {
             self.diags.warn(
                 &extra.loc,
                 format!("`{}` takes no value; `{}` ignored", node.name(), extra.text),
-            );
-        }
-    }
-
-    fn no_block(&mut self, node: &Node) {
-        if node.block.is_some() {
-            self.diags.error(
-                node.loc(),
-                format!("`{}` does not open a block", node.name()),
             );
         }
     }
@@ -433,9 +436,6 @@ impl Builder<'_> {
                     }
                 }
                 _ => self.unknown(node, "global_defs"),
-            }
-            if !matches!(node.name(), "vrrp_instance") {
-                self.no_block(node);
             }
         }
     }

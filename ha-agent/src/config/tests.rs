@@ -263,3 +263,11 @@ fn ipv6_vip_is_a_clear_error() {
         ]
     );
 }
+
+#[test]
+fn a_value_keyword_with_a_block_is_an_error() {
+    assert_eq!(
+        errors("global_defs {\n router_id r {\n x\n }\n}\n"),
+        ["t.conf:2: error: `router_id` takes a value, not a block"]
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex, sys::socket::SockaddrLike as _};
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
@@ -40,8 +40,6 @@ impl Link {
                 }
             } else if let Some(v4) = address.as_sockaddr_in() {
                 link.addrs.push(v4.ip());
-            } else {
-                let _ = address.family();
             }
         }
         Ok(link)
