@@ -2,6 +2,7 @@
 //! `file:line`. Unknown keywords are warnings; values that cannot work are errors.
 
 mod diag;
+mod host;
 mod lexer;
 mod model;
 mod tree;
@@ -25,7 +26,8 @@ pub struct ReadError {
     pub source: std::io::Error,
 }
 
-/// Reads and checks `path` (and what it includes).
+/// Reads and checks `path` (and what it includes), and that the scripts it names and the
+/// users they run as exist on this host.
 pub fn load(path: &Path) -> Result<Loaded, ReadError> {
     let mut diagnostics = Diagnostics::default();
     let tokens = lexer::lex_file(path, &mut diagnostics).map_err(|source| ReadError {
@@ -34,6 +36,7 @@ pub fn load(path: &Path) -> Result<Loaded, ReadError> {
     })?;
     let nodes = tree::parse(&tokens, &mut diagnostics);
     let config = model::build(&nodes, &mut diagnostics);
+    host::check(&config, &mut diagnostics);
     Ok(Loaded {
         config,
         diagnostics,

@@ -59,7 +59,8 @@ impl Default for GarpParams {
 #[derive(Clone, Debug, PartialEq)]
 pub struct GlobalDefs {
     pub router_id: Option<String>,
-    pub script_user: Option<String>,
+    /// Default user for scripts, and where it was set.
+    pub script_user: Option<(String, Loc)>,
     pub enable_script_security: bool,
     pub skip_check_adv_addr: bool,
     pub gna_interval: Duration,
@@ -406,7 +407,7 @@ impl Builder<'_> {
             match node.name() {
                 "router_id" => g.router_id = self.arg(node).map(|t| t.text.clone()),
                 "script_user" => {
-                    g.script_user = node.args.first().map(|t| t.text.clone());
+                    g.script_user = node.args.first().map(|t| (t.text.clone(), t.loc.clone()));
                     if g.script_user.is_none() {
                         self.diags
                             .error(node.loc(), "`script_user` needs a user name");

@@ -271,3 +271,42 @@ fn a_value_keyword_with_a_block_is_an_error() {
         ["t.conf:2: error: `router_id` takes a value, not a block"]
     );
 }
+
+#[test]
+fn missing_scripts_and_users_are_errors() {
+    let dir = std::env::temp_dir().join(format!("ha-agent-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_executable = dir.join("plain.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+    let conf = dir.join("k.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n script_user no_such_user_ha\n}}\n\
+             vrrp_script chk {{\n script \"/no/such/check.sh arg\"\n}}\n\
+             vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 10.0.0.1\n }}\n\
+             track_script {{\n chk\n }}\n notify_master {}\n notify_backup /bin/true root\n}}\n",
+            not_executable.display()
+        ),
+    )
+    .unwrap();
+    let loaded = load(&conf).unwrap();
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .errors()
+        .map(|d| d.to_string().replace(&*conf.to_string_lossy(), "F"))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "F:2: error: script user `no_such_user_ha` does not exist on this host".to_owned(),
+            "F:5: error: script `/no/such/check.sh`: No such file or directory (os error 2)"
+                .to_owned(),
+            format!(
+                "F:16: error: script `{}` is not an executable file",
+                not_executable.display()
+            ),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
