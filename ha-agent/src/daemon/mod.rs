@@ -9,13 +9,11 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::Arc,
+    task::Poll,
     time::Duration,
 };
 
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -51,23 +49,15 @@ pub struct Options {
     pub state_dir: PathBuf,
 }
 
-/// One received packet and when it arrived.
-struct Packet {
-    socket: SocketKey,
-    data: Vec<u8>,
-    at: Duration,
-}
-
 /// What every instance's actions need from the outside world.
 pub(crate) struct World {
     vips: Vips,
     garp: Arc<GarpSocket>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
-    packets: mpsc::UnboundedSender<Packet>,
 }
 
 impl World {
-    /// The socket for `key`, opened (with its reader task) on first use.
+    /// The socket for `key`, opened on first use.
     fn socket(&mut self, key: SocketKey, iface: &str) -> Result<Arc<AdvertSocket>, DaemonError> {
         if let Some(socket) = self.sockets.get(&key) {
             return Ok(socket.clone());
@@ -76,31 +66,22 @@ impl World {
             AdvertSocket::open(iface, key.ifindex, key.unicast_src)
                 .map_err(io_error(format!("opening the VRRP socket on {iface}")))?,
         );
-        let reader = socket.clone();
-        let packets = self.packets.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            loop {
-                match reader.recv(&mut buf).await {
-                    Ok(n) => {
-                        let packet = Packet {
-                            socket: key,
-                            data: buf[..n].to_vec(),
-                            at: now(),
-                        };
-                        if packets.send(packet).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "receiving adverts");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
         self.sockets.insert(key, socket.clone());
         Ok(socket)
+    }
+
+    /// The next packet on any advert socket, read straight into `buf` by the loop itself:
+    /// no task hop or copy per advert.
+    async fn recv(&self, buf: &mut [u8]) -> (SocketKey, std::io::Result<usize>) {
+        std::future::poll_fn(|cx| {
+            for (key, socket) in &self.sockets {
+                if let Poll::Ready(result) = socket.poll_recv(cx, buf) {
+                    return Poll::Ready((*key, result));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -146,12 +127,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         info!(delay = ?config.global.startup_delay, "vrrp_startup_delay");
         tokio::time::sleep(config.global.startup_delay).await;
     }
-    let (packets_tx, mut packets) = mpsc::unbounded_channel();
     let world = World {
         vips: Vips::connect()?,
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
-        packets: packets_tx,
     };
     let mut daemon = Daemon {
         options,
@@ -174,6 +153,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
     let mut timer = clock::Timer::new().map_err(io_error("creating the timer"))?;
+    let mut buf = vec![0u8; 65536];
 
     let start = now();
     for running in &mut daemon.instances {
@@ -202,7 +182,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 result.map_err(io_error("waiting for the timer"))?;
                 daemon.on_timer().await;
             }
-            Some(packet) = packets.recv() => daemon.on_packet(packet).await,
+            (socket, result) = daemon.world.recv(&mut buf) => match result {
+                Ok(n) => daemon.on_packet(socket, &buf[..n], now()).await,
+                Err(e) => warn!(error = %e, "receiving adverts"),
+            },
             Some(reply) = status_requests.recv() => {
                 let _ = reply.send(daemon.status());
             }
@@ -230,12 +213,12 @@ impl Daemon {
         }
     }
 
-    async fn on_packet(&mut self, packet: Packet) {
-        match self.route(&packet) {
+    async fn on_packet(&mut self, socket: SocketKey, data: &[u8], at: Duration) {
+        match self.route(socket, data) {
             Ok((index, advert, src)) => {
                 let running = &mut self.instances[index];
                 running.stats.received += 1;
-                running.receive(packet.at, src, &advert);
+                running.receive(at, src, &advert);
                 running.execute(&self.world).await;
             }
             Err((Some(index), reason)) => self.instances[index].stats.drop(reason),
@@ -246,17 +229,18 @@ impl Daemon {
     /// Validates a packet and finds its instance (RFC 3768/5798 §7.1 receive checks).
     fn route(
         &self,
-        packet: &Packet,
+        socket: SocketKey,
+        data: &[u8],
     ) -> Result<(usize, Advert, Ipv4Addr), (Option<usize>, DropReason)> {
-        let ip = Ipv4Header::parse(&packet.data).map_err(|r| (None, r))?;
+        let ip = Ipv4Header::parse(data).map_err(|r| (None, r))?;
         if ip.protocol != IPPROTO_VRRP {
             return Err((None, DropReason::BadIp));
         }
-        let msg = ip.payload(&packet.data);
+        let msg = ip.payload(data);
         // The VRID sits in byte 1 whatever else is wrong: count drops on their instance.
         let index = msg
             .get(1)
-            .and_then(|vrid| self.routes.get(&(packet.socket, *vrid)).copied());
+            .and_then(|vrid| self.routes.get(&(socket, *vrid)).copied());
         if ip.ttl != TTL {
             return Err((index, DropReason::Ttl));
         }

@@ -3,6 +3,7 @@
 use std::{
     io::{self, Read as _},
     net::{Ipv4Addr, SocketAddrV4},
+    task::{Context, Poll, ready},
 };
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
@@ -53,12 +54,12 @@ impl AdvertSocket {
         Ok(())
     }
 
-    /// Receives one packet (IP header included) into `buf`.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Polls for one packet (IP header included) into `buf`.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
-            let mut guard = self.socket.readable().await?;
+            let mut guard = ready!(self.socket.poll_read_ready(cx))?;
             match guard.try_io(|s| s.get_ref().read(buf)) {
-                Ok(result) => return result,
+                Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }
