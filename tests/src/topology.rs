@@ -398,6 +398,14 @@ fn remove_stale_namespaces() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
+            // Processes that run was running inside its own namespaces are ours to stop.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
         }
     }

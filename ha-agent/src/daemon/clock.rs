@@ -49,22 +49,21 @@ impl Timer {
         Ok(Self { fd, armed: None })
     }
 
-    /// Makes sure the timer fires no later than `deadline` (absolute, on [`now`]'s clock).
-    ///
-    /// A later deadline leaves an earlier one armed: the timer then fires early and the
-    /// caller, finding nothing due, arms it again. A backup postpones its down timer on
-    /// every advert, and this saves a timerfd_settime per advert.
+    /// Arms the timer for `deadline` (absolute, on [`now`]'s clock), or disarms it. Only a
+    /// changed deadline costs a syscall.
     pub fn arm(&mut self, deadline: Option<Duration>) -> io::Result<()> {
-        let Some(at) = deadline else { return Ok(()) };
-        if self.armed.is_some_and(|armed| armed <= at) {
+        if deadline == self.armed {
             return Ok(());
         }
-        self.fd.get_ref().0.set(
-            // A zero it_value would disarm the timer instead of firing at once.
-            Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))),
-            TimerSetTimeFlags::TFD_TIMER_ABSTIME,
-        )?;
-        self.armed = Some(at);
+        match deadline {
+            Some(at) => self.fd.get_ref().0.set(
+                // A zero it_value would disarm the timer instead of firing at once.
+                Expiration::OneShot(TimeSpec::from_duration(at.max(Duration::from_nanos(1)))),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )?,
+            None => self.fd.get_ref().0.unset()?,
+        }
+        self.armed = deadline;
         Ok(())
     }
 
