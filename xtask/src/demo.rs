@@ -83,16 +83,16 @@ fn holders(t: &Topology) -> String {
     }
 }
 
-/// Waits for `host` to hold the VIP and for C's ARP entry to point at it; prints both.
-fn drift(t: &Topology, host: &Host, timeout: Duration, floor: &str) -> Result<()> {
-    let start = Instant::now();
-    let Some(took) = wait_for(timeout, || host.has_address("eth0", VIP)) else {
+/// Waits for `host` to hold the VIP and for C's ARP entry to point at it; prints both,
+/// timed from `start` (just before the action that set the change off).
+fn drift(t: &Topology, host: &Host, start: Instant, timeout: Duration, floor: &str) -> Result<()> {
+    let Some(_) = wait_for(timeout, || host.has_address("eth0", VIP)) else {
         anyhow::bail!("{} did not take the VIP within {timeout:?}", host.name);
     };
     println!(
         "   {} holds the VIP after {} ({floor}).",
         host.name.to_uppercase(),
-        secs(took)
+        secs(start.elapsed())
     );
     let c = t.host("c");
     // C only updates an existing ARP entry from a gratuitous ARP: give it one first.
@@ -139,11 +139,13 @@ pub fn run(binary: &Path) -> Result<()> {
 
     println!("1. Start both agents. Every node starts as BACKUP and waits Master_Down_Interval");
     println!("   (3 adverts + skew) for a master's advert before claiming the VIP itself.");
+    let start = Instant::now();
     let mut agent_a = Daemon::agent_with(a, t.dir(), &seed_for("MASTER", 150), binary);
     let agent_b = Daemon::agent_with(b, t.dir(), &seed_for("BACKUP", 120), binary);
     drift(
         &t,
         a,
+        start,
         Duration::from_secs(8),
         "Master_Down_Interval for priority 150: 3.41 s",
     )?;
@@ -155,10 +157,12 @@ pub fn run(binary: &Path) -> Result<()> {
 
     println!("\n2. Stop A's agent (SIGTERM, as `systemctl stop` does). It sends a priority-0");
     println!("   advert and removes the VIP; B takes over after its Skew_Time.");
+    let start = Instant::now();
     agent_a.stop();
     drift(
         &t,
         b,
+        start,
         Duration::from_secs(5),
         "Skew_Time for priority 120: 0.53 s",
     )?;
@@ -166,10 +170,12 @@ pub fn run(binary: &Path) -> Result<()> {
 
     println!("\n3. Start A's agent again. It hears B advertise priority 120 < 150 and preempts");
     println!("   it after its own Master_Down_Interval.");
+    let start = Instant::now();
     let mut agent_a = Daemon::agent_with(a, t.dir(), &seed_for("MASTER", 150), binary);
     drift(
         &t,
         a,
+        start,
         Duration::from_secs(8),
         "Master_Down_Interval for priority 150: 3.41 s",
     )?;
@@ -179,10 +185,12 @@ pub fn run(binary: &Path) -> Result<()> {
 
     println!("\n4. Crash A: kill its agent with SIGKILL and pull its cable. Nothing says goodbye;");
     println!("   B notices the silence after Master_Down_Interval for priority 120 (3.53 s).");
+    let start = Instant::now();
     t.crash("a", &mut agent_a.process);
     drift(
         &t,
         b,
+        start,
         Duration::from_secs(8),
         "counted from the kill; the last advert came up to 1 s earlier",
     )?;
