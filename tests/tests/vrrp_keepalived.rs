@@ -217,3 +217,37 @@ fn wrong_password_is_ignored_and_counted() {
     assert_eq!(agent.instance_field("state"), "MASTER");
     assert!(a.has_address("eth0", VIP), "keepalived ignores us too");
 }
+
+#[test]
+fn agent_backup_learns_keepalived_v3_interval() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let fast = Duration::from_millis(100);
+    let (mdi_a, _) = timers(3, fast, 150);
+    // The agent is configured for 1 s adverts; as a VRRPv3 backup it adopts the master's.
+    let (learned_mdi, _) = timers(3, fast, 120);
+    let (configured_mdi, _) = timers(3, Duration::from_secs(1), 120);
+    let mut keepalived =
+        Daemon::keepalived(a, t.dir(), &VrrpConf::v3("MASTER", 150, "0.1").render());
+    let agent = Daemon::agent(b, t.dir(), &VrrpConf::v3("BACKUP", 120, "1").render());
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    wait_until(
+        "the agent follows keepalived",
+        Duration::from_secs(3),
+        || (agent.instance_field("master") == a.ip.to_string()).then_some(()),
+    );
+    let mdi_ms = agent
+        .instance_field("master_down_interval_ms")
+        .as_f64()
+        .unwrap();
+    assert!(
+        (mdi_ms - learned_mdi.as_secs_f64() * 1000.0).abs() < 0.01,
+        "MDI {mdi_ms} ms"
+    );
+    t.crash("a", &mut keepalived.process);
+    let took = wait_vip(b, learned_mdi + SLACK);
+    assert!(
+        took < configured_mdi,
+        "took {took:?}: the learned interval was not used"
+    );
+}
