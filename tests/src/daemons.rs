@@ -100,6 +100,21 @@ pub fn config(instances: &[VrrpConf]) -> String {
     c
 }
 
+/// Skew_Time: (256 − priority)/256 of a second (VRRPv2) or of the interval (VRRPv3).
+pub fn skew_time(version: u8, interval: Duration, priority: u8) -> Duration {
+    let base = if version == 2 {
+        Duration::from_secs(1)
+    } else {
+        interval
+    };
+    base * (256 - u32::from(priority)) / 256
+}
+
+/// Master_Down_Interval: 3 × the interval + Skew_Time.
+pub fn master_down_interval(version: u8, interval: Duration, priority: u8) -> Duration {
+    interval * 3 + skew_time(version, interval, priority)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     HaAgent,

@@ -2,13 +2,15 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use ha_tests::{Daemon, Topology, VrrpConf, wait::assert_never, wait_until};
+use ha_tests::{
+    Daemon, Topology, VrrpConf, daemons::master_down_interval, wait::assert_never, wait_until,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
 /// Master_Down_Interval of VRRPv2 at 1 s for `priority`.
 fn mdi_v2(priority: u8) -> Duration {
-    Duration::from_secs(3) + Duration::from_secs(1) * (256 - u32::from(priority)) / 256
+    master_down_interval(2, Duration::from_secs(1), priority)
 }
 
 /// Slack for process scheduling on a loaded 2-core machine.

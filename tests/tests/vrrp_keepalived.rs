@@ -3,7 +3,12 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use ha_tests::{Daemon, Host, Topology, VrrpConf, wait::assert_never, wait_until};
+use ha_tests::{
+    Daemon, Host, Topology, VrrpConf,
+    daemons::{master_down_interval, skew_time},
+    wait::assert_never,
+    wait_until,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 /// Slack for process scheduling on a loaded 2-core machine.
@@ -11,13 +16,10 @@ const SLACK: Duration = Duration::from_millis(700);
 
 /// Master_Down_Interval and Skew_Time for `priority` at `interval` (v2: skew uses 1 s).
 fn timers(version: u8, interval: Duration, priority: u8) -> (Duration, Duration) {
-    let base = if version == 2 {
-        Duration::from_secs(1)
-    } else {
-        interval
-    };
-    let skew = base * (256 - u32::from(priority)) / 256;
-    (interval * 3 + skew, skew)
+    (
+        master_down_interval(version, interval, priority),
+        skew_time(version, interval, priority),
+    )
 }
 
 fn wait_vip(host: &Host, within: Duration) -> Duration {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use ha_tests::{Daemon, Host, Topology};
+use ha_tests::{Daemon, Host, Topology, wait::poll_until};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 const SEED: &str = include_str!("../../docs/seed-keepalived.conf");
@@ -20,14 +20,10 @@ fn seed_for(state: &str, priority: u8) -> String {
 }
 
 fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if condition() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    None
+    poll_until(timeout, Duration::from_millis(5), || {
+        condition().then_some(())
+    })
+    .map(|(_, took)| took)
 }
 
 fn secs(d: Duration) -> String {

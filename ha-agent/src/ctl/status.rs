@@ -44,14 +44,19 @@ pub struct Transition {
     pub unix_time: f64,
 }
 
+/// Wall-clock seconds since the Unix epoch (what `Transition::unix_time` holds).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 impl Status {
     /// A table for people.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
+        let now = unix_now();
         for i in &self.instances {
             let _ = writeln!(
                 out,

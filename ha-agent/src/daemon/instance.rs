@@ -1,14 +1,14 @@
 //! One configured VRRP instance at run time: its state machine, the links and socket it
 //! uses, and the execution of its actions.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc, time::SystemTime};
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use tracing::{error, info, warn};
 
 use super::{DaemonError, World};
 use crate::{
     config::{Version, Vip, VrrpInstance},
-    ctl::status::{InstanceStatus, Transition},
+    ctl::status::{InstanceStatus, Transition, unix_now},
     net::{
         advert_socket::AdvertSocket,
         garp::GarpSocket,
@@ -189,10 +189,7 @@ impl Running {
                         from: from.to_string(),
                         to: to.to_string(),
                         reason: reason.to_string(),
-                        unix_time: SystemTime::now()
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .map(|d| d.as_secs_f64())
-                            .unwrap_or_default(),
+                        unix_time: unix_now(),
                     });
                 }
             }

@@ -6,13 +6,14 @@ mod failover;
 pub mod report;
 mod steady;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Result, bail};
-use ha_tests::{Daemon, Host, VrrpConf};
+use ha_tests::{
+    Daemon, Host, VrrpConf,
+    daemons::{master_down_interval, skew_time},
+    wait::poll_until,
+};
 
 pub use failover::run as failover;
 pub use steady::run as steady;
@@ -71,16 +72,11 @@ impl Timing {
 
     /// Skew_Time for `priority` (v2 always on a 1 s base).
     pub fn skew(self, priority: u8) -> Duration {
-        let base = if self.version == 2 {
-            Duration::from_secs(1)
-        } else {
-            self.interval
-        };
-        base * (256 - u32::from(priority)) / 256
+        skew_time(self.version, self.interval, priority)
     }
 
     pub fn master_down(self, priority: u8) -> Duration {
-        self.interval * 3 + self.skew(priority)
+        master_down_interval(self.version, self.interval, priority)
     }
 
     pub fn conf(self, state: &'static str, priority: u8) -> VrrpConf {
@@ -97,15 +93,11 @@ pub fn wait_for(
     timeout: Duration,
     mut condition: impl FnMut() -> bool,
 ) -> Result<Duration> {
-    let start = Instant::now();
-    loop {
-        if condition() {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    match poll_until(timeout, Duration::from_millis(5), || {
+        condition().then_some(())
+    }) {
+        Some((_, took)) => Ok(took),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
     }
 }
 
