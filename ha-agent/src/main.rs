@@ -25,6 +25,9 @@ enum Command {
         /// Where the status socket lives.
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Let this group's members query the status socket (mode 0660; default 0600, root only).
+        #[arg(long, value_name = "GROUP")]
+        status_group: Option<String>,
     },
     /// Show the running agent's instances.
     Status {
@@ -43,7 +46,11 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Run { config, state_dir } => {
+        Command::Run {
+            config,
+            state_dir,
+            status_group,
+        } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -54,7 +61,11 @@ fn main() -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            match runtime.block_on(daemon::run(daemon::Options { config, state_dir })) {
+            match runtime.block_on(daemon::run(daemon::Options {
+                config,
+                state_dir,
+                status_group,
+            })) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("ha-agent: {e}");
@@ -77,11 +88,17 @@ fn main() -> anyhow::Result<ExitCode> {
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let loaded = config::load(path)?;
-    for d in &loaded.diagnostics.0 {
+    for d in loaded.diagnostics.iter() {
         println!("{d}");
     }
-    let errors = loaded.diagnostics.errors().count();
-    let mut warnings = loaded.diagnostics.0.len() - errors;
+    if loaded.diagnostics.suppressed() > 0 {
+        println!(
+            "... {} more not shown",
+            loaded.diagnostics.suppressed()
+        );
+    }
+    let errors = loaded.diagnostics.error_count();
+    let mut warnings = loaded.diagnostics.warning_count();
     // The file may be meant for another host: a missing interface is worth a warning here.
     for inst in &loaded.config.instances {
         if let Err(e) = Link::lookup(&inst.interface) {

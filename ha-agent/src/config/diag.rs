@@ -48,9 +48,17 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// At most this many diagnostics are kept; a pathological file cannot fill memory or a
+/// terminal with them. Counts stay exact.
+pub const MAX_DIAGNOSTICS: usize = 1000;
+
 /// The diagnostics of one load, in the order they were found.
 #[derive(Clone, Debug, Default)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
+pub struct Diagnostics {
+    list: Vec<Diagnostic>,
+    errors: usize,
+    warnings: usize,
+}
 
 impl Diagnostics {
     pub fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
@@ -62,18 +70,42 @@ impl Diagnostics {
     }
 
     fn push(&mut self, severity: Severity, loc: &Loc, message: String) {
-        self.0.push(Diagnostic {
-            severity,
-            loc: loc.clone(),
-            message,
-        });
+        match severity {
+            Severity::Warning => self.warnings += 1,
+            Severity::Error => self.errors += 1,
+        }
+        if self.list.len() < MAX_DIAGNOSTICS {
+            self.list.push(Diagnostic {
+                severity,
+                loc: loc.clone(),
+                message,
+            });
+        }
+    }
+
+    /// The diagnostics kept (the first [`MAX_DIAGNOSTICS`]).
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.list.iter()
+    }
+
+    /// How many were found but not kept.
+    pub fn suppressed(&self) -> usize {
+        self.errors + self.warnings - self.list.len()
     }
 
     pub fn has_errors(&self) -> bool {
-        self.0.iter().any(|d| d.severity == Severity::Error)
+        self.errors > 0
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.errors
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.warnings
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.0.iter().filter(|d| d.severity == Severity::Error)
+        self.list.iter().filter(|d| d.severity == Severity::Error)
     }
 }

@@ -46,7 +46,9 @@ fn check_script(script: &Script, diags: &mut Diagnostics) {
     if let Some(user) = &script.user {
         check_user(user, &script.loc, diags);
     }
-    let program = Path::new(&script.argv[0]);
+    let Some(program) = script.argv.first().map(Path::new) else {
+        return;
+    };
     if !program.is_absolute() {
         diags.error(
             &script.loc,

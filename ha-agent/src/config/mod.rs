@@ -1,6 +1,17 @@
 //! keepalived.conf: lexer → block tree → typed [`Config`], with diagnostics carrying
 //! `file:line`. Unknown keywords are warnings; values that cannot work are errors.
 
+// Input from the network, a configuration file or a client must never panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 mod diag;
 mod host;
 mod lexer;
@@ -9,7 +20,9 @@ mod tree;
 
 use std::path::Path;
 
-pub use diag::{Diagnostic, Diagnostics, Loc, Severity};
+pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
+pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
+pub use tree::MAX_NESTING;
 pub use model::*;
 
 /// A parsed configuration and everything worth telling the user about it.
@@ -23,33 +36,36 @@ pub struct Loaded {
 #[error("cannot read {path}: {source}")]
 pub struct ReadError {
     pub path: String,
-    pub source: std::io::Error,
+    pub source: ReadFailure,
 }
 
 /// Reads and checks `path` (and what it includes), and that the scripts it names and the
 /// users they run as exist on this host.
 pub fn load(path: &Path) -> Result<Loaded, ReadError> {
+    let mut loaded = load_from(&FileSystem, path)?;
+    host::check(&loaded.config, &mut loaded.diagnostics);
+    Ok(loaded)
+}
+
+/// Reads and checks `path` and its includes from `source`, without looking at the host.
+pub fn load_from(source: &dyn Source, path: &Path) -> Result<Loaded, ReadError> {
     let mut diagnostics = Diagnostics::default();
-    let tokens = lexer::lex_file(path, &mut diagnostics).map_err(|source| ReadError {
+    let tokens = lexer::lex_file(source, path, &mut diagnostics).map_err(|source| ReadError {
         path: path.display().to_string(),
         source,
     })?;
-    let nodes = tree::parse(&tokens, &mut diagnostics);
-    let config = model::build(&nodes, &mut diagnostics);
-    host::check(&config, &mut diagnostics);
-    Ok(Loaded {
-        config,
-        diagnostics,
-    })
+    Ok(build(tokens, diagnostics))
 }
 
 /// Parses configuration text as if it were the file `name` (for tests and tools).
 pub fn parse_str(text: &str, name: &str) -> Loaded {
     let mut diagnostics = Diagnostics::default();
-    let mut tokens = Vec::new();
-    let file = std::sync::Arc::new(std::path::PathBuf::from(name));
-    lexer::lex_text(text, file, 0, &mut tokens, &mut diagnostics);
-    let nodes = tree::parse(&tokens, &mut diagnostics);
+    let tokens = lexer::lex_text(text.as_bytes(), Path::new(name), &mut diagnostics);
+    build(tokens, diagnostics)
+}
+
+fn build(tokens: Vec<lexer::Token>, mut diagnostics: Diagnostics) -> Loaded {
+    let nodes = tree::parse(tokens, &mut diagnostics);
     let config = model::build(&nodes, &mut diagnostics);
     Loaded {
         config,

@@ -276,9 +276,9 @@ impl Builder<'_> {
                     .error(node.loc(), format!("`{}` needs a value", node.name()));
                 None
             }
-            [arg, extra @ ..] => {
+            [arg, extra, ..] => {
                 self.diags.warn(
-                    &extra[0].loc,
+                    &extra.loc,
                     format!("`{}` takes one value; extra words ignored", node.name()),
                 );
                 Some(arg)

@@ -8,7 +8,7 @@ use super::*;
 const SEED: &str = include_str!("../../../docs/seed-keepalived.conf");
 
 fn messages(loaded: &Loaded) -> Vec<String> {
-    loaded.diagnostics.0.iter().map(|d| d.to_string()).collect()
+    loaded.diagnostics.iter().map(|d| d.to_string()).collect()
 }
 
 fn errors(text: &str) -> Vec<String> {

@@ -1,11 +1,16 @@
 //! One configured VRRP instance at run time: its state machine, the links and socket it
 //! uses, and the execution of its actions.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tracing::{error, info, warn};
 
-use super::{DaemonError, World};
+use super::{DaemonError, World, reload::Change};
 use crate::{
     config::{Version, Vip, VrrpInstance},
     ctl::status::{InstanceStatus, Transition, unix_now},
@@ -16,7 +21,8 @@ use crate::{
     },
     vrrp::{
         fsm::{Action, Instance, Params, Received},
-        packet::{self, Advert, ChecksumForm, DropReason, Expect, Interval, VRRP_GROUP_V4},
+        packet::{Accepted, Advert, ChecksumForm, DropReason, Expect, Interval, VRRP_GROUP_V4},
+        receive::Target,
     },
 };
 
@@ -28,6 +34,7 @@ pub struct SocketKey {
 }
 
 /// A VIP and the interface it lives on.
+#[derive(Clone)]
 struct VipTarget {
     vip: Vip,
     ifindex: u32,
@@ -49,22 +56,80 @@ impl Stats {
 
 pub struct Running {
     pub cfg: VrrpInstance,
-    pub fsm: Instance,
     pub socket_key: SocketKey,
-    pub primary_ip: Ipv4Addr,
     pub stats: Stats,
+    fsm: Instance,
+    primary_ip: Ipv4Addr,
     socket: Arc<AdvertSocket>,
     vips: Vec<VipTarget>,
+    /// The VIPs' addresses, as adverts carry them.
+    vip_addrs: Vec<Ipv4Addr>,
     vips_held: bool,
     last_transition: Option<Transition>,
+    address_mismatch_log: RateLimit,
+}
+
+/// At most one log line per period for a recurring event; the rest are counted into it.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    /// Whether to log now, and how many occurrences were not logged since the last line.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now < t + Self::PERIOD) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
+    Params {
+        vrid: cfg.vrid,
+        version: cfg.version,
+        priority: cfg.priority,
+        advert_int_cs: cfg.advert_int_cs,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary_ip,
+        garp_delay: cfg.garp.delay,
+        garp_refresh: cfg.garp.refresh,
+    }
+}
+
+/// Where `vip` lives: its `dev`, else the instance's interface.
+fn vip_target(cfg: &VrrpInstance, link: &Link, vip: &Vip) -> Result<(VipTarget, Link), DaemonError> {
+    let target_link = match &vip.dev {
+        Some(dev) => Link::lookup(dev)
+            .map_err(|e| DaemonError::Config(format!("{}: VIP {}: {e}", cfg.loc, vip.addr)))?,
+        None => link.clone(),
+    };
+    let target = VipTarget {
+        vip: vip.clone(),
+        ifindex: target_link.index,
+        mac: target_link.mac,
+    };
+    Ok((target, target_link))
+}
+
+fn link_of(cfg: &VrrpInstance) -> Result<Link, DaemonError> {
+    Link::lookup(&cfg.interface)
+        .map_err(|e| DaemonError::Config(format!("{}: instance {}: {e}", cfg.loc, cfg.name)))
 }
 
 impl Running {
     /// Resolves interfaces and addresses, removes VIPs an earlier run left behind, and
     /// opens the socket. The state machine is not started.
     pub async fn prepare(cfg: VrrpInstance, world: &mut World) -> Result<Self, DaemonError> {
-        let link = Link::lookup(&cfg.interface)
-            .map_err(|e| DaemonError::Config(format!("{}: instance {}: {e}", cfg.loc, cfg.name)))?;
+        let link = link_of(&cfg)?;
         let vip_addrs: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
         let primary_ip = cfg
             .unicast_src_ip
@@ -77,38 +142,16 @@ impl Running {
             })?;
         let mut vips = Vec::new();
         for vip in &cfg.vips {
-            let target_link = match &vip.dev {
-                Some(dev) => Link::lookup(dev).map_err(|e| {
-                    DaemonError::Config(format!("{}: VIP {}: {e}", cfg.loc, vip.addr))
-                })?,
-                None => link.clone(),
-            };
-            if target_link.addrs.contains(&vip.addr) {
-                info!(instance = %cfg.name, vip = %vip.addr, "removing a VIP left behind by an earlier run");
-                world.vips.remove(target_link.index, vip).await?;
-            }
-            vips.push(VipTarget {
-                vip: vip.clone(),
-                ifindex: target_link.index,
-                mac: target_link.mac,
-            });
+            let (target, target_link) = vip_target(&cfg, &link, vip)?;
+            remove_leftover(world, &cfg, &target, &target_link).await?;
+            vips.push(target);
         }
         let socket_key = SocketKey {
             ifindex: link.index,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
         let socket = world.socket(socket_key, &cfg.interface)?;
-        let fsm = Instance::new(Params {
-            vrid: cfg.vrid,
-            version: cfg.version,
-            priority: cfg.priority,
-            advert_int_cs: cfg.advert_int_cs,
-            preempt: cfg.preempt,
-            preempt_delay: cfg.preempt_delay,
-            primary_ip,
-            garp_delay: cfg.garp.delay,
-            garp_refresh: cfg.garp.refresh,
-        });
+        let fsm = Instance::new(params(&cfg, primary_ip));
         info!(
             instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid,
             priority = cfg.priority, version = cfg.version.number(), src = %primary_ip,
@@ -122,9 +165,82 @@ impl Running {
             stats: Stats::default(),
             socket,
             vips,
+            vip_addrs,
             vips_held: false,
             last_transition: None,
+            address_mismatch_log: RateLimit::default(),
         })
+    }
+
+    /// Applies a changed configuration of the same instance in place (see `reload::plan`):
+    /// no state change and no priority-0 advert; only added and removed VIPs move, and a
+    /// MASTER announces the added ones. On error nothing has changed.
+    pub async fn update(
+        &mut self,
+        cfg: VrrpInstance,
+        changes: &[Change],
+        now: Duration,
+        world: &mut World,
+    ) -> Result<(), DaemonError> {
+        let link = link_of(&cfg)?;
+        let mut vips = Vec::new();
+        let mut added = Vec::new();
+        for vip in &cfg.vips {
+            match self.vips.iter().find(|t| t.vip == *vip) {
+                Some(t) => vips.push(t.clone()),
+                None => {
+                    let (target, target_link) = vip_target(&cfg, &link, vip)?;
+                    if !self.vips_held {
+                        remove_leftover(world, &cfg, &target, &target_link).await?;
+                    }
+                    added.push(target.clone());
+                    vips.push(target);
+                }
+            }
+        }
+        info!(instance = %cfg.name, ?changes, "SIGHUP: updated in place");
+        if self.vips_held {
+            for t in self.vips.iter().filter(|t| !cfg.vips.contains(&t.vip)) {
+                if let Err(e) = world.vips.remove(t.ifindex, &t.vip).await {
+                    error!(instance = %cfg.name, "{e}");
+                }
+            }
+            for t in &added {
+                if let Err(e) = world.vips.add(t.ifindex, &t.vip).await {
+                    error!(instance = %cfg.name, "{e}");
+                }
+            }
+        }
+        self.vips = vips;
+        self.vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
+        self.fsm.reconfigure(now, params(&cfg, self.primary_ip));
+        self.cfg = cfg;
+        if self.vips_held && !added.is_empty() {
+            self.send_garps(world, &added);
+        }
+        Ok(())
+    }
+
+    pub async fn start(&mut self, now: Duration, world: &World) {
+        self.fsm.start(now);
+        self.execute(world).await;
+    }
+
+    /// Stops the instance: a master resigns with priority 0 and releases its VIPs.
+    pub async fn stop(&mut self, now: Duration, world: &World) {
+        self.fsm.shutdown(now);
+        self.execute(world).await;
+    }
+
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.fsm.poll_timeout()
+    }
+
+    pub async fn on_timeout(&mut self, now: Duration, world: &World) {
+        if self.fsm.poll_timeout().is_some_and(|t| t <= now) {
+            self.fsm.handle_timeout(now);
+            self.execute(world).await;
+        }
     }
 
     fn interval(&self) -> Interval {
@@ -134,19 +250,33 @@ impl Running {
         }
     }
 
-    /// The instance-level receive checks.
-    pub fn check(&self, advert: &Advert) -> Result<(), DropReason> {
-        packet::check_advert(
-            advert,
-            &Expect {
+    /// What the receive step checks adverts for this instance against.
+    pub fn target(&self, index: usize, skip_check_adv_addr: bool) -> Target<'_> {
+        Target {
+            index,
+            primary_ip: self.primary_ip,
+            expect: Expect {
                 version: self.cfg.version.number(),
                 interval: self.interval(),
                 auth_pass: self.cfg.auth_pass.as_ref(),
+                addrs: &self.vip_addrs,
+                skip_addr_check_from: skip_check_adv_addr.then(|| self.fsm.master()).flatten(),
             },
-        )
+        }
     }
 
-    pub fn receive(&mut self, at: std::time::Duration, from: Ipv4Addr, advert: &Advert) {
+    pub async fn on_advert(
+        &mut self,
+        at: Duration,
+        from: Ipv4Addr,
+        advert: &Advert,
+        accepted: Accepted,
+        world: &World,
+    ) {
+        self.stats.received += 1;
+        if accepted == Accepted::OwnerAddressMismatch {
+            self.log_address_mismatch(from, advert, "accepted from the address owner");
+        }
         let interval_cs = advert.interval.centis().min(u32::from(u16::MAX)) as u16;
         self.fsm.handle_advert(
             at,
@@ -156,6 +286,30 @@ impl Running {
                 interval_cs,
             },
         );
+        self.execute(world).await;
+    }
+
+    pub fn on_drop(&mut self, reason: DropReason, from: Option<Ipv4Addr>) {
+        self.stats.drop(reason);
+        if reason == DropReason::AddressList
+            && let Some(suppressed) = self.address_mismatch_log.allow()
+        {
+            warn!(
+                instance = %self.cfg.name, from = ?from, suppressed,
+                "advert dropped: its address list differs from ours ({} addresses); \
+                 check that both nodes have the same virtual_ipaddress",
+                self.vip_addrs.len()
+            );
+        }
+    }
+
+    fn log_address_mismatch(&mut self, from: Ipv4Addr, advert: &Advert, what: &str) {
+        if let Some(suppressed) = self.address_mismatch_log.allow() {
+            warn!(
+                instance = %self.cfg.name, %from, suppressed, theirs = ?advert.addrs,
+                ours = ?self.vip_addrs, "advert whose address list differs from ours {what}"
+            );
+        }
     }
 
     /// Carries out every queued action, in order.
@@ -179,7 +333,7 @@ impl Running {
                     }
                     self.vips_held = false;
                 }
-                Action::SendGarp => self.send_garps(world),
+                Action::SendGarp => self.send_garps(world, &self.vips),
                 Action::Transition { from, to, reason } => {
                     info!(
                         instance = %self.cfg.name, vrid = self.cfg.vrid, %from, %to,
@@ -205,7 +359,7 @@ impl Running {
                 Version::V2 => Some(self.cfg.auth_pass.map_or((0, [0; 8]), |p| (1, p))),
                 Version::V3 => None,
             },
-            addrs: self.cfg.vips.iter().map(|v| v.addr).collect(),
+            addrs: self.vip_addrs.clone(),
         };
         let peers: &[Ipv4Addr] = if self.cfg.unicast_peers.is_empty() {
             &[VRRP_GROUP_V4]
@@ -223,9 +377,9 @@ impl Running {
         }
     }
 
-    fn send_garps(&self, world: &World) {
-        let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = self
-            .vips
+    /// Gratuitous ARPs for `vips` as the instance's GARP settings say.
+    fn send_garps(&self, world: &World, vips: &[VipTarget]) {
+        let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = vips
             .iter()
             .map(|t| (t.ifindex, t.mac, t.vip.addr))
             .collect();
@@ -279,6 +433,20 @@ impl Running {
             last_transition: self.last_transition.clone(),
         }
     }
+}
+
+/// Removes `target`'s VIP if a killed earlier run (or a hand) left it on the interface.
+async fn remove_leftover(
+    world: &World,
+    cfg: &VrrpInstance,
+    target: &VipTarget,
+    link: &Link,
+) -> Result<(), DaemonError> {
+    if link.addrs.contains(&target.vip.addr) {
+        info!(instance = %cfg.name, vip = %target.vip.addr, "removing a VIP left behind by an earlier run");
+        world.vips.remove(target.ifindex, &target.vip).await?;
+    }
+    Ok(())
 }
 
 /// One gratuitous ARP for each (interface, MAC, VIP).

@@ -3,26 +3,33 @@
 
 mod clock;
 mod instance;
+pub mod reload;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::Arc,
     task::Poll,
     time::Duration,
 };
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    task::JoinHandle,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     config::{self, Config, Severity, VrrpInstance},
     ctl::{self, Status},
     net::{advert_socket::AdvertSocket, garp::GarpSocket, vip::Vips},
-    vrrp::packet::{Advert, DropReason, IPPROTO_VRRP, Ipv4Header, TTL},
+    vrrp::{
+        packet::DropReason,
+        receive::{Dropped, receive},
+    },
 };
 use instance::{Running, SocketKey};
+use reload::Step;
 
 pub use clock::now;
 
@@ -47,6 +54,8 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Daemon
 pub struct Options {
     pub config: PathBuf,
     pub state_dir: PathBuf,
+    /// A group whose members may query the status socket (mode 0660 instead of 0600).
+    pub status_group: Option<String>,
 }
 
 /// What every instance's actions need from the outside world.
@@ -92,19 +101,43 @@ struct Daemon {
     /// (socket, VRID) → index in `instances`: one lookup per received packet.
     routes: HashMap<(SocketKey, u8), usize>,
     unmatched_drops: BTreeMap<DropReason, u64>,
+    skip_check_adv_addr: bool,
+    /// A SIGHUP's configuration being read off the loop, and whether another SIGHUP came
+    /// meanwhile (it is served once this one is applied).
+    reloading: Option<JoinHandle<Result<Config, DaemonError>>>,
+    reload_again: bool,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
 fn load_config(path: &Path) -> Result<Config, DaemonError> {
     let loaded = config::load(path).map_err(|e| DaemonError::Config(e.to_string()))?;
-    for d in &loaded.diagnostics.0 {
+    for d in loaded.diagnostics.iter() {
         match d.severity {
             Severity::Warning => warn!("{d}"),
             Severity::Error => error!("{d}"),
         }
     }
+    if loaded.diagnostics.suppressed() > 0 {
+        warn!(
+            "{} more diagnostics not shown ({} errors, {} warnings in all)",
+            loaded.diagnostics.suppressed(),
+            loaded.diagnostics.error_count(),
+            loaded.diagnostics.warning_count()
+        );
+    }
     if loaded.diagnostics.has_errors() {
-        let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
+        let mut errors: Vec<String> = loaded
+            .diagnostics
+            .errors()
+            .take(20)
+            .map(|d| d.to_string())
+            .collect();
+        if loaded.diagnostics.error_count() > errors.len() {
+            errors.push(format!(
+                "... {} errors in all",
+                loaded.diagnostics.error_count()
+            ));
+        }
         return Err(DaemonError::Config(errors.join("\n")));
     }
     for inst in &loaded.config.instances {
@@ -118,6 +151,20 @@ fn load_config(path: &Path) -> Result<Config, DaemonError> {
         }
     }
     Ok(loaded.config)
+}
+
+/// Waits for the configuration being read off the loop, or forever if none is.
+async fn reloaded(
+    reloading: &mut Option<JoinHandle<Result<Config, DaemonError>>>,
+) -> Result<Config, DaemonError> {
+    let Some(handle) = reloading.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = handle
+        .await
+        .unwrap_or_else(|e| Err(DaemonError::Config(format!("reading the configuration: {e}"))));
+    *reloading = None;
+    result
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -138,6 +185,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         instances: Vec::new(),
         routes: HashMap::new(),
         unmatched_drops: BTreeMap::new(),
+        skip_check_adv_addr: config.global.skip_check_adv_addr,
+        reloading: None,
+        reload_again: false,
     };
     for cfg in config.instances {
         let running = Running::prepare(cfg, &mut daemon.world).await?;
@@ -145,10 +195,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     daemon.reindex();
     let socket_path = ctl::socket_path(&daemon.options.state_dir);
-    let mut status_requests = ctl::serve(&socket_path).map_err(io_error(format!(
-        "creating the status socket {}",
-        socket_path.display()
-    )))?;
+    let mut status_requests = ctl::serve(&socket_path, daemon.options.status_group.as_deref())
+        .map_err(io_error(format!(
+            "creating the status socket {}",
+            socket_path.display()
+        )))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
@@ -157,8 +208,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let start = now();
     for running in &mut daemon.instances {
-        running.fsm.start(start);
-        running.execute(&daemon.world).await;
+        running.start(start, &daemon.world).await;
     }
     info!(
         instances = daemon.instances.len(),
@@ -170,22 +220,23 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         let deadline = daemon
             .instances
             .iter()
-            .filter_map(|r| r.fsm.poll_timeout())
+            .filter_map(Running::poll_timeout)
             .min();
         timer.arm(deadline).map_err(io_error("arming the timer"))?;
         tokio::select! {
             biased;
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => daemon.reload().await,
+            _ = sighup.recv() => daemon.start_reload(),
             result = timer.expired() => {
                 result.map_err(io_error("waiting for the timer"))?;
                 daemon.on_timer().await;
             }
             (socket, result) = daemon.world.recv(&mut buf) => match result {
-                Ok(n) => daemon.on_packet(socket, &buf[..n], now()).await,
+                Ok(n) => daemon.on_packet(socket, buf.get(..n).unwrap_or_default(), now()).await,
                 Err(e) => warn!(error = %e, "receiving adverts"),
             },
+            config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
             Some(reply) = status_requests.recv() => {
                 let _ = reply.send(daemon.status());
             }
@@ -195,8 +246,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     info!("stopping: releasing VIPs");
     let at = now();
     for running in &mut daemon.instances {
-        running.fsm.shutdown(at);
-        running.execute(&daemon.world).await;
+        running.stop(at, &daemon.world).await;
     }
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
@@ -206,103 +256,130 @@ impl Daemon {
     async fn on_timer(&mut self) {
         let at = now();
         for running in &mut self.instances {
-            if running.fsm.poll_timeout().is_some_and(|t| t <= at) {
-                running.fsm.handle_timeout(at);
-                running.execute(&self.world).await;
-            }
+            running.on_timeout(at, &self.world).await;
         }
     }
 
     async fn on_packet(&mut self, socket: SocketKey, data: &[u8], at: Duration) {
-        match self.route(socket, data) {
-            Ok((index, advert, src)) => {
-                let running = &mut self.instances[index];
-                running.stats.received += 1;
-                running.receive(at, src, &advert);
-                running.execute(&self.world).await;
-            }
-            Err((Some(index), reason)) => self.instances[index].stats.drop(reason),
-            Err((None, reason)) => *self.unmatched_drops.entry(reason).or_default() += 1,
-        }
-    }
-
-    /// Validates a packet and finds its instance (RFC 3768/5798 §7.1 receive checks).
-    fn route(
-        &self,
-        socket: SocketKey,
-        data: &[u8],
-    ) -> Result<(usize, Advert, Ipv4Addr), (Option<usize>, DropReason)> {
-        let ip = Ipv4Header::parse(data).map_err(|r| (None, r))?;
-        if ip.protocol != IPPROTO_VRRP {
-            return Err((None, DropReason::BadIp));
-        }
-        let msg = ip.payload(data);
-        // The VRID sits in byte 1 whatever else is wrong: count drops on their instance.
-        let index = msg
-            .get(1)
-            .and_then(|vrid| self.routes.get(&(socket, *vrid)).copied());
-        if ip.ttl != TTL {
-            return Err((index, DropReason::Ttl));
-        }
-        let (advert, _form) = Advert::parse(msg, ip.src, ip.dst).map_err(|r| (index, r))?;
-        let index = index.ok_or((None, DropReason::UnknownVrid))?;
-        let running = &self.instances[index];
-        if ip.src == running.primary_ip {
-            return Err((Some(index), DropReason::Own));
-        }
-        running.check(&advert).map_err(|r| (Some(index), r))?;
-        Ok((index, advert, ip.src))
-    }
-
-    /// SIGHUP: re-read the configuration. Unchanged instances keep their state; changed
-    /// and removed ones stop (releasing their VIPs); new and changed ones start.
-    async fn reload(&mut self) {
-        info!(config = %self.options.config.display(), "SIGHUP: reloading");
-        let config = match load_config(&self.options.config) {
-            Ok(config) => config,
-            Err(e) => {
-                error!("reload failed, keeping the running configuration: {e}");
-                return;
-            }
-        };
-        let mut old = std::mem::take(&mut self.instances);
-        let mut keep: Vec<Option<Running>> = Vec::new();
-        let mut wanted: Vec<VrrpInstance> = Vec::new();
-        for cfg in config.instances {
-            match old.iter().position(|r| r.cfg == cfg) {
-                Some(pos) => keep.push(Some(old.swap_remove(pos))),
-                None => {
-                    keep.push(None);
-                    wanted.push(cfg);
+        let (instances, routes, skip) = (&self.instances, &self.routes, self.skip_check_adv_addr);
+        let result = receive(data, |vrid| {
+            let index = *routes.get(&(socket, vrid))?;
+            Some(instances.get(index)?.target(index, skip))
+        });
+        match result {
+            Ok(d) => {
+                if let Some(running) = self.instances.get_mut(d.index) {
+                    running
+                        .on_advert(at, d.src, &d.advert, d.accepted, &self.world)
+                        .await;
                 }
             }
+            Err(Dropped {
+                index: Some(index),
+                reason,
+                from,
+            }) => {
+                if let Some(running) = self.instances.get_mut(index) {
+                    running.on_drop(reason, from);
+                }
+            }
+            Err(Dropped { reason, .. }) => {
+                *self.unmatched_drops.entry(reason).or_default() += 1
+            }
         }
-        let at = now();
-        for mut running in old {
-            info!(instance = %running.cfg.name, "stopping (changed or removed)");
-            running.fsm.shutdown(at);
-            running.execute(&self.world).await;
+    }
+
+    /// SIGHUP: read the configuration on a blocking thread, so that parsing (however large
+    /// or hostile the file) never delays an advert. A SIGHUP during a read is served after it.
+    fn start_reload(&mut self) {
+        if self.reloading.is_some() {
+            self.reload_again = true;
+            return;
         }
-        let mut wanted = wanted.into_iter();
-        for slot in keep {
-            match slot {
-                Some(running) => self.instances.push(running),
-                None => {
-                    let cfg = wanted.next().expect("one new config per empty slot");
+        info!(config = %self.options.config.display(), "SIGHUP: reloading");
+        let path = self.options.config.clone();
+        self.reloading = Some(tokio::task::spawn_blocking(move || load_config(&path)));
+    }
+
+    /// Applies a configuration read by [`Daemon::start_reload`] as `reload::plan` says:
+    /// unchanged instances keep running, changed ones are updated in place where the
+    /// protocol allows, the rest stop or start.
+    async fn finish_reload(&mut self, config: Result<Config, DaemonError>) {
+        match config {
+            Ok(config) => self.apply(config).await,
+            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+        }
+        if std::mem::take(&mut self.reload_again) {
+            self.start_reload();
+        }
+    }
+
+    async fn apply(&mut self, config: Config) {
+        self.skip_check_adv_addr = config.global.skip_check_adv_addr;
+        let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
+        let steps = reload::plan(&old_cfgs, &config.instances);
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut new: Vec<Option<VrrpInstance>> = config.instances.into_iter().map(Some).collect();
+        let mut next = Vec::new();
+        for step in steps {
+            let at = now();
+            match step {
+                Step::Keep { old: o, .. } => next.extend(old.get_mut(o).and_then(Option::take)),
+                Step::Update {
+                    old: o,
+                    new: n,
+                    changes,
+                } => {
+                    let (Some(mut running), Some(cfg)) = (
+                        old.get_mut(o).and_then(Option::take),
+                        new.get_mut(n).and_then(Option::take),
+                    ) else {
+                        continue;
+                    };
                     let name = cfg.name.clone();
-                    match Running::prepare(cfg, &mut self.world).await {
-                        Ok(mut running) => {
-                            info!(instance = %name, "starting (new or changed)");
-                            running.fsm.start(now());
-                            running.execute(&self.world).await;
-                            self.instances.push(running);
-                        }
-                        Err(e) => error!(instance = %name, "cannot start: {e}"),
+                    if let Err(e) = running.update(cfg, &changes, at, &mut self.world).await {
+                        error!(instance = %name, "cannot apply the change, keeping the running one: {e}");
+                    }
+                    next.push(running);
+                }
+                Step::Stop { old: o } | Step::Restart { old: o, .. } => {
+                    if let Some(mut running) = old.get_mut(o).and_then(Option::take) {
+                        let why = match &step {
+                            Step::Restart { why, .. } => why,
+                            _ => "removed",
+                        };
+                        info!(instance = %running.cfg.name, "stopping ({why})");
+                        running.stop(at, &self.world).await;
+                    }
+                    if let Step::Restart { new: n, .. } = step {
+                        self.start_instance(new.get_mut(n).and_then(Option::take), &mut next)
+                            .await;
                     }
                 }
+                Step::Start { new: n } => {
+                    self.start_instance(new.get_mut(n).and_then(Option::take), &mut next)
+                        .await;
+                }
             }
         }
+        self.instances = next;
         self.reindex();
+    }
+
+    async fn start_instance(&mut self, cfg: Option<VrrpInstance>, next: &mut Vec<Running>) {
+        let Some(cfg) = cfg else { return };
+        let name = cfg.name.clone();
+        match Running::prepare(cfg, &mut self.world).await {
+            Ok(mut running) => {
+                info!(instance = %name, "starting");
+                running.start(now(), &self.world).await;
+                next.push(running);
+            }
+            Err(e) => error!(instance = %name, "cannot start: {e}"),
+        }
     }
 
     fn reindex(&mut self) {

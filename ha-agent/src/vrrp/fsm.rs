@@ -147,6 +147,9 @@ pub struct Instance {
     master: Option<(Ipv4Addr, u8)>,
     /// Set by a priority-0 advert: the coming down-timer expiry is a resignation.
     resigned: bool,
+    /// When a MASTER last answered another router's advert out of schedule: such answers are
+    /// limited to one per advert interval, whatever arrives.
+    last_answer: Option<Time>,
     actions: VecDeque<Action>,
     last_transition: Option<(Time, Reason)>,
 }
@@ -166,6 +169,7 @@ impl Instance {
             master_adver_int_cs,
             master: None,
             resigned: false,
+            last_answer: None,
             actions: VecDeque::new(),
             last_transition: None,
         }
@@ -301,8 +305,10 @@ impl Instance {
         let ours = self.priority();
         if advert.priority == 0 {
             // Another master resigning: announce ourselves at once.
-            self.send_advert(ours);
-            self.adver_timer = Some(now + self.advert_interval());
+            if self.may_answer(now) {
+                self.send_advert(ours);
+                self.adver_timer = Some(now + self.advert_interval());
+            }
         } else if advert.priority > ours
             || (advert.priority == ours && advert.from > self.params.primary_ip)
         {
@@ -317,9 +323,50 @@ impl Instance {
                 priority: advert.priority,
             };
             self.transition(now, State::Backup, reason);
-        } else {
-            // A lower-priority master: reassert at once (RFC 9568, keepalived's default).
+        } else if self.may_answer(now) {
+            // A lower-priority master: reassert at once (RFC 9568, keepalived's default), which
+            // heals a split brain without waiting for our timer.
             self.send_advert(ours);
+        }
+    }
+
+    /// Whether an out-of-schedule advert may go now (at most one per advert interval).
+    fn may_answer(&mut self, now: Time) -> bool {
+        if self
+            .last_answer
+            .is_some_and(|at| now < at + self.advert_interval())
+        {
+            return false;
+        }
+        self.last_answer = Some(now);
+        true
+    }
+
+    /// Applies a changed configuration in place: priority, interval, preemption and GARP
+    /// settings take effect without a state change (the next advert carries them). The VRID,
+    /// version and primary address must be unchanged; a change of those needs a new instance.
+    pub fn reconfigure(&mut self, now: Time, params: Params) {
+        debug_assert_eq!(
+            (self.params.vrid, self.params.version, self.params.primary_ip),
+            (params.vrid, params.version, params.primary_ip)
+        );
+        let old = std::mem::replace(&mut self.params, params);
+        let interval = self.advert_interval();
+        if self.params.version == Version::V2 || self.master.is_none() {
+            self.master_adver_int_cs = self.params.advert_int_cs;
+        }
+        if let Some(at) = self.adver_timer {
+            // A shorter interval applies now, a longer one from the next advert.
+            self.adver_timer = Some(at.min(now + interval));
+        }
+        if self.state == State::Master
+            && old.garp_refresh != self.params.garp_refresh
+            && self.garp_timer.is_none()
+        {
+            self.garp_timer = self.params.garp_refresh.map(|period| now + period);
+        }
+        if !self.params.preempt || old.preempt_delay != self.params.preempt_delay {
+            self.preempt_at = None;
         }
     }
 

@@ -1,4 +1,5 @@
-//! VRRP: the wire codec and the sans-IO state machine.
+//! VRRP: the wire codec, the receive checks and the sans-IO state machine.
 
 pub mod fsm;
 pub mod packet;
+pub mod receive;

@@ -4,6 +4,17 @@
 //! validation follows RFC 3768/5798 §7.1: [`Ipv4Header::parse`] checks the IP part,
 //! [`Advert::parse`] the message itself, [`check_advert`] what depends on the instance.
 
+// Input from the network, a configuration file or a client must never panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 use std::net::Ipv4Addr;
 
 use subtle::ConstantTimeEq as _;
@@ -26,7 +37,7 @@ pub enum DropReason {
     Ttl,
     Version,
     Type,
-    /// Shorter than the header and the addresses it announces.
+    /// Not exactly as long as its version and address count imply.
     Length,
     Checksum,
     /// No instance with this VRID on the interface.
@@ -39,10 +50,12 @@ pub enum DropReason {
     AuthMismatch,
     /// Our own advert looped back.
     Own,
+    /// Address count or list differs from ours (and the sender is not the owner, priority 255).
+    AddressList,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::BadIp,
         DropReason::Ttl,
         DropReason::Version,
@@ -55,6 +68,7 @@ impl DropReason {
         DropReason::AuthType,
         DropReason::AuthMismatch,
         DropReason::Own,
+        DropReason::AddressList,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +85,7 @@ impl DropReason {
             DropReason::AuthType => "auth_type",
             DropReason::AuthMismatch => "auth_mismatch",
             DropReason::Own => "own",
+            DropReason::AddressList => "address_list",
         }
     }
 }
@@ -90,19 +105,22 @@ pub struct Ipv4Header {
 impl Ipv4Header {
     /// Parses the IPv4 header at the start of `packet` (what a raw socket receives).
     pub fn parse(packet: &[u8]) -> Result<Self, DropReason> {
-        if packet.len() < 20 || packet[0] >> 4 != 4 {
+        let Some(fixed) = packet.first_chunk::<20>() else {
+            return Err(DropReason::BadIp);
+        };
+        if fixed[0] >> 4 != 4 {
             return Err(DropReason::BadIp);
         }
-        let header_len = usize::from(packet[0] & 0x0f) * 4;
-        let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        let header_len = usize::from(fixed[0] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
         if header_len < 20 || total_len < header_len || packet.len() < header_len {
             return Err(DropReason::BadIp);
         }
         Ok(Self {
-            src: Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]),
-            dst: Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]),
-            ttl: packet[8],
-            protocol: packet[9],
+            src: Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]),
+            dst: Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]),
+            ttl: fixed[8],
+            protocol: fixed[9],
             header_len,
             total_len: total_len.min(packet.len()),
         })
@@ -110,7 +128,7 @@ impl Ipv4Header {
 
     /// The payload after the header, without link-layer padding.
     pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
-        &packet[self.header_len..self.total_len]
+        packet.get(self.header_len..self.total_len).unwrap_or_default()
     }
 }
 
@@ -160,30 +178,31 @@ impl Advert {
         }
     }
 
-    /// Parses and checks a VRRP message (the IP payload, padding allowed) sent from `src`
-    /// to `dst`. Returns the advert and the checksum form that matched.
+    /// Parses and checks a VRRP message (the IP payload, without link-layer padding) sent from
+    /// `src` to `dst`. Returns the advert and the checksum form that matched.
     pub fn parse(
         msg: &[u8],
         src: Ipv4Addr,
         dst: Ipv4Addr,
     ) -> Result<(Self, ChecksumForm), DropReason> {
-        if msg.len() < HEADER_LEN {
+        let Some(header) = msg.first_chunk::<HEADER_LEN>() else {
             return Err(DropReason::Length);
-        }
-        let version = msg[0] >> 4;
-        if msg[0] & 0x0f != TYPE_ADVERTISEMENT {
+        };
+        let [ver_type, vrid, priority, count, b4, b5, _, _] = *header;
+        let version = ver_type >> 4;
+        if ver_type & 0x0f != TYPE_ADVERTISEMENT {
             return Err(DropReason::Type);
         }
-        let count = usize::from(msg[3]);
+        let count = usize::from(count);
         let len = match version {
             2 => HEADER_LEN + 4 * count + AUTH_LEN,
             3 => HEADER_LEN + 4 * count,
             _ => return Err(DropReason::Version),
         };
-        if msg.len() < len {
+        // Exactly: bytes beyond the announced addresses would escape the checks.
+        if msg.len() != len {
             return Err(DropReason::Length);
         }
-        let msg = &msg[..len];
         let form = if checksum(msg, None) == 0 {
             ChecksumForm::Message
         } else if version == 3 && checksum(msg, Some((src, dst))) == 0 {
@@ -194,16 +213,24 @@ impl Advert {
         if version == 2 && form != ChecksumForm::Message {
             return Err(DropReason::Checksum);
         }
-        let addrs = msg[HEADER_LEN..HEADER_LEN + 4 * count]
-            .chunks_exact(4)
-            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        let (addrs, trailer) = msg
+            .get(HEADER_LEN..)
+            .and_then(|body| body.split_at_checked(4 * count))
+            .ok_or(DropReason::Length)?;
+        let addrs = addrs
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|a| Ipv4Addr::from(*a))
             .collect();
         let (interval, auth) = if version == 2 {
-            let mut data = [0u8; AUTH_LEN];
-            data.copy_from_slice(&msg[len - AUTH_LEN..]);
-            (Interval::Seconds(msg[5]), Some((msg[4], data)))
+            let data = trailer
+                .first_chunk::<AUTH_LEN>()
+                .copied()
+                .unwrap_or_default();
+            (Interval::Seconds(b5), Some((b4, data)))
         } else {
-            let centis = u16::from_be_bytes([msg[4], msg[5]]) & 0x0fff;
+            let centis = u16::from_be_bytes([b4, b5]) & 0x0fff;
             if centis == 0 {
                 return Err(DropReason::ZeroInterval);
             }
@@ -211,8 +238,8 @@ impl Advert {
         };
         Ok((
             Advert {
-                vrid: msg[1],
-                priority: msg[2],
+                vrid,
+                priority,
                 interval,
                 auth,
                 addrs,
@@ -249,8 +276,10 @@ impl Advert {
             out.extend_from_slice(&self.auth.map_or([0; AUTH_LEN], |(_, d)| d));
         }
         let pseudo = (version == 3 && form == ChecksumForm::PseudoHeader).then_some((src, dst));
-        let sum = checksum(&out[start..], pseudo);
-        out[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+        let sum = checksum(out.get(start..).unwrap_or_default(), pseudo).to_be_bytes();
+        if let Some(field) = out.get_mut(start + 6..start + 8) {
+            field.copy_from_slice(&sum);
+        }
     }
 }
 
@@ -261,9 +290,27 @@ pub struct Expect<'a> {
     pub interval: Interval,
     /// VRRPv2 PASS data if we authenticate.
     pub auth_pass: Option<&'a [u8; AUTH_LEN]>,
+    /// Our virtual addresses, which the advert must list (in any order).
+    pub addrs: &'a [Ipv4Addr],
+    /// keepalived's `vrrp_skip_check_adv_addr`: adverts from this sender (the master we
+    /// already follow) skip the address check.
+    pub skip_addr_check_from: Option<Ipv4Addr>,
 }
 
-pub fn check_advert(advert: &Advert, expect: &Expect<'_>) -> Result<(), DropReason> {
+/// What the instance checks found in an acceptable advert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    Clean,
+    /// The address list differs but the sender owns the addresses (priority 255): accepted,
+    /// worth a log line.
+    OwnerAddressMismatch,
+}
+
+pub fn check_advert(
+    advert: &Advert,
+    src: Ipv4Addr,
+    expect: &Expect<'_>,
+) -> Result<Accepted, DropReason> {
     if advert.version() != expect.version {
         return Err(DropReason::Version);
     }
@@ -283,27 +330,36 @@ pub fn check_advert(advert: &Advert, expect: &Expect<'_>) -> Result<(), DropReas
             _ => return Err(DropReason::AuthType),
         }
     }
-    Ok(())
+    let same_list = advert.addrs.len() == expect.addrs.len()
+        && advert.addrs.iter().all(|a| expect.addrs.contains(a));
+    if same_list || expect.skip_addr_check_from == Some(src) {
+        Ok(Accepted::Clean)
+    } else if advert.priority == 255 {
+        Ok(Accepted::OwnerAddressMismatch)
+    } else {
+        Err(DropReason::AddressList)
+    }
 }
 
 /// The Internet checksum of `msg`, preceded by the IPv4 pseudo-header when given. Over data
 /// whose checksum field is filled in, a correct checksum yields 0.
 pub fn checksum(msg: &[u8], pseudo: Option<(Ipv4Addr, Ipv4Addr)>) -> u16 {
     let mut sum: u32 = 0;
+    let words = |bytes: &[u8]| -> u32 {
+        let (pairs, rest) = bytes.as_chunks::<2>();
+        let odd = rest.first().map_or(0, |last| u32::from(*last) << 8);
+        pairs
+            .iter()
+            .map(|pair| u32::from(u16::from_be_bytes(*pair)))
+            .sum::<u32>()
+            + odd
+    };
     if let Some((src, dst)) = pseudo {
-        for pair in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
-            sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-        }
+        sum += words(&src.octets()) + words(&dst.octets());
         sum += u32::from(IPPROTO_VRRP);
         sum += msg.len() as u32;
     }
-    let mut chunks = msg.chunks_exact(2);
-    for pair in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
+    sum += words(msg);
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -426,12 +482,13 @@ mod tests {
     }
 
     #[test]
-    fn ethernet_padding_is_allowed() {
-        let mut padded = SEED.to_vec();
-        padded.extend_from_slice(&[0; 6]);
+    fn bytes_beyond_the_announced_addresses_are_a_length_error() {
+        // Link-layer padding is cut off by the IP total length before this parser runs.
+        let mut long = SEED.to_vec();
+        long.extend_from_slice(&[0; 4]);
         assert_eq!(
-            Advert::parse(&padded, SRC, VRRP_GROUP_V4).unwrap().0,
-            seed(150)
+            Advert::parse(&long, SRC, VRRP_GROUP_V4),
+            Err(DropReason::Length)
         );
     }
 
@@ -488,41 +545,45 @@ mod tests {
 
     #[test]
     fn instance_checks() {
+        let vips = [VIP];
         let expect = Expect {
             version: 2,
             interval: Interval::Seconds(1),
             auth_pass: Some(&PASS),
+            addrs: &vips,
+            skip_addr_check_from: None,
         };
-        assert_eq!(check_advert(&seed(150), &expect), Ok(()));
+        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
+        assert_eq!(check(&seed(150), &expect), Ok(Accepted::Clean));
         let wrong = Advert {
             auth: Some((AUTH_PASS, *b"2222\0\0\0\0")),
             ..seed(150)
         };
-        assert_eq!(check_advert(&wrong, &expect), Err(DropReason::AuthMismatch));
+        assert_eq!(check(&wrong, &expect), Err(DropReason::AuthMismatch));
         let none = Advert {
             auth: Some((AUTH_NONE, [0; 8])),
             ..seed(150)
         };
-        assert_eq!(check_advert(&none, &expect), Err(DropReason::AuthType));
+        assert_eq!(check(&none, &expect), Err(DropReason::AuthType));
         let slow = Advert {
             interval: Interval::Seconds(2),
             ..seed(150)
         };
-        assert_eq!(check_advert(&slow, &expect), Err(DropReason::Interval));
-        assert_eq!(check_advert(&v3(150), &expect), Err(DropReason::Version));
+        assert_eq!(check(&slow, &expect), Err(DropReason::Interval));
+        assert_eq!(check(&v3(150), &expect), Err(DropReason::Version));
         // v3 intervals are learned, not compared.
         let expect3 = Expect {
             version: 3,
             interval: Interval::Centis(10),
             auth_pass: None,
+            ..expect
         };
-        assert_eq!(check_advert(&v3(150), &expect3), Ok(()));
+        assert_eq!(check(&v3(150), &expect3), Ok(Accepted::Clean));
         let open = Expect {
-            version: 2,
-            interval: Interval::Seconds(1),
             auth_pass: None,
+            ..expect
         };
-        assert_eq!(check_advert(&seed(150), &open), Err(DropReason::AuthType));
+        assert_eq!(check(&seed(150), &open), Err(DropReason::AuthType));
     }
 
     #[test]

@@ -389,7 +389,7 @@ fn master_answers_lower_and_resigning_adverts_at_once() {
     sim.run_until(t);
     sim.advert(PEER_LOW, 100, 100);
     assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
-    let t = sim.now + ms(100);
+    let t = sim.now + Duration::from_secs(1);
     sim.run_until(t);
     sim.advert(PEER_LOW, 0, 100);
     assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
@@ -397,6 +397,74 @@ fn master_answers_lower_and_resigning_adverts_at_once() {
         sim.inst.poll_timeout(),
         Some(t + Duration::from_secs(1)),
         "advert timer rearmed"
+    );
+}
+
+#[test]
+fn answers_to_a_flood_are_limited_to_one_per_interval() {
+    let mut sim = Sim::started(params(Version::V3, 150, 10));
+    sim.run_until(ms(400));
+    let t = sim.now;
+    // 3,000 lower and resigning adverts over one second: the 100 ms schedule sends 10
+    // adverts and the answers add at most one per interval.
+    for i in 0..3000u64 {
+        sim.run_until(t + us(i * 333));
+        sim.advert(PEER_LOW, if i % 2 == 0 { 100 } else { 0 }, 10);
+        sim.drain();
+    }
+    sim.run_until(t + ms(999));
+    let sent = sim
+        .since(t)
+        .iter()
+        .filter(|a| matches!(a, Action::SendAdvert { .. }))
+        .count();
+    assert!((10..=20).contains(&sent), "{sent} adverts in one second");
+    assert_eq!(sim.inst.state(), State::Master);
+}
+
+#[test]
+fn reconfigure_in_place_changes_no_state() {
+    let mut sim = Sim::started(params(Version::V3, 150, 100));
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(sim.inst.state(), State::Master);
+    let t = sim.now;
+    // Lower priority and a shorter interval: the next advert, due at once, carries both.
+    sim.inst.reconfigure(t, params(Version::V3, 120, 10));
+    assert!(sim.inst.poll_timeout().unwrap() <= t + ms(100));
+    sim.run_until(t + ms(350));
+    let actions = sim.since(t);
+    assert!(
+        actions.iter().all(|a| *a == Action::SendAdvert { priority: 120 }),
+        "{actions:?}"
+    );
+    assert!(actions.len() >= 3, "adverts every 100 ms now: {actions:?}");
+    assert_eq!(sim.inst.state(), State::Master);
+    assert_eq!(sim.inst.priority(), 120);
+}
+
+#[test]
+fn a_backup_raised_above_its_master_preempts_after_master_down_interval() {
+    let mut sim = Sim::started(params(Version::V2, 100, 100));
+    sim.advert(PEER_HIGH, 150, 100);
+    sim.run_until(Duration::from_secs(2));
+    sim.advert(PEER_HIGH, 150, 100);
+    let t = sim.now;
+    sim.inst.reconfigure(t, params(Version::V2, 200, 100));
+    assert_eq!(sim.inst.state(), State::Backup, "no transition on reconfigure");
+    // The master keeps advertising 150, lower than our 200 now: we stop refreshing the
+    // down timer and preempt.
+    for i in 1..=4 {
+        sim.run_until(t + Duration::from_secs(i));
+        sim.advert(PEER_HIGH, 150, 100);
+    }
+    assert_eq!(sim.inst.state(), State::Master);
+    let (_, reason) = sim.inst.last_transition().unwrap();
+    assert_eq!(
+        reason,
+        Reason::Preempt {
+            master: PEER_HIGH,
+            priority: 150
+        }
     );
 }
 
