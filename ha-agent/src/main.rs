@@ -92,10 +92,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         println!("{d}");
     }
     if loaded.diagnostics.suppressed() > 0 {
-        println!(
-            "... {} more not shown",
-            loaded.diagnostics.suppressed()
-        );
+        println!("... {} more not shown", loaded.diagnostics.suppressed());
     }
     let errors = loaded.diagnostics.error_count();
     let mut warnings = loaded.diagnostics.warning_count();

@@ -267,10 +267,8 @@ impl Lexer<'_> {
                     return;
                 }
                 Err(e) => {
-                    self.diags.error(
-                        loc,
-                        format!("cannot read included {}: {e}", path.display()),
-                    );
+                    self.diags
+                        .error(loc, format!("cannot read included {}: {e}", path.display()));
                     continue;
                 }
             };

@@ -22,8 +22,8 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
-pub use tree::MAX_NESTING;
 pub use model::*;
+pub use tree::MAX_NESTING;
 
 /// A parsed configuration and everything worth telling the user about it.
 #[derive(Debug)]

@@ -310,3 +310,192 @@ fn missing_scripts_and_users_are_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Loads `main` from files held in memory.
+fn load_memory(files: &[(&str, Vec<u8>)]) -> Loaded {
+    let source = Memory(
+        files
+            .iter()
+            .map(|(p, b)| (std::path::PathBuf::from(p), b.clone()))
+            .collect(),
+    );
+    load_from(&source, std::path::Path::new(files[0].0)).unwrap()
+}
+
+fn all_errors(loaded: &Loaded) -> Vec<String> {
+    loaded.diagnostics.errors().map(|d| d.to_string()).collect()
+}
+
+const INSTANCE: &str = "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let text = format!(
+        "vrrp_instance A\n{}{}",
+        "{\n".repeat(30_000),
+        "}\n".repeat(30_000)
+    );
+    let loaded = parse_str(&text, "deep.conf");
+    assert_eq!(
+        all_errors(&loaded).first().map(String::as_str),
+        Some("deep.conf:34: error: blocks nested deeper than 32; this block is skipped")
+    );
+    // Unclosed as well: one error for the skipped block, none for each level.
+    let loaded = parse_str(&"x {\n".repeat(100_000), "open.conf");
+    assert!(
+        loaded.diagnostics.error_count() <= 40,
+        "{:?}",
+        all_errors(&loaded)
+    );
+}
+
+#[test]
+fn a_file_including_itself_is_a_cycle_reported_at_the_include() {
+    let main = format!("{INSTANCE}include main.conf\ninclude main.conf\n");
+    let loaded = load_memory(&[("/c/main.conf", main.into_bytes())]);
+    assert_eq!(
+        all_errors(&loaded),
+        [8, 9].map(|line| format!(
+            "/c/main.conf:{line}: error: include cycle: /c/main.conf is already being read (include chain: /c/main.conf)"
+        ))
+    );
+    assert_eq!(loaded.config.instances.len(), 1);
+}
+
+#[test]
+fn an_indirect_cycle_is_reported_where_it_closes() {
+    let loaded = load_memory(&[
+        ("/c/a.conf", b"include b.conf\n".to_vec()),
+        ("/c/b.conf", b"# b\ninclude a.conf\n".to_vec()),
+    ]);
+    assert_eq!(
+        all_errors(&loaded),
+        [
+            "/c/b.conf:2: error: include cycle: /c/a.conf is already being read (include chain: /c/a.conf -> /c/b.conf)"
+        ]
+    );
+}
+
+#[test]
+fn included_files_are_limited_in_number() {
+    // Each file includes the next twice: 2^13 inclusions without a cycle.
+    let mut files = Vec::new();
+    for i in 0..13 {
+        let next = format!("include f{}.conf\n", i + 1);
+        files.push((format!("/c/f{i}.conf"), next.repeat(2).into_bytes()));
+    }
+    files.push(("/c/f13.conf".into(), b"# leaf\n".to_vec()));
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    let loaded = load_memory(&files);
+    let errors = all_errors(&loaded);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with("error: more than 1000 files included in all; the rest are skipped"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn include_depth_is_limited() {
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            (
+                format!("/c/d{i}.conf"),
+                format!("include d{}.conf\n", i + 1).into_bytes(),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    assert_eq!(
+        all_errors(&load_memory(&files)),
+        ["/c/d16.conf:1: error: includes nested deeper than 16"]
+    );
+}
+
+#[test]
+fn bytes_read_are_limited() {
+    let big = vec![b'#'; (MAX_BYTES as usize) / 2 + 1];
+    let loaded = load_memory(&[
+        (
+            "/c/main.conf",
+            b"include a.conf\ninclude b.conf\ninclude c.conf\n".to_vec(),
+        ),
+        ("/c/a.conf", big.clone()),
+        ("/c/b.conf", big.clone()),
+        ("/c/c.conf", big.clone()),
+    ]);
+    assert_eq!(
+        all_errors(&loaded),
+        [
+            "/c/main.conf:2: error: including /c/b.conf: the configuration is larger than 4194304 bytes in all; the rest is skipped"
+        ]
+    );
+    let source = Memory([("/c/huge.conf".into(), vec![b' '; MAX_BYTES as usize + 1])].into());
+    let err = load_from(&source, std::path::Path::new("/c/huge.conf")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot read /c/huge.conf: the configuration is larger than 4194304 bytes in all"
+    );
+}
+
+#[test]
+fn devices_and_recursive_globs_are_not_included() {
+    let dir = std::env::temp_dir().join(format!("ha-agent-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.conf"),
+        "include /dev/zero\ninclude /**/*.conf\n",
+    )
+    .unwrap();
+    let loaded = load(&dir.join("main.conf")).unwrap();
+    let main = dir.join("main.conf").display().to_string();
+    assert_eq!(
+        all_errors(&loaded),
+        [
+            format!("{main}:1: error: cannot read included /dev/zero: not a regular file"),
+            format!(
+                "{main}:2: error: include `/**/*.conf`: `**` is not supported (use `*` per directory level)"
+            ),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_fine_in_comments_and_quotes_only() {
+    let mut text = b"# r\xe9seau de Fran\xe7ois\n".to_vec();
+    text.extend_from_slice(INSTANCE.as_bytes());
+    let loaded = load_memory(&[("/c/latin1.conf", text)]);
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    assert_eq!(loaded.config.instances.len(), 1);
+
+    let loaded = load_memory(&[(
+        "/c/q.conf",
+        b"global_defs {\n router_id \"caf\xe9\"\n}\n".to_vec(),
+    )]);
+    assert_eq!(
+        messages(&loaded),
+        [
+            "/c/q.conf:2: warning: quoted string `caf\u{fffd}` holds bytes that are not UTF-8; shown as U+FFFD"
+        ]
+    );
+
+    let loaded = load_memory(&[(
+        "/c/bare.conf",
+        b"global_defs {\n router_id caf\xe9\n}\n".to_vec(),
+    )]);
+    assert_eq!(
+        all_errors(&loaded),
+        [
+            "/c/bare.conf:2: error: `caf\u{fffd}` holds bytes that are not UTF-8 (only comments and quoted strings may)"
+        ]
+    );
+}
+
+#[test]
+fn diagnostics_are_capped_but_counted() {
+    let loaded = parse_str(&"bogus\n".repeat(5000), "many.conf");
+    assert_eq!(loaded.diagnostics.iter().count(), MAX_DIAGNOSTICS);
+    assert_eq!(loaded.diagnostics.warning_count(), 5000);
+    assert_eq!(loaded.diagnostics.suppressed(), 4000);
+}

@@ -243,10 +243,24 @@ mod tests {
 
     #[test]
     fn only_the_status_request_is_understood() {
-        for ok in [&b"status"[..], b"status\n", b"status\r\n", b"  status  \n", b"status\nrest"] {
+        for ok in [
+            &b"status"[..],
+            b"status\n",
+            b"status\r\n",
+            b"  status  \n",
+            b"status\nrest",
+        ] {
             assert_eq!(parse_request(ok), Ok(Request::Status), "{ok:?}");
         }
-        for bad in [&b""[..], b"\n", b"stat", b"status json", b"STATUS", b"\xff\xfe", b"status\0"] {
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"stat",
+            b"status json",
+            b"STATUS",
+            b"\xff\xfe",
+            b"status\0",
+        ] {
             assert_eq!(parse_request(bad), Err(RequestError::Unknown), "{bad:?}");
         }
         assert_eq!(

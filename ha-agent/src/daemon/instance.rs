@@ -106,7 +106,11 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
 }
 
 /// Where `vip` lives: its `dev`, else the instance's interface.
-fn vip_target(cfg: &VrrpInstance, link: &Link, vip: &Vip) -> Result<(VipTarget, Link), DaemonError> {
+fn vip_target(
+    cfg: &VrrpInstance,
+    link: &Link,
+    vip: &Vip,
+) -> Result<(VipTarget, Link), DaemonError> {
     let target_link = match &vip.dev {
         Some(dev) => Link::lookup(dev)
             .map_err(|e| DaemonError::Config(format!("{}: VIP {}: {e}", cfg.loc, vip.addr)))?,

@@ -160,9 +160,11 @@ async fn reloaded(
     let Some(handle) = reloading.as_mut() else {
         return std::future::pending().await;
     };
-    let result = handle
-        .await
-        .unwrap_or_else(|e| Err(DaemonError::Config(format!("reading the configuration: {e}"))));
+    let result = handle.await.unwrap_or_else(|e| {
+        Err(DaemonError::Config(format!(
+            "reading the configuration: {e}"
+        )))
+    });
     *reloading = None;
     result
 }
@@ -195,11 +197,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     daemon.reindex();
     let socket_path = ctl::socket_path(&daemon.options.state_dir);
-    let mut status_requests = ctl::serve(&socket_path, daemon.options.status_group.as_deref())
-        .map_err(io_error(format!(
-            "creating the status socket {}",
-            socket_path.display()
-        )))?;
+    let mut status_requests =
+        ctl::serve(&socket_path, daemon.options.status_group.as_deref()).map_err(io_error(
+            format!("creating the status socket {}", socket_path.display()),
+        ))?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
@@ -283,9 +284,7 @@ impl Daemon {
                     running.on_drop(reason, from);
                 }
             }
-            Err(Dropped { reason, .. }) => {
-                *self.unmatched_drops.entry(reason).or_default() += 1
-            }
+            Err(Dropped { reason, .. }) => *self.unmatched_drops.entry(reason).or_default() += 1,
         }
     }
 

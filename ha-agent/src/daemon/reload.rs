@@ -10,7 +10,10 @@ use crate::config::{Vip, VrrpInstance};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// The same configuration: nothing to do.
-    Keep { old: usize, new: usize },
+    Keep {
+        old: usize,
+        new: usize,
+    },
     /// Applied in place, with no state change.
     Update {
         old: usize,
@@ -23,8 +26,12 @@ pub enum Step {
         new: usize,
         why: &'static str,
     },
-    Stop { old: usize },
-    Start { new: usize },
+    Stop {
+        old: usize,
+    },
+    Start {
+        new: usize,
+    },
 }
 
 /// A change applied in place.
@@ -63,7 +70,11 @@ pub fn plan(old: &[VrrpInstance], new: &[VrrpInstance]) -> Vec<Step> {
         };
         matched[o] = true;
         rest.push(if let Some(why) = restart_reason(prev, cfg) {
-            Step::Restart { old: o, new: n, why }
+            Step::Restart {
+                old: o,
+                new: n,
+                why,
+            }
         } else {
             match changes(prev, cfg) {
                 changes if changes.is_empty() => Step::Keep { old: o, new: n },
@@ -177,7 +188,8 @@ mod tests {
         )
     }
 
-    const BASE: &str = "priority 150\n advert_int 1\n virtual_ipaddress {\n 10.0.0.1\n 10.0.0.2\n }";
+    const BASE: &str =
+        "priority 150\n advert_int 1\n virtual_ipaddress {\n 10.0.0.1\n 10.0.0.2\n }";
 
     #[test]
     fn an_unchanged_instance_is_kept_even_when_moved_in_the_file() {
@@ -197,7 +209,15 @@ mod tests {
              garp_master_repeat 2\n notify_master /bin/true\n \
              virtual_ipaddress {\n 10.0.0.2\n 10.0.0.3/24\n }",
         ));
-        let vip = |text: &str| instances(&conf("X", 9, &format!("virtual_ipaddress {{\n {text}\n }}")))[0].vips[0].clone();
+        let vip = |text: &str| {
+            instances(&conf(
+                "X",
+                9,
+                &format!("virtual_ipaddress {{\n {text}\n }}"),
+            ))[0]
+                .vips[0]
+                .clone()
+        };
         assert_eq!(
             plan(&old, &new),
             vec![Step::Update {

@@ -347,7 +347,11 @@ impl Instance {
     /// version and primary address must be unchanged; a change of those needs a new instance.
     pub fn reconfigure(&mut self, now: Time, params: Params) {
         debug_assert_eq!(
-            (self.params.vrid, self.params.version, self.params.primary_ip),
+            (
+                self.params.vrid,
+                self.params.version,
+                self.params.primary_ip
+            ),
             (params.vrid, params.version, params.primary_ip)
         );
         let old = std::mem::replace(&mut self.params, params);

@@ -128,7 +128,9 @@ impl Ipv4Header {
 
     /// The payload after the header, without link-layer padding.
     pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
-        packet.get(self.header_len..self.total_len).unwrap_or_default()
+        packet
+            .get(self.header_len..self.total_len)
+            .unwrap_or_default()
     }
 }
 

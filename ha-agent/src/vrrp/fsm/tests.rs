@@ -434,7 +434,9 @@ fn reconfigure_in_place_changes_no_state() {
     sim.run_until(t + ms(350));
     let actions = sim.since(t);
     assert!(
-        actions.iter().all(|a| *a == Action::SendAdvert { priority: 120 }),
+        actions
+            .iter()
+            .all(|a| *a == Action::SendAdvert { priority: 120 }),
         "{actions:?}"
     );
     assert!(actions.len() >= 3, "adverts every 100 ms now: {actions:?}");
@@ -450,7 +452,11 @@ fn a_backup_raised_above_its_master_preempts_after_master_down_interval() {
     sim.advert(PEER_HIGH, 150, 100);
     let t = sim.now;
     sim.inst.reconfigure(t, params(Version::V2, 200, 100));
-    assert_eq!(sim.inst.state(), State::Backup, "no transition on reconfigure");
+    assert_eq!(
+        sim.inst.state(),
+        State::Backup,
+        "no transition on reconfigure"
+    );
     // The master keeps advertising 150, lower than our 200 now: we stop refreshing the
     // down timer and preempt.
     for i in 1..=4 {
