@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -39,6 +40,14 @@ enum Cmd {
     },
     /// Run the hot-standby demo on a LAN of network namespaces (needs root).
     Demo,
+    /// Fuzz the advert codec, IPv4 parser, configuration loader and status request parser.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -93,6 +102,10 @@ fn main() -> Result<()> {
             setup::install()?;
             build()?;
             demo::run(&workspace_root().join("target/release/ha-agent"))
+        }
+        Cmd::Fuzz { seconds, targets } => {
+            setup::install()?;
+            fuzz::run(seconds, &targets)
         }
         Cmd::Test { args } => test(&args),
     }
@@ -182,6 +195,9 @@ fn build() -> Result<()> {
     Ok(())
 }
 
+/// Seconds per fuzz target in `cargo xtask test` (a smoke run; `cargo xtask fuzz` goes longer).
+const FUZZ_SMOKE_SECONDS: u64 = 10;
+
 fn test(args: &[String]) -> Result<()> {
     let start = Instant::now();
     setup::install()?;
@@ -203,6 +219,11 @@ fn test(args: &[String]) -> Result<()> {
     let step = Instant::now();
     run(cargo().args(["test", "--workspace"]).args(args))?;
     eprintln!("tests took {:.0?}", step.elapsed());
+    if args.is_empty() {
+        let step = Instant::now();
+        fuzz::run(FUZZ_SMOKE_SECONDS, &[])?;
+        eprintln!("fuzz smoke took {:.0?}", step.elapsed());
+    }
     eprintln!("cargo xtask test passed in {:.0?}", start.elapsed());
     Ok(())
 }

@@ -22,12 +22,14 @@ const PACKAGES: &[&str] = &[
     "iputils-arping",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn install() -> Result<()> {
     let start = std::time::Instant::now();
     debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     eprintln!("setup: everything present ({:.1?})", start.elapsed());
     Ok(())
 }
@@ -112,4 +114,24 @@ fn bpf_linker() -> Result<()> {
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )
     .context("installing bpf-linker (needs llvm-22-dev)")
+}
+
+fn cargo_fuzz() -> Result<()> {
+    let version = Command::new("cargo-fuzz").arg("--version").output();
+    if let Ok(out) = &version
+        && String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION)
+    {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about 1 min)");
+    exec(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ]),
+    )
+    .context("installing cargo-fuzz")
 }

@@ -102,7 +102,11 @@ fn bind_private(path: &Path, group: Option<&str>) -> io::Result<UnixListener> {
         None => None,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    // Not the umask's mode: nobody else may replace the socket.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
     let staging = dir.join(format!(".{SOCKET_NAME}.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
@@ -146,15 +150,20 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<StatusRequest>) {
                 clients.push_back(tasks.spawn(serve_client(stream, tx.clone())));
             }
             Err(e) => {
-                // EMFILE and the like: free a descriptor and keep accepting after a pause.
+                // EMFILE and the like: close the oldest client to free a descriptor and try
+                // again at once; pause only when there is none to close.
                 if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     warn!(error = %e, clients = clients.len(), "status socket: accept failed; closing the oldest client");
                     last_warning = Some(Instant::now());
                 }
-                if let Some(oldest) = clients.pop_front() {
-                    oldest.abort();
+                match clients.pop_front() {
+                    Some(oldest) => {
+                        oldest.abort();
+                        // Let the runtime drop the aborted client (and close its socket).
+                        tokio::task::yield_now().await;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }

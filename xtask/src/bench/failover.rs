@@ -6,15 +6,14 @@
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use ha_tests::{Daemon, Topology};
+use ha_tests::{
+    Daemon, Topology,
+    capture::{AddrMonitor, Frame, Ns, Observer, realtime_ns},
+};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Impl, Summary, Timing,
-    capture::{AddrMonitor, Frame, Ns, Observer, realtime_ns},
-    wait_for,
-};
+use super::{Impl, Summary, Timing, wait_for};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 const MASTER_PRIORITY: u8 = 150;
@@ -176,7 +175,7 @@ fn stop(daemon: &mut Daemon) -> Result<()> {
 /// (reference → VIP on b, reference → GARP from b) in ns for one trial.
 fn measure(
     frames: &[Frame],
-    vip_events: &[super::capture::AddrEvent],
+    vip_events: &[ha_tests::capture::AddrEvent],
     mode: Mode,
     action_at: Ns,
     master: Ipv4Addr,

@@ -1,7 +1,6 @@
 //! `cargo xtask bench failover|steady`: ha-agent and keepalived side by side, in one run,
 //! on the same namespace topology (method: shared/reference/benchmark-method.md).
 
-mod capture;
 mod failover;
 pub mod report;
 mod steady;

@@ -7,7 +7,8 @@ use anyhow::{Context as _, Result};
 use ha_tests::{Topology, VrrpConf, daemons::config};
 use serde::{Deserialize, Serialize};
 
-use super::{Impl, Timing, capture::AddrMonitor, wait_for};
+use super::{Impl, Timing, wait_for};
+use ha_tests::capture::AddrMonitor;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Steady {

@@ -1,4 +1,4 @@
-//! Event timestamps for the benchmarks, all on CLOCK_REALTIME so namespaces compare:
+//! Event timestamps for tests and benchmarks, all on CLOCK_REALTIME so namespaces compare:
 //! frames seen by the observer (kernel timestamps through tcpdump) and VIP changes seen by
 //! a netlink address monitor inside a host.
 
@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use ha_tests::{Host, Process};
+use crate::{Host, Process};
 
 /// Nanoseconds since the Unix epoch.
 pub type Ns = i128;
