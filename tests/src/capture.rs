@@ -15,8 +15,8 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
 use crate::{Host, Process};
+use anyhow::{Context as _, Result, bail};
 
 /// Nanoseconds since the Unix epoch.
 pub type Ns = i128;
