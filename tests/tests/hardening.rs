@@ -154,7 +154,7 @@ fn pathological_reloads_are_refused_while_adverts_continue() {
     );
     // Nearly the byte limit of warnings, then an error: slow to read, then refused.
     let mut large = good.clone();
-    while large.len() < 4_000_000 {
+    while large.len() < 1_000_000 {
         large.push_str("unknown_keyword with some words\n");
     }
     large.push_str("vrrp_instance Y {\n priority 999\n}\n");

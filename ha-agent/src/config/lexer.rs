@@ -34,7 +34,7 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// Files read in all, the main file included (each inclusion counts).
 pub const MAX_FILES: usize = 1000;
 /// Bytes read in all. A keepalived.conf with 255 instances is about 100 KiB.
-pub const MAX_BYTES: u64 = 4 << 20;
+pub const MAX_BYTES: u64 = 1 << 20;
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]

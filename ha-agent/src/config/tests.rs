@@ -427,14 +427,14 @@ fn bytes_read_are_limited() {
     assert_eq!(
         all_errors(&loaded),
         [
-            "/c/main.conf:2: error: including /c/b.conf: the configuration is larger than 4194304 bytes in all; the rest is skipped"
+            "/c/main.conf:2: error: including /c/b.conf: the configuration is larger than 1048576 bytes in all; the rest is skipped"
         ]
     );
     let source = Memory([("/c/huge.conf".into(), vec![b' '; MAX_BYTES as usize + 1])].into());
     let err = load_from(&source, std::path::Path::new("/c/huge.conf")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cannot read /c/huge.conf: the configuration is larger than 4194304 bytes in all"
+        "cannot read /c/huge.conf: the configuration is larger than 1048576 bytes in all"
     );
 }
 

@@ -277,4 +277,27 @@ mod tests {
             Err(RequestError::TooLong)
         );
     }
+
+    #[tokio::test]
+    async fn the_socket_is_0600_or_0660_with_a_group() {
+        let dir = std::env::temp_dir().join(format!("ha-agent-ctl-{}", std::process::id()));
+        let path = socket_path(&dir.join("state"));
+        let _private = serve(&path, None).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // Group 0 exists everywhere.
+        let _shared = serve(&path, Some("root")).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
+        let err = serve(&path, Some("no-such-group-here")).unwrap_err();
+        assert_eq!(err.to_string(), "group `no-such-group-here` does not exist");
+        // Nothing is left beside the socket.
+        let names: Vec<_> = std::fs::read_dir(dir.join("state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [SOCKET_NAME]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
