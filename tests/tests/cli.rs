@@ -114,6 +114,22 @@ fn status_and_sighup_reload() {
         "VI_1 kept its state"
     );
 
+    // A VIP moving from VI_3 to VI_1 in one reload stays up: VI_3 lets go before VI_1 takes it.
+    let mut vi1 = VrrpConf::seed("MASTER", 255);
+    vi1.vips = vec!["192.168.2.200".into(), "192.168.2.202".into()];
+    let mut vi3 = VrrpConf::seed("MASTER", 255);
+    vi3.name = "VI_3".into();
+    vi3.vrid = 109;
+    vi3.vips = vec!["192.168.2.203".into()];
+    std::fs::write(t.dir().join("ha-agent-a.conf"), config(&[vi1, vi3])).unwrap();
+    agent.process.signal(Signal::SIGHUP);
+    wait_until("VI_3's new VIP", Duration::from_secs(3), || {
+        a.has_address("eth0", vip(203)).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(a.has_address("eth0", vip(202)), "the moved VIP is gone");
+    assert!(a.has_address("eth0", vip(200)));
+
     // A broken configuration is refused and the running one stays.
     std::fs::write(
         t.dir().join("ha-agent-a.conf"),
@@ -129,4 +145,5 @@ fn status_and_sighup_reload() {
             .contains("reload failed, keeping the running configuration")
     );
     assert!(a.has_address("eth0", vip(200)) && a.has_address("eth0", vip(202)));
+    assert!(a.has_address("eth0", vip(203)));
 }

@@ -35,7 +35,7 @@ pub struct SocketKey {
 
 /// A VIP and the interface it lives on.
 #[derive(Clone)]
-struct VipTarget {
+pub struct VipTarget {
     vip: Vip,
     ifindex: u32,
     mac: [u8; 6],
@@ -147,7 +147,8 @@ impl Running {
         let mut vips = Vec::new();
         for vip in &cfg.vips {
             let (target, target_link) = vip_target(&cfg, &link, vip)?;
-            remove_leftover(world, &cfg, &target, &target_link).await?;
+            let present = target_link.addrs.contains(&vip.addr);
+            remove_leftover(world, &cfg, &target, present).await?;
             vips.push(target);
         }
         let socket_key = SocketKey {
@@ -176,41 +177,45 @@ impl Running {
         })
     }
 
-    /// Applies a changed configuration of the same instance in place (see `reload::plan`):
-    /// no state change and no priority-0 advert; only added and removed VIPs move, and a
-    /// MASTER announces the added ones. On error nothing has changed.
+    /// Resolves where the VIPs of `cfg` (a changed configuration of this instance) live:
+    /// the first half of an in-place update, which may fail and changes nothing.
+    pub fn resolve_vips(&self, cfg: &VrrpInstance) -> Result<Vec<VipTarget>, DaemonError> {
+        let link = link_of(cfg)?;
+        cfg.vips
+            .iter()
+            .map(|vip| match self.vips.iter().find(|t| t.vip == *vip) {
+                Some(t) => Ok(t.clone()),
+                None => vip_target(cfg, &link, vip).map(|(target, _)| target),
+            })
+            .collect()
+    }
+
+    /// Applies a changed configuration of the same instance in place (see `reload::plan`)
+    /// with the VIP targets from [`Running::resolve_vips`]: no state change and no priority-0
+    /// advert; only added and removed VIPs move, and a MASTER announces the added ones.
     pub async fn update(
         &mut self,
         cfg: VrrpInstance,
+        vips: Vec<VipTarget>,
         changes: &[Change],
         now: Duration,
-        world: &mut World,
-    ) -> Result<(), DaemonError> {
-        let link = link_of(&cfg)?;
-        let mut vips = Vec::new();
-        let mut added = Vec::new();
-        for vip in &cfg.vips {
-            match self.vips.iter().find(|t| t.vip == *vip) {
-                Some(t) => vips.push(t.clone()),
-                None => {
-                    let (target, target_link) = vip_target(&cfg, &link, vip)?;
-                    if !self.vips_held {
-                        remove_leftover(world, &cfg, &target, &target_link).await?;
-                    }
-                    added.push(target.clone());
-                    vips.push(target);
-                }
-            }
-        }
+        world: &World,
+    ) {
         info!(instance = %cfg.name, ?changes, "SIGHUP: updated in place");
-        if self.vips_held {
-            for t in self.vips.iter().filter(|t| !cfg.vips.contains(&t.vip)) {
-                if let Err(e) = world.vips.remove(t.ifindex, &t.vip).await {
+        self.release_removed(&cfg.vips, world).await;
+        let added: Vec<VipTarget> = vips
+            .iter()
+            .filter(|t| !self.vips.iter().any(|old| old.vip == t.vip))
+            .cloned()
+            .collect();
+        for t in &added {
+            if self.vips_held {
+                if let Err(e) = world.add_vip(t.ifindex, &t.vip).await {
                     error!(instance = %cfg.name, "{e}");
                 }
-            }
-            for t in &added {
-                if let Err(e) = world.vips.add(t.ifindex, &t.vip).await {
+            } else {
+                let present = world.vips.present(t.ifindex, t.vip.addr).await;
+                if let Err(e) = remove_leftover(world, &cfg, t, present.unwrap_or(false)).await {
                     error!(instance = %cfg.name, "{e}");
                 }
             }
@@ -222,7 +227,21 @@ impl Running {
         if self.vips_held && !added.is_empty() {
             self.send_garps(world, &added);
         }
-        Ok(())
+    }
+
+    /// Removes the VIPs held that are not in `keep` (the first half of an in-place update).
+    pub async fn release_removed(&mut self, keep: &[Vip], world: &World) {
+        let (stay, gone): (Vec<VipTarget>, Vec<VipTarget>) = std::mem::take(&mut self.vips)
+            .into_iter()
+            .partition(|t| keep.contains(&t.vip));
+        self.vips = stay;
+        if self.vips_held {
+            for t in gone {
+                if let Err(e) = world.remove_vip(t.ifindex, &t.vip).await {
+                    error!(instance = %self.cfg.name, "{e}");
+                }
+            }
+        }
     }
 
     pub async fn start(&mut self, now: Duration, world: &World) {
@@ -323,7 +342,7 @@ impl Running {
                 Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::AddVips => {
                     for t in &self.vips {
-                        if let Err(e) = world.vips.add(t.ifindex, &t.vip).await {
+                        if let Err(e) = world.add_vip(t.ifindex, &t.vip).await {
                             error!(instance = %self.cfg.name, "{e}");
                         }
                     }
@@ -331,7 +350,7 @@ impl Running {
                 }
                 Action::RemoveVips => {
                     for t in &self.vips {
-                        if let Err(e) = world.vips.remove(t.ifindex, &t.vip).await {
+                        if let Err(e) = world.remove_vip(t.ifindex, &t.vip).await {
                             error!(instance = %self.cfg.name, "{e}");
                         }
                     }
@@ -439,14 +458,15 @@ impl Running {
     }
 }
 
-/// Removes `target`'s VIP if a killed earlier run (or a hand) left it on the interface.
+/// Removes `target`'s VIP if a killed earlier run (or a hand) left it on the interface, unless
+/// another of our instances holds it.
 async fn remove_leftover(
     world: &World,
     cfg: &VrrpInstance,
     target: &VipTarget,
-    link: &Link,
+    present: bool,
 ) -> Result<(), DaemonError> {
-    if link.addrs.contains(&target.vip.addr) {
+    if present && !world.holds(target.ifindex, target.vip.addr) {
         info!(instance = %cfg.name, vip = %target.vip.addr, "removing a VIP left behind by an earlier run");
         world.vips.remove(target.ifindex, &target.vip).await?;
     }

@@ -6,7 +6,9 @@ mod instance;
 pub mod reload;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    cell::RefCell,
+    collections::{BTreeMap, HashMap, HashSet},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::Arc,
     task::Poll,
@@ -20,15 +22,19 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{self, Config, Severity, VrrpInstance},
+    config::{self, Config, Severity, Vip, VrrpInstance},
     ctl::{self, Status},
-    net::{advert_socket::AdvertSocket, garp::GarpSocket, vip::Vips},
+    net::{
+        advert_socket::AdvertSocket,
+        garp::GarpSocket,
+        vip::{VipError, Vips},
+    },
     vrrp::{
         packet::DropReason,
         receive::{Dropped, receive},
     },
 };
-use instance::{Running, SocketKey};
+use instance::{Running, SocketKey, VipTarget};
 use reload::Step;
 
 pub use clock::now;
@@ -61,11 +67,28 @@ pub struct Options {
 /// What every instance's actions need from the outside world.
 pub(crate) struct World {
     vips: Vips,
+    /// The VIPs this agent's instances hold, by (ifindex, address): never "left behind".
+    held: RefCell<HashSet<(u32, Ipv4Addr)>>,
     garp: Arc<GarpSocket>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
 }
 
 impl World {
+    async fn add_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
+        self.vips.add(ifindex, vip).await?;
+        self.held.borrow_mut().insert((ifindex, vip.addr));
+        Ok(())
+    }
+
+    async fn remove_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
+        self.held.borrow_mut().remove(&(ifindex, vip.addr));
+        self.vips.remove(ifindex, vip).await
+    }
+
+    fn holds(&self, ifindex: u32, addr: Ipv4Addr) -> bool {
+        self.held.borrow().contains(&(ifindex, addr))
+    }
+
     /// The socket for `key`, opened on first use.
     fn socket(&mut self, key: SocketKey, iface: &str) -> Result<Arc<AdvertSocket>, DaemonError> {
         if let Some(socket) = self.sockets.get(&key) {
@@ -178,6 +201,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     let world = World {
         vips: Vips::connect()?,
+        held: RefCell::default(),
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
     };
@@ -321,6 +345,33 @@ impl Daemon {
             .into_iter()
             .map(Some)
             .collect();
+        // Where the updated instances' VIPs live, resolved before anything changes; then VIPs
+        // leave before any arrive, so one that moves between instances is not removed after
+        // its new holder added it.
+        let mut resolved: HashMap<usize, Vec<VipTarget>> = HashMap::new();
+        for step in &steps {
+            if let Step::Update { old: o, new: n, .. } = step
+                && let (Some(Some(running)), Some(cfg)) = (old.get(*o), config.instances.get(*n))
+            {
+                match running.resolve_vips(cfg) {
+                    Ok(vips) => {
+                        resolved.insert(*n, vips);
+                    }
+                    Err(e) => {
+                        error!(instance = %cfg.name, "cannot apply the change, keeping the running one: {e}")
+                    }
+                }
+            }
+        }
+        for step in &steps {
+            if let Step::Update { old: o, new: n, .. } = step
+                && resolved.contains_key(n)
+                && let (Some(Some(running)), Some(cfg)) =
+                    (old.get_mut(*o), config.instances.get(*n))
+            {
+                running.release_removed(&cfg.vips, &self.world).await;
+            }
+        }
         let mut new: Vec<Option<VrrpInstance>> = config.instances.into_iter().map(Some).collect();
         let mut next = Vec::new();
         for step in steps {
@@ -338,9 +389,8 @@ impl Daemon {
                     ) else {
                         continue;
                     };
-                    let name = cfg.name.clone();
-                    if let Err(e) = running.update(cfg, &changes, at, &mut self.world).await {
-                        error!(instance = %name, "cannot apply the change, keeping the running one: {e}");
+                    if let Some(vips) = resolved.remove(&n) {
+                        running.update(cfg, vips, &changes, at, &self.world).await;
                     }
                     next.push(running);
                 }
