@@ -3,6 +3,17 @@
 //! The library holds everything the `ha-agent` binary is made of, so integration tests can
 //! drive the same code.
 
+// Input from the network, a configuration file or a client must never panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod config;
 pub mod ctl;
 pub mod daemon;

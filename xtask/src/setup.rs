@@ -93,11 +93,16 @@ fn nightly_rust_src() -> Result<()> {
     exec(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
 }
 
+/// Whether `program --version` names `version`.
+fn has_version(program: &str, version: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(version))
+}
+
 fn bpf_linker() -> Result<()> {
-    let version = Command::new("bpf-linker").arg("--version").output();
-    if let Ok(out) = &version
-        && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
-    {
+    if has_version("bpf-linker", BPF_LINKER_VERSION) {
         return Ok(());
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (3-4 min)");
@@ -117,10 +122,7 @@ fn bpf_linker() -> Result<()> {
 }
 
 fn cargo_fuzz() -> Result<()> {
-    let version = Command::new("cargo-fuzz").arg("--version").output();
-    if let Ok(out) = &version
-        && String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION)
-    {
+    if has_version("cargo-fuzz", CARGO_FUZZ_VERSION) {
         return Ok(());
     }
     eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (about 1 min)");

@@ -19,6 +19,7 @@ use nix::{
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
+#[allow(clippy::expect_used)] // clock_gettime fails only for a clock the kernel lacks.
 pub fn now() -> Duration {
     let t = clock_gettime(Clock::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always available");
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)

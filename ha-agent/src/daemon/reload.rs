@@ -62,13 +62,14 @@ pub fn plan(old: &[VrrpInstance], new: &[VrrpInstance]) -> Vec<Step> {
     for (n, cfg) in new.iter().enumerate() {
         let found = old
             .iter()
+            .zip(matched.iter_mut())
             .enumerate()
-            .find(|(o, prev)| !matched[*o] && key(prev) == key(cfg));
-        let Some((o, prev)) = found else {
+            .find(|(_, (prev, taken))| !**taken && key(prev) == key(cfg));
+        let Some((o, (prev, taken))) = found else {
             rest.push(Step::Start { new: n });
             continue;
         };
-        matched[o] = true;
+        *taken = true;
         rest.push(if let Some(why) = restart_reason(prev, cfg) {
             Step::Restart {
                 old: o,

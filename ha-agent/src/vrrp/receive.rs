@@ -2,17 +2,6 @@
 //! reason, with every RFC 3768/5798 §7.1 check in order. Pure, so the socket path, tests and
 //! fuzzing run the same code (and the XDP path must agree with it).
 
-// Input from the network, a configuration file or a client must never panic.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 use std::net::Ipv4Addr;
 
 use super::packet::{
