@@ -78,8 +78,8 @@ fn nightly_rust_src() -> Result<()> {
         .context("running rustup")?;
     if !out.status.success() {
         bail!(
-            "the `nightly` toolchain is missing; the XDP program needs it (and it must be the \
-             LLVM 22 nightly, see DESIGN.md): {}",
+            "the `nightly` toolchain is missing; the XDP program needs it (a nightly built on \
+             LLVM 22, which bpf-linker 0.13 links against): {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -363,7 +363,7 @@ mod tests {
 
     const SRC: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
     const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
-    /// The seed advert from DESIGN.md: v2, VRID 107, priority 150, 1 s, PASS "1111".
+    /// The seed configuration's advert: v2, VRID 107, priority 150, 1 s, PASS "1111".
     const SEED: [u8; 20] = [
         0x21, 0x6b, 0x96, 0x01, 0x01, 0x01, 0x21, 0xbf, 0xc0, 0xa8, 0x02, 0xc8, 0x31, 0x31, 0x31,
         0x31, 0x00, 0x00, 0x00, 0x00,

@@ -1,5 +1,5 @@
 //! `cargo xtask bench failover|steady`: ha-agent and keepalived side by side, in one run,
-//! on the same namespace topology (method: shared/reference/benchmark-method.md).
+//! on the same namespace topology (method: docs/benchmarks.md).
 
 mod failover;
 pub mod report;

@@ -67,7 +67,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
         "# Benchmarks\n\nMade by `cargo xtask bench failover` and `cargo xtask bench steady` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
          namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
-         Method: `shared/reference/benchmark-method.md` — crash = SIGKILL of the daemon's process\n\
+         Method: crash = SIGKILL of the daemon's process\n\
          group plus a's link down; graceful = SIGTERM. Latency is measured from the master's last\n\
          advert (crash) or its priority-0 advert (graceful) as the observer's kernel stamped it, to\n\
          the VIP appearing on b (netlink monitor in b) and to the observer receiving b's first\n\
