@@ -18,5 +18,6 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod net;
+pub mod track;
 pub mod vrrp;
 pub mod xdp;

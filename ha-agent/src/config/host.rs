@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, path::Path};
 
-use nix::unistd::User;
+use crate::track::runner::Identity;
 
 use super::{Config, Diagnostics, Loc, Script};
 
@@ -31,14 +31,9 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
     }
 }
 
-fn check_user(user: &str, loc: &Loc, diags: &mut Diagnostics) {
-    // `user:group` and `user group` name the user first.
-    let name = user.split(':').next().unwrap_or(user);
-    if !matches!(User::from_name(name), Ok(Some(_))) {
-        diags.error(
-            loc,
-            format!("script user `{name}` does not exist on this host"),
-        );
+fn check_user(spec: &str, loc: &Loc, diags: &mut Diagnostics) {
+    if let Err(e) = Identity::lookup(spec) {
+        diags.error(loc, format!("{e} on this host"));
     }
 }
 

@@ -209,6 +209,47 @@ const UNSUPPORTED: &[&str] = &[
     "no_accept",
 ];
 
+/// A command line split as keepalived splits it: on spaces, except inside '...' or "..."
+/// (a script's first word is quoted as a whole, so its arguments use the other quote).
+fn split_command(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if std::mem::take(&mut in_word) {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// `USER [GROUP]` or `USER:GROUP` as one `user[:group]` string.
+fn user_spec(args: &[Token]) -> Option<String> {
+    let user = args.first()?;
+    Some(match args.get(1) {
+        Some(group) if !user.text.contains(':') => format!("{}:{}", user.text, group.text),
+        _ => user.text.clone(),
+    })
+}
+
 /// Everything `build` needs while walking the tree.
 struct Builder<'a> {
     diags: &'a mut Diagnostics,
@@ -407,7 +448,9 @@ impl Builder<'_> {
             match node.name() {
                 "router_id" => g.router_id = self.arg(node).map(|t| t.text.clone()),
                 "script_user" => {
-                    g.script_user = node.args.first().map(|t| (t.text.clone(), t.loc.clone()));
+                    g.script_user = user_spec(&node.args)
+                        .zip(node.args.first())
+                        .map(|(spec, t)| (spec, t.loc.clone()));
                     if g.script_user.is_none() {
                         self.diags
                             .error(node.loc(), "`script_user` needs a user name");
@@ -780,7 +823,7 @@ impl Builder<'_> {
                 .error(node.loc(), format!("`{}` needs a command", node.name()));
             return None;
         };
-        let argv: Vec<String> = first.text.split_whitespace().map(str::to_owned).collect();
+        let argv = split_command(&first.text);
         if argv.is_empty() {
             self.diags.error(
                 &first.loc,
@@ -790,7 +833,7 @@ impl Builder<'_> {
         }
         Some(Script {
             argv,
-            user: node.args.get(1).map(|t| t.text.clone()),
+            user: node.args.get(1..).and_then(user_spec),
             loc: node.loc().clone(),
         })
     }
@@ -840,7 +883,7 @@ impl Builder<'_> {
                 }
                 "rise" => s.rise = self.int(node, 1, 1000).unwrap_or(1) as u32,
                 "fall" => s.fall = self.int(node, 1, 1000).unwrap_or(1) as u32,
-                "user" => s.user = node.args.first().map(|t| t.text.clone()),
+                "user" => s.user = user_spec(&node.args),
                 "init_fail" => s.init_fail = true,
                 _ => self.unknown(node, "vrrp_script"),
             }

@@ -499,3 +499,28 @@ fn diagnostics_are_capped_but_counted() {
     assert_eq!(loaded.diagnostics.warning_count(), 5000);
     assert_eq!(loaded.diagnostics.suppressed(), 4000);
 }
+
+#[test]
+fn script_lines_split_like_keepalived_with_users_and_groups() {
+    let loaded = parse_str(
+        "vrrp_script chk {\n script \"/bin/check 'two words' x\"\n user nobody nogroup\n}\n\
+         vrrp_instance V {\n interface eth0\n virtual_router_id 1\n\
+         notify_master \"/bin/echo master\" nobody:nogroup\n\
+         notify_backup \"/bin/echo backup\" nobody nogroup\n\
+         virtual_ipaddress {\n 10.0.0.1\n }\n}\n",
+        "t.conf",
+    );
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let s = &loaded.config.scripts[0];
+    assert_eq!(s.script.argv, ["/bin/check", "two words", "x"]);
+    assert_eq!(s.user.as_deref(), Some("nobody:nogroup"));
+    let n = &loaded.config.instances[0].notify;
+    assert_eq!(
+        n.master.as_ref().unwrap().user.as_deref(),
+        Some("nobody:nogroup")
+    );
+    assert_eq!(
+        n.backup.as_ref().unwrap().user.as_deref(),
+        Some("nobody:nogroup")
+    );
+}

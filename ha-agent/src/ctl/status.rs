@@ -33,6 +33,23 @@ pub struct InstanceStatus {
     pub adverts_received: u64,
     pub adverts_dropped: BTreeMap<String, u64>,
     pub last_transition: Option<Transition>,
+    /// The instance's `track_script` checks.
+    #[serde(default)]
+    pub trackers: Vec<TrackerStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrackerStatus {
+    pub name: String,
+    pub up: bool,
+    /// Consecutive results toward the next change (rise while down, fall while up).
+    pub streak: u32,
+    /// What the check adds to the priority now.
+    pub priority_delta: i32,
+    /// The check holds the instance in FAULT (weight 0 and down).
+    pub fault: bool,
+    pub last_result: Option<String>,
+    pub last_duration_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -100,6 +117,23 @@ impl Status {
                 let _ = write!(out, " ({})", reasons.join(", "));
             }
             out.push('\n');
+            for c in &i.trackers {
+                let _ = writeln!(
+                    out,
+                    "  check {}: {} ({}{}), {}",
+                    c.name,
+                    if c.up { "up" } else { "down" },
+                    c.last_result.as_deref().unwrap_or("no result yet"),
+                    c.last_duration_ms
+                        .map(|ms| format!(", {ms:.0} ms"))
+                        .unwrap_or_default(),
+                    if c.fault {
+                        "FAULT".to_owned()
+                    } else {
+                        format!("priority {:+}", c.priority_delta)
+                    }
+                );
+            }
             if let Some(t) = &i.last_transition {
                 let _ = writeln!(
                     out,

@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::{DaemonError, World, reload::Change};
 use crate::{
     config::{Version, Vip, VrrpInstance},
-    ctl::status::{InstanceStatus, Transition, unix_now},
+    ctl::status::{InstanceStatus, TrackerStatus, Transition, unix_now},
     net::{
         advert_socket::AdvertSocket,
         garp::GarpSocket,
@@ -425,7 +425,19 @@ impl Running {
         });
     }
 
-    pub fn status(&self) -> InstanceStatus {
+    /// Applies the trackers' sum: a priority delta, and FAULT while a weight-0 check is down.
+    pub async fn set_tracking(
+        &mut self,
+        (delta, fault): (i32, bool),
+        now: Duration,
+        world: &World,
+    ) {
+        self.fsm.set_priority_delta(delta);
+        self.fsm.set_fault(now, fault);
+        self.execute(world).await;
+    }
+
+    pub fn status(&self, trackers: Vec<TrackerStatus>) -> InstanceStatus {
         InstanceStatus {
             name: self.cfg.name.clone(),
             interface: self.cfg.interface.clone(),
@@ -454,6 +466,7 @@ impl Running {
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
             last_transition: self.last_transition.clone(),
+            trackers,
         }
     }
 }

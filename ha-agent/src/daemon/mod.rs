@@ -1,6 +1,7 @@
 //! The agent's event loop: one thread feeding packets, timers, signals and status requests
 //! to the instances' state machines and carrying out their actions.
 
+mod checks;
 mod clock;
 mod instance;
 pub mod reload;
@@ -34,6 +35,7 @@ use crate::{
         receive::{Dropped, receive},
     },
 };
+use checks::Checks;
 use instance::{Running, SocketKey, VipTarget};
 use reload::Step;
 
@@ -129,6 +131,7 @@ struct Daemon {
     /// meanwhile (it is served once this one is applied).
     reloading: Option<JoinHandle<Result<Config, DaemonError>>>,
     reload_again: bool,
+    checks: Checks,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
@@ -165,7 +168,6 @@ fn load_config(path: &Path) -> Result<Config, DaemonError> {
     }
     for inst in &loaded.config.instances {
         let pending = [
-            (!inst.track_scripts.is_empty(), "track_script"),
             (!inst.track_interfaces.is_empty(), "track_interface"),
             (inst.notify != Default::default(), "notify scripts"),
         ];
@@ -214,7 +216,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         skip_check_adv_addr: config.global.skip_check_adv_addr,
         reloading: None,
         reload_again: false,
+        checks: Checks::default(),
     };
+    daemon
+        .checks
+        .configure(&config.scripts, script_user(&config));
     for cfg in config.instances {
         let running = Running::prepare(cfg, &mut daemon.world).await?;
         daemon.instances.push(running);
@@ -233,6 +239,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let start = now();
     for running in &mut daemon.instances {
+        let tracking = daemon.checks.effect(&running.cfg.track_scripts);
+        running.set_tracking(tracking, start, &daemon.world).await;
         running.start(start, &daemon.world).await;
     }
     info!(
@@ -262,6 +270,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 Err(e) => warn!(error = %e, "receiving adverts"),
             },
             config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
+            Some(report) = daemon.checks.rx.recv() => daemon.on_check(report).await,
             Some(reply) = status_requests.recv() => {
                 let _ = reply.send(daemon.status());
             }
@@ -277,7 +286,30 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
+fn script_user(config: &Config) -> Option<&str> {
+    config
+        .global
+        .script_user
+        .as_ref()
+        .map(|(user, _)| user.as_str())
+}
+
 impl Daemon {
+    async fn on_check(&mut self, report: checks::Report) {
+        if self.checks.record(report) {
+            self.apply_tracking().await;
+        }
+    }
+
+    /// Gives every instance the priority delta and fault its checks add up to.
+    async fn apply_tracking(&mut self) {
+        let at = now();
+        for running in &mut self.instances {
+            let tracking = self.checks.effect(&running.cfg.track_scripts);
+            running.set_tracking(tracking, at, &self.world).await;
+        }
+    }
+
     async fn on_timer(&mut self) {
         let at = now();
         for running in &mut self.instances {
@@ -339,6 +371,7 @@ impl Daemon {
 
     async fn apply(&mut self, config: Config) {
         self.skip_check_adv_addr = config.global.skip_check_adv_addr;
+        self.checks.configure(&config.scripts, script_user(&config));
         let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
         let steps = reload::plan(&old_cfgs, &config.instances);
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.instances)
@@ -416,6 +449,7 @@ impl Daemon {
         }
         self.instances = next;
         self.reindex();
+        self.apply_tracking().await;
     }
 
     async fn start_instance(&mut self, cfg: Option<VrrpInstance>, next: &mut Vec<Running>) {
@@ -424,6 +458,8 @@ impl Daemon {
         match Running::prepare(cfg, &mut self.world).await {
             Ok(mut running) => {
                 info!(instance = %name, "starting");
+                let tracking = self.checks.effect(&running.cfg.track_scripts);
+                running.set_tracking(tracking, now(), &self.world).await;
                 running.start(now(), &self.world).await;
                 next.push(running);
             }
@@ -444,7 +480,11 @@ impl Daemon {
         Status {
             pid: std::process::id(),
             config: self.options.config.display().to_string(),
-            instances: self.instances.iter().map(Running::status).collect(),
+            instances: self
+                .instances
+                .iter()
+                .map(|r| r.status(self.checks.status(&r.cfg.track_scripts)))
+                .collect(),
             unmatched_drops: self
                 .unmatched_drops
                 .iter()

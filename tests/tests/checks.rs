@@ -1,0 +1,176 @@
+//! Health checks (`vrrp_script` / `track_script`) with real processes: a failing check lowers
+//! the master's priority so the backup preempts, weight 0 means FAULT, a hanging check fails
+//! after its timeout and leaves no process behind, and scripts run as their user.
+
+use std::{
+    net::Ipv4Addr,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ha_tests::{Daemon, Topology, VrrpConf, daemons::config, wait_until};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+
+/// A directory everybody may write (scripts run as `nobody` write there).
+fn shared_dir(t: &Topology) -> PathBuf {
+    let dir = t.dir().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(t.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A configuration whose instance tracks `chk` (the check `body`, run every 0.1 s).
+fn tracked(
+    t: &Topology,
+    host: &str,
+    state: &'static str,
+    priority: u8,
+    weight: i32,
+    body: &str,
+    extra: &str,
+) -> String {
+    let path = t.dir().join(format!("check-{host}.sh"));
+    script(&path, body);
+    let mut conf = VrrpConf::v3(state, priority, "0.1");
+    conf.extra = vec!["track_script {\n        chk\n    }".into()];
+    format!(
+        "{}vrrp_script chk {{\n    script \"{}\"\n    interval 0.1\n    weight {weight}\n{extra}}}\n",
+        config(&[conf]),
+        path.display()
+    )
+}
+
+fn field(agent: &Daemon, name: &str) -> serde_json::Value {
+    if !agent.state_dir.join(ha_agent::ctl::SOCKET_NAME).exists() {
+        return serde_json::Value::Null;
+    }
+    agent.instance_field(name)
+}
+
+#[test]
+fn a_failing_check_hands_the_vip_to_the_backup_and_back() {
+    let t = Topology::new(&["a", "b"]);
+    let shared = shared_dir(&t);
+    let app = shared.join("app-a");
+    std::fs::write(&app, "").unwrap();
+    let uid_file = shared.join("uid");
+    let body = format!("id -u > {}\ntest -e {}", uid_file.display(), app.display());
+    let conf_a = tracked(&t, "a", "MASTER", 150, -50, &body, "    user nobody\n");
+    let a = Daemon::agent(t.host("a"), t.dir(), &conf_a);
+    let b = Daemon::agent(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+    );
+    wait_until("A master", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER" && t.host("a").has_address("eth0", VIP)).then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(&uid_file).unwrap().trim(),
+        "65534",
+        "the check ran as nobody"
+    );
+
+    // The application dies: A advertises 150 - 50 = 100 < 120 and B preempts it.
+    std::fs::remove_file(&app).unwrap();
+    let (_, took) = wait_until("B master", Duration::from_secs(5), || {
+        (field(&b, "state") == "MASTER" && t.host("b").has_address("eth0", VIP)).then_some(())
+    });
+    eprintln!("check failure to VIP on B: {took:?}");
+    assert_eq!(field(&a, "priority"), 100);
+    assert_eq!(field(&a, "state"), "BACKUP");
+    let trackers = field(&a, "trackers");
+    assert_eq!(trackers[0]["name"], "chk");
+    assert_eq!(trackers[0]["up"], false);
+    assert_eq!(trackers[0]["priority_delta"], -50);
+    assert!(!t.host("a").has_address("eth0", VIP));
+
+    // It comes back: A is at 150 again and preempts B.
+    std::fs::write(&app, "").unwrap();
+    wait_until("A master again", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER" && t.host("a").has_address("eth0", VIP)).then_some(())
+    });
+    assert_eq!(field(&a, "priority"), 150);
+    wait_until("B backup", Duration::from_secs(2), || {
+        (!t.host("b").has_address("eth0", VIP)).then_some(())
+    });
+}
+
+#[test]
+fn weight_zero_puts_the_instance_in_fault_while_the_check_fails() {
+    let t = Topology::new(&["a", "b"]);
+    let shared = shared_dir(&t);
+    let app = shared.join("app-a");
+    std::fs::write(&app, "").unwrap();
+    let conf_a = tracked(
+        &t,
+        "a",
+        "MASTER",
+        150,
+        0,
+        &format!("test -e {}", app.display()),
+        "",
+    );
+    let a = Daemon::agent(t.host("a"), t.dir(), &conf_a);
+    let b = Daemon::agent(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+    );
+    wait_until("A master", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER").then_some(())
+    });
+    std::fs::remove_file(&app).unwrap();
+    wait_until("A in FAULT, B master", Duration::from_secs(5), || {
+        (field(&a, "state") == "FAULT"
+            && field(&b, "state") == "MASTER"
+            && t.host("b").has_address("eth0", VIP)
+            && !t.host("a").has_address("eth0", VIP))
+        .then_some(())
+    });
+    assert_eq!(field(&a, "trackers")[0]["fault"], true);
+    std::fs::write(&app, "").unwrap();
+    wait_until("A master again", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER" && t.host("a").has_address("eth0", VIP)).then_some(())
+    });
+}
+
+#[test]
+fn a_hanging_check_fails_after_its_timeout_and_leaves_no_process() {
+    let t = Topology::new(&["a"]);
+    let marker = format!("sleep 37.{}", std::process::id());
+    let conf = tracked(
+        &t,
+        "a",
+        "MASTER",
+        150,
+        -50,
+        &format!("exec {marker}"),
+        "    timeout 0.3\n",
+    );
+    let mut a = Daemon::agent(t.host("a"), t.dir(), &conf);
+    wait_until("the check down", Duration::from_secs(5), || {
+        (field(&a, "trackers")[0]["up"] == false).then_some(())
+    });
+    assert_eq!(field(&a, "trackers")[0]["last_result"], "timed out");
+    assert_eq!(field(&a, "priority"), 100);
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    // Every run is killed after 0.3 s (+1 s grace at most); on stop none is left.
+    a.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!running(), "a check process outlived the agent");
+}
