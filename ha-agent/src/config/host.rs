@@ -12,17 +12,32 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
     if let Some((user, loc)) = &config.global.script_user {
         check_user(user, loc, diags);
     }
-    let mut scripts: Vec<&Script> = config.scripts.iter().map(|s| &s.script).collect();
+    // Each script with the user it runs as, if any (root otherwise).
+    let default_user = config.global.script_user.as_ref().map(|(u, _)| u);
+    let mut scripts: Vec<(&Script, Option<&String>)> = config
+        .scripts
+        .iter()
+        .map(|s| {
+            (
+                &s.script,
+                s.user.as_ref().or(s.script.user.as_ref()).or(default_user),
+            )
+        })
+        .collect();
     for inst in &config.instances {
         let n = &inst.notify;
         scripts.extend(
             [&n.master, &n.backup, &n.fault, &n.stop, &n.generic]
                 .into_iter()
-                .flatten(),
+                .flatten()
+                .map(|s| (s, s.user.as_ref().or(default_user))),
         );
     }
-    for script in scripts {
+    for (script, user) in scripts {
         check_script(script, diags);
+        if config.global.enable_script_security && user.is_none() {
+            check_root_script(script, diags);
+        }
     }
     for s in &config.scripts {
         if let Some(user) = &s.user {
@@ -58,5 +73,33 @@ fn check_script(script: &Script, diags: &mut Diagnostics) {
             format!("script `{}` is not an executable file", program.display()),
         ),
         Ok(_) => {}
+    }
+}
+
+/// `enable_script_security`: a script that runs as root must not be replaceable by anyone
+/// else: neither it nor a directory above it may be owned or writable by another user
+/// (a sticky directory such as /tmp excepted for writing).
+fn check_root_script(script: &Script, diags: &mut Diagnostics) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(program) = script.argv.first().map(Path::new) else {
+        return;
+    };
+    for path in program.ancestors() {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky_dir) {
+            diags.error(
+                &script.loc,
+                format!(
+                    "enable_script_security: `{}` would run as root but {} can be changed by \
+                     a user other than root (set a script user, or fix ownership and mode)",
+                    program.display(),
+                    path.display()
+                ),
+            );
+            return;
+        }
     }
 }

@@ -524,3 +524,45 @@ fn script_lines_split_like_keepalived_with_users_and_groups() {
         Some("nobody:nogroup")
     );
 }
+
+#[test]
+fn script_security_refuses_root_scripts_others_can_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("ha-agent-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let conf = dir.join("k.conf");
+    let text = |user: &str| {
+        format!(
+            "global_defs {{\n enable_script_security\n{user}}}\nvrrp_script chk {{\n script {}\n}}\n",
+            script.display()
+        )
+    };
+    let errors_for = |text: String| {
+        std::fs::write(&conf, text).unwrap();
+        load(&conf)
+            .unwrap()
+            .diagnostics
+            .errors()
+            .map(|d| d.message.clone())
+            .collect::<Vec<_>>()
+    };
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(errors_for(text("")), Vec::<String>::new());
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o757)).unwrap();
+    assert_eq!(
+        errors_for(text("")),
+        [format!(
+            "enable_script_security: `{0}` would run as root but {0} can be changed by a user other than root (set a script user, or fix ownership and mode)",
+            script.display()
+        )]
+    );
+    // Run as another user, the same script is allowed.
+    assert_eq!(
+        errors_for(text(" script_user nobody\n")),
+        Vec::<String>::new()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,7 +10,11 @@ use std::{
 
 use tracing::{error, info, warn};
 
-use super::{DaemonError, World, reload::Change};
+use super::{
+    DaemonError, World,
+    notify::{Event, Notifier},
+    reload::Change,
+};
 use crate::{
     config::{Version, Vip, VrrpInstance},
     ctl::status::{InstanceStatus, TrackerStatus, Transition, unix_now},
@@ -67,6 +71,7 @@ pub struct Running {
     vips_held: bool,
     last_transition: Option<Transition>,
     address_mismatch_log: RateLimit,
+    notifier: Notifier,
 }
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
@@ -174,6 +179,7 @@ impl Running {
             vips_held: false,
             last_transition: None,
             address_mismatch_log: RateLimit::default(),
+            notifier: Notifier::spawn(),
         })
     }
 
@@ -368,6 +374,15 @@ impl Running {
                         reason: reason.to_string(),
                         unix_time: unix_now(),
                     });
+                    if self.cfg.notify != Default::default() {
+                        self.notifier.send(Event {
+                            instance: self.cfg.name.clone(),
+                            state: to,
+                            priority: self.fsm.priority(),
+                            scripts: self.cfg.notify.clone(),
+                            script_user: world.script_user.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -423,6 +438,11 @@ impl Running {
                 garp_burst(&socket, &targets);
             }
         });
+    }
+
+    /// Waits, up to `limit`, for the notify scripts queued so far.
+    pub async fn finish_notify(self, limit: Duration) {
+        self.notifier.finish(limit).await;
     }
 
     /// Applies the trackers' sum: a priority delta, and FAULT while a weight-0 check is down.

@@ -4,6 +4,7 @@
 mod checks;
 mod clock;
 mod instance;
+mod notify;
 pub mod reload;
 
 use std::{
@@ -73,6 +74,8 @@ pub(crate) struct World {
     held: RefCell<HashSet<(u32, Ipv4Addr)>>,
     garp: Arc<GarpSocket>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
+    /// `script_user` of global_defs: notify scripts without a user of their own run as it.
+    script_user: Option<String>,
 }
 
 impl World {
@@ -167,10 +170,7 @@ fn load_config(path: &Path) -> Result<Config, DaemonError> {
         return Err(DaemonError::Config(errors.join("\n")));
     }
     for inst in &loaded.config.instances {
-        let pending = [
-            (!inst.track_interfaces.is_empty(), "track_interface"),
-            (inst.notify != Default::default(), "notify scripts"),
-        ];
+        let pending = [(!inst.track_interfaces.is_empty(), "track_interface")];
         for (_, what) in pending.iter().filter(|(used, _)| *used) {
             warn!(instance = %inst.name, "{}: {what} are not implemented yet; they will NOT run", inst.loc);
         }
@@ -204,6 +204,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let world = World {
         vips: Vips::connect()?,
         held: RefCell::default(),
+        script_user: script_user(&config).map(str::to_owned),
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
     };
@@ -282,9 +283,20 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for running in &mut daemon.instances {
         running.stop(at, &daemon.world).await;
     }
+    // notify_stop (and anything still queued) runs before the agent exits, for a while.
+    futures::future::join_all(
+        daemon
+            .instances
+            .drain(..)
+            .map(|r| r.finish_notify(NOTIFY_AT_EXIT)),
+    )
+    .await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }
+
+/// How long notify scripts still queued at exit may run.
+const NOTIFY_AT_EXIT: Duration = Duration::from_secs(5);
 
 fn script_user(config: &Config) -> Option<&str> {
     config
@@ -371,6 +383,7 @@ impl Daemon {
 
     async fn apply(&mut self, config: Config) {
         self.skip_check_adv_addr = config.global.skip_check_adv_addr;
+        self.world.script_user = script_user(&config).map(str::to_owned);
         self.checks.configure(&config.scripts, script_user(&config));
         let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
         let steps = reload::plan(&old_cfgs, &config.instances);
