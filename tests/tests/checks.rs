@@ -174,3 +174,45 @@ fn a_hanging_check_fails_after_its_timeout_and_leaves_no_process() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!running(), "a check process outlived the agent");
 }
+
+#[test]
+fn a_tracked_interface_going_down_means_fault_or_its_weight() {
+    let t = Topology::new(&["a", "b"]);
+    let a_host = t.host("a");
+    // Two more links inside A: veth pairs whose far ends act as the cables.
+    for (link, far) in [("eth1", "far1"), ("eth2", "far2")] {
+        a_host.sh(&["ip", "link", "add", link, "type", "veth", "peer", "name", far]);
+        a_host.sh(&["ip", "link", "set", link, "up"]);
+        a_host.sh(&["ip", "link", "set", far, "up"]);
+    }
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.extra = vec!["track_interface {\n        eth1\n        eth2 weight -60\n    }".into()];
+    let a = Daemon::agent(a_host, t.dir(), &config(&[conf]));
+    let b = Daemon::agent(t.host("b"), t.dir(), &VrrpConf::v3("BACKUP", 120, "0.1").render());
+    let a_master = || {
+        (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(())
+    };
+    wait_until("A master", Duration::from_secs(5), a_master);
+
+    // Unweighted: FAULT while the carrier is lost (the master resigns, B takes over after
+    // Skew_Time).
+    a_host.sh(&["ip", "link", "set", "far1", "down"]);
+    wait_until("A in FAULT, B master", Duration::from_secs(3), || {
+        (field(&a, "state") == "FAULT" && t.host("b").has_address("eth0", VIP)).then_some(())
+    });
+    a_host.sh(&["ip", "link", "set", "far1", "up"]);
+    wait_until("A master again", Duration::from_secs(5), a_master);
+
+    // Weighted: 150 - 60 = 90 < 120, B preempts.
+    a_host.sh(&["ip", "link", "set", "eth2", "down"]);
+    wait_until("B master", Duration::from_secs(5), || {
+        (field(&b, "state") == "MASTER" && t.host("b").has_address("eth0", VIP)).then_some(())
+    });
+    assert_eq!(field(&a, "priority"), 90);
+    assert_eq!(field(&a, "state"), "BACKUP");
+    let trackers = field(&a, "trackers");
+    assert_eq!(trackers[1]["name"], "interface eth2");
+    assert_eq!(trackers[1]["priority_delta"], -60);
+    a_host.sh(&["ip", "link", "set", "eth2", "up"]);
+    wait_until("A master again", Duration::from_secs(5), a_master);
+}

@@ -25,12 +25,15 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{self, Config, Severity, Vip, VrrpInstance},
+    ctl::status::TrackerStatus,
     ctl::{self, Status},
     net::{
         advert_socket::AdvertSocket,
         garp::GarpSocket,
+        link_watch,
         vip::{VipError, Vips},
     },
+    track::check::{Effect, effect},
     vrrp::{
         packet::DropReason,
         receive::{Dropped, receive},
@@ -135,6 +138,8 @@ struct Daemon {
     reloading: Option<JoinHandle<Result<Config, DaemonError>>>,
     reload_again: bool,
     checks: Checks,
+    /// Whether each tracked interface is up (with carrier), kept by link events.
+    links: HashMap<String, bool>,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
@@ -168,12 +173,6 @@ fn load_config(path: &Path) -> Result<Config, DaemonError> {
             ));
         }
         return Err(DaemonError::Config(errors.join("\n")));
-    }
-    for inst in &loaded.config.instances {
-        let pending = [(!inst.track_interfaces.is_empty(), "track_interface")];
-        for (_, what) in pending.iter().filter(|(used, _)| *used) {
-            warn!(instance = %inst.name, "{}: {what} are not implemented yet; they will NOT run", inst.loc);
-        }
     }
     Ok(loaded.config)
 }
@@ -218,6 +217,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         reloading: None,
         reload_again: false,
         checks: Checks::default(),
+        links: HashMap::new(),
     };
     daemon
         .checks
@@ -238,10 +238,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let mut timer = clock::Timer::new().map_err(io_error("creating the timer"))?;
     let mut buf = vec![0u8; 65536];
 
+    let mut link_events = link_watch::watch().map_err(io_error("watching links"))?;
+    daemon.refresh_links();
+    daemon.apply_tracking().await;
     let start = now();
     for running in &mut daemon.instances {
-        let tracking = daemon.checks.effect(&running.cfg.track_scripts);
-        running.set_tracking(tracking, start, &daemon.world).await;
         running.start(start, &daemon.world).await;
     }
     info!(
@@ -272,6 +273,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             },
             config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
             Some(report) = daemon.checks.rx.recv() => daemon.on_check(report).await,
+            Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
             Some(reply) = status_requests.recv() => {
                 let _ = reply.send(daemon.status());
             }
@@ -295,6 +297,15 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Adds the interfaces `cfg` tracks to `links`, with their current state.
+fn follow_links(links: &mut HashMap<String, bool>, cfg: &VrrpInstance) {
+    for t in &cfg.track_interfaces {
+        links
+            .entry(t.name.clone())
+            .or_insert_with(|| link_watch::is_up(&t.name));
+    }
+}
+
 /// How long notify scripts still queued at exit may run.
 const NOTIFY_AT_EXIT: Duration = Duration::from_secs(5);
 
@@ -313,11 +324,66 @@ impl Daemon {
         }
     }
 
-    /// Gives every instance the priority delta and fault its checks add up to.
+    async fn on_link(&mut self, name: String, up: bool) {
+        if let Some(known) = self.links.get_mut(&name)
+            && *known != up
+        {
+            *known = up;
+            warn!(interface = %name, "tracked interface {}", if up { "up" } else { "down" });
+            self.apply_tracking().await;
+        }
+    }
+
+    /// Starts following the interfaces the instances track.
+    fn refresh_links(&mut self) {
+        for running in &self.instances {
+            follow_links(&mut self.links, &running.cfg);
+        }
+    }
+
+    /// The priority delta and fault an instance's checks and tracked interfaces add up to.
+    fn tracking(&self, cfg: &VrrpInstance) -> (i32, bool) {
+        let (mut delta, mut fault) = self.checks.effect(&cfg.track_scripts);
+        for t in &cfg.track_interfaces {
+            let up = self.links.get(&t.name).copied().unwrap_or(false);
+            match effect(up, t.weight, t.reverse) {
+                Effect::Priority(d) => delta += d,
+                Effect::Fault => fault = true,
+            }
+        }
+        (delta, fault)
+    }
+
+    fn tracker_status(&self, cfg: &VrrpInstance) -> Vec<TrackerStatus> {
+        let mut trackers = self.checks.status(&cfg.track_scripts);
+        trackers.extend(cfg.track_interfaces.iter().map(|t| {
+            let up = self.links.get(&t.name).copied().unwrap_or(false);
+            let effect = effect(up, t.weight, t.reverse);
+            TrackerStatus {
+                name: format!("interface {}", t.name),
+                up,
+                streak: 0,
+                priority_delta: match effect {
+                    Effect::Priority(d) => d,
+                    Effect::Fault => 0,
+                },
+                fault: effect == Effect::Fault,
+                last_result: None,
+                last_duration_ms: None,
+            }
+        }));
+        trackers
+    }
+
+    /// Gives every instance the priority delta and fault its trackers add up to.
     async fn apply_tracking(&mut self) {
         let at = now();
-        for running in &mut self.instances {
-            let tracking = self.checks.effect(&running.cfg.track_scripts);
+        let values: Vec<(i32, bool)> = self
+            .instances
+            .iter()
+            .map(|r| self.tracking(&r.cfg))
+            .collect();
+        for (running, tracking) in self.instances.iter_mut().zip(values) {
             running.set_tracking(tracking, at, &self.world).await;
         }
     }
@@ -462,6 +528,7 @@ impl Daemon {
         }
         self.instances = next;
         self.reindex();
+        self.refresh_links();
         self.apply_tracking().await;
     }
 
@@ -471,7 +538,8 @@ impl Daemon {
         match Running::prepare(cfg, &mut self.world).await {
             Ok(mut running) => {
                 info!(instance = %name, "starting");
-                let tracking = self.checks.effect(&running.cfg.track_scripts);
+                follow_links(&mut self.links, &running.cfg);
+                let tracking = self.tracking(&running.cfg);
                 running.set_tracking(tracking, now(), &self.world).await;
                 running.start(now(), &self.world).await;
                 next.push(running);
@@ -496,7 +564,7 @@ impl Daemon {
             instances: self
                 .instances
                 .iter()
-                .map(|r| r.status(self.checks.status(&r.cfg.track_scripts)))
+                .map(|r| r.status(self.tracker_status(&r.cfg)))
                 .collect(),
             unmatched_drops: self
                 .unmatched_drops

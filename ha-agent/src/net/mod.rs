@@ -3,4 +3,5 @@
 pub mod advert_socket;
 pub mod garp;
 pub mod link;
+pub mod link_watch;
 pub mod vip;
