@@ -1,6 +1,7 @@
 //! Health checks (`vrrp_script` / `track_script`) with real processes: a failing check lowers
 //! the master's priority so the backup preempts, weight 0 means FAULT, a hanging check fails
-//! after its timeout and leaves no process behind, and scripts run as their user.
+//! after its timeout and leaves no process behind, scripts run as their user, tracked
+//! interfaces, and the `fast_preempt` extension against ha-agent and keepalived masters.
 
 use std::{
     net::Ipv4Addr,
@@ -9,7 +10,12 @@ use std::{
     time::Duration,
 };
 
-use ha_tests::{Daemon, Topology, VrrpConf, daemons::config, wait_until};
+use ha_tests::{
+    Daemon, Kind, Topology, VrrpConf,
+    capture::{Frame, Observer},
+    daemons::{config, master_down_interval, skew_time},
+    wait_until,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
@@ -181,17 +187,22 @@ fn a_tracked_interface_going_down_means_fault_or_its_weight() {
     let a_host = t.host("a");
     // Two more links inside A: veth pairs whose far ends act as the cables.
     for (link, far) in [("eth1", "far1"), ("eth2", "far2")] {
-        a_host.sh(&["ip", "link", "add", link, "type", "veth", "peer", "name", far]);
+        a_host.sh(&[
+            "ip", "link", "add", link, "type", "veth", "peer", "name", far,
+        ]);
         a_host.sh(&["ip", "link", "set", link, "up"]);
         a_host.sh(&["ip", "link", "set", far, "up"]);
     }
     let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
     conf.extra = vec!["track_interface {\n        eth1\n        eth2 weight -60\n    }".into()];
     let a = Daemon::agent(a_host, t.dir(), &config(&[conf]));
-    let b = Daemon::agent(t.host("b"), t.dir(), &VrrpConf::v3("BACKUP", 120, "0.1").render());
-    let a_master = || {
-        (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(())
-    };
+    let b = Daemon::agent(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+    );
+    let a_master =
+        || (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(());
     wait_until("A master", Duration::from_secs(5), a_master);
 
     // Unweighted: FAULT while the carrier is lost (the master resigns, B takes over after
@@ -215,4 +226,90 @@ fn a_tracked_interface_going_down_means_fault_or_its_weight() {
     assert_eq!(trackers[1]["priority_delta"], -60);
     a_host.sh(&["ip", "link", "set", "eth2", "up"]);
     wait_until("A master again", Duration::from_secs(5), a_master);
+}
+
+/// The master (ha-agent or keepalived, priority 150, check weight -50) loses its check; the
+/// backup (ha-agent, 120, VRRPv3 every 0.1 s) takes over. Returns the time from the master's
+/// first advert at priority 100 to the backup's first advert, as an observer captured them.
+fn check_triggered_switchover(master: Kind, fast: bool) -> Duration {
+    let t = Topology::new(&["a", "b", "c"]);
+    let shared = shared_dir(&t);
+    let app = shared.join("app-a");
+    std::fs::write(&app, "").unwrap();
+    let mut a_conf = VrrpConf::v3("MASTER", 150, "0.1");
+    a_conf.extra = vec!["track_script {\n        chk\n    }".into()];
+    // keepalived 2.2.7 runs scripts at most once a second.
+    let interval = if master == Kind::HaAgent { "0.1" } else { "1" };
+    // keepalived wants the vrrp_script before the instance that tracks it.
+    let globals = config(&[]);
+    let instance = config(&[a_conf])[globals.len()..].to_owned();
+    let conf_a = format!(
+        "{globals}vrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval {interval}\n    weight -50\n}}\n{instance}",
+        app.display()
+    );
+    let a = match master {
+        Kind::HaAgent => Daemon::agent(t.host("a"), t.dir(), &conf_a),
+        Kind::Keepalived => Daemon::keepalived(t.host("a"), t.dir(), &conf_a),
+    };
+    let mut b_conf = VrrpConf::v3("BACKUP", 120, "0.1");
+    if fast {
+        b_conf.extra = vec!["fast_preempt".into()];
+    }
+    let b = Daemon::agent(t.host("b"), t.dir(), &b_conf.render());
+    wait_until("A master, B backup", Duration::from_secs(5), || {
+        (t.host("a").has_address("eth0", VIP) && field(&b, "state") == "BACKUP").then_some(())
+    });
+    let observer = Observer::start(t.host("c"), t.dir(), "switchover").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_file(&app).unwrap();
+    wait_until("B master", Duration::from_secs(5), || {
+        (field(&b, "state") == "MASTER" && t.host("b").has_address("eth0", VIP)).then_some(())
+    });
+    // The old master yields to the higher advert (keepalived included) and lets the VIP go.
+    wait_until("A without the VIP", Duration::from_secs(2), || {
+        (!t.host("a").has_address("eth0", VIP)).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let frames = observer.frames().unwrap();
+    let at = |src: Ipv4Addr, priority: Option<u8>| {
+        frames.iter().find_map(|f| match f {
+            Frame::Advert {
+                at,
+                src: s,
+                priority: p,
+            } if *s == src && priority.is_none_or(|want| *p == want) => Some(*at),
+            _ => None,
+        })
+    };
+    let lowered = at(t.host("a").ip, Some(100)).expect("A advertised priority 100");
+    let took_over = at(t.host("b").ip, None).expect("B advertised");
+    drop(a);
+    Duration::from_nanos(u64::try_from(took_over - lowered).expect("B after A's lower advert"))
+}
+
+#[test]
+fn fast_preempt_switches_over_after_skew_time_against_ha_agent_and_keepalived() {
+    let skew = skew_time(3, Duration::from_millis(100), 120);
+    let mdi = master_down_interval(3, Duration::from_millis(100), 120);
+    for master in [Kind::HaAgent, Kind::Keepalived] {
+        let rfc = check_triggered_switchover(master, false);
+        let fast = check_triggered_switchover(master, true);
+        eprintln!(
+            "{master:?} master: lower advert to takeover {:.1} ms (RFC), {:.1} ms (fast_preempt); Skew_Time {:.1} ms, MDI {:.1} ms",
+            rfc.as_secs_f64() * 1e3,
+            fast.as_secs_f64() * 1e3,
+            skew.as_secs_f64() * 1e3,
+            mdi.as_secs_f64() * 1e3
+        );
+        // RFC: the backup waits out Master_Down_Interval from the last advert it accepted,
+        // which came at most one interval before the lower one.
+        assert!(
+            rfc >= mdi - Duration::from_millis(100),
+            "{master:?} RFC {rfc:?}"
+        );
+        assert!(
+            fast <= skew + Duration::from_millis(100),
+            "{master:?} fast {fast:?}"
+        );
+    }
 }

@@ -149,6 +149,8 @@ pub struct VrrpInstance {
     pub vips: Vec<Vip>,
     pub preempt: bool,
     pub preempt_delay: Duration,
+    /// ha-agent extension `fast_preempt`: preempt a lower-priority master after Skew_Time.
+    pub fast_preempt: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Ipv4Addr>,
     pub garp: GarpParams,
@@ -517,6 +519,7 @@ impl Builder<'_> {
             vips: Vec::new(),
             preempt: true,
             preempt_delay: Duration::ZERO,
+            fast_preempt: false,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             garp: g.garp,
@@ -569,6 +572,10 @@ impl Builder<'_> {
                     inst.preempt = false;
                 }
                 "preempt" => self.flag(node),
+                "fast_preempt" => {
+                    self.flag(node);
+                    inst.fast_preempt = true;
+                }
                 "preempt_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 1000.0) {
                         inst.preempt_delay = d;

@@ -104,6 +104,7 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         advert_int_cs: cfg.advert_int_cs,
         preempt: cfg.preempt,
         preempt_delay: cfg.preempt_delay,
+        fast_preempt: cfg.fast_preempt,
         primary_ip,
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,

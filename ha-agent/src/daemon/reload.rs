@@ -148,7 +148,8 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
     let pairs = [
         (old.auth_pass != new.auth_pass, Change::Authentication),
         (
-            (old.preempt, old.preempt_delay) != (new.preempt, new.preempt_delay),
+            (old.preempt, old.preempt_delay, old.fast_preempt)
+                != (new.preempt, new.preempt_delay, new.fast_preempt),
             Change::Preemption,
         ),
         (old.unicast_peers != new.unicast_peers, Change::UnicastPeers),

@@ -24,6 +24,9 @@ pub struct Params {
     pub advert_int_cs: u16,
     pub preempt: bool,
     pub preempt_delay: Duration,
+    /// ha-agent extension: a lower-priority master is preempted after Skew_Time instead of
+    /// Master_Down_Interval (it is alive, only worse: no need to wait for it to fall silent).
+    pub fast_preempt: bool,
     /// Our primary address on the interface, for the equal-priority tie-break.
     pub primary_ip: Ipv4Addr,
     /// Delay of the second gratuitous ARP burst after becoming master (zero: none).
@@ -273,6 +276,10 @@ impl Instance {
             // Remembered for status, but the down timer keeps running: we will preempt.
             self.master = Some((advert.from, advert.priority));
             if self.params.preempt_delay.is_zero() {
+                if self.params.fast_preempt {
+                    let at = now + self.skew_time();
+                    self.down_timer = Some(self.down_timer.map_or(at, |t| t.min(at)));
+                }
                 return;
             }
             let at = *self

@@ -22,6 +22,7 @@ fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
         advert_int_cs,
         preempt: true,
         preempt_delay: Duration::ZERO,
+        fast_preempt: false,
         primary_ip: ME,
         garp_delay: Duration::from_secs(5),
         garp_refresh: None,
@@ -580,4 +581,56 @@ fn adverts_before_start_are_ignored() {
     sim.advert(PEER_HIGH, 200, 100);
     assert!(sim.log.is_empty());
     assert_eq!(sim.inst.poll_timeout(), None);
+}
+
+#[test]
+fn fast_preempt_takes_over_from_a_lower_master_after_skew_time() {
+    let fast = Params {
+        fast_preempt: true,
+        ..params(Version::V2, 120, 100)
+    };
+    let mut sim = Sim::started(fast.clone());
+    sim.advert(PEER_HIGH, 150, 100);
+    sim.run_until(Duration::from_secs(2));
+    // The master's check failed: it advertises 100 now.
+    let t = sim.now;
+    sim.advert(PEER_HIGH, 100, 100);
+    let skew = sim.inst.skew_time();
+    assert_eq!(skew, Duration::from_secs(1) * 136 / 256);
+    sim.run_until(t + skew - us(1));
+    assert_eq!(sim.inst.state(), State::Backup);
+    sim.run_until(t + skew);
+    assert_eq!(sim.inst.state(), State::Master);
+    assert_eq!(
+        sim.inst.last_transition().unwrap().1,
+        Reason::Preempt {
+            master: PEER_HIGH,
+            priority: 100
+        }
+    );
+
+    // A tie is not lower: no takeover. A master that recovers in time is kept.
+    for second in [120, 150] {
+        let mut sim = Sim::started(fast.clone());
+        sim.advert(PEER_HIGH, 150, 100);
+        sim.run_until(Duration::from_secs(2));
+        let t = sim.now;
+        sim.advert(PEER_HIGH, if second == 120 { 120 } else { 100 }, 100);
+        sim.run_until(t + ms(100));
+        sim.advert(PEER_HIGH, second, 100);
+        for i in 1..=5 {
+            sim.run_until(t + Duration::from_secs(i));
+            sim.advert(PEER_HIGH, second, 100);
+        }
+        assert_eq!(sim.inst.state(), State::Backup, "second advert {second}");
+    }
+
+    // Off (the RFC): the lower master is preempted after Master_Down_Interval.
+    let mut sim = Sim::started(params(Version::V2, 120, 100));
+    sim.advert(PEER_HIGH, 150, 100);
+    sim.run_until(Duration::from_secs(2));
+    let t = sim.now;
+    sim.advert(PEER_HIGH, 100, 100);
+    sim.run_until(t + skew + ms(1));
+    assert_eq!(sim.inst.state(), State::Backup);
 }
