@@ -96,3 +96,120 @@ fn notify_scripts_run_in_order_as_the_script_user_with_keepalived_arguments() {
     );
     drop(b);
 }
+
+/// A at priority 150 alone, tracking a weight-0 check on `app` every 50 ms, with notify
+/// scripts that log their start and end (the FAULT one runs `fault_body`).
+fn toggled(
+    t: &Topology,
+    fault_body: &str,
+    globals: &str,
+) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
+    let log = t.dir().join("log");
+    let app = t.dir().join("app");
+    std::fs::write(&app, "").unwrap();
+    let mut extra = vec!["track_script {\n        chk\n    }".to_owned()];
+    for (keyword, state, body) in [
+        ("notify_master", "MASTER", "sleep 0.1"),
+        ("notify_backup", "BACKUP", "sleep 0.1"),
+        ("notify_fault", "FAULT", fault_body),
+    ] {
+        let path = t.dir().join(format!("{state}.sh"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho start {state} >> {0}\n{body}\necho end {state} >> {0}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        extra.push(format!("{keyword} {}", path.display()));
+    }
+    let mut c = VrrpConf::v3("MASTER", 150, "0.1");
+    c.extra = extra;
+    let conf = format!(
+        "{}vrrp_script chk {{\n    script \"/usr/bin/test -e {}\"\n    interval 0.05\n}}\n",
+        config(&[c]).replace(
+            "router_id ha_test",
+            &format!("router_id ha_test\n{globals}")
+        ),
+        app.display()
+    );
+    (Daemon::agent(t.host("a"), t.dir(), &conf), log, app)
+}
+
+/// The states the agent's log says it entered, in order.
+fn transitions(agent: &Daemon) -> Vec<String> {
+    agent
+        .log_text()
+        .lines()
+        .filter_map(|l| {
+            l.split(" -> ")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_of_transitions_is_notified_in_order_one_script_at_a_time() {
+    let t = Topology::new(&["a"]);
+    let (a, log, app) = toggled(&t, "sleep 0.1", "");
+    wait_until("A master notified", Duration::from_secs(5), || {
+        lines(&log).contains(&"end MASTER".to_owned()).then_some(())
+    });
+    for _ in 0..3 {
+        std::fs::remove_file(&app).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        std::fs::write(&app, "").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    wait_until("A master again", Duration::from_secs(5), || {
+        (a.instance_field("state") == "MASTER").then_some(())
+    });
+    let states = transitions(&a);
+    assert!(states.len() >= 8, "{states:?}");
+    wait_until("every notification", Duration::from_secs(10), || {
+        (lines(&log).len() == 2 * states.len()).then_some(())
+    });
+    let log = lines(&log);
+    // start X, end X, start Y, end Y, ...: never two at once, in the transitions' order.
+    let expected: Vec<String> = states
+        .iter()
+        .flat_map(|s| [format!("start {s}"), format!("end {s}")])
+        .collect();
+    assert_eq!(log, expected);
+}
+
+#[test]
+fn a_hanging_notify_script_is_killed_and_does_not_block_the_next() {
+    let t = Topology::new(&["a"]);
+    let (a, log, app) = toggled(&t, "sleep 60", "    notify_timeout 0.5\n");
+    wait_until("A master notified", Duration::from_secs(5), || {
+        lines(&log).contains(&"end MASTER".to_owned()).then_some(())
+    });
+    std::fs::remove_file(&app).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&app, "").unwrap();
+    // FAULT's script hangs; BACKUP's and MASTER's follow once it is killed.
+    let (_, took) = wait_until("the next notifications", Duration::from_secs(5), || {
+        lines(&log)
+            .ends_with(&["start MASTER".to_owned(), "end MASTER".to_owned()])
+            .then_some(())
+    });
+    let log = lines(&log);
+    assert!(!log.contains(&"end FAULT".to_owned()), "{log:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let runs = a.instance_field("notify_runs");
+    let fault = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "FAULT")
+        .unwrap()
+        .clone();
+    assert_eq!(fault["result"], "timed out");
+    assert_eq!(runs.as_array().unwrap().last().unwrap()["result"], "exit 0");
+}

@@ -67,6 +67,8 @@ pub struct GlobalDefs {
     pub vrrp_version: Version,
     pub garp: GarpParams,
     pub startup_delay: Duration,
+    /// ha-agent extension `notify_timeout`: how long a notify script may run.
+    pub notify_timeout: Duration,
 }
 
 impl Default for GlobalDefs {
@@ -80,6 +82,7 @@ impl Default for GlobalDefs {
             vrrp_version: Version::V2,
             garp: GarpParams::default(),
             startup_delay: Duration::ZERO,
+            notify_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -474,6 +477,11 @@ impl Builder<'_> {
                 "vrrp_version" => {
                     if let Some(v) = self.version(node) {
                         g.vrrp_version = v;
+                    }
+                }
+                "notify_timeout" => {
+                    if let Some(d) = self.seconds(node, 0.01, 3600.0) {
+                        g.notify_timeout = d;
                     }
                 }
                 "vrrp_startup_delay" => {

@@ -36,6 +36,22 @@ pub struct InstanceStatus {
     /// The instance's `track_script` checks.
     #[serde(default)]
     pub trackers: Vec<TrackerStatus>,
+    /// The last notify script runs, oldest first.
+    #[serde(default)]
+    pub notify_runs: Vec<NotifyRun>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NotifyRun {
+    /// MASTER, BACKUP, FAULT or STOP.
+    pub state: String,
+    pub command: String,
+    pub ok: bool,
+    /// "exit 0", "timed out", ...
+    pub result: String,
+    pub duration_ms: f64,
+    /// When it started, seconds since the Unix epoch.
+    pub unix_time: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -132,6 +148,13 @@ impl Status {
                     } else {
                         format!("priority {:+}", c.priority_delta)
                     }
+                );
+            }
+            if let Some(n) = i.notify_runs.last() {
+                let _ = writeln!(
+                    out,
+                    "  last notify: {} `{}`: {} ({:.0} ms)",
+                    n.state, n.command, n.result, n.duration_ms
                 );
             }
             if let Some(t) = &i.last_transition {

@@ -382,6 +382,7 @@ impl Running {
                             priority: self.fsm.priority(),
                             scripts: self.cfg.notify.clone(),
                             script_user: world.script_user.clone(),
+                            timeout: world.notify_timeout,
                         });
                     }
                 }
@@ -488,6 +489,7 @@ impl Running {
                 .collect(),
             last_transition: self.last_transition.clone(),
             trackers,
+            notify_runs: self.notifier.runs(),
         }
     }
 }

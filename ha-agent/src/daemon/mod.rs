@@ -79,6 +79,7 @@ pub(crate) struct World {
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
     /// `script_user` of global_defs: notify scripts without a user of their own run as it.
     script_user: Option<String>,
+    notify_timeout: Duration,
 }
 
 impl World {
@@ -204,6 +205,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         vips: Vips::connect()?,
         held: RefCell::default(),
         script_user: script_user(&config).map(str::to_owned),
+        notify_timeout: config.global.notify_timeout,
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
     };
@@ -450,6 +452,7 @@ impl Daemon {
     async fn apply(&mut self, config: Config) {
         self.skip_check_adv_addr = config.global.skip_check_adv_addr;
         self.world.script_user = script_user(&config).map(str::to_owned);
+        self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));
         let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
         let steps = reload::plan(&old_cfgs, &config.instances);

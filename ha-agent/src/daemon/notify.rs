@@ -1,20 +1,25 @@
 //! Notify scripts: each instance has a queue served by a task of its own, so its scripts run
 //! one at a time in the order of the transitions (none is skipped or merged), beside the
-//! advert loop. A script that hangs is killed after [`NOTIFY_TIMEOUT`]; the next one then runs.
+//! advert loop. A script that hangs is killed after `notify_timeout`; the next one then runs.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
     config::{NotifyScripts, Script},
+    ctl::status::{NotifyRun, unix_now},
     track::runner::{self, Identity},
     vrrp::fsm::State,
 };
 
-/// The longest a notify script may run before it is killed.
-pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Runs kept for the status.
+const KEPT_RUNS: usize = 10;
 
 /// One transition to announce.
 pub struct Event {
@@ -24,21 +29,33 @@ pub struct Event {
     /// The scripts as configured when the transition happened.
     pub scripts: NotifyScripts,
     pub script_user: Option<String>,
+    pub timeout: Duration,
 }
 
 /// The queue of one instance.
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Event>,
     task: JoinHandle<()>,
+    runs: Arc<Mutex<VecDeque<NotifyRun>>>,
 }
 
 impl Notifier {
     pub fn spawn() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let runs = Arc::default();
         Self {
             tx,
-            task: tokio::spawn(serve(rx)),
+            task: tokio::spawn(serve(rx, Arc::clone(&runs))),
+            runs,
         }
+    }
+
+    /// The last runs, oldest first.
+    pub fn runs(&self) -> Vec<NotifyRun> {
+        self.runs
+            .lock()
+            .map(|runs| runs.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn send(&self, event: Event) {
@@ -66,7 +83,7 @@ fn state_word(state: State) -> &'static str {
     }
 }
 
-async fn serve(mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<VecDeque<NotifyRun>>>) {
     while let Some(event) = rx.recv().await {
         let word = state_word(event.state);
         let specific = match event.state {
@@ -76,7 +93,7 @@ async fn serve(mut rx: mpsc::UnboundedReceiver<Event>) {
             State::Initialize => &event.scripts.stop,
         };
         if let Some(script) = specific {
-            run(&event, script, script.argv.clone(), word).await;
+            record(&runs, run(&event, script, script.argv.clone(), word).await);
         }
         if let Some(script) = &event.scripts.generic {
             // keepalived appends: INSTANCE name STATE priority.
@@ -87,29 +104,55 @@ async fn serve(mut rx: mpsc::UnboundedReceiver<Event>) {
                 word.to_owned(),
                 event.priority.to_string(),
             ]);
-            run(&event, script, argv, word).await;
+            record(&runs, run(&event, script, argv, word).await);
         }
     }
 }
 
-async fn run(event: &Event, script: &Script, argv: Vec<String>, word: &str) {
+fn record(runs: &Mutex<VecDeque<NotifyRun>>, run: NotifyRun) {
+    if let Ok(mut runs) = runs.lock() {
+        if runs.len() == KEPT_RUNS {
+            runs.pop_front();
+        }
+        runs.push_back(run);
+    }
+}
+
+async fn run(event: &Event, script: &Script, argv: Vec<String>, word: &str) -> NotifyRun {
+    let started = unix_now();
+    let mut result = NotifyRun {
+        state: word.to_owned(),
+        command: argv.join(" "),
+        result: String::new(),
+        ok: false,
+        duration_ms: 0.0,
+        unix_time: started,
+    };
     let who = script.user.clone().or_else(|| event.script_user.clone());
     let identity = match who.as_deref().map(Identity::lookup).transpose() {
         Ok(identity) => identity,
         Err(e) => {
             warn!(instance = %event.instance, state = word, "notify {:?} not run: {e}", argv);
-            return;
+            result.result = e;
+            return result;
         }
     };
-    match runner::run(&argv, identity, NOTIFY_TIMEOUT).await {
-        Ok(outcome) if outcome.ok => info!(
-            instance = %event.instance, state = word, ms = outcome.duration.as_millis() as u64,
-            "notify {:?}: {}", argv, outcome.describe()
-        ),
-        Ok(outcome) => warn!(
-            instance = %event.instance, state = word, ms = outcome.duration.as_millis() as u64,
-            "notify {:?} failed: {}", argv, outcome.describe()
-        ),
-        Err(e) => warn!(instance = %event.instance, state = word, "notify {:?} not run: {e}", argv),
+    match runner::run(&argv, identity, event.timeout).await {
+        Ok(outcome) => {
+            let ms = outcome.duration.as_secs_f64() * 1000.0;
+            if outcome.ok {
+                info!(instance = %event.instance, state = word, ms, "notify {:?}: {}", argv, outcome.describe());
+            } else {
+                warn!(instance = %event.instance, state = word, ms, "notify {:?} failed: {}", argv, outcome.describe());
+            }
+            result.ok = outcome.ok;
+            result.result = outcome.describe();
+            result.duration_ms = ms;
+        }
+        Err(e) => {
+            warn!(instance = %event.instance, state = word, "notify {:?} not run: {e}", argv);
+            result.result = format!("not run: {e}");
+        }
     }
+    result
 }
