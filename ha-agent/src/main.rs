@@ -1,6 +1,9 @@
 //! `ha-agent`: run the agent, ask it for its status, or check a configuration.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -41,6 +44,10 @@ enum Command {
     CheckConfig {
         #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The other node's keepalived.conf: also warn about tracker weights that cannot
+        /// move the VIP, or that make the configured MASTER the lower node.
+        #[arg(long, value_name = "PEER_CONFIG")]
+        peer: Option<PathBuf>,
     },
 }
 
@@ -82,12 +89,22 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, peer } => check_config(&config, peer.as_deref()),
     }
 }
 
-fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(path)?;
+fn check_config(path: &Path, peer: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let mut loaded = config::load(path)?;
+    if let Some(peer) = peer {
+        // The peer's file is read without looking at this host (its scripts live there).
+        let other = config::load_from(&config::FileSystem, peer)?;
+        for d in other.diagnostics.errors() {
+            loaded
+                .diagnostics
+                .error(&d.loc, format!("in the peer's file: {}", d.message));
+        }
+        config::compare_with_peer(&loaded.config, &other.config, &mut loaded.diagnostics);
+    }
     for d in loaded.diagnostics.iter() {
         println!("{d}");
     }

@@ -147,3 +147,134 @@ fn status_and_sighup_reload() {
     assert!(a.has_address("eth0", vip(200)) && a.has_address("eth0", vip(202)));
     assert!(a.has_address("eth0", vip(203)));
 }
+
+/// Scripts that could never run are errors at their line, never silent skips.
+#[test]
+fn check_config_refuses_scripts_that_cannot_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("ha-cli-scripts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let good = dir.join("good.sh");
+    let plain = dir.join("plain.sh");
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let writable = open.join("w.sh");
+    for (path, mode) in [(&good, 0o755), (&plain, 0o644), (&writable, 0o755)] {
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let text = format!(
+        "global_defs {{
+    script_user no-such-user-ha
+    enable_script_security
+}}
+vrrp_script missing {{
+    script \"{missing}\"
+}}
+vrrp_script plain {{
+    script \"{plain}\"
+    user nobody
+}}
+vrrp_script relative {{
+    script \"good.sh arg\"
+    user nobody
+}}
+vrrp_script other {{
+    script \"{good}\"
+    user no-such-user-ha2
+}}
+",
+        missing = dir.join("missing.sh").display(),
+        plain = plain.display(),
+        good = good.display(),
+    );
+    let (code, out) = check_config(&text, &dir);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "F:2: error: script user `no-such-user-ha` does not exist",
+        "F:6: error: script `",
+        "missing.sh`: No such file or directory",
+        "F:9: error: script `",
+        "plain.sh` is not an executable file",
+        "F:13: error: script `good.sh` needs an absolute path",
+        "F:16: error: script user `no-such-user-ha2` does not exist",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in\n{out}");
+    }
+    assert!(out.contains("no-such-user-ha2"), "{out}");
+
+    // enable_script_security: a root script in a directory anybody can write is refused.
+    let text = format!(
+        "global_defs {{\n    enable_script_security\n}}\nvrrp_script w {{\n    script \"{}\"\n}}\n",
+        writable.display()
+    );
+    let (code, out) = check_config(&text, &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("F:5: error: enable_script_security: `")
+            && out.contains("would run as root but"),
+        "{out}"
+    );
+    // As an unprivileged user it may run.
+    let (code, out) = check_config(
+        &text.replace(
+            "enable_script_security",
+            "enable_script_security\n    script_user nobody",
+        ),
+        &dir,
+    );
+    assert_eq!(code, 0, "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--peer`: weights compared with the other node's priorities.
+#[test]
+fn check_config_with_the_peer_warns_about_weights_that_cannot_move_the_vip() {
+    let dir = std::env::temp_dir().join(format!("ha-cli-peer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = |state: &str, priority: u8, weight: i32| {
+        format!(
+            "vrrp_script chk {{\n    script \"/bin/true\"\n    weight {weight}\n}}\n\
+             vrrp_instance VI_1 {{\n    state {state}\n    interface eth0\n    \
+             virtual_router_id 107\n    priority {priority}\n    virtual_ipaddress {{\n        \
+             192.168.2.200\n    }}\n    track_script {{\n        chk\n    }}\n}}\n"
+        )
+    };
+    let peer = dir.join("peer.conf");
+    let run = |ours: String, theirs: String| {
+        std::fs::write(&peer, theirs).unwrap();
+        let path = dir.join("check.conf");
+        std::fs::write(&path, ours).unwrap();
+        let out = Command::new(agent_binary())
+            .args(["check-config", "-f"])
+            .arg(&path)
+            .arg("--peer")
+            .arg(&peer)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout)
+            .replace(&*path.to_string_lossy(), "F")
+            .replace(&*peer.to_string_lossy(), "P");
+        (out.status.code().unwrap(), text)
+    };
+    // The seed's weights: 150 - 50 = 100 < 120.
+    let (code, out) = run(node("MASTER", 150, -50), node("BACKUP", 120, -50));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 error(s), 0 warning(s)"), "{out}");
+    // -20 cannot take 150 below 120.
+    let (code, out) = run(node("MASTER", 150, -20), node("BACKUP", 120, -20));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("F:5: warning: instance VI_1: with every weighted tracker failing it still advertises 130, not below 120 of its peer at P:5"),
+        "{out}"
+    );
+    // A positive weight lifts the BACKUP above the MASTER.
+    let (_, out) = run(node("MASTER", 150, -50), node("BACKUP", 120, 40));
+    assert!(
+        out.contains("F:5: warning: instance VI_1 is `state MASTER` but advertises 150 when healthy, below 160"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

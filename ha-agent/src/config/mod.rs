@@ -5,6 +5,7 @@ mod diag;
 mod host;
 mod lexer;
 mod model;
+mod peer;
 mod tree;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use std::path::Path;
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
 pub use model::*;
+pub use peer::compare as compare_with_peer;
 pub use tree::MAX_NESTING;
 
 /// A parsed configuration and everything worth telling the user about it.
