@@ -20,6 +20,7 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "iputils-ping",
     "iputils-arping",
+    "socat",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
