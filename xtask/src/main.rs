@@ -64,6 +64,11 @@ enum BenchCmd {
     },
     /// Rewrite docs/benchmarks.md from the JSON results, without measuring.
     Report,
+    /// Check-triggered switchover: keepalived, ha-agent (RFC) and ha-agent (fast_preempt).
+    Switchover {
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+    },
     /// CPU, memory and adverts sent with 1 and 255 instances.
     Steady {
         /// Measurement window in seconds.
@@ -91,6 +96,11 @@ fn main() -> Result<()> {
                     bench::failover(&binary, trials)?,
                 ),
                 BenchCmd::Report => unreachable!("handled above"),
+                BenchCmd::Switchover { trials } => bench::report::save(
+                    &workspace_root(),
+                    "switchover",
+                    bench::switchover(&binary, trials)?,
+                ),
                 BenchCmd::Steady { window } => bench::report::save(
                     &workspace_root(),
                     "steady",

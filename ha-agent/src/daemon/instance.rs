@@ -454,8 +454,9 @@ impl Running {
         now: Duration,
         world: &World,
     ) {
-        self.fsm.set_priority_delta(delta);
+        // FAULT first: an instance leaving MASTER for it sends priority 0, nothing else.
         self.fsm.set_fault(now, fault);
+        self.fsm.set_priority_delta(now, delta);
         self.execute(world).await;
     }
 

@@ -415,9 +415,18 @@ impl Instance {
         }
     }
 
-    /// Adds a tracker's priority change (sum of all deltas; clamped in [`Instance::priority`]).
-    pub fn set_priority_delta(&mut self, delta: i32) {
+    /// Sets the trackers' priority change (sum of all deltas; clamped in
+    /// [`Instance::priority`]). A MASTER whose priority changes advertises it at once (at most
+    /// once per advert interval, like its answers), so that a backup with `fast_preempt` need
+    /// not wait for the next scheduled advert to learn that the master's check failed.
+    pub fn set_priority_delta(&mut self, now: Time, delta: i32) {
+        let before = self.priority();
         self.priority_delta = delta;
+        let after = self.priority();
+        if self.state == State::Master && after != before && self.may_answer(now) {
+            self.send_advert(after);
+            self.adver_timer = Some(now + self.advert_interval());
+        }
     }
 
     pub fn set_fault(&mut self, now: Time, fault: bool) {

@@ -1,9 +1,10 @@
-//! `cargo xtask bench failover|steady`: ha-agent and keepalived side by side, in one run,
+//! `cargo xtask bench failover|steady|switchover`: ha-agent and keepalived side by side, in one run,
 //! on the same namespace topology (method: docs/benchmarks.md).
 
 mod failover;
 pub mod report;
 mod steady;
+mod switchover;
 
 use std::{path::Path, time::Duration};
 
@@ -16,6 +17,7 @@ use ha_tests::{
 
 pub use failover::run as failover;
 pub use steady::run as steady;
+pub use switchover::run as switchover;
 
 /// The implementation under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

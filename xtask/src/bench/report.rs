@@ -5,10 +5,11 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Impl, failover::Case, steady::Steady};
+use super::{Impl, failover::Case, steady::Steady, switchover};
 
 const FAILOVER_JSON: &str = "docs/bench/failover.json";
 const STEADY_JSON: &str = "docs/bench/steady.json";
+const SWITCHOVER_JSON: &str = "docs/bench/switchover.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -41,10 +42,10 @@ pub fn save<T: Serialize + DeserializeOwned>(
             .unwrap_or(0),
         results,
     };
-    let path = root.join(if which == "failover" {
-        FAILOVER_JSON
-    } else {
-        STEADY_JSON
+    let path = root.join(match which {
+        "failover" => FAILOVER_JSON,
+        "steady" => STEADY_JSON,
+        _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
     std::fs::write(&path, serde_json::to_string_pretty(&run)?)?;
@@ -64,7 +65,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
 
 pub fn write_markdown(root: &Path) -> Result<()> {
     let mut md = String::from(
-        "# Benchmarks\n\nMade by `cargo xtask bench failover` and `cargo xtask bench steady` (raw numbers in\n\
+        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady` and `switchover` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
          namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
          Method: crash = SIGKILL of the daemon's process\n\
@@ -157,6 +158,47 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.adverts_per_s,
                 r.expected_per_s,
                 r.spurious_transitions
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(run) = load::<switchover::Case>(&root.join(SWITCHOVER_JSON))? {
+        let _ = writeln!(
+            md,
+            "## Check-triggered switchover ({}, kernel {}, {} CPUs)\n\n\
+             a (MASTER 150) tracks a check with weight -50 run every second; b (BACKUP 120). \
+             From the check's first failing run (stamped by the script) to a's first advert at \
+             priority 100 (observer), to the VIP on b (netlink monitor in b) and to b's \
+             notify_master starting (stamped by the script). Without `fast_preempt` the backup \
+             ignores the lower advert and waits out Master_Down_Interval from the last advert \
+             it accepted; with it, Skew_Time.\n",
+            run.date, run.kernel, run.cpus
+        );
+        md.push_str("| v | interval | implementation | trials | MDI / Skew_Time ms | → advert at 100 ms p50 / max | → VIP on b ms p50 / p99 / max | → notify_master ms p50 / max | VIP ratio p50 (÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|\n");
+        for r in &run.results {
+            let keepalived = run.results.iter().find(|k| {
+                k.implementation == Impl::Keepalived
+                    && k.version == r.version
+                    && k.interval_ms == r.interval_ms
+            });
+            let ratio =
+                keepalived.map_or(String::new(), |k| format!("{:.2}", r.vip.p50 / k.vip.p50));
+            let _ = writeln!(
+                md,
+                "| {} | {} ms | {} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {ratio} |",
+                r.version,
+                r.interval_ms,
+                r.label(),
+                r.vip_ms.len(),
+                r.master_down_ms,
+                r.skew_ms,
+                r.lowered.p50,
+                r.lowered.max,
+                r.vip.p50,
+                r.vip.p99,
+                r.vip.max,
+                r.notify.p50,
+                r.notify.max,
             );
         }
         md.push('\n');

@@ -191,7 +191,7 @@ fn address_owner_takes_over_at_once() {
     );
     assert_eq!(sim.adverts(), vec![(Duration::ZERO, 255)]);
     // Tracker deltas do not move an owner.
-    sim.inst.set_priority_delta(-100);
+    sim.inst.set_priority_delta(sim.now, -100);
     assert_eq!(sim.inst.priority(), 255);
 }
 
@@ -523,13 +523,46 @@ fn gratuitous_arp_bursts() {
 fn tracker_delta_changes_the_advertised_priority_within_bounds() {
     let mut sim = Sim::started(params(Version::V2, 150, 100));
     sim.run_until(Duration::from_secs(4));
-    sim.inst.set_priority_delta(-50);
+    sim.inst.set_priority_delta(sim.now, -50);
     sim.run_until(Duration::from_secs(6));
     assert_eq!(sim.adverts().last().unwrap().1, 100);
-    sim.inst.set_priority_delta(-500);
+    sim.inst.set_priority_delta(sim.now, -500);
     assert_eq!(sim.inst.priority(), 1);
-    sim.inst.set_priority_delta(500);
+    sim.inst.set_priority_delta(sim.now, 500);
     assert_eq!(sim.inst.priority(), 254);
+}
+
+#[test]
+fn a_master_advertises_a_changed_priority_at_once_but_once_per_interval() {
+    let mut sim = Sim::started(params(Version::V2, 150, 100));
+    sim.run_until(Duration::from_millis(4300));
+    assert_eq!(sim.inst.state(), State::Master);
+    let before = sim.adverts().len();
+    sim.inst.set_priority_delta(sim.now, -50);
+    sim.drain();
+    sim.run_until(Duration::from_millis(4300));
+    assert_eq!(
+        sim.adverts()[before..],
+        [(Duration::from_millis(4300), 100)]
+    );
+    // The schedule restarts from there; another change within the interval waits for it.
+    sim.run_until(Duration::from_millis(4500));
+    sim.inst.set_priority_delta(sim.now, 0);
+    sim.drain();
+    sim.run_until(Duration::from_millis(6400));
+    assert_eq!(
+        sim.adverts()[before..],
+        [
+            (Duration::from_millis(4300), 100),
+            (Duration::from_millis(5300), 150),
+            (Duration::from_millis(6300), 150)
+        ]
+    );
+    // No change, no extra advert.
+    sim.inst.set_priority_delta(sim.now, 0);
+    sim.drain();
+    sim.run_until(Duration::from_millis(6400));
+    assert_eq!(sim.adverts().len(), before + 3);
 }
 
 #[test]
