@@ -207,3 +207,53 @@ fn unicast_peers_elect_and_fail_over() {
         b.has_address("eth0", VIP).then_some(())
     });
 }
+
+/// A backup whose process is stopped for many Master_Down_Intervals (a stall: swapping, a
+/// starved CPU) reads the adverts that arrived meanwhile before it judges its down timer, so
+/// it does not take over from a master that never stopped advertising. It still takes over
+/// at once when the master really went silent during the stall.
+#[test]
+fn a_backup_that_wakes_late_does_not_take_over_from_a_live_master() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let mut agent_a = Daemon::agent(a, t.dir(), &VrrpConf::v3("MASTER", 150, "0.1").render());
+    let agent_b = Daemon::agent(b, t.dir(), &VrrpConf::v3("BACKUP", 120, "0.1").render());
+    wait_until("A master, B backup", Duration::from_secs(5), || {
+        (a.has_address("eth0", VIP) && agent_b.instance_field("state") == "BACKUP").then_some(())
+    });
+    let observer = ha_tests::capture::Observer::start(t.host("c"), t.dir(), "late").unwrap();
+    let mdi = master_down_interval(3, Duration::from_millis(100), 120);
+    for _ in 0..5 {
+        agent_b.process.signal(nix::sys::signal::Signal::SIGSTOP);
+        std::thread::sleep(mdi * 5);
+        agent_b.process.signal(nix::sys::signal::Signal::SIGCONT);
+        std::thread::sleep(mdi);
+    }
+    assert_never("B taking the VIP", mdi * 2, || b.has_address("eth0", VIP));
+    let from_b = observer
+        .frames()
+        .unwrap()
+        .iter()
+        .filter(|f| matches!(f, ha_tests::capture::Frame::Advert { src, .. } if *src == b.ip))
+        .count();
+    assert_eq!(from_b, 0, "B advertised: it took over after waking");
+    assert_eq!(agent_b.instance_field("state"), "BACKUP");
+    assert!(
+        !agent_b.log_text().contains("-> MASTER"),
+        "{}",
+        agent_b.log_text()
+    );
+
+    // The master dies while B is stopped: its last advert is older than Master_Down_Interval
+    // when B wakes, so B takes over at once instead of waiting another interval.
+    agent_b.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(mdi);
+    t.crash("a", &mut agent_a.process);
+    std::thread::sleep(mdi * 2);
+    agent_b.process.signal(nix::sys::signal::Signal::SIGCONT);
+    let (_, took) = wait_until("B master", mdi * 3, || {
+        b.has_address("eth0", VIP).then_some(())
+    });
+    eprintln!("woke up after the master died: VIP on B {took:?} later (MDI {mdi:?})");
+    assert!(took < mdi / 2, "{took:?}: B waited for a new down timer");
+}

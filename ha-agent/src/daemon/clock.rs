@@ -25,6 +25,20 @@ pub fn now() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
+/// The [`now`] of a packet the kernel stamped `received` (CLOCK_REALTIME, SO_TIMESTAMPNS):
+/// now minus its age. No stamp, or one from the future (a clock step), means now.
+pub fn received_at(received: Option<Duration>) -> Duration {
+    let now = now();
+    let Some(received) = received else {
+        return now;
+    };
+    let Ok(real) = clock_gettime(Clock::CLOCK_REALTIME) else {
+        return now;
+    };
+    let real = Duration::new(real.tv_sec() as u64, real.tv_nsec() as u32);
+    now.saturating_sub(real.saturating_sub(received))
+}
+
 /// tokio's AsyncFd wants `AsRawFd`, which nix's TimerFd does not implement.
 struct RawTimerFd(TimerFd);
 

@@ -113,7 +113,10 @@ impl World {
 
     /// The next packet on any advert socket, read straight into `buf` by the loop itself:
     /// no task hop or copy per advert.
-    async fn recv(&self, buf: &mut [u8]) -> (SocketKey, std::io::Result<usize>) {
+    async fn recv(
+        &self,
+        buf: &mut [u8],
+    ) -> (SocketKey, std::io::Result<(usize, Option<Duration>)>) {
         std::future::poll_fn(|cx| {
             for (key, socket) in &self.sockets {
                 if let Poll::Ready(result) = socket.poll_recv(cx, buf) {
@@ -267,10 +270,16 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             _ = sighup.recv() => daemon.start_reload(),
             result = timer.expired() => {
                 result.map_err(io_error("waiting for the timer"))?;
+                // A loop that wakes late first reads the adverts that came in time, so that
+                // a down timer is judged against them.
+                daemon.drain(&mut buf).await;
                 daemon.on_timer().await;
             }
             (socket, result) = daemon.world.recv(&mut buf) => match result {
-                Ok(n) => daemon.on_packet(socket, buf.get(..n).unwrap_or_default(), now()).await,
+                Ok((n, stamp)) => {
+                    let at = clock::received_at(stamp);
+                    daemon.on_packet(socket, buf.get(..n).unwrap_or_default(), at).await;
+                }
                 Err(e) => warn!(error = %e, "receiving adverts"),
             },
             config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
@@ -307,6 +316,9 @@ fn follow_links(links: &mut HashMap<String, bool>, cfg: &VrrpInstance) {
             .or_insert_with(|| link_watch::is_up(&t.name));
     }
 }
+
+/// Packets read per socket before an expired timer is handled.
+const DRAIN_LIMIT: usize = 4096;
 
 /// How long notify scripts still queued at exit may run.
 const NOTIFY_AT_EXIT: Duration = Duration::from_secs(5);
@@ -394,6 +406,33 @@ impl Daemon {
         let at = now();
         for running in &mut self.instances {
             running.on_timeout(at, &self.world).await;
+        }
+    }
+
+    /// Handles every packet already queued on the advert sockets, each at its kernel
+    /// receive time (at most [`DRAIN_LIMIT`] per socket, so a flood cannot hold the loop).
+    async fn drain(&mut self, buf: &mut [u8]) {
+        let sockets: Vec<(SocketKey, Arc<AdvertSocket>)> = self
+            .world
+            .sockets
+            .iter()
+            .map(|(key, socket)| (*key, Arc::clone(socket)))
+            .collect();
+        for (key, socket) in sockets {
+            for _ in 0..DRAIN_LIMIT {
+                match socket.try_recv(buf) {
+                    Ok(Some((n, stamp))) => {
+                        let at = clock::received_at(stamp);
+                        self.on_packet(key, buf.get(..n).unwrap_or_default(), at)
+                            .await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(error = %e, "receiving adverts");
+                        break;
+                    }
+                }
+            }
         }
     }
 

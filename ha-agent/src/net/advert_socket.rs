@@ -1,9 +1,16 @@
 //! Raw IPv4 socket for VRRP adverts (protocol 112) on one interface.
 
 use std::{
-    io::{self, Read as _},
+    io::{self, IoSliceMut},
     net::{Ipv4Addr, SocketAddrV4},
+    os::fd::AsRawFd as _,
     task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use nix::sys::{
+    socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns},
+    time::TimeSpec,
 };
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
@@ -35,6 +42,9 @@ impl AdvertSocket {
         socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
         socket.set_multicast_loop_v4(false)?;
         let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        // The kernel's receive time comes with each packet: an advert that arrived in time
+        // counts from then, however late the loop reads it.
+        setsockopt(&socket, ReceiveTimestampns, &true)?;
         match unicast_src {
             Some(src) => socket.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?,
             None => socket
@@ -54,14 +64,47 @@ impl AdvertSocket {
         Ok(())
     }
 
-    /// Polls for one packet (IP header included) into `buf`.
-    pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Polls for one packet (IP header included) into `buf`: its length and the kernel's
+    /// receive time (CLOCK_REALTIME), if the kernel gave one.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, Option<Duration>)>> {
         loop {
             let mut guard = ready!(self.socket.poll_read_ready(cx))?;
-            match guard.try_io(|s| s.get_ref().read(buf)) {
+            match guard.try_io(|s| recv_stamped(s.get_ref(), buf)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }
     }
+
+    /// One packet already queued, without waiting: `Ok(None)` when there is none.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
+        match recv_stamped(self.socket.get_ref(), buf) {
+            Ok(packet) => Ok(Some(packet)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(TimeSpec);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let stamp = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(Duration::new(
+            u64::try_from(t.tv_sec()).ok()?,
+            u32::try_from(t.tv_nsec()).ok()?,
+        )),
+        _ => None,
+    });
+    Ok((msg.bytes, stamp))
 }
