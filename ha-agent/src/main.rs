@@ -31,6 +31,11 @@ enum Command {
         /// Let this group's members query the status socket (mode 0660; default 0600, root only).
         #[arg(long, value_name = "GROUP")]
         status_group: Option<String>,
+        /// SCHED_RR priority of the agent, with its memory locked; 0: normal scheduling and
+        /// no locking. Checks and notify scripts always run with normal scheduling.
+        #[arg(long, value_name = "PRIORITY", default_value_t = daemon::realtime::DEFAULT_PRIORITY,
+              value_parser = clap::value_parser!(u8).range(0..=99))]
+        realtime_priority: u8,
     },
     /// Show the running agent's instances.
     Status {
@@ -57,6 +62,7 @@ fn main() -> anyhow::Result<ExitCode> {
             config,
             state_dir,
             status_group,
+            realtime_priority,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -64,6 +70,7 @@ fn main() -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
+            realtime(realtime_priority);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -90,6 +97,24 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config, peer } => check_config(&config, peer.as_deref()),
+    }
+}
+
+/// Real-time scheduling and locked memory before anything else starts, each refusal logged.
+fn realtime(priority: u8) {
+    use daemon::realtime::{lock_memory, schedule};
+    use tracing::{info, warn};
+    if priority == 0 {
+        info!("real-time scheduling off (--realtime-priority 0)");
+        return;
+    }
+    match schedule(priority) {
+        Ok(()) => info!("scheduling: SCHED_RR priority {priority} (not inherited by scripts)"),
+        Err(e) => warn!("real-time scheduling refused ({e}): running with normal scheduling"),
+    }
+    match lock_memory() {
+        Ok(()) => info!("memory locked (mlockall, as pages are touched)"),
+        Err(e) => warn!("memory not locked: {e}"),
     }
 }
 

@@ -154,6 +154,11 @@ impl Daemon {
     }
 
     pub fn agent_with(host: &Host, dir: &Path, config: &str, binary: &Path) -> Self {
+        Self::agent_args(host, dir, config, binary, &[])
+    }
+
+    /// [`Daemon::agent_with`] with extra `run` arguments.
+    pub fn agent_args(host: &Host, dir: &Path, config: &str, binary: &Path, args: &[&str]) -> Self {
         let conf = dir.join(format!("ha-agent-{}.conf", host.name));
         std::fs::write(&conf, config).expect("write config");
         let state_dir = dir.join(format!("state-{}", host.name));
@@ -164,6 +169,7 @@ impl Daemon {
             .arg(&conf)
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -74,6 +74,9 @@ enum BenchCmd {
         /// Measurement window in seconds.
         #[arg(long, default_value_t = 60)]
         window: u64,
+        /// Only 255 instances at 10 ms, with `stress-ng --cpu 2 --io 1 --vm 1` running.
+        #[arg(long)]
+        stress: bool,
     },
 }
 
@@ -101,10 +104,10 @@ fn main() -> Result<()> {
                     "switchover",
                     bench::switchover(&binary, trials)?,
                 ),
-                BenchCmd::Steady { window } => bench::report::save(
+                BenchCmd::Steady { window, stress } => bench::report::save(
                     &workspace_root(),
-                    "steady",
-                    bench::steady(&binary, std::time::Duration::from_secs(window))?,
+                    if stress { "steady-stress" } else { "steady" },
+                    bench::steady(&binary, std::time::Duration::from_secs(window), stress)?,
                 ),
             }
         }

@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "iputils-arping",
     "socat",
+    "stress-ng",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

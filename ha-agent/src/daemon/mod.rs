@@ -5,6 +5,7 @@ mod checks;
 mod clock;
 mod instance;
 mod notify;
+pub mod realtime;
 pub mod reload;
 
 use std::{

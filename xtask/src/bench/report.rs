@@ -10,6 +10,7 @@ use super::{Impl, failover::Case, steady::Steady, switchover};
 const FAILOVER_JSON: &str = "docs/bench/failover.json";
 const STEADY_JSON: &str = "docs/bench/steady.json";
 const SWITCHOVER_JSON: &str = "docs/bench/switchover.json";
+const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -45,6 +46,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
     let path = root.join(match which {
         "failover" => FAILOVER_JSON,
         "steady" => STEADY_JSON,
+        "steady-stress" => STEADY_STRESS_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -117,10 +119,19 @@ pub fn write_markdown(root: &Path) -> Result<()> {
         }
         md.push('\n');
     }
-    if let Some(run) = load::<Steady>(&root.join(STEADY_JSON))? {
+    for (file, load_note) in [
+        (STEADY_JSON, ""),
+        (
+            STEADY_STRESS_JSON,
+            ", with `stress-ng --cpu 2 --io 1 --vm 1 --vm-bytes 256M` running (`--stress`)",
+        ),
+    ] {
+        let Some(run) = load::<Steady>(&root.join(file))? else {
+            continue;
+        };
         let _ = writeln!(
             md,
-            "## Steady state ({}, kernel {}, {} CPUs, {:.0} s window)\n",
+            "## Steady state ({}, kernel {}, {} CPUs, {:.0} s window{load_note})\n",
             run.date,
             run.kernel,
             run.cpus,

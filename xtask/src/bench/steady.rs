@@ -1,7 +1,7 @@
 //! Steady-state cost: CPU and memory of MASTER and BACKUP, adverts actually sent, and
 //! spurious transitions, for 1 and 255 instances.
 
-use std::{net::Ipv4Addr, path::Path, time::Duration};
+use std::{net::Ipv4Addr, os::unix::process::CommandExt as _, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use ha_tests::{Topology, VrrpConf, daemons::config};
@@ -27,7 +27,13 @@ pub struct Steady {
     pub expected_per_s: f64,
     /// VIP added or removed on either node during the window.
     pub spurious_transitions: usize,
+    /// Whether `stress-ng` loaded the machine during the window.
+    #[serde(default)]
+    pub stressed: bool,
 }
+
+/// What loads the machine in `--stress` runs (the load keepalived users report flapping under).
+pub const STRESS: &[&str] = &["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "256M"];
 
 fn instances(n: usize, timing: Timing, state: &'static str, priority: u8) -> String {
     let confs: Vec<VrrpConf> = (0..n)
@@ -46,14 +52,20 @@ fn vip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 200, (i / 200) as u8, (i % 200 + 1) as u8)
 }
 
-pub fn run(binary: &Path, window: Duration) -> Result<Vec<Steady>> {
+/// Every case, or with `stress` only 255 instances at 10 ms with `stress-ng` running beside.
+pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>> {
     let mut results = Vec::new();
-    for (n, timing) in [
-        (1, Timing::V2_1S),
-        (255, Timing::V2_1S),
-        (1, Timing::V3_10MS),
-        (255, Timing::V3_10MS),
-    ] {
+    let cases: &[(usize, Timing)] = if stress {
+        &[(255, Timing::V3_10MS)]
+    } else {
+        &[
+            (1, Timing::V2_1S),
+            (255, Timing::V2_1S),
+            (1, Timing::V3_10MS),
+            (255, Timing::V3_10MS),
+        ]
+    };
+    for &(n, timing) in cases {
         for implementation in Impl::BOTH {
             eprintln!(
                 "bench steady: {} x{n} v{} {:?}",
@@ -61,7 +73,7 @@ pub fn run(binary: &Path, window: Duration) -> Result<Vec<Steady>> {
                 timing.version,
                 timing.interval
             );
-            let r = measure(binary, implementation, n, timing, window)
+            let r = measure(binary, implementation, n, timing, window, stress)
                 .with_context(|| format!("{} x{n} v{}", implementation.name(), timing.version))?;
             eprintln!(
                 "  MASTER {:.2} % BACKUP {:.2} % CPU, {:.0}/{:.0} adverts/s, {} spurious",
@@ -83,6 +95,7 @@ fn measure(
     n: usize,
     timing: Timing,
     window: Duration,
+    stress: bool,
 ) -> Result<Steady> {
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
@@ -100,6 +113,20 @@ fn measure(
     )?;
     // keepalived sends its second GARP burst 5 s after becoming master.
     std::thread::sleep(Duration::from_secs(6));
+    // The load runs on the host (not in a namespace: it sends nothing), killed by its PID.
+    let mut load = if stress {
+        let child = std::process::Command::new("stress-ng")
+            .args(STRESS)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting stress-ng")?;
+        std::thread::sleep(Duration::from_secs(2));
+        Some(child)
+    } else {
+        None
+    };
     let monitors = [AddrMonitor::start(a)?, AddrMonitor::start(b)?];
     let (m0, b0, p0) = (
         cpu_ns(master.process.pid()),
@@ -112,6 +139,14 @@ fn measure(
         cpu_ns(backup.process.pid()),
         t.frames_from("a"),
     );
+    if let Some(child) = &mut load {
+        // stress-ng's workers are its children, in its process group.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = child.wait();
+    }
     let secs = window.as_secs_f64();
     let (master_rss, master_pss) = memory_kib(master.process.pid());
     let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
@@ -130,6 +165,7 @@ fn measure(
         adverts_per_s: (p1 - p0) as f64 / secs,
         expected_per_s: n as f64 / timing.interval.as_secs_f64(),
         spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
+        stressed: stress,
     })
 }
 

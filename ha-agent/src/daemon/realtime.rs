@@ -1,0 +1,67 @@
+//! Real-time scheduling and locked memory for the agent (on by default, as corosync runs;
+//! keepalived offers it with `vrrp_rt_priority` and `vrrp_no_swap`). A loop that the CPU
+//! scheduler leaves waiting, or whose pages are swapped out, misses its adverts and its peer
+//! takes over. SCHED_RESET_ON_FORK keeps it from every thread and process the agent starts:
+//! checks, notify scripts and the blocking threads that read configurations run normally.
+
+use std::io;
+
+/// The default SCHED_RR priority: above every normal process, below the kernel's threaded
+/// interrupt handlers (priority 50), which deliver the very adverts the loop waits for.
+pub const DEFAULT_PRIORITY: u8 = 10;
+
+/// CAP_IPC_LOCK's bit in the capability sets.
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Makes the calling process SCHED_RR at `priority` (reset on fork).
+pub fn schedule(priority: u8) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: a system call on this process with a valid, initialised parameter.
+    let rc =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Locks the process's memory as it is touched (MCL_ONFAULT: nothing is read in ahead).
+/// Refused without CAP_IPC_LOCK under a finite RLIMIT_MEMLOCK: MCL_FUTURE would then make
+/// allocations fail once the limit is reached.
+pub fn lock_memory() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", io::Error::last_os_error()));
+    }
+    if limit.rlim_cur != libc::RLIM_INFINITY && !has_capability(CAP_IPC_LOCK) {
+        return Err(format!(
+            "no CAP_IPC_LOCK and RLIMIT_MEMLOCK is {} bytes (locking could make allocations fail)",
+            limit.rlim_cur
+        ));
+    }
+    // SAFETY: mlockall takes only flags.
+    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().to_string())
+    }
+}
+
+/// Whether `cap` is in this process's effective set (from /proc/self/status).
+fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|set| set & (1 << cap) != 0)
+}
