@@ -38,9 +38,21 @@ impl Impl {
     }
 
     pub fn start(self, host: &Host, dir: &Path, config: &str, binary: &Path) -> Daemon {
+        self.start_args(host, dir, config, binary, &[])
+    }
+
+    /// [`Impl::start`] with extra arguments for ha-agent's `run`.
+    pub fn start_args(
+        self,
+        host: &Host,
+        dir: &Path,
+        config: &str,
+        binary: &Path,
+        args: &[&str],
+    ) -> Daemon {
         match self {
             Impl::Keepalived => Daemon::keepalived(host, dir, config),
-            Impl::HaAgent => Daemon::agent_with(host, dir, config, binary),
+            Impl::HaAgent => Daemon::agent_args(host, dir, config, binary, args),
         }
     }
 }

@@ -159,7 +159,11 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.instances,
                 r.version,
                 r.interval_ms,
-                r.implementation.name(),
+                if r.implementation == Impl::HaAgent && !r.realtime {
+                    "ha-agent --realtime-priority 0"
+                } else {
+                    r.implementation.name()
+                },
                 r.master_cpu_pct,
                 r.backup_cpu_pct,
                 r.master_rss_mib,

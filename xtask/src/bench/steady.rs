@@ -30,6 +30,13 @@ pub struct Steady {
     /// Whether `stress-ng` loaded the machine during the window.
     #[serde(default)]
     pub stressed: bool,
+    /// ha-agent's real-time scheduling (`--realtime-priority`), on unless said otherwise.
+    #[serde(default = "on")]
+    pub realtime: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// What loads the machine in `--stress` runs (the load keepalived users report flapping under).
@@ -65,15 +72,25 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
             (255, Timing::V3_10MS),
         ]
     };
+    // Under load, ha-agent also without real-time scheduling, to show what it contributes.
+    let variants: &[(Impl, bool)] = if stress {
+        &[
+            (Impl::Keepalived, true),
+            (Impl::HaAgent, true),
+            (Impl::HaAgent, false),
+        ]
+    } else {
+        &[(Impl::Keepalived, true), (Impl::HaAgent, true)]
+    };
     for &(n, timing) in cases {
-        for implementation in Impl::BOTH {
+        for &(implementation, realtime) in variants {
             eprintln!(
-                "bench steady: {} x{n} v{} {:?}",
+                "bench steady: {} x{n} v{} {:?} realtime={realtime}",
                 implementation.name(),
                 timing.version,
                 timing.interval
             );
-            let r = measure(binary, implementation, n, timing, window, stress)
+            let r = measure(binary, implementation, n, timing, window, stress, realtime)
                 .with_context(|| format!("{} x{n} v{}", implementation.name(), timing.version))?;
             eprintln!(
                 "  MASTER {:.2} % BACKUP {:.2} % CPU, {:.0}/{:.0} adverts/s, {} spurious",
@@ -96,11 +113,21 @@ fn measure(
     timing: Timing,
     window: Duration,
     stress: bool,
+    realtime: bool,
 ) -> Result<Steady> {
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
-    let master = implementation.start(a, t.dir(), &instances(n, timing, "MASTER", 150), binary);
-    let backup = implementation.start(b, t.dir(), &instances(n, timing, "BACKUP", 120), binary);
+    let args: &[&str] = if realtime {
+        &[]
+    } else {
+        &["--realtime-priority", "0"]
+    };
+    let start = |host, state, priority| {
+        let conf = instances(n, timing, state, priority);
+        implementation.start_args(host, t.dir(), &conf, binary, args)
+    };
+    let master = start(a, "MASTER", 150);
+    let backup = start(b, "BACKUP", 120);
     let count = |host: &ha_tests::Host| {
         host.sh(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
             .matches(" 10.200.")
@@ -147,6 +174,11 @@ fn measure(
         );
         let _ = child.wait();
     }
+    eprintln!(
+        "  VIP events on the master {}, on the backup {}",
+        monitors[0].events().len(),
+        monitors[1].events().len()
+    );
     let secs = window.as_secs_f64();
     let (master_rss, master_pss) = memory_kib(master.process.pid());
     let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
@@ -166,6 +198,7 @@ fn measure(
         expected_per_s: n as f64 / timing.interval.as_secs_f64(),
         spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
         stressed: stress,
+        realtime,
     })
 }
 
