@@ -6,3 +6,4 @@
 #![no_std]
 
 pub mod classify;
+pub mod vrrp;

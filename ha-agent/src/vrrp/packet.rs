@@ -8,14 +8,11 @@ use std::net::Ipv4Addr;
 
 use subtle::ConstantTimeEq as _;
 
-pub const IPPROTO_VRRP: u8 = 112;
+// Shared with the XDP program, so that the two parsers cannot drift apart.
+use ha_common::vrrp::{AUTH_LEN, AUTH_NONE, AUTH_PASS, HEADER_LEN, TYPE_ADVERTISEMENT};
+pub use ha_common::vrrp::{IPPROTO_VRRP, TTL};
+
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-pub const TTL: u8 = 255;
-const TYPE_ADVERTISEMENT: u8 = 1;
-const AUTH_NONE: u8 = 0;
-const AUTH_PASS: u8 = 1;
-const HEADER_LEN: usize = 8;
-const AUTH_LEN: usize = 8;
 
 /// Why a received packet was dropped; each reason has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -2,16 +2,23 @@
 
 use aya::{
     Ebpf,
-    maps::PerCpuArray,
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
-use ha_common::classify::{ClassCount, FrameClass};
+use ha_common::{
+    classify::{ClassCount, FrameClass},
+    vrrp::{CountKey, Event, Peer, Verdict, VridConfig, VridKey},
+};
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
 pub static HA_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 
 const PROGRAM: &str = "ha_xdp";
 const CLASS_COUNTS: &str = "CLASS_COUNTS";
+const VRIDS: &str = "VRIDS";
+const PEERS: &str = "PEERS";
+const VERDICTS: &str = "VERDICTS";
+const EVENTS: &str = "EVENTS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -122,6 +129,63 @@ impl XdpProgram {
                 Ok((class, total))
             })
             .collect()
+    }
+}
+
+impl XdpProgram {
+    /// Tells the program what adverts for `key` must look like (and that it may drop the
+    /// invalid ones).
+    pub fn configure_vrid(&mut self, key: VridKey, config: VridConfig) -> Result<(), XdpError> {
+        let mut map: HashMap<_, VridKey, VridConfig> =
+            HashMap::try_from(self.ebpf.map_mut(VRIDS).ok_or(XdpError::Missing(VRIDS))?)?;
+        map.insert(key, config, 0)?;
+        Ok(())
+    }
+
+    /// Forgets `key`: its adverts are passed untouched again.
+    pub fn remove_vrid(&mut self, key: VridKey) -> Result<(), XdpError> {
+        let mut map: HashMap<_, VridKey, VridConfig> =
+            HashMap::try_from(self.ebpf.map_mut(VRIDS).ok_or(XdpError::Missing(VRIDS))?)?;
+        map.remove(&key)?;
+        let mut peers: HashMap<_, VridKey, Peer> =
+            HashMap::try_from(self.ebpf.map_mut(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        let _ = peers.remove(&key);
+        Ok(())
+    }
+
+    /// The master each configured VRID follows, from its last accepted advert.
+    pub fn peers(&self) -> Result<Vec<(VridKey, Peer)>, XdpError> {
+        let map: HashMap<_, VridKey, Peer> =
+            HashMap::try_from(self.ebpf.map(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        Ok(map.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// How many VRRP packets got each verdict, per interface, summed over all CPUs.
+    pub fn verdicts(&self) -> Result<Vec<(u32, Verdict, u64)>, XdpError> {
+        let map: PerCpuHashMap<_, CountKey, u64> =
+            PerCpuHashMap::try_from(self.ebpf.map(VERDICTS).ok_or(XdpError::Missing(VERDICTS))?)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (key, per_cpu) = entry?;
+            if let Some(verdict) = Verdict::ALL.into_iter().find(|v| *v as u32 == key.verdict) {
+                out.push((key.ifindex, verdict, per_cpu.iter().sum()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The changes the program reported since the last call.
+    pub fn events(&mut self) -> Result<Vec<Event>, XdpError> {
+        let mut ring =
+            RingBuf::try_from(self.ebpf.map_mut(EVENTS).ok_or(XdpError::Missing(EVENTS))?)?;
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Some(bytes) = item.first_chunk::<{ size_of::<Event>() }>() {
+                // SAFETY: Event is plain old data of exactly this size; read unaligned.
+                out.push(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) });
+            }
+        }
+        Ok(out)
     }
 }
 
