@@ -19,6 +19,16 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum XdpArg {
+    Auto,
+    Native,
+    /// Generic XDP (the kernel's skb hook).
+    #[value(alias = "generic")]
+    Skb,
+    Off,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the configuration.
@@ -36,6 +46,11 @@ enum Command {
         #[arg(long, value_name = "PRIORITY", default_value_t = daemon::realtime::DEFAULT_PRIORITY,
               value_parser = clap::value_parser!(u8).range(0..=99))]
         realtime_priority: u8,
+        /// The XDP program: auto (native, else skb, else none with a warning), native, skb
+        /// (generic XDP), or off (adverts checked on the sockets only; the default until the
+        /// daemon runs its advert path through the program).
+        #[arg(long, value_enum, default_value_t = XdpArg::Off)]
+        xdp: XdpArg,
     },
     /// Show the running agent's instances.
     Status {
@@ -63,6 +78,7 @@ fn main() -> anyhow::Result<ExitCode> {
             state_dir,
             status_group,
             realtime_priority,
+            xdp,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -79,6 +95,12 @@ fn main() -> anyhow::Result<ExitCode> {
                 config,
                 state_dir,
                 status_group,
+                xdp: match xdp {
+                    XdpArg::Auto => daemon::xdp::Choice::Auto,
+                    XdpArg::Native => daemon::xdp::Choice::Native,
+                    XdpArg::Skb => daemon::xdp::Choice::Generic,
+                    XdpArg::Off => daemon::xdp::Choice::Off,
+                },
             })) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {

@@ -444,3 +444,124 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         events.len()
     );
 }
+
+// The daemon with the program attached: a third host floods forged adverts at a pair.
+
+use ha_agent::vrrp::packet::{ChecksumForm, VRRP_GROUP_V4};
+use ha_tests::{Daemon, Host, VrrpConf, daemons::agent_binary};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+
+/// Sends `msg` (a VRRP message) `count` times from `host` to the VRRP group with `ttl`.
+fn send(host: &Host, msg: &[u8], ttl: u32, count: usize) {
+    host.in_netns(|| {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+        socket.bind_device(Some(b"eth0")).unwrap();
+        socket.set_multicast_ttl_v4(ttl).unwrap();
+        let dst = SockAddr::from(std::net::SocketAddrV4::new(VRRP_GROUP_V4, 0));
+        for _ in 0..count {
+            socket.send_to(msg, &dst).unwrap();
+            // Paced, so that no receive queue overflows and every frame is counted.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+}
+
+fn forged(host: &Host, vrid: u8, version: u8, pass: &[u8; 8]) -> Vec<u8> {
+    let advert = Advert {
+        vrid,
+        priority: 200,
+        interval: if version == 2 {
+            Interval::Seconds(1)
+        } else {
+            Interval::Centis(100)
+        },
+        auth: (version == 2).then_some((AUTH_PASS, *pass)),
+        addrs: vec![VIP],
+    };
+    let mut msg = Vec::new();
+    advert.emit(&mut msg, ChecksumForm::Message, host.ip, VRRP_GROUP_V4);
+    msg
+}
+
+#[test]
+fn forged_adverts_are_dropped_in_the_kernel_and_change_nothing() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let start = |host, state, priority| {
+        let conf = VrrpConf::seed(state, priority).render();
+        Daemon::agent_args(host, t.dir(), &conf, &agent_binary(), &["--xdp", "native"])
+    };
+    let agent_a = start(a, "MASTER", 150);
+    let agent_b = start(b, "BACKUP", 120);
+    wait_until("A master, B backup", Duration::from_secs(10), || {
+        (a.has_address("eth0", VIP) && agent_b.instance_field("master") == a.ip.to_string())
+            .then_some(())
+    });
+    for agent in [&agent_a, &agent_b] {
+        let xdp = &agent.status()["xdp"];
+        assert_eq!(xdp["attached"]["eth0"], "native", "{xdp}");
+    }
+    let before = (
+        agent_a.instance_field("last_transition"),
+        agent_b.instance_field("last_transition"),
+    );
+
+    const N: usize = 500;
+    let good = *b"1111\0\0\0\0";
+    let wrong_pass = forged(c, 107, 2, b"2222\0\0\0\0");
+    let mut bad_checksum = forged(c, 107, 2, &good);
+    bad_checksum[6] ^= 0x5a;
+    send(c, &wrong_pass, 255, N);
+    send(c, &forged(c, 107, 2, &good), 64, N);
+    send(c, &bad_checksum, 255, N);
+    send(c, &forged(c, 107, 3, &good), 255, N);
+    send(c, &forged(c, 9, 2, &good), 255, N);
+    let expected = [
+        ("auth_mismatch", N),
+        ("ttl", N),
+        ("checksum", N),
+        ("version", N),
+        ("unknown_vrid", N),
+    ];
+    for agent in [&agent_a, &agent_b] {
+        let name = &agent.host.name;
+        let (verdicts, _) = wait_until("the kernel's counts", Duration::from_secs(5), || {
+            let v = agent.status()["xdp"]["verdicts"]["eth0"].clone();
+            expected
+                .iter()
+                .all(|(k, n)| v[k].as_u64() == Some(*n as u64))
+                .then_some(v)
+        });
+        eprintln!("{name}: kernel verdicts {verdicts}");
+        // The dropped ones never reached the agent's socket; the unknown VRID did.
+        let socket = agent.instance_field("adverts_dropped");
+        for reason in ["auth_mismatch", "ttl", "checksum", "version"] {
+            assert!(
+                socket[reason].as_u64().unwrap_or(0) == 0,
+                "{name}: {socket}"
+            );
+        }
+        assert_eq!(
+            agent.status()["unmatched_drops"]["unknown_vrid"].as_u64(),
+            Some(N as u64),
+            "{name}"
+        );
+    }
+    // Nothing changed: same masters, same last transitions, the VIP where it was.
+    assert_eq!(agent_a.instance_field("state"), "MASTER");
+    assert_eq!(agent_b.instance_field("state"), "BACKUP");
+    assert_eq!(
+        (
+            agent_a.instance_field("last_transition"),
+            agent_b.instance_field("last_transition")
+        ),
+        before
+    );
+    assert!(a.has_address("eth0", VIP) && !b.has_address("eth0", VIP));
+    // B's kernel follows A.
+    let peers = agent_b.status()["xdp"]["peers"].clone();
+    assert_eq!(peers[0]["master"], a.ip.to_string(), "{peers}");
+    assert_eq!(peers[0]["priority"], 150, "{peers}");
+}

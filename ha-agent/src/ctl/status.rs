@@ -11,6 +11,31 @@ pub struct Status {
     pub instances: Vec<InstanceStatus>,
     /// Packets dropped before they could be matched to an instance, by reason.
     pub unmatched_drops: BTreeMap<String, u64>,
+    /// The XDP program, when it is used.
+    #[serde(default)]
+    pub xdp: Option<XdpStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct XdpStatus {
+    /// Interface → "native" or "generic".
+    pub attached: BTreeMap<String, String>,
+    /// Interface → verdict → VRRP packets the kernel checked (all but "accepted" and
+    /// "unknown_vrid" were dropped there when the VRID is ours).
+    pub verdicts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The master each of our VRIDs follows, as the kernel last saw it.
+    pub peers: Vec<XdpPeer>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct XdpPeer {
+    pub interface: String,
+    pub vrid: u8,
+    pub master: String,
+    pub priority: u8,
+    pub interval_cs: u16,
+    pub adverts: u64,
+    pub last_seen_ms_ago: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -166,6 +191,33 @@ impl Status {
                     (now - t.unix_time).max(0.0),
                     t.reason
                 );
+            }
+        }
+        match &self.xdp {
+            None => out.push_str("XDP: off (adverts checked on the sockets only)\n"),
+            Some(x) => {
+                for (interface, mode) in &x.attached {
+                    let verdicts = x.verdicts.get(interface).map_or(String::new(), |v| {
+                        v.iter()
+                            .map(|(verdict, n)| format!("{verdict} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    });
+                    let _ = writeln!(out, "XDP on {interface} ({mode}): {verdicts}");
+                }
+                for p in &x.peers {
+                    let _ = writeln!(
+                        out,
+                        "  {} vrid {}: master {} priority {} every {} cs, {} adverts, last {:.0} ms ago",
+                        p.interface,
+                        p.vrid,
+                        p.master,
+                        p.priority,
+                        p.interval_cs,
+                        p.adverts,
+                        p.last_seen_ms_ago
+                    );
+                }
             }
         }
         out

@@ -7,6 +7,7 @@ mod instance;
 mod notify;
 pub mod realtime;
 pub mod reload;
+pub mod xdp;
 
 use std::{
     cell::RefCell,
@@ -57,6 +58,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Vip(#[from] crate::net::vip::VipError),
+    #[error(transparent)]
+    Xdp(#[from] crate::xdp::XdpError),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -69,6 +72,7 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// A group whose members may query the status socket (mode 0660 instead of 0600).
     pub status_group: Option<String>,
+    pub xdp: xdp::Choice,
 }
 
 /// What every instance's actions need from the outside world.
@@ -145,6 +149,8 @@ struct Daemon {
     checks: Checks,
     /// Whether each tracked interface is up (with carrier), kept by link events.
     links: HashMap<String, bool>,
+    /// The XDP program, unless running without it.
+    kernel: Option<xdp::Kernel>,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
@@ -213,6 +219,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
     };
+    let kernel = xdp::Kernel::start(options.xdp, &config.instances)?;
     let mut daemon = Daemon {
         options,
         world,
@@ -224,6 +231,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         reload_again: false,
         checks: Checks::default(),
         links: HashMap::new(),
+        kernel,
     };
     daemon
         .checks
@@ -494,6 +502,11 @@ impl Daemon {
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));
+        if let Some(kernel) = &mut self.kernel
+            && let Err(e) = kernel.configure(&config.instances)
+        {
+            warn!("XDP: {e}; the kernel keeps checking against the previous configuration");
+        }
         let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
         let steps = reload::plan(&old_cfgs, &config.instances);
         let mut old: Vec<Option<Running>> = std::mem::take(&mut self.instances)
@@ -614,6 +627,7 @@ impl Daemon {
                 .iter()
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
+            xdp: self.kernel.as_ref().map(xdp::Kernel::status),
         }
     }
 }

@@ -31,13 +31,22 @@ pub enum XdpError {
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
     #[error(
-        "attaching XDP to {interface}: native mode failed ({native}), generic mode failed ({generic})"
+        "attaching XDP to {interface}:{}{}",
+        attempt(" native", native),
+        attempt(" generic", generic)
     )]
     Attach {
         interface: String,
-        native: Box<aya::programs::ProgramError>,
-        generic: Box<aya::programs::ProgramError>,
+        native: Option<Box<aya::programs::ProgramError>>,
+        generic: Option<Box<aya::programs::ProgramError>>,
     },
+}
+
+fn attempt(mode: &str, error: &Option<Box<aya::programs::ProgramError>>) -> String {
+    error
+        .as_ref()
+        .map(|e| format!("{mode} mode failed ({e});"))
+        .unwrap_or_default()
 }
 
 /// How the program ended up attached.
@@ -58,11 +67,20 @@ impl AttachMode {
     }
 }
 
-/// The loaded XDP program and its maps; attached to at most one interface, detached when
-/// dropped.
+/// Which attach modes to try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Native, else generic.
+    Any,
+    Native,
+    Generic,
+}
+
+/// The loaded XDP program and its maps; attached to any number of interfaces, detached from
+/// all of them when dropped.
 pub struct XdpProgram {
     ebpf: Ebpf,
-    mode: Option<AttachMode>,
+    attached: Vec<(String, AttachMode)>,
 }
 
 impl XdpProgram {
@@ -70,28 +88,56 @@ impl XdpProgram {
     pub fn load() -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(HA_EBPF)?;
         program(&mut ebpf)?.load()?;
-        Ok(Self { ebpf, mode: None })
+        Ok(Self {
+            ebpf,
+            attached: Vec::new(),
+        })
     }
 
     /// Attaches to `interface` (in the calling thread's network namespace): native mode
-    /// first, generic mode if the driver refuses.
+    /// first, generic mode if the driver refuses. An interface that already has an XDP
+    /// program (another agent's, say) is an error, never taken over.
     pub fn attach(&mut self, interface: &str) -> Result<AttachMode, XdpError> {
+        self.attach_as(interface, Want::Any)
+    }
+
+    /// [`XdpProgram::attach`] in the modes `want` allows.
+    pub fn attach_as(&mut self, interface: &str, want: Want) -> Result<AttachMode, XdpError> {
         let program = program(&mut self.ebpf)?;
-        let mode = match program.attach(interface, XdpMode::Driver) {
-            Ok(_) => AttachMode::Native,
-            Err(native) => match program.attach(interface, XdpMode::Skb) {
-                Ok(_) => AttachMode::Generic,
-                Err(generic) => {
-                    return Err(XdpError::Attach {
-                        interface: interface.to_owned(),
-                        native: Box::new(native),
-                        generic: Box::new(generic),
-                    });
-                }
+        let native = match want {
+            Want::Generic => None,
+            _ => match program.attach(interface, XdpMode::Driver) {
+                Ok(_) => return Ok(self.attached_to(interface, AttachMode::Native)),
+                Err(e) => Some(e),
             },
         };
-        self.mode = Some(mode);
-        Ok(mode)
+        let generic = match want {
+            Want::Native => None,
+            _ => match program.attach(interface, XdpMode::Skb) {
+                Ok(_) => return Ok(self.attached_to(interface, AttachMode::Generic)),
+                Err(e) => Some(e),
+            },
+        };
+        Err(XdpError::Attach {
+            interface: interface.to_owned(),
+            native: native.map(Box::new),
+            generic: generic.map(Box::new),
+        })
+    }
+
+    fn attached_to(&mut self, interface: &str, mode: AttachMode) -> AttachMode {
+        self.attached.push((interface.to_owned(), mode));
+        mode
+    }
+
+    /// How the program is attached to the first interface, if it is.
+    pub fn mode(&self) -> Option<AttachMode> {
+        self.attached.first().map(|(_, mode)| *mode)
+    }
+
+    /// Every interface the program is attached to, and how.
+    pub fn attached(&self) -> &[(String, AttachMode)] {
+        &self.attached
     }
 
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN) and returns its XDP verdict;
@@ -102,11 +148,6 @@ impl XdpProgram {
             ..Default::default()
         };
         Ok(program(&mut self.ebpf)?.test_run(options)?.return_value)
-    }
-
-    /// How the program is attached, if it is.
-    pub fn mode(&self) -> Option<AttachMode> {
-        self.mode
     }
 
     /// Frames and bytes seen per class, summed over all CPUs.
