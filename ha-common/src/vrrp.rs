@@ -1,6 +1,7 @@
-//! VRRP wire constants, and what the XDP program and the agent exchange about adverts: the
-//! VRIDs configured per interface (`VRIDS`), the master each one follows (`PEERS`), changes
-//! of it (`EVENTS`) and a counter per check outcome (`VERDICTS`). The agent's codec and the
+//! VRRP wire constants, and what the XDP program and the agent exchange: the VRIDs
+//! configured per interface (`VRIDS`), the master each one follows (`PEERS`), changes of it
+//! and ARP conflicts (`EVENTS`), a counter per check outcome (`VERDICTS`) and the VIPs with
+//! who last claimed each one by ARP (`VIPS`). The agent's codec and the
 //! XDP program both take their constants from here, so the two parsers cannot drift apart.
 
 pub const IPPROTO_VRRP: u8 = 112;
@@ -36,10 +37,13 @@ pub enum Verdict {
     Interval = 9,
     AuthType = 10,
     AuthMismatch = 11,
+    /// Accepted and kept in the kernel: the VRID's instance is a backup that reads `PEERS`
+    /// and `EVENTS` instead of its socket.
+    Absorbed = 12,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Self::Accepted,
         Self::BadIp,
@@ -53,6 +57,7 @@ impl Verdict {
         Self::Interval,
         Self::AuthType,
         Self::AuthMismatch,
+        Self::Absorbed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -69,6 +74,7 @@ impl Verdict {
             Self::Interval => "interval",
             Self::AuthType => "auth_type",
             Self::AuthMismatch => "auth_mismatch",
+            Self::Absorbed => "absorbed",
         }
     }
 }
@@ -90,9 +96,35 @@ pub struct VridConfig {
     pub auth_type: u8,
     /// VRRPv2: the advert interval in seconds, which adverts must carry.
     pub interval_s: u8,
-    pub _pad: [u8; 5],
+    /// 1: adverts the agent would accept are absorbed (counted, recorded in `PEERS`, changes
+    /// sent on `EVENTS`, then dropped) instead of passed to its socket.
+    pub absorb: u8,
+    /// The agent's own address (network order): its adverts are passed, for it to drop.
+    pub own: [u8; 4],
     /// VRRPv2 PASS data, zero padded.
     pub auth: [u8; AUTH_LEN],
+    /// The agent's address list, as a count and an [`addr_digest`]: an advert with another
+    /// list is passed, for the agent's own address-list check.
+    pub addr_count: u8,
+    pub _pad: [u8; 7],
+    pub addr_digest: u64,
+}
+
+/// One address's share of an order-free digest of an address list (the wrapping sum of the
+/// shares): a 64-bit mix, so that different lists practically never sum alike.
+#[inline(always)]
+pub const fn addr_share(addr: [u8; 4]) -> u64 {
+    let mut x = (u32::from_be_bytes(addr) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^ (x >> 32)
+}
+
+/// The digest of an address list, in any order.
+pub fn addr_digest(addrs: impl IntoIterator<Item = [u8; 4]>) -> u64 {
+    addrs
+        .into_iter()
+        .fold(0u64, |sum, a| sum.wrapping_add(addr_share(a)))
 }
 
 /// The master a VRID's last accepted advert came from.
@@ -120,18 +152,60 @@ pub enum Change {
     /// Priority 0: the master resigns.
     Resign = 3,
     Interval = 4,
+    /// An ARP frame from another MAC claimed a VIP we hold (split brain).
+    ArpConflict = 5,
 }
 
 /// One entry of the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
+    /// The VRID the change concerns (for [`Change::ArpConflict`], the VIP's instance).
     pub key: VridKey,
     /// A [`Change`] value.
     pub change: u32,
     pub _pad: u32,
+    /// The advert changes: the master as now recorded.
     pub peer: Peer,
+    /// [`Change::ArpConflict`]: the VIP (network order) and the MAC that claimed it.
+    pub vip: [u8; 4],
+    pub mac: [u8; 6],
+    pub _pad2: [u8; 6],
 }
+
+/// A VIP on an interface (`VIPS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub ifindex: u32,
+    /// Network order.
+    pub addr: [u8; 4],
+}
+
+/// A configured VIP: the agent writes the first four fields, the kernel the rest.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipEntry {
+    /// The VRID of the instance it belongs to.
+    pub vrid: u32,
+    /// 1 while the agent holds it (MASTER): a claim by another MAC is then a conflict event.
+    pub held: u8,
+    pub _pad: u8,
+    /// The MAC the agent answers for it with (its interface's).
+    pub own_mac: [u8; 6],
+    /// The last other MAC whose ARP frame claimed it (sender address = the VIP).
+    pub holder: [u8; 6],
+    pub _pad2: [u8; 6],
+    /// ARP frames from other MACs claiming it.
+    pub claims: u64,
+    /// CLOCK_MONOTONIC of the last such frame, in ns.
+    pub last_claim_ns: u64,
+    /// When the last conflict event was sent (at most one per [`CONFLICT_EVENT_GAP_NS`]
+    /// per VIP unless the claiming MAC changes).
+    pub last_event_ns: u64,
+}
+
+pub const CONFLICT_EVENT_GAP_NS: u64 = 100_000_000;
 
 /// A `VERDICTS` counter: per interface and verdict.
 #[repr(C)]
@@ -143,9 +217,11 @@ pub struct CountKey {
 }
 
 const _: () = assert!(core::mem::size_of::<VridKey>() == 8);
-const _: () = assert!(core::mem::size_of::<VridConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<VridConfig>() == 32);
 const _: () = assert!(core::mem::size_of::<Peer>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 40);
+const _: () = assert!(core::mem::size_of::<Event>() == 56);
+const _: () = assert!(core::mem::size_of::<VipKey>() == 8);
+const _: () = assert!(core::mem::size_of::<VipEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<CountKey>() == 8);
 
 #[cfg(feature = "user")]
@@ -157,4 +233,6 @@ mod pod {
     unsafe impl aya::Pod for super::Peer {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::CountKey {}
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipEntry {}
 }

@@ -6,8 +6,12 @@
 //! interface, expected version, VRRPv2 interval and PASS authentication. Each outcome is
 //! counted per interface; an accepted advert updates its VRID's entry in `PEERS` and a
 //! change of master, priority or interval goes out on `EVENTS`. An advert that fails a check
-//! for a VRID configured here is dropped before the stack sees it; anything else is passed.
-//! A frame it cannot parse is passed, never aborted.
+//! for a VRID configured here is dropped before the stack sees it. A VRID whose instance is
+//! a backup is set to absorb: its adverts that pass the agent's remaining checks too (not
+//! from the agent's own address, the agent's address list) are dropped once recorded, so the
+//! agent sleeps through them. ARP frames whose sender address is one of our VIPs and whose
+//! sender MAC is not ours are recorded in `VIPS`, and while we hold the VIP sent on `EVENTS`
+//! as a conflict. Anything else is passed; a frame it cannot parse is passed, never aborted.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -19,8 +23,9 @@ use aya_ebpf::{
 use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
-        AUTH_LEN, AUTH_NONE, AUTH_PASS, Change, CountKey, Event, HEADER_LEN, IPPROTO_VRRP, MAX_LEN,
-        Peer, TTL, TYPE_ADVERTISEMENT, Verdict, VridConfig, VridKey,
+        AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
+        IPPROTO_VRRP, MAX_ADDRS, MAX_LEN, Peer, TTL, TYPE_ADVERTISEMENT, Verdict, VipEntry, VipKey,
+        VridConfig, VridKey, addr_share,
     },
 };
 
@@ -52,12 +57,20 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 #[map]
 static VERDICTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
 
+/// Our VIPs, by (ifindex, address); filled by the agent, claims recorded here.
+#[map]
+static VIPS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(4096, 0);
+
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let (class, l3) = classify(&ctx);
     count(class, (ctx.data_end() - ctx.data()) as u64);
     match (class, l3) {
         (FrameClass::Vrrp, Some(offset)) => advert(&ctx, offset),
+        (FrameClass::Arp, Some(offset)) => {
+            arp(&ctx, offset);
+            xdp_action::XDP_PASS
+        }
         _ => xdp_action::XDP_PASS,
     }
 }
@@ -84,7 +97,7 @@ fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
 }
 
-/// The frame's class and, for IPv4, the offset of its IP header.
+/// The frame's class and, for IPv4 and ARP, the offset of its network header.
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
     let mut offset = ETH_LEN;
@@ -103,7 +116,7 @@ fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
         offset += VLAN_LEN;
     }
     match ether_type {
-        ETH_P_ARP => (FrameClass::Arp, None),
+        ETH_P_ARP => (FrameClass::Arp, Some(offset)),
         ETH_P_IPV6 => (FrameClass::Ipv6, None),
         ETH_P_IP => match byte(ctx, offset + 9) {
             Some(protocol) if ptr_at::<[u8; IPV4_MIN_LEN]>(ctx, offset).is_some() => {
@@ -149,6 +162,7 @@ fn advert(ctx: &XdpContext, ip: usize) -> u32 {
     });
     match verdict {
         Verdict::Accepted => xdp_action::XDP_PASS,
+        Verdict::Absorbed => xdp_action::XDP_DROP,
         // Invalid adverts for our VRIDs never reach the stack; others' are not ours to judge.
         _ if ours => xdp_action::XDP_DROP,
         _ => xdp_action::XDP_PASS,
@@ -257,8 +271,43 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
         return (Verdict::Length, Some(vrid));
     };
     // SAFETY: ptr_at checked the four bytes.
-    record(key, unsafe { *src }, priority, count, interval_cs);
-    (Verdict::Accepted, Some(vrid))
+    let src = unsafe { *src };
+    if config.absorb == 0 {
+        record(key, src, priority, count, interval_cs);
+        return (Verdict::Accepted, Some(vrid));
+    }
+    // Absorbed only if the agent would accept it too; else it judges (and counts) it.
+    if src == config.own
+        || count != config.addr_count
+        || digest(ctx, msg + HEADER_LEN, count) != Some(config.addr_digest)
+    {
+        return (Verdict::Accepted, Some(vrid));
+    }
+    record(key, src, priority, count, interval_cs);
+    (Verdict::Absorbed, Some(vrid))
+}
+
+/// The order-free digest of the `count` addresses at `offset`.
+#[inline(always)]
+fn digest(ctx: &XdpContext, offset: usize, count: u8) -> Option<u64> {
+    // One 16-bit read per step, shaped as sum16: with a 4-byte read per step LLVM computed
+    // on the packet's end pointer, which the verifier refuses.
+    let mut sum: u64 = 0;
+    let mut hi: u32 = 0;
+    let mut i = 0;
+    while i < 2 * MAX_ADDRS {
+        if i >= 2 * usize::from(count) {
+            return Some(sum);
+        }
+        let half = u32::from(be16(ctx, offset + 2 * i)?);
+        if i % 2 == 0 {
+            hi = half;
+        } else {
+            sum = sum.wrapping_add(addr_share(((hi << 16) | half).to_be_bytes()));
+        }
+        i += 1;
+    }
+    Some(sum)
 }
 
 /// The sum of the big-endian 16-bit words of `len` bytes at `offset` (`len` even), unfolded.
@@ -314,8 +363,63 @@ fn record(key: VridKey, master: [u8; 4], priority: u8, count: u8, interval_cs: u
             Event {
                 key,
                 change: change as u32,
-                _pad: 0,
                 peer,
+                ..Default::default()
+            },
+            0,
+        );
+    }
+}
+
+/// An ARP frame whose header is at `offset`: a claim on one of our VIPs by another MAC is
+/// recorded, and reported while we hold the VIP.
+#[inline(always)]
+fn arp(ctx: &XdpContext, offset: usize) {
+    // Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, lengths 6 and 4.
+    if be16(ctx, offset) != Some(1)
+        || be16(ctx, offset + 2) != Some(ETH_P_IP)
+        || be16(ctx, offset + 4) != Some(0x0604)
+    {
+        return;
+    }
+    let (Some(sha), Some(spa)) = (
+        ptr_at::<[u8; 6]>(ctx, offset + 8),
+        ptr_at::<[u8; 4]>(ctx, offset + 14),
+    ) else {
+        return;
+    };
+    // SAFETY: ptr_at checked both fields.
+    let (mac, addr) = unsafe { (*sha, *spa) };
+    // SAFETY: reading the context's own field.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let key = VipKey { ifindex, addr };
+    let Some(entry) = VIPS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: a map value; concurrent writers on other CPUs can only race on these
+    // statistics, never on the agent's fields.
+    let entry = unsafe { &mut *entry };
+    if mac == entry.own_mac {
+        return;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let new_holder = entry.holder != mac;
+    entry.holder = mac;
+    entry.claims += 1;
+    entry.last_claim_ns = now;
+    if entry.held != 0 && (new_holder || now - entry.last_event_ns >= CONFLICT_EVENT_GAP_NS) {
+        entry.last_event_ns = now;
+        let _ = EVENTS.output::<Event>(
+            Event {
+                key: VridKey {
+                    ifindex,
+                    vrid: entry.vrid,
+                },
+                change: Change::ArpConflict as u32,
+                vip: addr,
+                mac,
+                ..Default::default()
             },
             0,
         );

@@ -232,6 +232,14 @@ impl Daemon {
         );
     }
 
+    /// ha-agent's status, or `None` while its status socket is not up yet.
+    pub fn try_status(&self) -> Option<serde_json::Value> {
+        self.state_dir
+            .join("ha-agent.sock")
+            .exists()
+            .then(|| self.status())
+    }
+
     /// ha-agent's status as JSON (`ha-agent status --json`).
     pub fn status(&self) -> serde_json::Value {
         assert_eq!(

@@ -134,10 +134,10 @@ fn counts_icmp_and_arp_on_an_attached_veth() {
 use std::net::Ipv4Addr;
 
 use ha_agent::vrrp::{
-    packet::{Advert, DropReason, Expect, Interval, checksum},
+    packet::{Accepted, Advert, DropReason, Expect, Interval, checksum},
     receive::{Target, receive},
 };
-use ha_common::vrrp::{AUTH_PASS, Verdict, VridConfig, VridKey};
+use ha_common::vrrp::{AUTH_PASS, Verdict, VridConfig, VridKey, addr_digest};
 
 const XDP_DROP: u32 = 1;
 const VRID: u8 = 107;
@@ -148,8 +148,9 @@ const VIPS: [Ipv4Addr; 2] = [
 ];
 
 /// The agent's verdict as the kernel would give it: its own-address and address-list checks
-/// need the agent's state and are not made in the kernel.
-fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>) {
+/// are made in the kernel only for absorbing VRIDs, so they count as accepted here; and
+/// whether the agent accepted it without reservation (what an absorbing kernel keeps).
+fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>, bool) {
     let result = receive(packet, |vrid| {
         (vrid == VRID).then_some(Target {
             index: 0,
@@ -168,7 +169,10 @@ fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>) {
         })
     });
     let reason = match result {
-        Ok(delivery) => return (Verdict::Accepted, Some(delivery.advert)),
+        Ok(delivery) => {
+            let clean = delivery.accepted == Accepted::Clean;
+            return (Verdict::Accepted, Some(delivery.advert), clean);
+        }
         Err(dropped) => dropped.reason,
     };
     let verdict = match reason {
@@ -186,10 +190,10 @@ fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>) {
         DropReason::Own | DropReason::AddressList => {
             let ip = ha_agent::vrrp::packet::Ipv4Header::parse(packet).unwrap();
             let advert = Advert::parse(ip.payload(packet), ip.src, ip.dst).unwrap().0;
-            return (Verdict::Accepted, Some(advert));
+            return (Verdict::Accepted, Some(advert), false);
         }
     };
-    (verdict, None)
+    (verdict, None, false)
 }
 
 /// The IPv4 header length and the VRRP message's range in `p`.
@@ -361,7 +365,8 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         vrid: u32::from(VRID),
     };
     let mut seen: HashMap<Verdict, usize> = HashMap::new();
-    for version in [2u8, 3] {
+    // Each version passing accepted adverts up, then absorbing them (as for a backup).
+    for (version, absorb) in [(2u8, false), (3, false), (2, true), (3, true)] {
         program
             .configure_vrid(
                 key,
@@ -369,13 +374,22 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                     version,
                     auth_type: if version == 2 { AUTH_PASS } else { 0 },
                     interval_s: 1,
+                    absorb: u8::from(absorb),
+                    own: [192, 168, 2, 99],
                     auth: if version == 2 { PASS } else { [0; 8] },
+                    addr_count: VIPS.len() as u8,
+                    addr_digest: addr_digest(VIPS.iter().map(|a| a.octets())),
                     ..Default::default()
                 },
             )
             .unwrap();
         for (name, packet) in &corpus {
-            let (want, advert) = agent_verdict(packet, version);
+            let (want, advert, clean) = agent_verdict(packet, version);
+            let want = if absorb && clean {
+                Verdict::Absorbed
+            } else {
+                want
+            };
             for tags in 0..=2 {
                 let frame = ethernet(packet, tags);
                 let before = verdict_counts(&program);
@@ -408,7 +422,9 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                     action, expected_action,
                     "{name} (v{version}, {tags} tags): action"
                 );
-                if let Some(advert) = advert.as_ref().filter(|_| got == Verdict::Accepted) {
+                // Recorded: what the kernel accepted, or (absorbing) kept.
+                let recorded = (got == Verdict::Accepted && !absorb) || got == Verdict::Absorbed;
+                if let Some(advert) = advert.as_ref().filter(|_| recorded) {
                     let (_, peer) = program
                         .peers()
                         .unwrap()
@@ -429,7 +445,7 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         }
     }
     eprintln!(
-        "{} packets × 2 configurations × 3 framings; verdicts: {seen:?}",
+        "{} packets × 4 configurations × 3 framings; verdicts: {seen:?}",
         corpus.len()
     );
     for verdict in Verdict::ALL {
@@ -439,7 +455,7 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
     let events = program.events().unwrap();
     assert!(!events.is_empty());
     assert!(
-        events.len() < seen[&Verdict::Accepted],
+        events.len() < seen[&Verdict::Accepted] + seen[&Verdict::Absorbed],
         "{} events",
         events.len()
     );
@@ -564,4 +580,199 @@ fn forged_adverts_are_dropped_in_the_kernel_and_change_nothing() {
     let peers = agent_b.status()["xdp"]["peers"].clone();
     assert_eq!(peers[0]["master"], a.ip.to_string(), "{peers}");
     assert_eq!(peers[0]["priority"], 150, "{peers}");
+}
+
+/// Context switches of every thread of `pid` so far: each is a wake-up.
+fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status =
+            std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// `n` instances (VRIDs 1..=n, one VIP each) at VRRPv3 10 ms.
+fn many(state: &'static str, priority: u8, n: u8) -> String {
+    let instances: Vec<VrrpConf> = (1..=n)
+        .map(|i| VrrpConf {
+            name: format!("VI_{i}"),
+            vrid: i,
+            vips: vec![format!("192.168.2.{}", 100 + u16::from(i))],
+            ..VrrpConf::v3(state, priority, "0.01")
+        })
+        .collect();
+    ha_tests::daemons::config(&instances)
+}
+
+#[test]
+fn a_backup_in_xdp_mode_sleeps_through_its_masters_adverts() {
+    const N: u8 = 20;
+    const WINDOW: Duration = Duration::from_secs(3);
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let interval = Duration::from_millis(10);
+    let mdi = ha_tests::daemons::master_down_interval(3, interval, 120);
+    let mut agent_a = Daemon::agent(a, t.dir(), &many("MASTER", 150, N));
+    let all_backup = |agent: &Daemon| {
+        let Some(status) = agent.try_status() else {
+            return false;
+        };
+        let instances = status["instances"].as_array().cloned().unwrap_or_default();
+        instances.len() == usize::from(N)
+            && instances
+                .iter()
+                .all(|i| i["state"] == "BACKUP" && i["master"] == a.ip.to_string())
+    };
+    let all_master = |agent: &Daemon| {
+        let Some(status) = agent.try_status() else {
+            return false;
+        };
+        let instances = status["instances"].as_array().cloned().unwrap_or_default();
+        instances.len() == usize::from(N) && instances.iter().all(|i| i["state"] == "MASTER")
+    };
+    wait_until("A master everywhere", Duration::from_secs(10), || {
+        all_master(&agent_a).then_some(())
+    });
+    // The same backup with its adverts on the socket, then absorbed in the kernel.
+    let mut woken = Vec::new();
+    let mut agent_b_xdp = None;
+    for mode in ["off", "native"] {
+        let mut agent_b = Daemon::agent_args(
+            b,
+            t.dir(),
+            &many("BACKUP", 120, N),
+            &agent_binary(),
+            &["--xdp", mode],
+        );
+        wait_until("B backup of A everywhere", Duration::from_secs(10), || {
+            all_backup(&agent_b).then_some(())
+        });
+        std::thread::sleep(mdi * 2);
+        let (before, frames_before) = (wakeups(agent_b.process.pid()), t.frames_from("a"));
+        std::thread::sleep(WINDOW);
+        let (woke, adverts) = (
+            wakeups(agent_b.process.pid()) - before,
+            t.frames_from("a") - frames_before,
+        );
+        assert!(all_backup(&agent_b), "{}", agent_b.log_text());
+        assert!(
+            !agent_b.log_text().contains("-> MASTER"),
+            "{}",
+            agent_b.log_text()
+        );
+        eprintln!("--xdp {mode}: B woke {woke} times while A sent {adverts} frames");
+        if mode == "native" {
+            let verdicts = agent_b.status()["xdp"]["verdicts"]["eth0"].clone();
+            assert!(
+                verdicts["absorbed"].as_u64().unwrap_or(0) >= adverts / 2,
+                "{verdicts}"
+            );
+            // The timers are judged against the kernel's record about once per
+            // Master_Down_Interval minus an interval, for all instances at once; never per
+            // advert.
+            let sweeps = WINDOW.as_secs_f64() / (mdi - interval).as_secs_f64();
+            assert!(
+                (woke as f64) < 2.0 * sweeps && woke * 10 < adverts,
+                "{woke} wake-ups for {adverts} adverts ({sweeps:.0} sweeps expected)"
+            );
+        }
+        woken.push(woke);
+        if mode == "off" {
+            agent_b.stop();
+        } else {
+            agent_b_xdp = Some(agent_b);
+        }
+    }
+    let agent_b = agent_b_xdp.unwrap();
+    let (socket_woke, xdp_woke) = (woken[0], woken[1]);
+    assert!(
+        xdp_woke * 2 < socket_woke,
+        "XDP {xdp_woke} vs socket {socket_woke} wake-ups"
+    );
+
+    // The master dies: the sleeping backup notices from the kernel's record and takes over.
+    t.crash("a", &mut agent_a.process);
+    let (_, took) = wait_until(
+        "B master everywhere",
+        mdi * 3 + Duration::from_secs(2),
+        || all_master(&agent_b).then_some(()),
+    );
+    eprintln!("A crashed: B master of all {N} after {took:?} (MDI {mdi:?})");
+    assert!(b.has_address("eth0", "192.168.2.101".parse().unwrap()));
+
+    // A returns and preempts: B, master (adverts on its socket), yields and sleeps again.
+    t.set_cable("a", true);
+    let _agent_a = Daemon::agent(a, t.dir(), &many("MASTER", 150, N));
+    wait_until("B backup again", Duration::from_secs(10), || {
+        all_backup(&agent_b).then_some(())
+    });
+    std::thread::sleep(mdi * 5);
+    assert!(all_backup(&agent_b), "{}", agent_b.log_text());
+    let verdicts = agent_b.status()["xdp"]["verdicts"]["eth0"].clone();
+    assert!(verdicts["absorbed"].as_u64().unwrap_or(0) > 0, "{verdicts}");
+}
+
+#[test]
+fn a_vip_claimed_by_another_mac_is_a_split_brain_answered_at_once() {
+    let t = Topology::new(&["a", "b", "c", "d"]);
+    let (a, b, c, d) = (t.host("a"), t.host("b"), t.host("c"), t.host("d"));
+    let start = |host, state, priority| {
+        let conf = VrrpConf::seed(state, priority).render();
+        Daemon::agent_args(host, t.dir(), &conf, &agent_binary(), &["--xdp", "native"])
+    };
+    let agent_a = start(a, "MASTER", 150);
+    let agent_b = start(b, "BACKUP", 120);
+    let mac = |h: &Host| {
+        h.sh(&["cat", "/sys/class/net/eth0/address"])
+            .trim()
+            .to_owned()
+    };
+    let vip_entry = |agent: &Daemon| {
+        agent
+            .try_status()
+            .map_or(serde_json::Value::Null, |s| s["xdp"]["vips"][0].clone())
+    };
+    // The backup's kernel saw the master's gratuitous ARP: it knows who holds the VIP.
+    let (entry, _) = wait_until(
+        "B records A as the VIP's holder",
+        Duration::from_secs(10),
+        || {
+            let entry = vip_entry(&agent_b);
+            (entry["claimed_by"] == mac(a)).then_some(entry)
+        },
+    );
+    assert_eq!(entry["held"], false, "{entry}");
+    assert!(d.ping_once(VIP));
+    assert_eq!(d.arp_entry(VIP), Some(mac(a)));
+    assert_eq!(agent_a.instance_field("arp_conflicts"), 0);
+
+    // Another node brings the VIP up by hand and announces it.
+    c.sh(&["ip", "addr", "add", "192.168.2.200/32", "dev", "eth0"]);
+    c.sh(&["arping", "-U", "-c", "1", "-I", "eth0", "192.168.2.200"]);
+    wait_until("A counts the conflict", Duration::from_secs(5), || {
+        (agent_a.instance_field("arp_conflicts").as_u64() >= Some(1)).then_some(())
+    });
+    let log = agent_a.log_text();
+    assert!(
+        log.contains("split brain") && log.contains(&mac(c)),
+        "{log}"
+    );
+    let entry = vip_entry(&agent_a);
+    assert_eq!(
+        (entry["held"].clone(), entry["claimed_by"].clone()),
+        (true.into(), mac(c).into()),
+        "{entry}"
+    );
+    // A answered with gratuitous ARP at once: d's cache points at A again.
+    wait_until("d's ARP entry back at A", Duration::from_secs(2), || {
+        (d.arp_entry(VIP) == Some(mac(a))).then_some(())
+    });
+    assert_eq!(agent_a.instance_field("state"), "MASTER");
+    c.sh(&["ip", "addr", "del", "192.168.2.200/32", "dev", "eth0"]);
 }

@@ -25,6 +25,21 @@ pub struct XdpStatus {
     pub verdicts: BTreeMap<String, BTreeMap<String, u64>>,
     /// The master each of our VRIDs follows, as the kernel last saw it.
     pub peers: Vec<XdpPeer>,
+    /// Our VIPs and who last claimed each one by ARP.
+    #[serde(default)]
+    pub vips: Vec<XdpVip>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct XdpVip {
+    pub interface: String,
+    pub vip: String,
+    pub held: bool,
+    /// The last other MAC whose ARP frame claimed it.
+    pub claimed_by: Option<String>,
+    /// ARP frames from other MACs claiming it.
+    pub claims: u64,
+    pub last_claim_ms_ago: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -57,6 +72,9 @@ pub struct InstanceStatus {
     pub adverts_sent: u64,
     pub adverts_received: u64,
     pub adverts_dropped: BTreeMap<String, u64>,
+    /// ARP frames from another MAC claiming a VIP while we held it (split brain).
+    #[serde(default)]
+    pub arp_conflicts: u64,
     pub last_transition: Option<Transition>,
     /// The instance's `track_script` checks.
     #[serde(default)]
@@ -158,6 +176,13 @@ impl Status {
                 let _ = write!(out, " ({})", reasons.join(", "));
             }
             out.push('\n');
+            if i.arp_conflicts > 0 {
+                let _ = writeln!(
+                    out,
+                    "  split brain: {} ARP claims of a held VIP by another MAC",
+                    i.arp_conflicts
+                );
+            }
             for c in &i.trackers {
                 let _ = writeln!(
                     out,
@@ -217,6 +242,18 @@ impl Status {
                         p.adverts,
                         p.last_seen_ms_ago
                     );
+                }
+                for v in &x.vips {
+                    if let (Some(mac), Some(ago)) = (&v.claimed_by, v.last_claim_ms_ago) {
+                        let _ = writeln!(
+                            out,
+                            "  {} {}{}: claimed by {mac} ({} ARP frames, last {ago:.0} ms ago)",
+                            v.interface,
+                            v.vip,
+                            if v.held { " (held here)" } else { "" },
+                            v.claims
+                        );
+                    }
                 }
             }
         }

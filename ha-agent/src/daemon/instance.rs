@@ -10,10 +10,13 @@ use std::{
 
 use tracing::{error, info, warn};
 
+use ha_common::vrrp::{AUTH_NONE, AUTH_PASS, Peer, VipKey, VridConfig, VridKey, addr_digest};
+
 use super::{
     DaemonError, World,
     notify::{Event, Notifier},
     reload::Change,
+    xdp::VipWant,
 };
 use crate::{
     config::{Version, Vip, VrrpInstance},
@@ -24,7 +27,7 @@ use crate::{
         link::{Link, mac_string},
     },
     vrrp::{
-        fsm::{Action, Instance, Params, Received},
+        fsm::{Action, Instance, Params, Received, State},
         packet::{Accepted, Advert, ChecksumForm, DropReason, Expect, Interval, VRRP_GROUP_V4},
         receive::Target,
     },
@@ -50,6 +53,7 @@ pub struct Stats {
     pub sent: u64,
     pub received: u64,
     pub dropped: BTreeMap<DropReason, u64>,
+    pub arp_conflicts: u64,
 }
 
 impl Stats {
@@ -72,6 +76,10 @@ pub struct Running {
     last_transition: Option<Transition>,
     address_mismatch_log: RateLimit,
     notifier: Notifier,
+    /// The kernel receive time (ns) of the last advert read from the XDP maps.
+    kernel_fed_ns: u64,
+    /// When gratuitous ARP last answered an ARP conflict.
+    conflict_garp: Option<Instant>,
 }
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
@@ -181,6 +189,8 @@ impl Running {
             last_transition: None,
             address_mismatch_log: RateLimit::default(),
             notifier: Notifier::spawn(),
+            kernel_fed_ns: 0,
+            conflict_garp: None,
         })
     }
 
@@ -319,6 +329,105 @@ impl Running {
         self.execute(world).await;
     }
 
+    /// The VRID as the XDP maps know it.
+    pub fn kernel_key(&self) -> VridKey {
+        VridKey {
+            ifindex: self.socket_key.ifindex,
+            vrid: u32::from(self.cfg.vrid),
+        }
+    }
+
+    /// What the kernel checks this instance's adverts against; a backup's valid adverts are
+    /// absorbed there.
+    pub fn kernel_config(&self) -> VridConfig {
+        VridConfig {
+            version: self.cfg.version.number(),
+            auth_type: if self.cfg.auth_pass.is_some() {
+                AUTH_PASS
+            } else {
+                AUTH_NONE
+            },
+            interval_s: match self.cfg.version {
+                Version::V2 => u8::try_from(self.cfg.advert_int_cs / 100).unwrap_or(u8::MAX),
+                Version::V3 => 0,
+            },
+            absorb: u8::from(self.fsm.state() == State::Backup),
+            own: self.primary_ip.octets(),
+            auth: self.cfg.auth_pass.unwrap_or_default(),
+            addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
+            addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
+            ..Default::default()
+        }
+    }
+
+    /// This instance's `VIPS` entries.
+    pub fn kernel_vips(&self) -> impl Iterator<Item = (VipKey, VipWant)> + '_ {
+        self.vips.iter().map(|t| {
+            (
+                VipKey {
+                    ifindex: t.ifindex,
+                    addr: t.vip.addr.octets(),
+                },
+                VipWant {
+                    vrid: u32::from(self.cfg.vrid),
+                    held: self.vips_held,
+                    own_mac: t.mac,
+                },
+            )
+        })
+    }
+
+    /// The master's last advert as the kernel recorded it (absorbed, not read from the
+    /// socket), at the kernel's receive time; one already handed over is ignored.
+    pub async fn on_kernel_advert(&mut self, peer: &Peer, world: &World) {
+        if peer.last_seen_ns <= self.kernel_fed_ns {
+            return;
+        }
+        self.kernel_fed_ns = peer.last_seen_ns;
+        self.stats.received += 1;
+        self.fsm.handle_advert(
+            Duration::from_nanos(peer.last_seen_ns),
+            Received {
+                from: Ipv4Addr::from(peer.master),
+                priority: peer.priority,
+                interval_cs: peer.interval_cs,
+            },
+        );
+        self.execute(world).await;
+    }
+
+    /// Another MAC claimed `vip` by ARP while we hold it: split brain. Logged and counted;
+    /// gratuitous ARP (at most once a second) takes the neighbours back.
+    pub fn on_arp_conflict(&mut self, vip: Ipv4Addr, mac: [u8; 6], world: &World) {
+        if !self.vips_held {
+            return;
+        }
+        self.stats.arp_conflicts += 1;
+        let now = Instant::now();
+        let answer = self
+            .conflict_garp
+            .is_none_or(|t| now >= t + Duration::from_secs(1));
+        warn!(
+            instance = %self.cfg.name, %vip, other_mac = %mac_string(&mac),
+            answered = answer, "split brain: another MAC claims a VIP we hold"
+        );
+        if answer {
+            self.conflict_garp = Some(now);
+            let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = self
+                .vips
+                .iter()
+                .filter(|t| t.vip.addr == vip)
+                .map(|t| (t.ifindex, t.mac, t.vip.addr))
+                .collect();
+            garp_burst(&world.garp, &targets);
+        }
+    }
+
+    /// The master's advert interval (VRRPv3 backups learn it from its adverts).
+    pub fn master_adver_interval(&self) -> Duration {
+        self.fsm.master_adver_interval()
+    }
+
     pub fn on_drop(&mut self, reason: DropReason, from: Option<Ipv4Addr>) {
         self.stats.drop(reason);
         if reason == DropReason::AddressList
@@ -354,6 +463,7 @@ impl Running {
                         }
                     }
                     self.vips_held = true;
+                    world.kernel_dirty.set(true);
                 }
                 Action::RemoveVips => {
                     for t in &self.vips {
@@ -362,9 +472,11 @@ impl Running {
                         }
                     }
                     self.vips_held = false;
+                    world.kernel_dirty.set(true);
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips),
                 Action::Transition { from, to, reason } => {
+                    world.kernel_dirty.set(true);
                     info!(
                         instance = %self.cfg.name, vrid = self.cfg.vrid, %from, %to,
                         reason = %reason, "{}: {from} -> {to} ({reason})", self.cfg.name
@@ -488,6 +600,7 @@ impl Running {
                 .iter()
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
+            arp_conflicts: self.stats.arp_conflicts,
             last_transition: self.last_transition.clone(),
             trackers,
             notify_runs: self.notifier.runs(),

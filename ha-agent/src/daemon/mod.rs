@@ -10,7 +10,7 @@ pub mod reload;
 pub mod xdp;
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{BTreeMap, HashMap, HashSet},
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -42,6 +42,7 @@ use crate::{
     },
 };
 use checks::Checks;
+use ha_common::vrrp::{Change, VridKey};
 use instance::{Running, SocketKey, VipTarget};
 use reload::Step;
 
@@ -85,6 +86,8 @@ pub(crate) struct World {
     /// `script_user` of global_defs: notify scripts without a user of their own run as it.
     script_user: Option<String>,
     notify_timeout: Duration,
+    /// Set when an instance changed what the XDP maps must say (state, VIPs held).
+    kernel_dirty: Cell<bool>,
 }
 
 impl World {
@@ -151,6 +154,8 @@ struct Daemon {
     links: HashMap<String, bool>,
     /// The XDP program, unless running without it.
     kernel: Option<xdp::Kernel>,
+    /// (ifindex, VRID) → index in `instances`, for the kernel's events.
+    kernel_routes: HashMap<VridKey, usize>,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
@@ -218,8 +223,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         notify_timeout: config.global.notify_timeout,
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
+        kernel_dirty: Cell::new(true),
     };
-    let kernel = xdp::Kernel::start(options.xdp, &config.instances)?;
+    let kernel = xdp::Kernel::start(options.xdp, &xdp::interfaces(&config.instances))?;
     let mut daemon = Daemon {
         options,
         world,
@@ -232,6 +238,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         checks: Checks::default(),
         links: HashMap::new(),
         kernel,
+        kernel_routes: HashMap::new(),
     };
     daemon
         .checks
@@ -266,6 +273,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     );
 
     loop {
+        if daemon.world.kernel_dirty.take() {
+            daemon.sync_kernel();
+        }
         let deadline = daemon
             .instances
             .iter()
@@ -282,8 +292,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 // A loop that wakes late first reads the adverts that came in time, so that
                 // a down timer is judged against them.
                 daemon.drain(&mut buf).await;
+                daemon.sweep_kernel().await;
                 daemon.on_timer().await;
             }
+            events = kernel_events(&mut daemon.kernel) => daemon.on_kernel_events(events).await,
             (socket, result) = daemon.world.recv(&mut buf) => match result {
                 Ok((n, stamp)) => {
                     let at = clock::received_at(stamp);
@@ -315,6 +327,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     .await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
+}
+
+/// The XDP program's next change events (never, without XDP).
+async fn kernel_events(kernel: &mut Option<xdp::Kernel>) -> Vec<ha_common::vrrp::Event> {
+    match kernel {
+        Some(kernel) => kernel.events().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Adds the interfaces `cfg` tracks to `links`, with their current state.
@@ -411,6 +431,72 @@ impl Daemon {
         }
     }
 
+    /// Makes the XDP maps what the instances want (a backup's adverts absorbed, the VIPs
+    /// held marked).
+    fn sync_kernel(&mut self) {
+        let Some(kernel) = &mut self.kernel else {
+            return;
+        };
+        let vrids = self
+            .instances
+            .iter()
+            .map(|r| (r.kernel_key(), r.kernel_config()))
+            .collect();
+        let vips = self
+            .instances
+            .iter()
+            .flat_map(Running::kernel_vips)
+            .collect();
+        if let Err(e) = kernel.sync(vrids, vips) {
+            warn!("XDP: updating the maps: {e}");
+        }
+    }
+
+    /// Before down timers are judged: backups whose adverts the kernel absorbs read their
+    /// master's last advert from `PEERS`. Every backup due within one advert interval reads
+    /// it now, so that the timers of many instances fall due together and the loop wakes
+    /// once for all of them.
+    async fn sweep_kernel(&mut self) {
+        let Some(kernel) = &self.kernel else {
+            return;
+        };
+        let at = now();
+        for running in &mut self.instances {
+            let key = running.kernel_key();
+            let due = running
+                .poll_timeout()
+                .is_some_and(|t| t <= at + running.master_adver_interval());
+            if due
+                && kernel.absorbs(key)
+                && let Some(peer) = kernel.peer(key)
+            {
+                running.on_kernel_advert(&peer, &self.world).await;
+            }
+        }
+    }
+
+    /// Changes the kernel saw: adverts of absorbing backups go to their state machines,
+    /// ARP claims of held VIPs to their instances.
+    async fn on_kernel_events(&mut self, events: Vec<ha_common::vrrp::Event>) {
+        let Some(kernel) = &self.kernel else {
+            return;
+        };
+        for event in events {
+            let Some(running) = self
+                .kernel_routes
+                .get(&event.key)
+                .and_then(|i| self.instances.get_mut(*i))
+            else {
+                continue;
+            };
+            if event.change == Change::ArpConflict as u32 {
+                running.on_arp_conflict(Ipv4Addr::from(event.vip), event.mac, &self.world);
+            } else if kernel.absorbs(event.key) {
+                running.on_kernel_advert(&event.peer, &self.world).await;
+            }
+        }
+    }
+
     async fn on_timer(&mut self) {
         let at = now();
         for running in &mut self.instances {
@@ -503,9 +589,9 @@ impl Daemon {
         self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));
         if let Some(kernel) = &mut self.kernel
-            && let Err(e) = kernel.configure(&config.instances)
+            && let Err(e) = kernel.attach(&xdp::interfaces(&config.instances))
         {
-            warn!("XDP: {e}; the kernel keeps checking against the previous configuration");
+            warn!("XDP: {e}; adverts on that interface are checked on the socket only");
         }
         let old_cfgs: Vec<VrrpInstance> = self.instances.iter().map(|r| r.cfg.clone()).collect();
         let steps = reload::plan(&old_cfgs, &config.instances);
@@ -611,6 +697,13 @@ impl Daemon {
             .enumerate()
             .map(|(i, r)| ((r.socket_key, r.cfg.vrid), i))
             .collect();
+        self.kernel_routes = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.kernel_key(), i))
+            .collect();
+        self.world.kernel_dirty.set(true);
     }
 
     fn status(&self) -> Status {

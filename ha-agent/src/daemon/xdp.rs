@@ -1,18 +1,25 @@
 //! The XDP program as the daemon uses it: attached to every instance's interface, its
-//! `VRIDS` map kept equal to the configuration (so it drops invalid adverts for our VRIDs
-//! before the stack sees them), and its counters and peer table shown in the status. Valid
-//! adverts still reach the advert sockets.
+//! `VRIDS` and `VIPS` maps kept equal to the instances (so it drops invalid adverts for our
+//! VRIDs, absorbs the valid ones of backups and watches ARP for our VIPs), its change
+//! events read as they come, and its counters and tables shown in the status.
+//!
+//! A backup does not wake per advert: the kernel records its master's last advert in
+//! `PEERS` and sends only changes (new master, priority, resignation, interval) on
+//! `EVENTS`. Its down timer is judged against `PEERS` when it expires (see
+//! `Daemon::sweep_kernel`), so a backup with a live master wakes about once per
+//! Master_Down_Interval minus one advert interval, however many instances it runs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ha_common::vrrp::{AUTH_NONE, AUTH_PASS, VridConfig, VridKey};
+use aya::maps::{MapData, RingBuf};
+use ha_common::vrrp::{Event, Peer, VipKey, VridConfig, VridKey};
+use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
 use crate::{
-    config::{Version, VrrpInstance},
-    ctl::status::{XdpPeer, XdpStatus},
+    ctl::status::{XdpPeer, XdpStatus, XdpVip},
     net::link::Link,
-    xdp::{Want, XdpError, XdpProgram},
+    xdp::{Want, XdpError, XdpProgram, drain_events},
 };
 
 /// `run --xdp`.
@@ -25,18 +32,30 @@ pub enum Choice {
     Off,
 }
 
+/// The agent's part of a `VIPS` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipWant {
+    pub vrid: u32,
+    pub held: bool,
+    pub own_mac: [u8; 6],
+}
+
 pub struct Kernel {
     program: XdpProgram,
     want: Want,
-    vrids: HashSet<VridKey>,
+    events: AsyncFd<RingBuf<MapData>>,
+    /// What `VRIDS` holds.
+    vrids: HashMap<VridKey, VridConfig>,
+    /// What the agent wrote into `VIPS`.
+    vips: HashMap<VipKey, VipWant>,
     /// ifindex → interface name, for the status.
     names: HashMap<u32, String>,
 }
 
 impl Kernel {
-    /// Loads and attaches the program for `instances`. `Ok(None)`: running without XDP
+    /// Loads the program and attaches it to `interfaces`. `Ok(None)`: running without XDP
     /// (`off`, or `auto` when the kernel refuses; the warning says why).
-    pub fn start(choice: Choice, instances: &[VrrpInstance]) -> Result<Option<Self>, XdpError> {
+    pub fn start(choice: Choice, interfaces: &[&str]) -> Result<Option<Self>, XdpError> {
         let want = match choice {
             Choice::Off => {
                 info!("XDP off (--xdp off): adverts are checked on the advert sockets only");
@@ -46,14 +65,20 @@ impl Kernel {
             Choice::Native => Want::Native,
             Choice::Generic => Want::Generic,
         };
-        let started = XdpProgram::load().and_then(|program| {
+        let started = XdpProgram::load().and_then(|mut program| {
+            let ring = program.take_events()?;
+            // SAFETY: the ring buffer owns its descriptor for as long as the AsyncFd holds it.
+            let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|e| XdpError::Events(e.to_string()))?;
             let mut kernel = Self {
                 program,
                 want,
-                vrids: HashSet::new(),
+                events,
+                vrids: HashMap::new(),
+                vips: HashMap::new(),
                 names: HashMap::new(),
             };
-            kernel.configure(instances)?;
+            kernel.attach(interfaces)?;
             Ok(kernel)
         });
         match started {
@@ -66,66 +91,144 @@ impl Kernel {
         }
     }
 
-    /// Attaches to interfaces not seen before and makes `VRIDS` what `instances` expect.
-    pub fn configure(&mut self, instances: &[VrrpInstance]) -> Result<(), XdpError> {
-        let mut wanted = HashMap::new();
-        for inst in instances {
-            // An instance whose interface is missing is reported by the daemon itself.
-            let Ok(link) = Link::lookup(&inst.interface) else {
+    /// Attaches to the interfaces not attached yet (a missing one is reported by the daemon).
+    pub fn attach(&mut self, interfaces: &[&str]) -> Result<(), XdpError> {
+        for &interface in interfaces {
+            let Ok(link) = Link::lookup(interface) else {
                 continue;
             };
             if !self.names.contains_key(&link.index) {
-                let mode = self.program.attach_as(&inst.interface, self.want)?;
-                info!(interface = %inst.interface, mode = mode.as_str(), "XDP attached");
-                self.names.insert(link.index, inst.interface.clone());
+                let mode = self.program.attach_as(interface, self.want)?;
+                info!(%interface, mode = mode.as_str(), "XDP attached");
+                self.names.insert(link.index, interface.to_owned());
             }
-            let key = VridKey {
-                ifindex: link.index,
-                vrid: u32::from(inst.vrid),
-            };
-            wanted.insert(key, expected(inst));
         }
-        for stale in self.vrids.difference(&wanted.keys().copied().collect()) {
-            self.program.remove_vrid(*stale)?;
-        }
-        for (key, config) in &wanted {
-            self.program.configure_vrid(*key, *config)?;
-        }
-        self.vrids = wanted.into_keys().collect();
         Ok(())
     }
 
+    /// Makes `VRIDS` and `VIPS` what the instances want; only differences cost a syscall.
+    pub fn sync(
+        &mut self,
+        vrids: HashMap<VridKey, VridConfig>,
+        vips: HashMap<VipKey, VipWant>,
+    ) -> Result<(), XdpError> {
+        let stale: Vec<VridKey> = self
+            .vrids
+            .keys()
+            .filter(|k| !vrids.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            self.program.remove_vrid(key)?;
+            self.vrids.remove(&key);
+        }
+        for (key, config) in vrids {
+            if self.vrids.get(&key) != Some(&config) {
+                self.program.configure_vrid(key, config)?;
+                self.vrids.insert(key, config);
+            }
+        }
+        let stale: Vec<VipKey> = self
+            .vips
+            .keys()
+            .filter(|k| !vips.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            self.program.remove_vip(key)?;
+            self.vips.remove(&key);
+        }
+        for (key, want) in vips {
+            if self.vips.get(&key) != Some(&want) {
+                self.program
+                    .set_vip(key, want.vrid, want.held, want.own_mac)?;
+                self.vips.insert(key, want);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the kernel absorbs `key`'s valid adverts (its instance learns of them here).
+    pub fn absorbs(&self, key: VridKey) -> bool {
+        self.vrids.get(&key).is_some_and(|c| c.absorb != 0)
+    }
+
+    pub fn peer(&self, key: VridKey) -> Option<Peer> {
+        self.program.peer(key).unwrap_or_else(|e| {
+            warn!("XDP: reading PEERS: {e}");
+            None
+        })
+    }
+
+    /// The next batch of change events.
+    pub async fn events(&mut self) -> Vec<Event> {
+        loop {
+            let mut guard = match self.events.readable_mut().await {
+                Ok(guard) => guard,
+                Err(e) => {
+                    warn!("XDP: waiting for events: {e}");
+                    return std::future::pending().await;
+                }
+            };
+            let events = drain_events(guard.get_inner_mut());
+            guard.clear_ready();
+            if !events.is_empty() {
+                return events;
+            }
+        }
+    }
+
+    pub fn interface(&self, ifindex: u32) -> String {
+        self.names
+            .get(&ifindex)
+            .cloned()
+            .unwrap_or_else(|| format!("ifindex {ifindex}"))
+    }
+
     pub fn status(&self) -> XdpStatus {
-        let name = |ifindex: u32| {
-            self.names
-                .get(&ifindex)
-                .cloned()
-                .unwrap_or_else(|| format!("ifindex {ifindex}"))
-        };
         let mut verdicts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (ifindex, verdict, n) in self.program.verdicts().unwrap_or_default() {
             verdicts
-                .entry(name(ifindex))
+                .entry(self.interface(ifindex))
                 .or_default()
                 .insert(verdict.name().to_owned(), n);
         }
         let now_ns = crate::daemon::now().as_nanos() as u64;
+        let ago = |ns: u64| now_ns.saturating_sub(ns) as f64 / 1e6;
         let mut peers: Vec<XdpPeer> = self
             .program
             .peers()
             .unwrap_or_default()
             .into_iter()
             .map(|(key, peer)| XdpPeer {
-                interface: name(key.ifindex),
+                interface: self.interface(key.ifindex),
                 vrid: key.vrid as u8,
                 master: std::net::Ipv4Addr::from(peer.master).to_string(),
                 priority: peer.priority,
                 interval_cs: peer.interval_cs,
                 adverts: peer.adverts,
-                last_seen_ms_ago: now_ns.saturating_sub(peer.last_seen_ns) as f64 / 1e6,
+                last_seen_ms_ago: ago(peer.last_seen_ns),
             })
             .collect();
         peers.sort_by(|a, b| (&a.interface, a.vrid).cmp(&(&b.interface, b.vrid)));
+        let mut vips: Vec<XdpVip> = self
+            .program
+            .vips()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, entry)| {
+                let claimed = entry.claims > 0;
+                XdpVip {
+                    interface: self.interface(key.ifindex),
+                    vip: std::net::Ipv4Addr::from(key.addr).to_string(),
+                    held: entry.held != 0,
+                    claimed_by: claimed.then(|| crate::net::link::mac_string(&entry.holder)),
+                    claims: entry.claims,
+                    last_claim_ms_ago: claimed.then(|| ago(entry.last_claim_ns)),
+                }
+            })
+            .collect();
+        vips.sort_by(|a, b| (&a.interface, &a.vip).cmp(&(&b.interface, &b.vip)));
         XdpStatus {
             attached: self
                 .program
@@ -135,24 +238,20 @@ impl Kernel {
                 .collect(),
             verdicts,
             peers,
+            vips,
         }
     }
 }
 
-/// What the kernel checks adverts for `inst` against.
-fn expected(inst: &VrrpInstance) -> VridConfig {
-    VridConfig {
-        version: inst.version.number(),
-        auth_type: if inst.auth_pass.is_some() {
-            AUTH_PASS
-        } else {
-            AUTH_NONE
-        },
-        interval_s: match inst.version {
-            Version::V2 => u8::try_from(inst.advert_int_cs / 100).unwrap_or(u8::MAX),
-            Version::V3 => 0,
-        },
-        auth: inst.auth_pass.unwrap_or_default(),
-        ..Default::default()
-    }
+/// The interfaces of `instances` and of their VIPs, once each.
+pub fn interfaces(instances: &[crate::config::VrrpInstance]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    instances
+        .iter()
+        .flat_map(|i| {
+            std::iter::once(i.interface.as_str())
+                .chain(i.vips.iter().filter_map(|v| v.dev.as_deref()))
+        })
+        .filter(|name| seen.insert(*name))
+        .collect()
 }

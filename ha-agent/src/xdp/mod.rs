@@ -2,12 +2,12 @@
 
 use aya::{
     Ebpf,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
 use ha_common::{
     classify::{ClassCount, FrameClass},
-    vrrp::{CountKey, Event, Peer, Verdict, VridConfig, VridKey},
+    vrrp::{CountKey, Event, Peer, Verdict, VipEntry, VipKey, VridConfig, VridKey},
 };
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
@@ -19,6 +19,7 @@ const VRIDS: &str = "VRIDS";
 const PEERS: &str = "PEERS";
 const VERDICTS: &str = "VERDICTS";
 const EVENTS: &str = "EVENTS";
+const VIPS: &str = "VIPS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -30,6 +31,8 @@ pub enum XdpError {
     Map(#[from] aya::maps::MapError),
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
+    #[error("polling the XDP event ring: {0}")]
+    Events(String),
     #[error(
         "attaching XDP to {interface}:{}{}",
         attempt(" native", native),
@@ -201,6 +204,46 @@ impl XdpProgram {
         Ok(map.iter().collect::<Result<_, _>>()?)
     }
 
+    /// The master `key` follows, if the kernel has accepted an advert for it.
+    pub fn peer(&self, key: VridKey) -> Result<Option<Peer>, XdpError> {
+        let map: HashMap<_, VridKey, Peer> =
+            HashMap::try_from(self.ebpf.map(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        found(map.get(&key, 0))
+    }
+
+    /// Adds a VIP or updates the agent's part of it (instance, held, own MAC), keeping the
+    /// kernel's record of who claimed it.
+    pub fn set_vip(
+        &mut self,
+        key: VipKey,
+        vrid: u32,
+        held: bool,
+        own_mac: [u8; 6],
+    ) -> Result<(), XdpError> {
+        let mut map: HashMap<_, VipKey, VipEntry> =
+            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        let mut entry = found(map.get(&key, 0))?.unwrap_or_default();
+        entry.vrid = vrid;
+        entry.held = u8::from(held);
+        entry.own_mac = own_mac;
+        map.insert(key, entry, 0)?;
+        Ok(())
+    }
+
+    pub fn remove_vip(&mut self, key: VipKey) -> Result<(), XdpError> {
+        let mut map: HashMap<_, VipKey, VipEntry> =
+            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        map.remove(&key)?;
+        Ok(())
+    }
+
+    /// Every VIP entry, with the kernel's record of ARP claims.
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipEntry)>, XdpError> {
+        let map: HashMap<_, VipKey, VipEntry> =
+            HashMap::try_from(self.ebpf.map(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        Ok(map.iter().collect::<Result<_, _>>()?)
+    }
+
     /// How many VRRP packets got each verdict, per interface, summed over all CPUs.
     pub fn verdicts(&self) -> Result<Vec<(u32, Verdict, u64)>, XdpError> {
         let map: PerCpuHashMap<_, CountKey, u64> =
@@ -215,18 +258,42 @@ impl XdpProgram {
         Ok(out)
     }
 
-    /// The changes the program reported since the last call.
+    /// The changes the program reported since the last call (unless the ring buffer was
+    /// taken by [`XdpProgram::take_events`]).
     pub fn events(&mut self) -> Result<Vec<Event>, XdpError> {
         let mut ring =
             RingBuf::try_from(self.ebpf.map_mut(EVENTS).ok_or(XdpError::Missing(EVENTS))?)?;
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            if let Some(bytes) = item.first_chunk::<{ size_of::<Event>() }>() {
-                // SAFETY: Event is plain old data of exactly this size; read unaligned.
-                out.push(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) });
-            }
+        Ok(drain_events(&mut ring))
+    }
+
+    /// The ring buffer of changes, owned (to be polled for readiness).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
+        Ok(RingBuf::try_from(
+            self.ebpf
+                .take_map(EVENTS)
+                .ok_or(XdpError::Missing(EVENTS))?,
+        )?)
+    }
+}
+
+/// Every event waiting in `ring`.
+pub fn drain_events<T: std::borrow::Borrow<MapData>>(ring: &mut RingBuf<T>) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        if let Some(bytes) = item.first_chunk::<{ size_of::<Event>() }>() {
+            // SAFETY: Event is plain old data of exactly this size; read unaligned.
+            out.push(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) });
         }
-        Ok(out)
+    }
+    out
+}
+
+/// A lookup's value, `None` for a missing key.
+fn found<V>(result: Result<V, MapError>) -> Result<Option<V>, XdpError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
