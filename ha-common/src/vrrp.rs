@@ -1,7 +1,8 @@
 //! VRRP wire constants, and what the XDP program and the agent exchange: the VRIDs
 //! configured per interface (`VRIDS`), the master each one follows (`PEERS`), changes of it
-//! and ARP conflicts (`EVENTS`), a counter per check outcome (`VERDICTS`) and the VIPs with
-//! who last claimed each one by ARP (`VIPS`). The agent's codec and the
+//! and ARP conflicts (`EVENTS`), a counter per check outcome (`VERDICTS`), the VIPs with
+//! who last claimed each one by ARP (`VIPS`) and the unicast peers a VRID accepts
+//! (`SOURCES`). The agent's codec and the
 //! XDP program both take their constants from here, so the two parsers cannot drift apart.
 
 pub const IPPROTO_VRRP: u8 = 112;
@@ -40,10 +41,12 @@ pub enum Verdict {
     /// Accepted and kept in the kernel: the VRID's instance is a backup that reads `PEERS`
     /// and `EVENTS` instead of its socket.
     Absorbed = 12,
+    /// The VRID checks sources (`check_unicast_src`) and the sender is not in `SOURCES`.
+    UnknownSource = 13,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Self::Accepted,
         Self::BadIp,
@@ -57,6 +60,7 @@ impl Verdict {
         Self::Interval,
         Self::AuthType,
         Self::AuthMismatch,
+        Self::UnknownSource,
         Self::Absorbed,
     ];
 
@@ -75,6 +79,7 @@ impl Verdict {
             Self::AuthType => "auth_type",
             Self::AuthMismatch => "auth_mismatch",
             Self::Absorbed => "absorbed",
+            Self::UnknownSource => "unknown_source",
         }
     }
 }
@@ -106,8 +111,20 @@ pub struct VridConfig {
     /// The agent's address list, as a count and an [`addr_digest`]: an advert with another
     /// list is passed, for the agent's own address-list check.
     pub addr_count: u8,
-    pub _pad: [u8; 7],
+    /// 1: only senders listed in `SOURCES` for this VRID are accepted (unicast peers).
+    pub check_src: u8,
+    pub _pad: [u8; 6],
     pub addr_digest: u64,
+}
+
+/// A sender a VRID accepts (`SOURCES`, for `check_unicast_src`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceKey {
+    pub ifindex: u32,
+    pub vrid: u32,
+    /// Network order.
+    pub addr: [u8; 4],
 }
 
 /// One address's share of an order-free digest of an address list (the wrapping sum of the
@@ -221,6 +238,7 @@ const _: () = assert!(core::mem::size_of::<VridConfig>() == 32);
 const _: () = assert!(core::mem::size_of::<Peer>() == 24);
 const _: () = assert!(core::mem::size_of::<Event>() == 56);
 const _: () = assert!(core::mem::size_of::<VipKey>() == 8);
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 12);
 const _: () = assert!(core::mem::size_of::<VipEntry>() == 48);
 const _: () = assert!(core::mem::size_of::<CountKey>() == 8);
 
@@ -234,5 +252,6 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::CountKey {}
     unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::VipEntry {}
 }

@@ -3,7 +3,8 @@
 //! Every frame is classified and counted. VRRP adverts (IPv4, protocol 112, behind up to two
 //! VLAN tags) get the agent's receive checks in its order: IP header, TTL, type, version,
 //! exact length, checksum (both VRRPv3 forms), zero interval, VRID configured on this
-//! interface, expected version, VRRPv2 interval and PASS authentication. Each outcome is
+//! interface, expected version, VRRPv2 interval and PASS authentication, and for VRIDs that
+//! check sources (`check_unicast_src`) a sender listed in `SOURCES`. Each outcome is
 //! counted per interface; an accepted advert updates its VRID's entry in `PEERS` and a
 //! change of master, priority or interval goes out on `EVENTS`. An advert that fails a check
 //! for a VRID configured here is dropped before the stack sees it. A VRID whose instance is
@@ -24,8 +25,8 @@ use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
         AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
-        IPPROTO_VRRP, MAX_ADDRS, MAX_LEN, Peer, TTL, TYPE_ADVERTISEMENT, Verdict, VipEntry, VipKey,
-        VridConfig, VridKey, addr_share,
+        IPPROTO_VRRP, MAX_ADDRS, MAX_LEN, Peer, SourceKey, TTL, TYPE_ADVERTISEMENT, Verdict,
+        VipEntry, VipKey, VridConfig, VridKey, addr_share,
     },
 };
 
@@ -56,6 +57,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 /// Outcomes of the checks, per interface and verdict.
 #[map]
 static VERDICTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// The senders each VRID that checks sources accepts (its unicast peers); filled by the agent.
+#[map]
+static SOURCES: HashMap<SourceKey, u8> = HashMap::with_max_entries(4096, 0);
 
 /// Our VIPs, by (ifindex, address); filled by the agent, claims recorded here.
 #[map]
@@ -272,6 +277,16 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     };
     // SAFETY: ptr_at checked the four bytes.
     let src = unsafe { *src };
+    let source = SourceKey {
+        ifindex,
+        vrid,
+        addr: src,
+    };
+    // Our own address is the agent's to drop (as `own`).
+    // SAFETY: a lookup; the value is not read.
+    if config.check_src != 0 && src != config.own && unsafe { SOURCES.get(source) }.is_none() {
+        return (Verdict::UnknownSource, Some(vrid));
+    }
     if config.absorb == 0 {
         record(key, src, priority, count, interval_cs);
         return (Verdict::Accepted, Some(vrid));

@@ -157,8 +157,15 @@ impl Daemon {
         Self::agent_args(host, dir, config, binary, &[])
     }
 
-    /// [`Daemon::agent_with`] with extra `run` arguments.
+    /// [`Daemon::agent_with`] with extra `run` arguments. Without an `--xdp` among them,
+    /// `$HA_TEST_XDP` (if set) is the XDP mode: `cargo xtask test` runs the interop suites
+    /// once with the adverts on sockets and once with the XDP program attached.
     pub fn agent_args(host: &Host, dir: &Path, config: &str, binary: &Path, args: &[&str]) -> Self {
+        let xdp = std::env::var("HA_TEST_XDP").ok();
+        let xdp: &[&str] = match &xdp {
+            Some(mode) if !args.contains(&"--xdp") => &["--xdp", mode],
+            _ => &[],
+        };
         let conf = dir.join(format!("ha-agent-{}.conf", host.name));
         std::fs::write(&conf, config).expect("write config");
         let state_dir = dir.join(format!("state-{}", host.name));
@@ -170,6 +177,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&state_dir)
             .args(args)
+            .args(xdp)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -11,6 +11,8 @@ use ha_tests::{
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
+mod forge;
+
 /// Master_Down_Interval of VRRPv2 at 1 s for `priority`.
 fn mdi_v2(priority: u8) -> Duration {
     master_down_interval(2, Duration::from_secs(1), priority)
@@ -180,13 +182,14 @@ fn split_brain_heals_to_the_higher_address_at_equal_priority() {
 
 #[test]
 fn unicast_peers_elect_and_fail_over() {
-    let t = Topology::new(&["a", "b"]);
-    let (a, b) = (t.host("a"), t.host("b"));
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
     let unicast = |state: &'static str, priority: u8, me: Ipv4Addr, peer: Ipv4Addr| {
         let mut conf = VrrpConf::seed(state, priority);
         conf.extra = vec![
             format!("unicast_src_ip {me}"),
             format!("unicast_peer {{\n        {peer}\n    }}"),
+            "check_unicast_src".into(),
         ];
         conf.render()
     };
@@ -204,7 +207,25 @@ fn unicast_peers_elect_and_fail_over() {
         || b.has_address("eth0", VIP),
     );
     assert_eq!(agent_b.instance_field("master"), a.ip.to_string());
-    assert!(agent_b.instance_field("adverts_received").as_u64().unwrap() >= 3);
+    // Read from the socket, or (XDP) recorded by the kernel.
+    let peers = agent_b.status()["xdp"]["peers"].clone();
+    let received = agent_b.instance_field("adverts_received").as_u64().unwrap()
+        + peers[0]["adverts"].as_u64().unwrap_or(0);
+    assert!(received >= 3, "{received}");
+
+    // check_unicast_src: a third host's valid, higher adverts sent to b are dropped.
+    const N: usize = 50;
+    let stranger = forge::advert(c, b.ip, 107, 2, b"1111\0\0\0\0", &[VIP]);
+    forge::send(c, b.ip, &stranger, 255, N);
+    let (dropped, _) = wait_until("b counts the strangers", Duration::from_secs(5), || {
+        let socket = agent_b.instance_field("adverts_dropped")["unknown_source"].as_u64();
+        let kernel = agent_b.status()["xdp"]["verdicts"]["eth0"]["unknown_source"].as_u64();
+        let n = socket.unwrap_or(0) + kernel.unwrap_or(0);
+        (n == N as u64).then_some((socket, kernel))
+    });
+    eprintln!("strangers dropped (socket, kernel): {dropped:?}");
+    assert_eq!(agent_b.instance_field("master"), a.ip.to_string());
+    assert!(!b.has_address("eth0", VIP));
     t.crash("a", &mut agent_a.process);
     wait_until("VIP on b", mdi_v2(120) + SLACK, || {
         b.has_address("eth0", VIP).then_some(())

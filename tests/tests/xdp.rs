@@ -137,7 +137,7 @@ use ha_agent::vrrp::{
     packet::{Accepted, Advert, DropReason, Expect, Interval, checksum},
     receive::{Target, receive},
 };
-use ha_common::vrrp::{AUTH_PASS, Verdict, VridConfig, VridKey, addr_digest};
+use ha_common::vrrp::{AUTH_PASS, SourceKey, Verdict, VridConfig, VridKey, addr_digest};
 
 const XDP_DROP: u32 = 1;
 const VRID: u8 = 107;
@@ -150,7 +150,11 @@ const VIPS: [Ipv4Addr; 2] = [
 /// The agent's verdict as the kernel would give it: its own-address and address-list checks
 /// are made in the kernel only for absorbing VRIDs, so they count as accepted here; and
 /// whether the agent accepted it without reservation (what an absorbing kernel keeps).
-fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>, bool) {
+fn agent_verdict(
+    packet: &[u8],
+    version: u8,
+    sources: Option<&[Ipv4Addr]>,
+) -> (Verdict, Option<Advert>, bool) {
     let result = receive(packet, |vrid| {
         (vrid == VRID).then_some(Target {
             index: 0,
@@ -165,6 +169,7 @@ fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>, bool) 
                 auth_pass: (version == 2).then_some(&PASS),
                 addrs: &VIPS,
                 skip_addr_check_from: None,
+                sources,
             },
         })
     });
@@ -187,6 +192,7 @@ fn agent_verdict(packet: &[u8], version: u8) -> (Verdict, Option<Advert>, bool) 
         DropReason::ZeroInterval => Verdict::ZeroInterval,
         DropReason::AuthType => Verdict::AuthType,
         DropReason::AuthMismatch => Verdict::AuthMismatch,
+        DropReason::UnknownSource => Verdict::UnknownSource,
         DropReason::Own | DropReason::AddressList => {
             let ip = ha_agent::vrrp::packet::Ipv4Header::parse(packet).unwrap();
             let advert = Advert::parse(ip.payload(packet), ip.src, ip.dst).unwrap().0;
@@ -341,7 +347,8 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
     let valid: Vec<(String, Vec<u8>)> = seeds
         .iter()
         .filter(|(_, p)| {
-            agent_verdict(p, 2).0 == Verdict::Accepted || agent_verdict(p, 3).0 == Verdict::Accepted
+            agent_verdict(p, 2, None).0 == Verdict::Accepted
+                || agent_verdict(p, 3, None).0 == Verdict::Accepted
         })
         .cloned()
         .collect();
@@ -365,8 +372,31 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         vrid: u32::from(VRID),
     };
     let mut seen: HashMap<Verdict, usize> = HashMap::new();
-    // Each version passing accepted adverts up, then absorbing them (as for a backup).
-    for (version, absorb) in [(2u8, false), (3, false), (2, true), (3, true)] {
+    // The one sender a source-checking configuration accepts (a unicast peer).
+    let peer = Ipv4Addr::new(
+        valid[0].1[12],
+        valid[0].1[13],
+        valid[0].1[14],
+        valid[0].1[15],
+    );
+    program
+        .allow_source(SourceKey {
+            ifindex,
+            vrid: u32::from(VRID),
+            addr: peer.octets(),
+        })
+        .unwrap();
+    // Each version passing accepted adverts up, then absorbing them (as for a backup), and
+    // checking sources.
+    let configs = [
+        (2u8, false, false),
+        (3, false, false),
+        (2, true, false),
+        (3, true, false),
+        (2, false, true),
+        (3, true, true),
+    ];
+    for (version, absorb, check_src) in configs {
         program
             .configure_vrid(
                 key,
@@ -379,12 +409,14 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                     auth: if version == 2 { PASS } else { [0; 8] },
                     addr_count: VIPS.len() as u8,
                     addr_digest: addr_digest(VIPS.iter().map(|a| a.octets())),
+                    check_src: u8::from(check_src),
                     ..Default::default()
                 },
             )
             .unwrap();
         for (name, packet) in &corpus {
-            let (want, advert, clean) = agent_verdict(packet, version);
+            let sources = check_src.then_some(std::slice::from_ref(&peer));
+            let (want, advert, clean) = agent_verdict(packet, version, sources);
             let want = if absorb && clean {
                 Verdict::Absorbed
             } else {
@@ -445,8 +477,9 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         }
     }
     eprintln!(
-        "{} packets × 4 configurations × 3 framings; verdicts: {seen:?}",
-        corpus.len()
+        "{} packets × {} configurations × 3 framings; verdicts: {seen:?}",
+        corpus.len(),
+        configs.len()
     );
     for verdict in Verdict::ALL {
         assert!(seen.contains_key(&verdict), "no packet got {verdict:?}");
@@ -463,46 +496,35 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
 
 // The daemon with the program attached: a third host floods forged adverts at a pair.
 
-use ha_agent::vrrp::packet::{ChecksumForm, VRRP_GROUP_V4};
+use ha_agent::vrrp::packet::VRRP_GROUP_V4;
 use ha_tests::{Daemon, Host, VrrpConf, daemons::agent_binary};
+
+mod forge;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
-/// Sends `msg` (a VRRP message) `count` times from `host` to the VRRP group with `ttl`.
-fn send(host: &Host, msg: &[u8], ttl: u32, count: usize) {
-    host.in_netns(|| {
-        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
-        socket.bind_device(Some(b"eth0")).unwrap();
-        socket.set_multicast_ttl_v4(ttl).unwrap();
-        let dst = SockAddr::from(std::net::SocketAddrV4::new(VRRP_GROUP_V4, 0));
-        for _ in 0..count {
-            socket.send_to(msg, &dst).unwrap();
-            // Paced, so that no receive queue overflows and every frame is counted.
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    });
+/// The tests below run one at a time: agents loading the XDP program at once in parallel
+/// tests stalled this 2-CPU VM for ~100 ms (both a master's adverts and its backup's timer),
+/// a real master outage that would make a correct backup take over.
+static AGENTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    AGENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn forged(host: &Host, vrid: u8, version: u8, pass: &[u8; 8]) -> Vec<u8> {
-    let advert = Advert {
-        vrid,
-        priority: 200,
-        interval: if version == 2 {
-            Interval::Seconds(1)
-        } else {
-            Interval::Centis(100)
-        },
-        auth: (version == 2).then_some((AUTH_PASS, *pass)),
-        addrs: vec![VIP],
-    };
-    let mut msg = Vec::new();
-    advert.emit(&mut msg, ChecksumForm::Message, host.ip, VRRP_GROUP_V4);
-    msg
+    forge::advert(host, VRRP_GROUP_V4, vrid, version, pass, &[VIP])
+}
+
+fn send(host: &Host, msg: &[u8], ttl: u32, count: usize) {
+    forge::send(host, VRRP_GROUP_V4, msg, ttl, count);
 }
 
 #[test]
 fn forged_adverts_are_dropped_in_the_kernel_and_change_nothing() {
+    let _one = one_at_a_time();
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
     let start = |host, state, priority| {
@@ -612,6 +634,7 @@ fn many(state: &'static str, priority: u8, n: u8) -> String {
 
 #[test]
 fn a_backup_in_xdp_mode_sleeps_through_its_masters_adverts() {
+    let _one = one_at_a_time();
     const N: u8 = 20;
     const WINDOW: Duration = Duration::from_secs(3);
     let t = Topology::new(&["a", "b", "c"]);
@@ -720,6 +743,7 @@ fn a_backup_in_xdp_mode_sleeps_through_its_masters_adverts() {
 
 #[test]
 fn a_vip_claimed_by_another_mac_is_a_split_brain_answered_at_once() {
+    let _one = one_at_a_time();
     let t = Topology::new(&["a", "b", "c", "d"]);
     let (a, b, c, d) = (t.host("a"), t.host("b"), t.host("c"), t.host("d"));
     let start = |host, state, priority| {

@@ -233,6 +233,22 @@ fn test(args: &[String]) -> Result<()> {
     run(cargo().args(["test", "--workspace"]).args(args))?;
     eprintln!("tests took {:.0?}", step.elapsed());
     if args.is_empty() {
+        // The interop suites again, with the XDP program attached to every agent.
+        let step = Instant::now();
+        run(cargo()
+            .args([
+                "test",
+                "-p",
+                "ha-tests",
+                "--test",
+                "vrrp_keepalived",
+                "--test",
+                "vrrp_agents",
+            ])
+            .env("HA_TEST_XDP", "native"))?;
+        eprintln!("interop suites with XDP took {:.0?}", step.elapsed());
+    }
+    if args.is_empty() {
         let step = Instant::now();
         fuzz::run(FUZZ_SMOKE_SECONDS, &[])?;
         eprintln!("fuzz smoke took {:.0?}", step.elapsed());

@@ -63,6 +63,8 @@ pub struct GlobalDefs {
     pub script_user: Option<(String, Loc)>,
     pub enable_script_security: bool,
     pub skip_check_adv_addr: bool,
+    /// `vrrp_check_unicast_src`: every unicast instance checks adverts' sources.
+    pub check_unicast_src: bool,
     pub gna_interval: Duration,
     pub vrrp_version: Version,
     pub garp: GarpParams,
@@ -78,6 +80,7 @@ impl Default for GlobalDefs {
             script_user: None,
             enable_script_security: false,
             skip_check_adv_addr: false,
+            check_unicast_src: false,
             gna_interval: Duration::ZERO,
             vrrp_version: Version::V2,
             garp: GarpParams::default(),
@@ -154,6 +157,9 @@ pub struct VrrpInstance {
     pub preempt_delay: Duration,
     /// ha-agent extension `fast_preempt`: preempt a lower-priority master after Skew_Time.
     pub fast_preempt: bool,
+    /// `check_unicast_src` (or global `vrrp_check_unicast_src`): with unicast peers, adverts
+    /// from any other source are dropped.
+    pub check_unicast_src: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Ipv4Addr>,
     pub garp: GarpParams,
@@ -463,6 +469,7 @@ impl Builder<'_> {
                 }
                 "enable_script_security" => g.enable_script_security = true,
                 "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = true,
+                "vrrp_check_unicast_src" => g.check_unicast_src = true,
                 // keepalived rejects a literal 0 and keeps its default, which is 0: same result.
                 "vrrp_garp_interval" => {
                     if let Some(d) = self.seconds(node, 0.0, 4294.967295) {
@@ -528,6 +535,7 @@ impl Builder<'_> {
             preempt: true,
             preempt_delay: Duration::ZERO,
             fast_preempt: false,
+            check_unicast_src: g.check_unicast_src,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             garp: g.garp,
@@ -583,6 +591,10 @@ impl Builder<'_> {
                 "fast_preempt" => {
                     self.flag(node);
                     inst.fast_preempt = true;
+                }
+                "check_unicast_src" => {
+                    self.flag(node);
+                    inst.check_unicast_src = true;
                 }
                 "preempt_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 1000.0) {

@@ -10,7 +10,9 @@ use std::{
 
 use tracing::{error, info, warn};
 
-use ha_common::vrrp::{AUTH_NONE, AUTH_PASS, Peer, VipKey, VridConfig, VridKey, addr_digest};
+use ha_common::vrrp::{
+    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VipKey, VridConfig, VridKey, addr_digest,
+};
 
 use super::{
     DaemonError, World,
@@ -301,6 +303,7 @@ impl Running {
                 auth_pass: self.cfg.auth_pass.as_ref(),
                 addrs: &self.vip_addrs,
                 skip_addr_check_from: skip_check_adv_addr.then(|| self.fsm.master()).flatten(),
+                sources: self.checked_sources(),
             },
         }
     }
@@ -327,6 +330,25 @@ impl Running {
             },
         );
         self.execute(world).await;
+    }
+
+    /// `check_unicast_src`: the unicast peers, the only senders accepted.
+    fn checked_sources(&self) -> Option<&[Ipv4Addr]> {
+        (self.cfg.check_unicast_src && !self.cfg.unicast_peers.is_empty())
+            .then_some(self.cfg.unicast_peers.as_slice())
+    }
+
+    /// `SOURCES` entries: the senders the kernel accepts for this VRID, if it checks them.
+    pub fn kernel_sources(&self) -> impl Iterator<Item = SourceKey> + '_ {
+        let key = self.kernel_key();
+        self.checked_sources()
+            .unwrap_or_default()
+            .iter()
+            .map(move |addr| SourceKey {
+                ifindex: key.ifindex,
+                vrid: key.vrid,
+                addr: addr.octets(),
+            })
     }
 
     /// The VRID as the XDP maps know it.
@@ -356,6 +378,7 @@ impl Running {
             auth: self.cfg.auth_pass.unwrap_or_default(),
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
             addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
+            check_src: u8::from(self.checked_sources().is_some()),
             ..Default::default()
         }
     }

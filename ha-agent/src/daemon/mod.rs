@@ -447,7 +447,12 @@ impl Daemon {
             .iter()
             .flat_map(Running::kernel_vips)
             .collect();
-        if let Err(e) = kernel.sync(vrids, vips) {
+        let sources = self
+            .instances
+            .iter()
+            .flat_map(Running::kernel_sources)
+            .collect();
+        if let Err(e) = kernel.sync(vrids, vips, sources) {
             warn!("XDP: updating the maps: {e}");
         }
     }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::{MapData, RingBuf};
-use ha_common::vrrp::{Event, Peer, VipKey, VridConfig, VridKey};
+use ha_common::vrrp::{Event, Peer, SourceKey, VipKey, VridConfig, VridKey};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
@@ -48,6 +48,8 @@ pub struct Kernel {
     vrids: HashMap<VridKey, VridConfig>,
     /// What the agent wrote into `VIPS`.
     vips: HashMap<VipKey, VipWant>,
+    /// What `SOURCES` holds.
+    sources: HashSet<SourceKey>,
     /// ifindex → interface name, for the status.
     names: HashMap<u32, String>,
 }
@@ -76,6 +78,7 @@ impl Kernel {
                 events,
                 vrids: HashMap::new(),
                 vips: HashMap::new(),
+                sources: HashSet::new(),
                 names: HashMap::new(),
             };
             kernel.attach(interfaces)?;
@@ -106,12 +109,17 @@ impl Kernel {
         Ok(())
     }
 
-    /// Makes `VRIDS` and `VIPS` what the instances want; only differences cost a syscall.
+    /// Makes `VRIDS`, `VIPS` and `SOURCES` what the instances want; only differences cost
+    /// a syscall. Sources are allowed before a VRID starts checking them.
     pub fn sync(
         &mut self,
         vrids: HashMap<VridKey, VridConfig>,
         vips: HashMap<VipKey, VipWant>,
+        sources: HashSet<SourceKey>,
     ) -> Result<(), XdpError> {
+        for key in sources.difference(&self.sources) {
+            self.program.allow_source(*key)?;
+        }
         let stale: Vec<VridKey> = self
             .vrids
             .keys()
@@ -145,6 +153,10 @@ impl Kernel {
                 self.vips.insert(key, want);
             }
         }
+        for key in self.sources.difference(&sources) {
+            self.program.forbid_source(*key)?;
+        }
+        self.sources = sources;
         Ok(())
     }
 

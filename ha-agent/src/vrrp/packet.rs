@@ -38,10 +38,12 @@ pub enum DropReason {
     Own,
     /// Address count or list differs from ours (and the sender is not the owner, priority 255).
     AddressList,
+    /// `check_unicast_src`: the sender is not one of our unicast peers.
+    UnknownSource,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::BadIp,
         DropReason::Ttl,
         DropReason::Version,
@@ -55,6 +57,7 @@ impl DropReason {
         DropReason::AuthMismatch,
         DropReason::Own,
         DropReason::AddressList,
+        DropReason::UnknownSource,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl DropReason {
             DropReason::AuthMismatch => "auth_mismatch",
             DropReason::Own => "own",
             DropReason::AddressList => "address_list",
+            DropReason::UnknownSource => "unknown_source",
         }
     }
 }
@@ -283,6 +287,8 @@ pub struct Expect<'a> {
     /// keepalived's `vrrp_skip_check_adv_addr`: adverts from this sender (the master we
     /// already follow) skip the address check.
     pub skip_addr_check_from: Option<Ipv4Addr>,
+    /// `check_unicast_src`: the only senders accepted (our unicast peers).
+    pub sources: Option<&'a [Ipv4Addr]>,
 }
 
 /// What the instance checks found in an acceptable advert.
@@ -317,6 +323,12 @@ pub fn check_advert(
             }
             _ => return Err(DropReason::AuthType),
         }
+    }
+    if expect
+        .sources
+        .is_some_and(|allowed| !allowed.contains(&src))
+    {
+        return Err(DropReason::UnknownSource);
     }
     let same_list = advert.addrs.len() == expect.addrs.len()
         && advert.addrs.iter().all(|a| expect.addrs.contains(a));
@@ -540,6 +552,7 @@ mod tests {
             auth_pass: Some(&PASS),
             addrs: &vips,
             skip_addr_check_from: None,
+            sources: None,
         };
         let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
         assert_eq!(check(&seed(150), &expect), Ok(Accepted::Clean));
@@ -572,6 +585,22 @@ mod tests {
             ..expect
         };
         assert_eq!(check(&seed(150), &open), Err(DropReason::AuthType));
+        // check_unicast_src: only the listed peers, and only once authenticated.
+        let other = Ipv4Addr::new(192, 168, 2, 77);
+        let peers = Expect {
+            sources: Some(&[SRC]),
+            ..expect
+        };
+        assert_eq!(check(&seed(150), &peers), Ok(Accepted::Clean));
+        let strangers = Expect {
+            sources: Some(&[other]),
+            ..expect
+        };
+        assert_eq!(
+            check(&seed(150), &strangers),
+            Err(DropReason::UnknownSource)
+        );
+        assert_eq!(check(&wrong, &strangers), Err(DropReason::AuthMismatch));
     }
 
     #[test]

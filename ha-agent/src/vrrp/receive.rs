@@ -126,6 +126,7 @@ mod tests {
                     auth_pass: Some(&PASS),
                     addrs: &addrs,
                     skip_addr_check_from: skip_from,
+                    sources: None,
                 },
             })
         })

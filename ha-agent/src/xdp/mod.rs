@@ -7,7 +7,7 @@ use aya::{
 };
 use ha_common::{
     classify::{ClassCount, FrameClass},
-    vrrp::{CountKey, Event, Peer, Verdict, VipEntry, VipKey, VridConfig, VridKey},
+    vrrp::{CountKey, Event, Peer, SourceKey, Verdict, VipEntry, VipKey, VridConfig, VridKey},
 };
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
@@ -20,6 +20,7 @@ const PEERS: &str = "PEERS";
 const VERDICTS: &str = "VERDICTS";
 const EVENTS: &str = "EVENTS";
 const VIPS: &str = "VIPS";
+const SOURCES: &str = "SOURCES";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -227,6 +228,27 @@ impl XdpProgram {
         entry.held = u8::from(held);
         entry.own_mac = own_mac;
         map.insert(key, entry, 0)?;
+        Ok(())
+    }
+
+    /// Lets `key`'s VRID accept its sender (when its `VridConfig` checks sources).
+    pub fn allow_source(&mut self, key: SourceKey) -> Result<(), XdpError> {
+        let mut map: HashMap<_, SourceKey, u8> = HashMap::try_from(
+            self.ebpf
+                .map_mut(SOURCES)
+                .ok_or(XdpError::Missing(SOURCES))?,
+        )?;
+        map.insert(key, 1, 0)?;
+        Ok(())
+    }
+
+    pub fn forbid_source(&mut self, key: SourceKey) -> Result<(), XdpError> {
+        let mut map: HashMap<_, SourceKey, u8> = HashMap::try_from(
+            self.ebpf
+                .map_mut(SOURCES)
+                .ok_or(XdpError::Missing(SOURCES))?,
+        )?;
+        map.remove(&key)?;
         Ok(())
     }
 
