@@ -503,9 +503,10 @@ mod forge;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
-/// The tests below run one at a time: agents loading the XDP program at once in parallel
-/// tests stalled this 2-CPU VM for ~100 ms (both a master's adverts and its backup's timer),
-/// a real master outage that would make a correct backup take over.
+/// The tests below run one at a time. Run in parallel (four more agents loading the XDP
+/// program meanwhile), the sleeping-backup test saw, on this 2-CPU VM, a master silent for
+/// ~100 ms while its backup also woke ~80 ms late: a real outage at 10 ms adverts, after
+/// which taking over is right.
 static AGENTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {

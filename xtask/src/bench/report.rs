@@ -159,10 +159,10 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.instances,
                 r.version,
                 r.interval_ms,
-                if r.implementation == Impl::HaAgent && !r.realtime {
-                    "ha-agent --realtime-priority 0"
-                } else {
-                    r.implementation.name()
+                match (r.implementation, r.realtime, r.xdp) {
+                    (Impl::HaAgent, false, _) => "ha-agent --realtime-priority 0",
+                    (Impl::HaAgent, true, true) => "ha-agent --xdp native",
+                    (implementation, ..) => implementation.name(),
                 },
                 r.master_cpu_pct,
                 r.backup_cpu_pct,

@@ -33,6 +33,27 @@ pub struct Steady {
     /// ha-agent's real-time scheduling (`--realtime-priority`), on unless said otherwise.
     #[serde(default = "on")]
     pub realtime: bool,
+    /// ha-agent with `--xdp native` on both nodes (the backup's adverts absorbed).
+    #[serde(default)]
+    pub xdp: bool,
+}
+
+/// How an implementation runs in a case.
+#[derive(Clone, Copy)]
+struct Variant {
+    implementation: Impl,
+    realtime: bool,
+    xdp: bool,
+}
+
+impl Variant {
+    const fn new(implementation: Impl, realtime: bool, xdp: bool) -> Self {
+        Self {
+            implementation,
+            realtime,
+            xdp,
+        }
+    }
 }
 
 fn on() -> bool {
@@ -72,26 +93,31 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
             (255, Timing::V3_10MS),
         ]
     };
-    // Under load, ha-agent also without real-time scheduling, to show what it contributes.
-    let variants: &[(Impl, bool)] = if stress {
+    // ha-agent with the XDP program attached too; under load also without real-time
+    // scheduling, to show what it contributes.
+    let variants: &[Variant] = if stress {
         &[
-            (Impl::Keepalived, true),
-            (Impl::HaAgent, true),
-            (Impl::HaAgent, false),
+            Variant::new(Impl::Keepalived, true, false),
+            Variant::new(Impl::HaAgent, true, false),
+            Variant::new(Impl::HaAgent, false, false),
+            Variant::new(Impl::HaAgent, true, true),
         ]
     } else {
-        &[(Impl::Keepalived, true), (Impl::HaAgent, true)]
+        &[
+            Variant::new(Impl::Keepalived, true, false),
+            Variant::new(Impl::HaAgent, true, false),
+            Variant::new(Impl::HaAgent, true, true),
+        ]
     };
     for &(n, timing) in cases {
-        for &(implementation, realtime) in variants {
+        for &variant in variants {
+            let name = variant.implementation.name();
             eprintln!(
-                "bench steady: {} x{n} v{} {:?} realtime={realtime}",
-                implementation.name(),
-                timing.version,
-                timing.interval
+                "bench steady: {name} x{n} v{} {:?} realtime={} xdp={}",
+                timing.version, timing.interval, variant.realtime, variant.xdp
             );
-            let r = measure(binary, implementation, n, timing, window, stress, realtime)
-                .with_context(|| format!("{} x{n} v{}", implementation.name(), timing.version))?;
+            let r = measure(binary, variant, n, timing, window, stress)
+                .with_context(|| format!("{name} x{n} v{}", timing.version))?;
             eprintln!(
                 "  MASTER {:.2} % BACKUP {:.2} % CPU, {:.0}/{:.0} adverts/s, {} spurious",
                 r.master_cpu_pct,
@@ -108,20 +134,27 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
 
 fn measure(
     binary: &Path,
-    implementation: Impl,
+    variant: Variant,
     n: usize,
     timing: Timing,
     window: Duration,
     stress: bool,
-    realtime: bool,
 ) -> Result<Steady> {
+    let Variant {
+        implementation,
+        realtime,
+        xdp,
+    } = variant;
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
-    let args: &[&str] = if realtime {
-        &[]
-    } else {
-        &["--realtime-priority", "0"]
-    };
+    let mut args: Vec<&str> = Vec::new();
+    if !realtime {
+        args.extend(["--realtime-priority", "0"]);
+    }
+    if xdp {
+        args.extend(["--xdp", "native"]);
+    }
+    let args = args.as_slice();
     let start = |host, state, priority| {
         let conf = instances(n, timing, state, priority);
         implementation.start_args(host, t.dir(), &conf, binary, args)
@@ -198,6 +231,7 @@ fn measure(
         expected_per_s: n as f64 / timing.interval.as_secs_f64(),
         spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
         stressed: stress,
+        xdp,
         realtime,
     })
 }
