@@ -120,13 +120,7 @@ impl Kernel {
         for key in sources.difference(&self.sources) {
             self.program.allow_source(*key)?;
         }
-        let stale: Vec<VridKey> = self
-            .vrids
-            .keys()
-            .filter(|k| !vrids.contains_key(k))
-            .copied()
-            .collect();
-        for key in stale {
+        for key in missing_from(&vrids, &self.vrids) {
             self.program.remove_vrid(key)?;
             self.vrids.remove(&key);
         }
@@ -136,13 +130,7 @@ impl Kernel {
                 self.vrids.insert(key, config);
             }
         }
-        let stale: Vec<VipKey> = self
-            .vips
-            .keys()
-            .filter(|k| !vips.contains_key(k))
-            .copied()
-            .collect();
-        for key in stale {
+        for key in missing_from(&vips, &self.vips) {
             self.program.remove_vip(key)?;
             self.vips.remove(&key);
         }
@@ -253,6 +241,18 @@ impl Kernel {
             vips,
         }
     }
+}
+
+/// The keys of `current` that `wanted` lacks.
+fn missing_from<K: Copy + Eq + std::hash::Hash, A, B>(
+    wanted: &HashMap<K, A>,
+    current: &HashMap<K, B>,
+) -> Vec<K> {
+    current
+        .keys()
+        .filter(|k| !wanted.contains_key(k))
+        .copied()
+        .collect()
 }
 
 /// The interfaces of `instances` and of their VIPs, once each.

@@ -178,37 +178,50 @@ impl XdpProgram {
 }
 
 impl XdpProgram {
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<HashMap<&MapData, K, V>, XdpError> {
+        Ok(HashMap::try_from(
+            self.ebpf.map(name).ok_or(XdpError::Missing(name))?,
+        )?)
+    }
+
+    fn hash_map_mut<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, XdpError> {
+        Ok(HashMap::try_from(
+            self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))?,
+        )?)
+    }
+
     /// Tells the program what adverts for `key` must look like (and that it may drop the
     /// invalid ones).
     pub fn configure_vrid(&mut self, key: VridKey, config: VridConfig) -> Result<(), XdpError> {
-        let mut map: HashMap<_, VridKey, VridConfig> =
-            HashMap::try_from(self.ebpf.map_mut(VRIDS).ok_or(XdpError::Missing(VRIDS))?)?;
+        let mut map = self.hash_map_mut::<VridKey, VridConfig>(VRIDS)?;
         map.insert(key, config, 0)?;
         Ok(())
     }
 
     /// Forgets `key`: its adverts are passed untouched again.
     pub fn remove_vrid(&mut self, key: VridKey) -> Result<(), XdpError> {
-        let mut map: HashMap<_, VridKey, VridConfig> =
-            HashMap::try_from(self.ebpf.map_mut(VRIDS).ok_or(XdpError::Missing(VRIDS))?)?;
+        let mut map = self.hash_map_mut::<VridKey, VridConfig>(VRIDS)?;
         map.remove(&key)?;
-        let mut peers: HashMap<_, VridKey, Peer> =
-            HashMap::try_from(self.ebpf.map_mut(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        let mut peers = self.hash_map_mut::<VridKey, Peer>(PEERS)?;
         let _ = peers.remove(&key);
         Ok(())
     }
 
     /// The master each configured VRID follows, from its last accepted advert.
     pub fn peers(&self) -> Result<Vec<(VridKey, Peer)>, XdpError> {
-        let map: HashMap<_, VridKey, Peer> =
-            HashMap::try_from(self.ebpf.map(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        let map = self.hash_map::<VridKey, Peer>(PEERS)?;
         Ok(map.iter().collect::<Result<_, _>>()?)
     }
 
     /// The master `key` follows, if the kernel has accepted an advert for it.
     pub fn peer(&self, key: VridKey) -> Result<Option<Peer>, XdpError> {
-        let map: HashMap<_, VridKey, Peer> =
-            HashMap::try_from(self.ebpf.map(PEERS).ok_or(XdpError::Missing(PEERS))?)?;
+        let map = self.hash_map::<VridKey, Peer>(PEERS)?;
         found(map.get(&key, 0))
     }
 
@@ -221,8 +234,7 @@ impl XdpProgram {
         held: bool,
         own_mac: [u8; 6],
     ) -> Result<(), XdpError> {
-        let mut map: HashMap<_, VipKey, VipEntry> =
-            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        let mut map = self.hash_map_mut::<VipKey, VipEntry>(VIPS)?;
         let mut entry = found(map.get(&key, 0))?.unwrap_or_default();
         entry.vrid = vrid;
         entry.held = u8::from(held);
@@ -233,36 +245,26 @@ impl XdpProgram {
 
     /// Lets `key`'s VRID accept its sender (when its `VridConfig` checks sources).
     pub fn allow_source(&mut self, key: SourceKey) -> Result<(), XdpError> {
-        let mut map: HashMap<_, SourceKey, u8> = HashMap::try_from(
-            self.ebpf
-                .map_mut(SOURCES)
-                .ok_or(XdpError::Missing(SOURCES))?,
-        )?;
+        let mut map = self.hash_map_mut::<SourceKey, u8>(SOURCES)?;
         map.insert(key, 1, 0)?;
         Ok(())
     }
 
     pub fn forbid_source(&mut self, key: SourceKey) -> Result<(), XdpError> {
-        let mut map: HashMap<_, SourceKey, u8> = HashMap::try_from(
-            self.ebpf
-                .map_mut(SOURCES)
-                .ok_or(XdpError::Missing(SOURCES))?,
-        )?;
+        let mut map = self.hash_map_mut::<SourceKey, u8>(SOURCES)?;
         map.remove(&key)?;
         Ok(())
     }
 
     pub fn remove_vip(&mut self, key: VipKey) -> Result<(), XdpError> {
-        let mut map: HashMap<_, VipKey, VipEntry> =
-            HashMap::try_from(self.ebpf.map_mut(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        let mut map = self.hash_map_mut::<VipKey, VipEntry>(VIPS)?;
         map.remove(&key)?;
         Ok(())
     }
 
     /// Every VIP entry, with the kernel's record of ARP claims.
     pub fn vips(&self) -> Result<Vec<(VipKey, VipEntry)>, XdpError> {
-        let map: HashMap<_, VipKey, VipEntry> =
-            HashMap::try_from(self.ebpf.map(VIPS).ok_or(XdpError::Missing(VIPS))?)?;
+        let map = self.hash_map::<VipKey, VipEntry>(VIPS)?;
         Ok(map.iter().collect::<Result<_, _>>()?)
     }
 
