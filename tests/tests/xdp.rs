@@ -801,3 +801,57 @@ fn a_vip_claimed_by_another_mac_is_a_split_brain_answered_at_once() {
     assert_eq!(agent_a.instance_field("state"), "MASTER");
     c.sh(&["ip", "addr", "del", "192.168.2.200/32", "dev", "eth0"]);
 }
+
+/// The id of the XDP program attached to the host's eth0, if any.
+fn xdp_prog(host: &Host) -> Option<u64> {
+    let out = host.sh(&["ip", "-j", "link", "show", "dev", "eth0"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    json[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+#[test]
+fn a_second_agent_cannot_take_over_the_xdp_hook() {
+    let _one = one_at_a_time();
+    let t = Topology::new(&["a"]);
+    let a = t.host("a");
+    let conf = |state, priority| VrrpConf::seed(state, priority).render();
+    let first = Daemon::agent_args(
+        a,
+        t.dir(),
+        &conf("MASTER", 150),
+        &agent_binary(),
+        &["--xdp", "native"],
+    );
+    wait_until(
+        "the first agent's XDP program",
+        Duration::from_secs(10),
+        || {
+            first
+                .try_status()
+                .filter(|s| s["xdp"]["attached"]["eth0"] == "native")
+                .map(|_| ())
+        },
+    );
+    let before = xdp_prog(a);
+    assert!(before.is_some());
+    // A second agent on the same interface (a mistake, say a second unit) is refused.
+    let second_dir = t.dir().join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let mut second = Daemon::agent_args(
+        a,
+        &second_dir,
+        &conf("MASTER", 150),
+        &agent_binary(),
+        &["--xdp", "native"],
+    );
+    let status = second
+        .process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the second agent exits");
+    assert!(!status.success());
+    let log = second.log_text();
+    assert!(log.contains("attaching XDP to eth0"), "{log}");
+    // The first one's program is still the one attached, and its agent still runs.
+    assert_eq!(xdp_prog(a), before);
+    assert!(first.try_status().is_some());
+}
