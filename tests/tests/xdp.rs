@@ -851,6 +851,30 @@ fn a_second_agent_cannot_take_over_the_xdp_hook() {
     assert!(!status.success());
     let log = second.log_text();
     assert!(log.contains("attaching XDP to eth0"), "{log}");
+    // `auto` falls back to the sockets instead, with a warning that says why.
+    let other = VrrpConf {
+        vrid: 108,
+        vips: vec!["192.168.2.201".into()],
+        ..VrrpConf::seed("BACKUP", 100)
+    };
+    let auto_dir = t.dir().join("auto");
+    std::fs::create_dir_all(&auto_dir).unwrap();
+    let auto = Daemon::agent_args(
+        a,
+        &auto_dir,
+        &other.render(),
+        &agent_binary(),
+        &["--xdp", "auto"],
+    );
+    let (status, _) = wait_until("the auto agent running", Duration::from_secs(10), || {
+        auto.try_status()
+    });
+    assert!(status["xdp"].is_null(), "{status}");
+    let log = auto.log_text();
+    assert!(
+        log.contains("XDP not used") && log.contains("attaching XDP to eth0"),
+        "{log}"
+    );
     // The first one's program is still the one attached, and its agent still runs.
     assert_eq!(xdp_prog(a), before);
     assert!(first.try_status().is_some());
