@@ -879,3 +879,63 @@ fn a_second_agent_cannot_take_over_the_xdp_hook() {
     assert_eq!(xdp_prog(a), before);
     assert!(first.try_status().is_some());
 }
+
+#[test]
+fn a_reload_updates_the_kernel_maps() {
+    let _one = one_at_a_time();
+    let t = Topology::new(&["a", "c"]);
+    let (a, c) = (t.host("a"), t.host("c"));
+    let first = VrrpConf::seed("BACKUP", 120);
+    let second = VrrpConf {
+        name: "VI_2".into(),
+        vrid: 108,
+        vips: vec!["192.168.2.201".into()],
+        ..VrrpConf::seed("BACKUP", 120)
+    };
+    let agent = Daemon::agent_args(
+        a,
+        t.dir(),
+        &first.render(),
+        &agent_binary(),
+        &["--xdp", "native"],
+    );
+    let vips = |agent: &Daemon| -> Vec<String> {
+        agent.try_status().map_or(Vec::new(), |s| {
+            s["xdp"]["vips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| v["vip"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+    };
+    wait_until(
+        "the first VIP in the kernel",
+        Duration::from_secs(10),
+        || (vips(&agent) == ["192.168.2.200"]).then_some(()),
+    );
+    // VRID 108 is not ours yet: a forged advert for it is someone else's business.
+    let forged_108 = forge::advert(c, VRRP_GROUP_V4, 108, 2, b"2222\0\0\0\0", &[]);
+    send(c, &forged_108, 255, 10);
+    let verdict = |name: &str| agent.status()["xdp"]["verdicts"]["eth0"][name].as_u64();
+    wait_until("10 unknown VRIDs", Duration::from_secs(5), || {
+        (verdict("unknown_vrid") == Some(10)).then_some(())
+    });
+
+    // Replace VRID 107 by VRID 108 and reload.
+    let conf = t.dir().join("ha-agent-a.conf");
+    std::fs::write(&conf, ha_tests::daemons::config(&[second])).unwrap();
+    agent.process.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(
+        "the kernel's VIPs follow the reload",
+        Duration::from_secs(10),
+        || (vips(&agent) == ["192.168.2.201"]).then_some(()),
+    );
+    send(c, &forged_108, 255, 10);
+    wait_until(
+        "VRID 108 checked in the kernel",
+        Duration::from_secs(5),
+        || (verdict("auth_mismatch") == Some(10)).then_some(()),
+    );
+    assert_eq!(verdict("unknown_vrid"), Some(10));
+}
