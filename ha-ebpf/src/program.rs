@@ -38,6 +38,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const VLAN_LEN: usize = 4;
 const IPV4_MIN_LEN: usize = 20;
+const ARP_LEN: usize = 28;
 
 #[map]
 static CLASS_COUNTS: PerCpuArray<ClassCount> = PerCpuArray::with_max_entries(FrameClass::COUNT, 0);
@@ -390,8 +391,9 @@ fn record(key: VridKey, master: [u8; 4], priority: u8, count: u8, interval_cs: u
 /// recorded, and reported while we hold the VIP.
 #[inline(always)]
 fn arp(ctx: &XdpContext, offset: usize) {
-    // Ethernet/IPv4 ARP: hardware type 1, protocol 0x0800, lengths 6 and 4.
-    if be16(ctx, offset) != Some(1)
+    // Ethernet/IPv4 ARP (hardware type 1, protocol 0x0800, lengths 6 and 4), all 28 bytes.
+    if ptr_at::<[u8; ARP_LEN]>(ctx, offset).is_none()
+        || be16(ctx, offset) != Some(1)
         || be16(ctx, offset + 2) != Some(ETH_P_IP)
         || be16(ctx, offset + 4) != Some(0x0604)
     {

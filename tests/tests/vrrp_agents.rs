@@ -252,6 +252,11 @@ fn backup_wakes_late(xdp: &str) {
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b) = (t.host("a"), t.host("b"));
     let mut agent_a = Daemon::agent(a, t.dir(), &VrrpConf::v3("MASTER", 150, "0.1").render());
+    // B starts once A is master: the log must show no takeover at all, also not at startup
+    // (an agent loading its XDP program takes a few hundred ms to start advertising).
+    wait_until("A master", Duration::from_secs(5), || {
+        a.has_address("eth0", VIP).then_some(())
+    });
     let agent_b = Daemon::agent_args(
         b,
         t.dir(),
@@ -259,8 +264,8 @@ fn backup_wakes_late(xdp: &str) {
         &agent_binary(),
         &["--xdp", xdp],
     );
-    wait_until("A master, B backup", Duration::from_secs(5), || {
-        (a.has_address("eth0", VIP) && agent_b.instance_field("state") == "BACKUP").then_some(())
+    wait_until("B backup of A", Duration::from_secs(5), || {
+        (agent_b.try_status()?["instances"][0]["master"] == a.ip.to_string()).then_some(())
     });
     let observer = ha_tests::capture::Observer::start(t.host("c"), t.dir(), "late").unwrap();
     let mdi = master_down_interval(3, Duration::from_millis(100), 120);

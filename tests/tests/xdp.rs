@@ -308,6 +308,11 @@ fn mutated(packets: &[(String, Vec<u8>)], per_packet: usize) -> Vec<(String, Vec
 
 /// `packet` in an Ethernet frame behind `tags` VLAN tags.
 fn ethernet(packet: &[u8], tags: usize) -> Vec<u8> {
+    ethernet_as(0x0800, packet, tags)
+}
+
+/// `payload` of `ethertype` in an Ethernet frame behind `tags` VLAN tags.
+fn ethernet_as(ethertype: u16, payload: &[u8], tags: usize) -> Vec<u8> {
     let mut f = vec![0x01, 0x00, 0x5e, 0x00, 0x00, 0x12, 0x02, 0, 0, 0, 0, 0x0b];
     for tag in 0..tags {
         f.extend_from_slice(if tag == 0 {
@@ -317,9 +322,121 @@ fn ethernet(packet: &[u8], tags: usize) -> Vec<u8> {
         });
         f.extend_from_slice(&[0x00, 0x0a]);
     }
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(packet);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
     f
+}
+
+/// An Ethernet/IPv4 ARP message (operation 1 request, 2 reply) from `sha`/`spa` about `tpa`.
+fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {
+    let mut m = vec![0, 1, 0x08, 0x00, 6, 4];
+    m.extend_from_slice(&op.to_be_bytes());
+    m.extend_from_slice(&sha);
+    m.extend_from_slice(&spa.octets());
+    m.extend_from_slice(&[0; 6]);
+    m.extend_from_slice(&tpa.octets());
+    m
+}
+
+#[test]
+fn arp_claims_of_our_vips_are_recorded_and_reported_while_held() {
+    use ha_common::vrrp::{Change, VipKey};
+    const OWN: [u8; 6] = [2, 0, 0, 0, 0, 0x0a];
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x0c];
+    const THIRD: [u8; 6] = [2, 0, 0, 0, 0, 0x0d];
+    let (held, spare) = (VIPS[0], VIPS[1]);
+    let stranger = Ipv4Addr::new(192, 168, 2, 50);
+    let mut program = XdpProgram::load().expect("load XDP object");
+    // The interface a test run is received on, from the counter a VRRP packet lands in.
+    program.run_on(&ethernet(&ipv4(112), 0)).unwrap();
+    let ifindex = verdict_counts(&program).keys().next().expect("a verdict").0;
+    let key = |addr: Ipv4Addr| VipKey {
+        ifindex,
+        addr: addr.octets(),
+    };
+    program.set_vip(key(held), 107, true, OWN).unwrap();
+    program.set_vip(key(spare), 108, false, OWN).unwrap();
+    let entry = |program: &XdpProgram, addr: Ipv4Addr| {
+        program
+            .vips()
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| *k == key(addr))
+            .unwrap()
+            .1
+    };
+    let mut tagged = ethernet_as(0x0806, &arp(2, OTHER, held, held), 2);
+    // (frame, claims of the held VIP after it, its last claimant)
+    let cases: Vec<(&str, Vec<u8>, u64, [u8; 6])> = vec![
+        (
+            "reply",
+            ethernet_as(0x0806, &arp(2, OTHER, held, stranger), 0),
+            1,
+            OTHER,
+        ),
+        (
+            "gratuitous request",
+            ethernet_as(0x0806, &arp(1, THIRD, held, held), 0),
+            2,
+            THIRD,
+        ),
+        (
+            "again at once",
+            ethernet_as(0x0806, &arp(1, THIRD, held, held), 0),
+            3,
+            THIRD,
+        ),
+        (
+            "our own MAC",
+            ethernet_as(0x0806, &arp(1, OWN, held, held), 0),
+            3,
+            THIRD,
+        ),
+        (
+            "probe",
+            ethernet_as(0x0806, &arp(1, OTHER, Ipv4Addr::UNSPECIFIED, held), 0),
+            3,
+            THIRD,
+        ),
+        (
+            "request for it",
+            ethernet_as(0x0806, &arp(1, OTHER, stranger, held), 0),
+            3,
+            THIRD,
+        ),
+        ("VLAN-tagged reply", tagged.clone(), 4, OTHER),
+    ];
+    for (name, frame, claims, holder) in &cases {
+        assert_eq!(program.run_on(frame).unwrap(), XDP_PASS, "{name}");
+        let e = entry(&program, held);
+        assert_eq!((e.claims, e.holder), (*claims, *holder), "{name}");
+    }
+    // Not ARP for Ethernet/IPv4, or cut short: ignored, passed.
+    let mut ieee802 = arp(2, OTHER, held, held);
+    ieee802[1] = 6;
+    tagged.truncate(tagged.len() - 10);
+    for (name, frame) in [
+        ("hardware type 6", ethernet_as(0x0806, &ieee802, 0)),
+        ("truncated", tagged),
+    ] {
+        assert_eq!(program.run_on(&frame).unwrap(), XDP_PASS, "{name}");
+        assert_eq!(entry(&program, held).claims, 4, "{name}");
+    }
+    // A VIP we do not hold: the claim is recorded (who holds it), never reported.
+    program
+        .run_on(&ethernet_as(0x0806, &arp(2, OTHER, spare, spare), 0))
+        .unwrap();
+    let e = entry(&program, spare);
+    assert_eq!((e.claims, e.holder), (1, OTHER));
+    // Reported: the first claim, and each change of claimant (not the repeat within 100 ms).
+    let conflicts: Vec<(Ipv4Addr, [u8; 6])> = program
+        .events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.change == Change::ArpConflict as u32)
+        .map(|e| (Ipv4Addr::from(e.vip), e.mac))
+        .collect();
+    assert_eq!(conflicts, [(held, OTHER), (held, THIRD), (held, OTHER)]);
 }
 
 fn verdict_counts(program: &XdpProgram) -> HashMap<(u32, Verdict), u64> {
@@ -799,6 +916,20 @@ fn a_vip_claimed_by_another_mac_is_a_split_brain_answered_at_once() {
         (d.arp_entry(VIP) == Some(mac(a))).then_some(())
     });
     assert_eq!(agent_a.instance_field("state"), "MASTER");
+
+    // An unsolicited ARP reply claiming it, once A may answer again (at most once a second).
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = agent_a
+        .instance_field("arp_conflicts")
+        .as_u64()
+        .unwrap_or(0);
+    c.sh(&["arping", "-A", "-c", "1", "-I", "eth0", "192.168.2.200"]);
+    wait_until("A counts the reply", Duration::from_secs(5), || {
+        (agent_a.instance_field("arp_conflicts").as_u64() > Some(before)).then_some(())
+    });
+    wait_until("d's ARP entry back at A", Duration::from_secs(2), || {
+        (d.arp_entry(VIP) == Some(mac(a))).then_some(())
+    });
     c.sh(&["ip", "addr", "del", "192.168.2.200/32", "dev", "eth0"]);
 }
 
