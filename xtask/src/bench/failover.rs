@@ -49,7 +49,7 @@ fn ms(ns: Ns) -> f64 {
 pub fn run(binary: &Path, trials: usize) -> Result<Vec<Case>> {
     let mut cases = Vec::new();
     for timing in [Timing::V2_1S, Timing::V3_100MS, Timing::V3_10MS] {
-        for implementation in Impl::BOTH {
+        for implementation in Impl::ALL {
             for mode in [Mode::Crash, Mode::Graceful] {
                 eprintln!(
                     "bench failover: {} {mode:?} v{} {:?}, {trials} trials",

@@ -25,15 +25,19 @@ pub use switchover::run as switchover;
 pub enum Impl {
     Keepalived,
     HaAgent,
+    /// ha-agent with `--xdp native`.
+    HaAgentXdp,
 }
 
 impl Impl {
-    pub const BOTH: [Impl; 2] = [Impl::Keepalived, Impl::HaAgent];
+    /// keepalived, ha-agent on sockets and ha-agent with its XDP program.
+    pub const ALL: [Impl; 3] = [Impl::Keepalived, Impl::HaAgent, Impl::HaAgentXdp];
 
     pub fn name(self) -> &'static str {
         match self {
             Impl::Keepalived => "keepalived",
             Impl::HaAgent => "ha-agent",
+            Impl::HaAgentXdp => "ha-agent --xdp native",
         }
     }
 
@@ -53,6 +57,10 @@ impl Impl {
         match self {
             Impl::Keepalived => Daemon::keepalived(host, dir, config),
             Impl::HaAgent => Daemon::agent_args(host, dir, config, binary, args),
+            Impl::HaAgentXdp => {
+                let args = [args, &["--xdp", "native"]].concat();
+                Daemon::agent_args(host, dir, config, binary, &args)
+            }
         }
     }
 }

@@ -82,39 +82,53 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             "## Failover ({}, kernel {}, {} CPUs)\n",
             run.date, run.kernel, run.cpus
         );
-        md.push_str("| mode | v | interval | trials | floor ms | VIP overhead ms keepalived p50 / p99 / max | VIP overhead ms ha-agent p50 / p99 / max | ratio p50 (ha-agent / keepalived) | GARP overhead ms keepalived p50 / max | GARP overhead ms ha-agent p50 / max |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| mode | v | interval | trials | floor ms | VIP overhead ms keepalived p50 / p99 / max | ha-agent | ha-agent --xdp native | ratio p50 ÷ keepalived (ha-agent, --xdp) | GARP overhead ms p50 / max keepalived | ha-agent | ha-agent --xdp native |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for k in run
             .results
             .iter()
             .filter(|c| c.implementation == Impl::Keepalived)
         {
-            let Some(h) = run.results.iter().find(|c| {
-                c.implementation == Impl::HaAgent
-                    && c.mode == k.mode
-                    && c.version == k.version
-                    && c.interval_ms == k.interval_ms
-            }) else {
-                continue;
+            let find = |implementation| {
+                run.results.iter().find(|c| {
+                    c.implementation == implementation
+                        && c.mode == k.mode
+                        && c.version == k.version
+                        && c.interval_ms == k.interval_ms
+                })
+            };
+            let (agent, xdp) = (find(Impl::HaAgent), find(Impl::HaAgentXdp));
+            let vip = |c: Option<&Case>| {
+                c.map_or("–".into(), |c| {
+                    let o = &c.vip_overhead;
+                    format!("{:.2} / {:.2} / {:.2}", o.p50, o.p99, o.max)
+                })
+            };
+            let garp = |c: Option<&Case>| {
+                c.map_or("–".into(), |c| {
+                    format!("{:.2} / {:.2}", c.garp_overhead.p50, c.garp_overhead.max)
+                })
+            };
+            let ratio = |c: Option<&Case>| {
+                c.map_or("–".into(), |c| {
+                    format!("{:.2}", c.vip_overhead.p50 / k.vip_overhead.p50)
+                })
             };
             let _ = writeln!(
                 md,
-                "| {:?} | {} | {} ms | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
+                "| {:?} | {} | {} ms | {} | {:.2} | {} | {} | {} | {}, {} | {} | {} | {} |",
                 k.mode,
                 k.version,
                 k.interval_ms,
                 k.vip_ms.len(),
                 k.floor_ms,
-                k.vip_overhead.p50,
-                k.vip_overhead.p99,
-                k.vip_overhead.max,
-                h.vip_overhead.p50,
-                h.vip_overhead.p99,
-                h.vip_overhead.max,
-                h.vip_overhead.p50 / k.vip_overhead.p50,
-                k.garp_overhead.p50,
-                k.garp_overhead.max,
-                h.garp_overhead.p50,
-                h.garp_overhead.max,
+                vip(Some(k)),
+                vip(agent),
+                vip(xdp),
+                ratio(agent),
+                ratio(xdp),
+                garp(Some(k)),
+                garp(agent),
+                garp(xdp),
             );
         }
         md.push('\n');
@@ -137,7 +151,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
-        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions | CPU ratio MASTER / BACKUP (ha-agent ÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
             let keepalived = run.results.iter().find(|k| {
                 k.implementation == Impl::Keepalived
@@ -146,7 +160,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                     && k.interval_ms == r.interval_ms
             });
             let ratio = match keepalived {
-                Some(k) if r.implementation == Impl::HaAgent => format!(
+                Some(k) if r.implementation != Impl::Keepalived => format!(
                     "{:.2} / {:.2}",
                     r.master_cpu_pct / k.master_cpu_pct,
                     r.backup_cpu_pct / k.backup_cpu_pct
@@ -155,17 +169,19 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {ratio} |",
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {ratio} |",
                 r.instances,
                 r.version,
                 r.interval_ms,
-                match (r.implementation, r.realtime, r.xdp) {
-                    (Impl::HaAgent, false, _) => "ha-agent --realtime-priority 0",
-                    (Impl::HaAgent, true, true) => "ha-agent --xdp native",
-                    (implementation, ..) => implementation.name(),
+                if r.realtime {
+                    r.implementation.name()
+                } else {
+                    "ha-agent --realtime-priority 0"
                 },
                 r.master_cpu_pct,
                 r.backup_cpu_pct,
+                r.master_wakeups_per_s,
+                r.backup_wakeups_per_s,
                 r.master_rss_mib,
                 r.master_pss_mib,
                 r.backup_rss_mib,

@@ -33,27 +33,11 @@ pub struct Steady {
     /// ha-agent's real-time scheduling (`--realtime-priority`), on unless said otherwise.
     #[serde(default = "on")]
     pub realtime: bool,
-    /// ha-agent with `--xdp native` on both nodes (the backup's adverts absorbed).
+    /// Times the node's threads were put on a CPU, per second (each is a wake-up).
     #[serde(default)]
-    pub xdp: bool,
-}
-
-/// How an implementation runs in a case.
-#[derive(Clone, Copy)]
-struct Variant {
-    implementation: Impl,
-    realtime: bool,
-    xdp: bool,
-}
-
-impl Variant {
-    const fn new(implementation: Impl, realtime: bool, xdp: bool) -> Self {
-        Self {
-            implementation,
-            realtime,
-            xdp,
-        }
-    }
+    pub master_wakeups_per_s: f64,
+    #[serde(default)]
+    pub backup_wakeups_per_s: f64,
 }
 
 fn on() -> bool {
@@ -88,40 +72,44 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
     } else {
         &[
             (1, Timing::V2_1S),
+            (50, Timing::V2_1S),
             (255, Timing::V2_1S),
             (1, Timing::V3_10MS),
+            (50, Timing::V3_10MS),
             (255, Timing::V3_10MS),
         ]
     };
-    // ha-agent with the XDP program attached too; under load also without real-time
+    // ha-agent on sockets and with its XDP program; under load also without real-time
     // scheduling, to show what it contributes.
-    let variants: &[Variant] = if stress {
+    let variants: &[(Impl, bool)] = if stress {
         &[
-            Variant::new(Impl::Keepalived, true, false),
-            Variant::new(Impl::HaAgent, true, false),
-            Variant::new(Impl::HaAgent, false, false),
-            Variant::new(Impl::HaAgent, true, true),
+            (Impl::Keepalived, true),
+            (Impl::HaAgent, true),
+            (Impl::HaAgent, false),
+            (Impl::HaAgentXdp, true),
         ]
     } else {
         &[
-            Variant::new(Impl::Keepalived, true, false),
-            Variant::new(Impl::HaAgent, true, false),
-            Variant::new(Impl::HaAgent, true, true),
+            (Impl::Keepalived, true),
+            (Impl::HaAgent, true),
+            (Impl::HaAgentXdp, true),
         ]
     };
     for &(n, timing) in cases {
-        for &variant in variants {
-            let name = variant.implementation.name();
+        for &(implementation, realtime) in variants {
+            let name = implementation.name();
             eprintln!(
-                "bench steady: {name} x{n} v{} {:?} realtime={} xdp={}",
-                timing.version, timing.interval, variant.realtime, variant.xdp
+                "bench steady: {name} x{n} v{} {:?} realtime={realtime}",
+                timing.version, timing.interval
             );
-            let r = measure(binary, variant, n, timing, window, stress)
+            let r = measure(binary, implementation, n, timing, window, stress, realtime)
                 .with_context(|| format!("{name} x{n} v{}", timing.version))?;
             eprintln!(
-                "  MASTER {:.2} % BACKUP {:.2} % CPU, {:.0}/{:.0} adverts/s, {} spurious",
+                "  MASTER {:.2} % BACKUP {:.2} % CPU, wake-ups/s {:.0} / {:.0}, {:.0}/{:.0} adverts/s, {} spurious",
                 r.master_cpu_pct,
                 r.backup_cpu_pct,
+                r.master_wakeups_per_s,
+                r.backup_wakeups_per_s,
                 r.adverts_per_s,
                 r.expected_per_s,
                 r.spurious_transitions
@@ -134,27 +122,20 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
 
 fn measure(
     binary: &Path,
-    variant: Variant,
+    implementation: Impl,
     n: usize,
     timing: Timing,
     window: Duration,
     stress: bool,
+    realtime: bool,
 ) -> Result<Steady> {
-    let Variant {
-        implementation,
-        realtime,
-        xdp,
-    } = variant;
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
-    let mut args: Vec<&str> = Vec::new();
-    if !realtime {
-        args.extend(["--realtime-priority", "0"]);
-    }
-    if xdp {
-        args.extend(["--xdp", "native"]);
-    }
-    let args = args.as_slice();
+    let args: &[&str] = if realtime {
+        &[]
+    } else {
+        &["--realtime-priority", "0"]
+    };
     let start = |host, state, priority| {
         let conf = instances(n, timing, state, priority);
         implementation.start_args(host, t.dir(), &conf, binary, args)
@@ -189,14 +170,14 @@ fn measure(
     };
     let monitors = [AddrMonitor::start(a)?, AddrMonitor::start(b)?];
     let (m0, b0, p0) = (
-        cpu_ns(master.process.pid()),
-        cpu_ns(backup.process.pid()),
+        sched(master.process.pid()),
+        sched(backup.process.pid()),
         t.frames_from("a"),
     );
     std::thread::sleep(window);
     let (m1, b1, p1) = (
-        cpu_ns(master.process.pid()),
-        cpu_ns(backup.process.pid()),
+        sched(master.process.pid()),
+        sched(backup.process.pid()),
         t.frames_from("a"),
     );
     if let Some(child) = &mut load {
@@ -221,8 +202,10 @@ fn measure(
         version: timing.version,
         interval_ms: timing.interval.as_secs_f64() * 1000.0,
         window_s: secs,
-        master_cpu_pct: (m1 - m0) as f64 / 1e9 / secs * 100.0,
-        backup_cpu_pct: (b1 - b0) as f64 / 1e9 / secs * 100.0,
+        master_cpu_pct: (m1.cpu_ns - m0.cpu_ns) as f64 / 1e9 / secs * 100.0,
+        backup_cpu_pct: (b1.cpu_ns - b0.cpu_ns) as f64 / 1e9 / secs * 100.0,
+        master_wakeups_per_s: (m1.runs - m0.runs) as f64 / secs,
+        backup_wakeups_per_s: (b1.runs - b0.runs) as f64 / secs,
         master_rss_mib: master_rss / 1024.0,
         master_pss_mib: master_pss / 1024.0,
         backup_rss_mib: backup_rss / 1024.0,
@@ -231,7 +214,6 @@ fn measure(
         expected_per_s: n as f64 / timing.interval.as_secs_f64(),
         spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
         stressed: stress,
-        xdp,
         realtime,
     })
 }
@@ -257,8 +239,16 @@ fn group(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// CPU time of every thread of the group, from schedstat (ns on CPU).
-fn cpu_ns(pgid: u32) -> u64 {
+/// What schedstat says of a process group's threads, summed.
+#[derive(Clone, Copy, Default)]
+struct Sched {
+    /// Time on a CPU.
+    cpu_ns: u64,
+    /// Times put on a CPU: wake-ups (and preemptions).
+    runs: u64,
+}
+
+fn sched(pgid: u32) -> Sched {
     group(pgid)
         .into_iter()
         .flat_map(|pid| {
@@ -269,9 +259,19 @@ fn cpu_ns(pgid: u32) -> u64 {
         })
         .filter_map(|task| {
             let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            text.split_whitespace().next()?.parse::<u64>().ok()
+            let fields: Vec<u64> = text
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(Sched {
+                cpu_ns: *fields.first()?,
+                runs: *fields.get(2)?,
+            })
         })
-        .sum()
+        .fold(Sched::default(), |a, b| Sched {
+            cpu_ns: a.cpu_ns + b.cpu_ns,
+            runs: a.runs + b.runs,
+        })
 }
 
 /// (RSS, PSS) in KiB summed over the group.

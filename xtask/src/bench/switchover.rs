@@ -49,9 +49,9 @@ pub struct Case {
 impl Case {
     pub fn label(&self) -> String {
         match (self.implementation, self.fast_preempt) {
-            (Impl::HaAgent, true) => "ha-agent fast_preempt".into(),
-            (Impl::HaAgent, false) => "ha-agent (RFC)".into(),
             (Impl::Keepalived, _) => "keepalived".into(),
+            (implementation, true) => format!("{} fast_preempt", implementation.name()),
+            (implementation, false) => format!("{} (RFC)", implementation.name()),
         }
     }
 }
