@@ -62,6 +62,12 @@ enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// Forged adverts at the highest rate one thread sends, at a MASTER/BACKUP pair.
+    Flood {
+        /// Seconds of flood per implementation.
+        #[arg(long, default_value_t = 10)]
+        window: u64,
+    },
     /// Rewrite docs/benchmarks.md from the JSON results, without measuring.
     Report,
     /// Check-triggered switchover: keepalived, ha-agent (RFC) and ha-agent (fast_preempt).
@@ -97,6 +103,11 @@ fn main() -> Result<()> {
                     &workspace_root(),
                     "failover",
                     bench::failover(&binary, trials)?,
+                ),
+                BenchCmd::Flood { window } => bench::report::save(
+                    &workspace_root(),
+                    "flood",
+                    bench::flood(&binary, std::time::Duration::from_secs(window))?,
                 ),
                 BenchCmd::Report => unreachable!("handled above"),
                 BenchCmd::Switchover { trials } => bench::report::save(

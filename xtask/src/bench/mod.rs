@@ -1,7 +1,8 @@
-//! `cargo xtask bench failover|steady|switchover`: ha-agent and keepalived side by side, in one run,
+//! `cargo xtask bench failover|flood|steady|switchover`: ha-agent and keepalived side by side, in one run,
 //! on the same namespace topology (method: docs/benchmarks.md).
 
 mod failover;
+mod flood;
 pub mod report;
 mod steady;
 mod switchover;
@@ -16,6 +17,7 @@ use ha_tests::{
 };
 
 pub use failover::run as failover;
+pub use flood::run as flood;
 pub use steady::run as steady;
 pub use switchover::run as switchover;
 

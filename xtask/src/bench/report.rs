@@ -5,11 +5,12 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Impl, failover::Case, steady::Steady, switchover};
+use super::{Impl, failover::Case, flood::Flood, steady::Steady, switchover};
 
 const FAILOVER_JSON: &str = "docs/bench/failover.json";
 const STEADY_JSON: &str = "docs/bench/steady.json";
 const SWITCHOVER_JSON: &str = "docs/bench/switchover.json";
+const FLOOD_JSON: &str = "docs/bench/flood.json";
 const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
@@ -47,6 +48,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "failover" => FAILOVER_JSON,
         "steady" => STEADY_JSON,
         "steady-stress" => STEADY_STRESS_JSON,
+        "flood" => FLOOD_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -67,7 +69,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
 
 pub fn write_markdown(root: &Path) -> Result<()> {
     let mut md = String::from(
-        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady` and `switchover` (raw numbers in\n\
+        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady`, `switchover` and `flood` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
          namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
          Method: crash = SIGKILL of the daemon's process\n\
@@ -230,6 +232,33 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.vip.max,
                 r.notify.p50,
                 r.notify.max,
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(run) = load::<Flood>(&root.join(FLOOD_JSON))? {
+        let _ = writeln!(
+            md,
+            "## Forged-advert flood ({}, kernel {}, {} CPUs)\n\n\
+             a (MASTER 150) and b (BACKUP 120), VRRPv2 1 s with PASS; c sends, as fast as one \
+             thread can, priority-200 adverts for VRID 107 with a wrong password, with the right \
+             one at TTL 64, with a bad checksum, and for an unknown VRID, in turn. Any VIP \
+             transition is a false one.\n",
+            run.date, run.kernel, run.cpus
+        );
+        md.push_str("| implementation | seconds | forged adverts/s | MASTER CPU % | BACKUP CPU % | false transitions | dropped in the kernels /s |\n|---|---|---|---|---|---|---|\n");
+        for r in &run.results {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
+                r.implementation.name(),
+                r.window_s,
+                r.sent_per_s,
+                r.master_cpu_pct,
+                r.backup_cpu_pct,
+                r.transitions,
+                r.kernel_dropped_per_s
+                    .map_or("–".into(), |n| format!("{n:.0}")),
             );
         }
         md.push('\n');

@@ -241,14 +241,14 @@ fn group(pgid: u32) -> Vec<u32> {
 
 /// What schedstat says of a process group's threads, summed.
 #[derive(Clone, Copy, Default)]
-struct Sched {
+pub struct Sched {
     /// Time on a CPU.
-    cpu_ns: u64,
+    pub cpu_ns: u64,
     /// Times put on a CPU: wake-ups (and preemptions).
-    runs: u64,
+    pub runs: u64,
 }
 
-fn sched(pgid: u32) -> Sched {
+pub fn sched(pgid: u32) -> Sched {
     group(pgid)
         .into_iter()
         .flat_map(|pid| {
