@@ -226,6 +226,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         kernel_dirty: Cell::new(true),
     };
     let kernel = xdp::Kernel::start(options.xdp, &xdp::interfaces(&config.instances))?;
+    if kernel.is_some() {
+        realtime::trim_heap();
+    }
     let mut daemon = Daemon {
         options,
         world,

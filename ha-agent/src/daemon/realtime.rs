@@ -5,6 +5,7 @@
 //! checks, notify scripts and the blocking threads that read configurations run normally.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The default SCHED_RR priority: above every normal process, below the kernel's threaded
 /// interrupt handlers (priority 50), which deliver the very adverts the loop waits for.
@@ -47,11 +48,35 @@ pub fn lock_memory() -> Result<(), String> {
         ));
     }
     // SAFETY: mlockall takes only flags.
-    let rc = unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT) };
+    let rc = unsafe { libc::mlockall(LOCK_FLAGS) };
     if rc == 0 {
+        LOCKED.store(true, Ordering::Relaxed);
         Ok(())
     } else {
         Err(io::Error::last_os_error().to_string())
+    }
+}
+
+const LOCK_FLAGS: libc::c_int = libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT;
+
+/// Whether [`lock_memory`] locked the process's memory.
+static LOCKED: AtomicBool = AtomicBool::new(false);
+
+/// Gives free heap memory back to the kernel (after a large, passing allocation such as
+/// the kernel BTF parsed while loading the XDP program: ~15 MiB). Locked pages cannot be
+/// released, so the memory is unlocked for the trim and locked again.
+pub fn trim_heap() {
+    let locked = LOCKED.load(Ordering::Relaxed);
+    // SAFETY: munlockall, malloc_trim and mlockall take no pointers; a failure leaves the
+    // memory as it was (the relock is best effort, as the first lock was).
+    unsafe {
+        if locked {
+            libc::munlockall();
+        }
+        libc::malloc_trim(0);
+        if locked {
+            libc::mlockall(LOCK_FLAGS);
+        }
     }
 }
 
