@@ -42,6 +42,11 @@ pub struct Observer {
 
 impl Observer {
     pub fn start(host: &Host, dir: &Path, name: &str) -> Result<Self> {
+        Self::start_filtered(host, dir, name, "vrrp or arp")
+    }
+
+    /// [`Observer::start`] capturing only what the pcap `filter` selects.
+    pub fn start_filtered(host: &Host, dir: &Path, name: &str, filter: &str) -> Result<Self> {
         // Frames (stdout) and tcpdump's own messages (stderr) share the file; only frame
         // lines parse.
         let path = dir.join(format!("observer-{name}.txt"));
@@ -55,7 +60,7 @@ impl Observer {
             "-tt",
             "--time-stamp-precision=nano",
         ]);
-        command.args(["--immediate-mode", "vrrp or arp"]);
+        command.args(["--immediate-mode", filter]);
         let process = host.spawn("tcpdump", command, &path);
         // tcpdump says "listening on" once the capture runs.
         for _ in 0..300 {

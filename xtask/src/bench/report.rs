@@ -153,7 +153,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
-        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
             let keepalived = run.results.iter().find(|k| {
                 k.implementation == Impl::Keepalived
@@ -171,7 +171,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {ratio} |",
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {} | {ratio} |",
                 r.instances,
                 r.version,
                 r.interval_ms,
@@ -190,6 +190,11 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.backup_pss_mib,
                 r.adverts_per_s,
                 r.expected_per_s,
+                if r.largest_gap_ms > 0.0 {
+                    format!("{:.1}", r.largest_gap_ms)
+                } else {
+                    "–".into()
+                },
                 r.spurious_transitions
             );
         }

@@ -8,7 +8,7 @@ use ha_tests::{Topology, VrrpConf, daemons::config};
 use serde::{Deserialize, Serialize};
 
 use super::{Impl, Timing, wait_for};
-use ha_tests::capture::AddrMonitor;
+use ha_tests::capture::{AddrMonitor, Frame, Observer};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Steady {
@@ -38,6 +38,10 @@ pub struct Steady {
     pub master_wakeups_per_s: f64,
     #[serde(default)]
     pub backup_wakeups_per_s: f64,
+    /// The largest gap between the master's adverts of VRID 1 on the wire (an observer's
+    /// kernel timestamps): beyond Master_Down_Interval, a takeover is the master's stall.
+    #[serde(default)]
+    pub largest_gap_ms: f64,
 }
 
 fn on() -> bool {
@@ -105,13 +109,14 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
             let r = measure(binary, implementation, n, timing, window, stress, realtime)
                 .with_context(|| format!("{name} x{n} v{}", timing.version))?;
             eprintln!(
-                "  MASTER {:.2} % BACKUP {:.2} % CPU, wake-ups/s {:.0} / {:.0}, {:.0}/{:.0} adverts/s, {} spurious",
+                "  MASTER {:.2} % BACKUP {:.2} % CPU, wake-ups/s {:.0} / {:.0}, {:.0}/{:.0} adverts/s, largest gap {:.1} ms, {} spurious",
                 r.master_cpu_pct,
                 r.backup_cpu_pct,
                 r.master_wakeups_per_s,
                 r.backup_wakeups_per_s,
                 r.adverts_per_s,
                 r.expected_per_s,
+                r.largest_gap_ms,
                 r.spurious_transitions
             );
             results.push(r);
@@ -129,7 +134,7 @@ fn measure(
     stress: bool,
     realtime: bool,
 ) -> Result<Steady> {
-    let t = Topology::new(&["a", "b"]);
+    let t = Topology::new(&["a", "b", "c"]);
     let (a, b) = (t.host("a"), t.host("b"));
     let args: &[&str] = if realtime {
         &[]
@@ -169,6 +174,9 @@ fn measure(
         None
     };
     let monitors = [AddrMonitor::start(a)?, AddrMonitor::start(b)?];
+    // VRID 1's adverts only (the VRID is byte 1 of the VRRP header, after 20 bytes of IP).
+    let observer =
+        Observer::start_filtered(t.host("c"), t.dir(), "gaps", "ip proto 112 and ip[21] = 1")?;
     let (m0, b0, p0) = (
         sched(master.process.pid()),
         sched(backup.process.pid()),
@@ -194,6 +202,15 @@ fn measure(
         monitors[1].events().len()
     );
     let secs = window.as_secs_f64();
+    let times: Vec<ha_tests::capture::Ns> = observer
+        .frames()?
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Advert { at, src, .. } if src == a.ip => Some(at),
+            _ => None,
+        })
+        .collect();
+    let largest_gap_ms = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e6;
     let (master_rss, master_pss) = memory_kib(master.process.pid());
     let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
     Ok(Steady {
@@ -215,6 +232,7 @@ fn measure(
         spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
         stressed: stress,
         realtime,
+        largest_gap_ms,
     })
 }
 
