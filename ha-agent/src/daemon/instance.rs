@@ -118,6 +118,7 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         primary_ip,
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,
+        gated: false,
     }
 }
 
@@ -498,6 +499,7 @@ impl Running {
                     world.kernel_dirty.set(true);
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips),
+                Action::Promote { .. } | Action::Demote { .. } => {}
                 Action::Transition { from, to, reason } => {
                     world.kernel_dirty.set(true);
                     info!(

@@ -33,6 +33,10 @@ pub struct Params {
     pub garp_delay: Duration,
     /// Period of gratuitous ARP refreshes while master.
     pub garp_refresh: Option<Duration>,
+    /// A database follows the VIP (`track_replication`): the instance takes over only through
+    /// [`Action::Promote`] and [`Instance::promotion_done`], and leaves MASTER through
+    /// [`Action::Demote`], releasing its VIPs only at [`Instance::demoted`].
+    pub gated: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,6 +87,8 @@ pub enum Reason {
     Shutdown,
     FaultOn,
     FaultCleared,
+    /// A planned handover (`ha-agent switchover`): we resigned with priority 0.
+    Switchover,
 }
 
 impl fmt::Display for Reason {
@@ -104,6 +110,7 @@ impl fmt::Display for Reason {
             Reason::Shutdown => write!(f, "shutdown"),
             Reason::FaultOn => write!(f, "fault"),
             Reason::FaultCleared => write!(f, "fault cleared"),
+            Reason::Switchover => write!(f, "switchover"),
         }
     }
 }
@@ -121,6 +128,20 @@ pub enum Action {
         from: State,
         to: State,
         reason: Reason,
+    },
+    /// Gated instances: make the database writable (fence the peer, drain the relay log,
+    /// clear read_only), then answer [`Instance::promotion_done`] with the same `id`. The
+    /// instance claims the VRID with adverts meanwhile, so that no peer promotes at once.
+    Promote {
+        id: u64,
+        /// The instance lost a master it had heard (not a start, resignation or retry of a
+        /// start): an automatic failover, which anti-flap limits.
+        failover: bool,
+    },
+    /// Gated instances: make the database read-only and end application sessions, then
+    /// answer [`Instance::demoted`]; VIPs still held are released only then.
+    Demote {
+        id: u64,
     },
 }
 
@@ -155,6 +176,13 @@ pub struct Instance {
     last_answer: Option<Time>,
     actions: VecDeque<Action>,
     last_transition: Option<(Time, Reason)>,
+    /// The promotion under way (gated instances): its id and why we take over.
+    promotion: Option<(u64, Reason)>,
+    /// The demotion whose end releases the VIPs still held.
+    demotion: Option<u64>,
+    /// A master was heard and went silent; cleared once we are master.
+    lost_master: bool,
+    next_db_id: u64,
 }
 
 impl Instance {
@@ -175,6 +203,10 @@ impl Instance {
             last_answer: None,
             actions: VecDeque::new(),
             last_transition: None,
+            promotion: None,
+            demotion: None,
+            lost_master: false,
+            next_db_id: 0,
         }
     }
 
@@ -193,6 +225,11 @@ impl Instance {
             State::Backup => self.master.map(|(ip, _)| ip),
             _ => None,
         }
+    }
+
+    /// Whether a promotion is under way (still BACKUP, claiming the VRID).
+    pub fn promoting(&self) -> bool {
+        self.promotion.is_some()
     }
 
     pub fn last_transition(&self) -> Option<(Time, Reason)> {
@@ -250,7 +287,7 @@ impl Instance {
         if self.fault {
             self.transition(now, State::Fault, Reason::FaultOn);
         } else if self.priority() == 255 {
-            self.become_master(now, Reason::AddressOwner);
+            self.take_over(now, Reason::AddressOwner);
         } else {
             self.become_backup(now, Reason::Startup);
         }
@@ -258,6 +295,7 @@ impl Instance {
 
     pub fn handle_advert(&mut self, now: Time, advert: Received) {
         match self.state {
+            State::Backup if self.promotion.is_some() => self.promoting_rx(now, advert),
             State::Backup => self.backup_rx(now, advert),
             State::Master => self.master_rx(now, advert),
             State::Initialize | State::Fault => {}
@@ -321,7 +359,7 @@ impl Instance {
         {
             self.adver_timer = None;
             self.garp_timer = None;
-            self.actions.push_back(Action::RemoveVips);
+            self.release_vips();
             self.accept_master(advert);
             self.preempt_at = None;
             self.down_timer = Some(now + self.master_down_interval());
@@ -335,6 +373,77 @@ impl Instance {
             // heals a split brain without waiting for our timer.
             self.send_advert(ours);
         }
+    }
+
+    /// While promoting we claim the VRID as a master would: a better router makes us give up
+    /// the promotion, a worse one hears from us at once.
+    fn promoting_rx(&mut self, now: Time, advert: Received) {
+        let ours = self.priority();
+        if advert.priority > ours
+            || (advert.priority == ours && advert.from > self.params.primary_ip)
+        {
+            self.abort_promotion();
+            self.accept_master(advert);
+            self.down_timer = Some(now + self.master_down_interval());
+        } else if self.may_answer(now) {
+            self.send_advert(ours);
+        }
+    }
+
+    /// Gives up a promotion under way; the database is made read-only again in case the
+    /// promotion got as far as clearing it.
+    fn abort_promotion(&mut self) {
+        if self.promotion.take().is_some() {
+            self.adver_timer = None;
+            let id = self.db_id();
+            self.actions.push_back(Action::Demote { id });
+        }
+    }
+
+    fn db_id(&mut self) -> u64 {
+        self.next_db_id += 1;
+        self.next_db_id
+    }
+
+    /// The answer to [`Action::Promote`]: on success the instance becomes MASTER (VIPs, ARP,
+    /// notify), else it stays BACKUP, stops claiming the VRID and tries again after
+    /// Master_Down_Interval if no master is heard. A stale answer is ignored.
+    pub fn promotion_done(&mut self, now: Time, id: u64, promoted: bool) {
+        let Some((current, reason)) = self.promotion else {
+            return;
+        };
+        if current != id {
+            return;
+        }
+        self.promotion = None;
+        if promoted && self.state == State::Backup {
+            self.become_master(now, reason);
+        } else {
+            self.adver_timer = None;
+            self.down_timer = Some(now + self.master_down_interval());
+        }
+    }
+
+    /// The answer to [`Action::Demote`]: VIPs kept until then are released now (unless we are
+    /// MASTER again).
+    pub fn demoted(&mut self, id: u64) {
+        if self.demotion == Some(id) {
+            self.demotion = None;
+            if self.state != State::Master {
+                self.actions.push_back(Action::RemoveVips);
+            }
+        }
+    }
+
+    /// `ha-agent switchover`: a MASTER resigns (priority 0) and stays BACKUP; its peer takes
+    /// over after Skew_Time. Returns whether it was MASTER.
+    pub fn resign(&mut self, now: Time) -> bool {
+        if self.state != State::Master {
+            return false;
+        }
+        self.leave_master();
+        self.become_backup(now, Reason::Switchover);
+        true
     }
 
     /// Whether an out-of-schedule advert may go now (at most one per advert interval).
@@ -393,7 +502,7 @@ impl Instance {
                 }
                 _ => Reason::MasterDown,
             };
-            self.become_master(now, reason);
+            self.take_over(now, reason);
         }
         if let Some(at) = self.adver_timer
             && at <= now
@@ -440,6 +549,7 @@ impl Instance {
                 self.transition(now, State::Fault, Reason::FaultOn);
             }
             (true, State::Backup) => {
+                self.abort_promotion();
                 self.down_timer = None;
                 self.transition(now, State::Fault, Reason::FaultOn);
             }
@@ -453,6 +563,7 @@ impl Instance {
         if self.state == State::Master {
             self.leave_master();
         }
+        self.abort_promotion();
         self.down_timer = None;
         if self.state != State::Initialize {
             self.transition(now, State::Initialize, Reason::Shutdown);
@@ -463,10 +574,47 @@ impl Instance {
         self.adver_timer = None;
         self.garp_timer = None;
         self.send_advert(0);
-        self.actions.push_back(Action::RemoveVips);
+        self.release_vips();
+    }
+
+    /// Gated instances make the database read-only first and release the VIPs after, so that
+    /// no client writes to a node that is no longer master.
+    fn release_vips(&mut self) {
+        if self.params.gated {
+            let id = self.db_id();
+            self.demotion = Some(id);
+            self.actions.push_back(Action::Demote { id });
+        } else {
+            self.actions.push_back(Action::RemoveVips);
+        }
+    }
+
+    /// Down timer, resignation or address ownership: become MASTER, through the database's
+    /// promotion when gated.
+    fn take_over(&mut self, now: Time, reason: Reason) {
+        if !self.params.gated {
+            self.become_master(now, reason);
+            return;
+        }
+        if reason == Reason::MasterDown && self.master.is_some() {
+            self.lost_master = true;
+        }
+        self.down_timer = None;
+        self.preempt_at = None;
+        self.master = None;
+        self.resigned = false;
+        let id = self.db_id();
+        self.promotion = Some((id, reason));
+        self.send_advert(self.priority());
+        self.adver_timer = Some(now + self.advert_interval());
+        self.actions.push_back(Action::Promote {
+            id,
+            failover: self.lost_master,
+        });
     }
 
     fn become_master(&mut self, now: Time, reason: Reason) {
+        self.lost_master = false;
         self.down_timer = None;
         self.preempt_at = None;
         self.master = None;

@@ -26,6 +26,7 @@ fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
         primary_ip: ME,
         garp_delay: Duration::from_secs(5),
         garp_refresh: None,
+        gated: false,
     }
 }
 
@@ -666,4 +667,270 @@ fn fast_preempt_takes_over_from_a_lower_master_after_skew_time() {
     sim.advert(PEER_HIGH, 100, 100);
     sim.run_until(t + skew + ms(1));
     assert_eq!(sim.inst.state(), State::Backup);
+}
+
+fn gated(version: Version, priority: u8, advert_int_cs: u16) -> Params {
+    Params {
+        gated: true,
+        ..params(version, priority, advert_int_cs)
+    }
+}
+
+/// The id of the last `Promote` (or `Demote`) queued.
+fn last_promote(sim: &Sim) -> u64 {
+    sim.log
+        .iter()
+        .rev()
+        .find_map(|(_, a)| match a {
+            Action::Promote { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a Promote action")
+}
+
+fn last_demote(sim: &Sim) -> u64 {
+    sim.log
+        .iter()
+        .rev()
+        .find_map(|(_, a)| match a {
+            Action::Demote { id } => Some(*id),
+            _ => None,
+        })
+        .expect("a Demote action")
+}
+
+#[test]
+fn gated_takeover_promotes_the_database_before_the_vips() {
+    let mut sim = Sim::started(gated(Version::V2, 150, 100));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    // Still BACKUP: the VRID is claimed with an advert, the database promotion asked for.
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert!(sim.inst.promoting());
+    let id = last_promote(&sim);
+    assert_eq!(
+        sim.since(mdi),
+        vec![
+            Action::SendAdvert { priority: 150 },
+            Action::Promote {
+                id,
+                failover: false
+            }
+        ]
+    );
+    // The claim goes on at the advert interval while the relay log drains.
+    sim.run_until(mdi + ms(2500));
+    assert_eq!(sim.adverts().len(), 3);
+    assert_eq!(sim.count(Action::AddVips), 0);
+    let t = sim.now;
+    sim.inst.promotion_done(t, id, true);
+    sim.drain();
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 150 },
+            Action::AddVips,
+            Action::SendGarp,
+            Action::Transition {
+                from: State::Backup,
+                to: State::Master,
+                reason: Reason::MasterDown
+            },
+        ]
+    );
+    assert!(!sim.inst.promoting());
+    // A repeated answer changes nothing.
+    sim.inst.promotion_done(t, id, true);
+    sim.drain();
+    assert_eq!(sim.count(Action::AddVips), 1);
+}
+
+#[test]
+fn a_refused_promotion_stays_backup_and_tries_again_after_master_down_interval() {
+    let mut sim = Sim::started(gated(Version::V3, 100, 10));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    let first = last_promote(&sim);
+    let t = mdi + ms(40);
+    sim.run_until(t);
+    sim.inst.promotion_done(t, first, false);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert!(!sim.inst.promoting());
+    // No more claiming adverts; the next attempt waits a whole Master_Down_Interval.
+    let sent = sim.adverts().len();
+    sim.run_until(t + mdi - us(1));
+    assert_eq!(sim.adverts().len(), sent);
+    sim.run_until(t + mdi);
+    let second = last_promote(&sim);
+    assert_ne!(first, second);
+    assert_eq!(sim.count(Action::AddVips), 0);
+    assert!(
+        sim.transitions()
+            .iter()
+            .all(|(_, to, _)| *to == State::Backup)
+    );
+}
+
+#[test]
+fn a_better_router_during_promotion_aborts_it_and_read_only_comes_back() {
+    let mut sim = Sim::started(gated(Version::V2, 100, 100));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    let id = last_promote(&sim);
+    // A worse router hears our claim at once.
+    sim.run_until(mdi + ms(10));
+    sim.advert(PEER_LOW, 50, 100);
+    assert_eq!(sim.adverts().last(), Some(&(mdi + ms(10), 100)));
+    // A better one wins: the promotion is abandoned and the database demoted again.
+    sim.run_until(mdi + ms(20));
+    sim.advert(PEER_HIGH, 150, 100);
+    assert!(!sim.inst.promoting());
+    let demote = last_demote(&sim);
+    assert_eq!(sim.since(mdi + ms(20)), vec![Action::Demote { id: demote }]);
+    // Its late success is ignored; the instance follows the new master.
+    sim.inst.promotion_done(sim.now, id, true);
+    sim.drain();
+    assert_eq!(sim.count(Action::AddVips), 0);
+    assert_eq!(sim.inst.master(), Some(PEER_HIGH));
+    let until = sim.now + Duration::from_secs(10);
+    sim.peer_master(PEER_HIGH, 150, 100, until);
+    assert_eq!(sim.inst.state(), State::Backup);
+}
+
+#[test]
+fn a_gated_master_releases_its_vips_only_after_the_database_is_read_only() {
+    let mut sim = Sim::started(gated(Version::V2, 100, 100));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    sim.inst.promotion_done(mdi, last_promote(&sim), true);
+    sim.drain();
+    let t = mdi + ms(500);
+    sim.run_until(t);
+    sim.advert(PEER_HIGH, 150, 100);
+    let id = last_demote(&sim);
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::RemoveVips), 0);
+    // A stale answer does not release them.
+    sim.inst.demoted(id + 100);
+    sim.drain();
+    assert_eq!(sim.count(Action::RemoveVips), 0);
+    sim.inst.demoted(id);
+    sim.drain();
+    assert_eq!(sim.count(Action::RemoveVips), 1);
+    // Fault and shutdown of a gated master demote first as well.
+    for stop in [true, false] {
+        let mut sim = Sim::started(gated(Version::V2, 100, 100));
+        sim.run_until(mdi);
+        sim.inst.promotion_done(mdi, last_promote(&sim), true);
+        sim.drain();
+        let t = mdi + ms(100);
+        sim.run_until(t);
+        if stop {
+            sim.inst.shutdown(t);
+        } else {
+            sim.inst.set_fault(t, true);
+        }
+        sim.drain();
+        let id = last_demote(&sim);
+        assert_eq!(
+            sim.since(t)[..2],
+            [Action::SendAdvert { priority: 0 }, Action::Demote { id }]
+        );
+        assert_eq!(sim.count(Action::RemoveVips), 0);
+        sim.inst.demoted(id);
+        sim.drain();
+        assert_eq!(sim.count(Action::RemoveVips), 1);
+    }
+}
+
+#[test]
+fn shutdown_or_fault_during_promotion_demotes() {
+    for stop in [true, false] {
+        let mut sim = Sim::started(gated(Version::V2, 100, 100));
+        let mdi = sim.inst.master_down_interval();
+        sim.run_until(mdi);
+        let id = last_promote(&sim);
+        if stop {
+            sim.inst.shutdown(mdi);
+        } else {
+            sim.inst.set_fault(mdi, true);
+        }
+        sim.drain();
+        assert!(!sim.inst.promoting());
+        assert!(matches!(
+            sim.since(mdi).last(),
+            Some(Action::Transition { .. })
+        ));
+        let _ = last_demote(&sim);
+        sim.inst.promotion_done(mdi, id, true);
+        sim.drain();
+        assert_eq!(sim.count(Action::AddVips), 0);
+        assert_eq!(sim.inst.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn switchover_resigns_and_stays_backup() {
+    let mut p = gated(Version::V2, 150, 100);
+    p.preempt = false;
+    let mut sim = Sim::started(p);
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    sim.inst.promotion_done(mdi, last_promote(&sim), true);
+    sim.drain();
+    let t = mdi + ms(2500);
+    sim.run_until(t);
+    assert!(sim.inst.resign(t));
+    sim.drain();
+    let id = last_demote(&sim);
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::Demote { id },
+            Action::Transition {
+                from: State::Master,
+                to: State::Backup,
+                reason: Reason::Switchover
+            },
+        ]
+    );
+    // The peer (lower priority) takes over; without preemption we stay BACKUP.
+    let until = t + Duration::from_secs(20);
+    sim.run_until(t + ms(500));
+    sim.peer_master(PEER_LOW, 100, 100, until);
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert!(!sim.inst.resign(sim.now));
+}
+
+#[test]
+fn only_losing_a_heard_master_counts_as_failover() {
+    let failovers = |sim: &Sim| -> Vec<bool> {
+        sim.log
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Promote { failover, .. } => Some(*failover),
+                _ => None,
+            })
+            .collect()
+    };
+    // Start with nobody there: an election, not a failover.
+    let mut sim = Sim::started(gated(Version::V2, 100, 100));
+    sim.run_until(Duration::from_secs(4));
+    assert_eq!(failovers(&sim), [false]);
+    // A master heard, then silent: a failover, also on the retry after a refusal.
+    let mut sim = Sim::started(gated(Version::V2, 100, 100));
+    sim.peer_master(PEER_HIGH, 150, 100, Duration::from_secs(2));
+    sim.run_until(Duration::from_secs(6));
+    let t = sim.now;
+    sim.inst.promotion_done(t, last_promote(&sim), false);
+    sim.run_until(t + Duration::from_secs(4));
+    assert_eq!(failovers(&sim), [true, true]);
+    // A master that resigns (priority 0) hands over: not a failover.
+    let mut sim = Sim::started(gated(Version::V2, 100, 100));
+    sim.peer_master(PEER_HIGH, 150, 100, Duration::from_secs(2));
+    sim.advert(PEER_HIGH, 0, 100);
+    sim.run_until(Duration::from_secs(3));
+    assert_eq!(failovers(&sim), [false]);
 }
