@@ -44,6 +44,25 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
             check_user(user, &s.loc, diags);
         }
     }
+    for r in &config.replications {
+        let files = [Some(&r.password_file), r.repl_password_file.as_ref()];
+        for path in files.into_iter().flatten() {
+            if let Err(e) = read_secret(path) {
+                diags.error(&r.loc, format!("mysql_replication {}: {e}", r.name));
+            }
+        }
+    }
+}
+
+/// A password file's first line (a trailing newline is not part of the password).
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("password file {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(format!("password file {} is empty", path.display()));
+    }
+    Ok(line.to_owned())
 }
 
 fn check_user(spec: &str, loc: &Loc, diags: &mut Diagnostics) {

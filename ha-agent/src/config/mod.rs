@@ -6,14 +6,17 @@ mod host;
 mod lexer;
 mod model;
 mod peer;
+mod replication;
 mod tree;
 
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
+pub use host::read_secret;
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
 pub use model::*;
 pub use peer::compare as compare_with_peer;
+pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
 pub use tree::MAX_NESTING;
 
 /// A parsed configuration and everything worth telling the user about it.

@@ -5,6 +5,7 @@ use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
 use super::{
     diag::{Diagnostics, Loc},
     lexer::Token,
+    replication::{MysqlReplication, TrackReplication},
     tree::Node,
 };
 
@@ -13,6 +14,7 @@ pub struct Config {
     pub global: GlobalDefs,
     pub instances: Vec<VrrpInstance>,
     pub scripts: Vec<VrrpScript>,
+    pub replications: Vec<MysqlReplication>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,6 +167,8 @@ pub struct VrrpInstance {
     pub garp: GarpParams,
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
+    /// Databases whose promotion gates this instance's takeover.
+    pub track_replication: Vec<TrackReplication>,
     pub notify: NotifyScripts,
 }
 
@@ -262,8 +266,8 @@ fn user_spec(args: &[Token]) -> Option<String> {
 }
 
 /// Everything `build` needs while walking the tree.
-struct Builder<'a> {
-    diags: &'a mut Diagnostics,
+pub(super) struct Builder<'a> {
+    pub(super) diags: &'a mut Diagnostics,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -286,6 +290,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                     config.scripts.push(script);
                 }
             }
+            "mysql_replication" => {
+                if let Some(r) = b.replication(node) {
+                    config.replications.push(r);
+                }
+            }
             _ => b.unknown(node, "top level"),
         }
     }
@@ -294,7 +303,7 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
 }
 
 impl Builder<'_> {
-    fn unknown(&mut self, node: &Node, context: &str) {
+    pub(super) fn unknown(&mut self, node: &Node, context: &str) {
         if UNSUPPORTED.contains(&node.name()) {
             self.diags.warn(
                 node.loc(),
@@ -319,7 +328,7 @@ impl Builder<'_> {
     }
 
     /// The single argument of `node`.
-    fn arg<'n>(&mut self, node: &'n Node) -> Option<&'n Token> {
+    pub(super) fn arg<'n>(&mut self, node: &'n Node) -> Option<&'n Token> {
         self.no_block(node);
         match node.args.as_slice() {
             [arg] => Some(arg),
@@ -338,7 +347,7 @@ impl Builder<'_> {
         }
     }
 
-    fn int(&mut self, node: &Node, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(&mut self, node: &Node, min: i64, max: i64) -> Option<i64> {
         let token = self.arg(node)?;
         self.int_token(node.name(), token, min, max)
     }
@@ -364,7 +373,7 @@ impl Builder<'_> {
     }
 
     /// A duration in (decimal) seconds within `min..=max`.
-    fn seconds(&mut self, node: &Node, min: f64, max: f64) -> Option<Duration> {
+    pub(super) fn seconds(&mut self, node: &Node, min: f64, max: f64) -> Option<Duration> {
         let token = self.arg(node)?;
         match token.text.parse::<f64>() {
             Ok(v) if v.is_finite() && v >= min && v <= max => Some(Duration::from_secs_f64(v)),
@@ -393,7 +402,7 @@ impl Builder<'_> {
         }
     }
 
-    fn ipv4(&mut self, token: &Token, what: &str) -> Option<Ipv4Addr> {
+    pub(super) fn ipv4(&mut self, token: &Token, what: &str) -> Option<Ipv4Addr> {
         match token.text.parse::<Ipv4Addr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
@@ -541,6 +550,7 @@ impl Builder<'_> {
             garp: g.garp,
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
+            track_replication: Vec::new(),
             notify: NotifyScripts::default(),
         };
         for node in block.children() {
@@ -633,6 +643,10 @@ impl Builder<'_> {
                             loc: child.loc().clone(),
                         });
                     }
+                }
+                "track_replication" => {
+                    let tracks = self.track_replication(node);
+                    inst.track_replication.extend(tracks);
                 }
                 "notify_master" => inst.notify.master = self.script_line(node),
                 "notify_backup" => inst.notify.backup = self.script_line(node),
@@ -823,7 +837,7 @@ impl Builder<'_> {
     }
 
     /// `NAME [weight N [reverse|noreverse]]` of track_script / track_interface.
-    fn weight(&mut self, node: &Node) -> (Option<i32>, bool) {
+    pub(super) fn weight(&mut self, node: &Node) -> (Option<i32>, bool) {
         let mut weight = None;
         let mut reverse = false;
         let mut args = node.args.iter();
@@ -950,6 +964,17 @@ impl Builder<'_> {
                         inst.vrid, inst.interface
                     ),
                 );
+            }
+            for track in &inst.track_replication {
+                if !config.replications.iter().any(|r| r.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!(
+                            "track_replication {}: no mysql_replication of that name",
+                            track.name
+                        ),
+                    );
+                }
             }
             for track in &inst.track_scripts {
                 if !config.scripts.iter().any(|s| s.name == track.name) {

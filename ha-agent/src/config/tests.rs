@@ -566,3 +566,121 @@ fn script_security_refuses_root_scripts_others_can_change() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const REPLICATION: &str = "
+mysql_replication DB1 {
+    local_address 10.0.0.1
+    local_port 3307
+    peer_address 10.0.0.2
+    user ha_agent
+    password_file /etc/ha-agent/db.pass
+    repl_user repl
+    repl_password_file /etc/ha-agent/repl.pass
+    flavor mariadb
+    check_interval 0.5
+    drain_timeout 20
+    on_drain_timeout promote
+    min_failover_interval 60
+    max_auto_failovers 1
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 7
+    virtual_ipaddress { 10.0.0.100 }
+    track_replication {
+        DB1
+    }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 8
+    virtual_ipaddress { 10.0.0.101 }
+    track_replication {
+        DB1 weight -60
+    }
+}
+";
+
+#[test]
+fn mysql_replication_and_track_replication() {
+    let loaded = parse_str(REPLICATION, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let r = &loaded.config.replications[0];
+    assert_eq!(r.name, "DB1");
+    assert_eq!(r.local, Endpoint::Tcp(Ipv4Addr::new(10, 0, 0, 1), 3307));
+    assert_eq!(r.peer, (Ipv4Addr::new(10, 0, 0, 2), 3306));
+    assert_eq!(
+        (r.user.as_str(), r.repl_user.as_str()),
+        ("ha_agent", "repl")
+    );
+    assert_eq!(r.flavor, Flavor::Mariadb);
+    assert_eq!(r.check_interval, Duration::from_millis(500));
+    assert_eq!(r.drain_timeout, Duration::from_secs(20));
+    assert_eq!(r.on_drain_timeout, DrainPolicy::Promote);
+    assert_eq!(r.min_failover_interval, Duration::from_secs(60));
+    assert_eq!(r.max_auto_failovers, 1);
+    let tracks: Vec<_> = loaded
+        .config
+        .instances
+        .iter()
+        .map(|i| {
+            (
+                i.track_replication[0].name.as_str(),
+                i.track_replication[0].weight,
+            )
+        })
+        .collect();
+    assert_eq!(tracks, [("DB1", None), ("DB1", Some(-60))]);
+    // A socket instead of an address.
+    let text = REPLICATION.replace(
+        "local_address 10.0.0.1",
+        "local_socket /run/mysqld/mysqld.sock",
+    );
+    let r = &parse_str(&text, "t.conf").config.replications[0];
+    assert_eq!(r.local, Endpoint::Socket("/run/mysqld/mysqld.sock".into()));
+}
+
+#[test]
+fn mysql_replication_errors_carry_their_line() {
+    let text = REPLICATION.replace("flavor mariadb", "flavor oracle");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:10: error: unknown flavor `oracle` (auto, mysql or mariadb)"]
+    );
+    let text = REPLICATION.replace("    peer_address 10.0.0.2\n", "");
+    assert_eq!(
+        errors(&text),
+        [
+            "t.conf:2: error: mysql_replication DB1: `peer_address` missing",
+            "t.conf:21: error: track_replication DB1: no mysql_replication of that name",
+            "t.conf:29: error: track_replication DB1: no mysql_replication of that name",
+        ]
+    );
+    let text = REPLICATION.replace("on_drain_timeout promote", "on_drain_timeout wait");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:13: error: unknown on_drain_timeout `wait` (refuse or promote)"]
+    );
+}
+
+#[test]
+fn unreadable_password_files_are_errors_on_this_host() {
+    let dir = std::env::temp_dir().join(format!("ha-agent-pass-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("db.pass");
+    std::fs::write(&good, "secret\n").unwrap();
+    let text = REPLICATION
+        .replace("/etc/ha-agent/db.pass", good.to_str().unwrap())
+        .replace(
+            "/etc/ha-agent/repl.pass",
+            dir.join("missing").to_str().unwrap(),
+        );
+    let mut loaded = parse_str(&text, "t.conf");
+    host::check(&loaded.config, &mut loaded.diagnostics);
+    let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("t.conf:2: error: mysql_replication DB1: password file"));
+    assert!(errors[0].ends_with("No such file or directory (os error 2)"));
+    assert_eq!(read_secret(&good).unwrap(), "secret");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
