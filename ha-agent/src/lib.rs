@@ -17,6 +17,7 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod db;
 pub mod net;
 pub mod track;
 pub mod vrrp;

@@ -1,0 +1,334 @@
+//! The two servers of one `mysql_replication` and what the agent does to them: promote
+//! through the gate, demote, hand over for a switchover, and keep the channel from the peer
+//! running when that is safe. Each step is bounded and says what it did or why it refused.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use tracing::{info, warn};
+
+use super::{
+    antiflap::Record,
+    client::{Server, Session},
+    gtid::{self, Pos},
+    health::{Flavor, Health},
+};
+use crate::config::{DrainPolicy, Endpoint, MysqlReplication, read_secret};
+
+pub struct Pair {
+    pub cfg: MysqlReplication,
+    pub local: Server,
+    pub peer: Server,
+    state_dir: PathBuf,
+    /// The agent stopped the channel from the peer (a promotion without the peer): it
+    /// starts it again once the returning peer is checked.
+    channel_stopped: Arc<AtomicBool>,
+}
+
+fn unix_now() -> u64 {
+    crate::ctl::status::unix_now() as u64
+}
+
+impl Pair {
+    pub fn new(cfg: MysqlReplication, state_dir: PathBuf) -> Result<Self, String> {
+        let password = read_secret(&cfg.password_file)?;
+        let server = |endpoint: Endpoint| Server {
+            endpoint,
+            user: cfg.user.clone(),
+            password: password.clone(),
+            timeout: cfg.connect_timeout,
+        };
+        Ok(Self {
+            local: server(cfg.local.clone()),
+            peer: server(Endpoint::Tcp(cfg.peer.0, cfg.peer.1)),
+            cfg,
+            state_dir,
+            channel_stopped: Arc::default(),
+        })
+    }
+
+    /// Sessions fencing leaves alone: the agent's and replication's.
+    fn keep(&self) -> [&str; 2] {
+        [self.cfg.user.as_str(), self.cfg.repl_user.as_str()]
+    }
+
+    fn record_path(&self) -> PathBuf {
+        Record::path(&self.state_dir, &self.cfg.name)
+    }
+
+    /// The promotion gate: fence the peer if it answers, apply everything received (bounded),
+    /// refuse on an apply error or errant transactions, then clear read_only. `Ok` says what
+    /// was done, `Err` why the node stays BACKUP. `failover`: anti-flap applies.
+    pub async fn promote(&self, failover: bool) -> Result<String, String> {
+        let mut record = Record::load(&self.record_path())?;
+        if failover {
+            record.allows(
+                unix_now(),
+                self.cfg.min_failover_interval,
+                self.cfg.max_auto_failovers,
+            )?;
+        }
+        let mut local = self
+            .local
+            .open()
+            .await
+            .map_err(|e| format!("local database: {e}"))?;
+        let result = self.promote_with(&mut local).await;
+        local.close().await;
+        let done = result?;
+        if failover {
+            record.record(unix_now());
+            record.save(&self.record_path())?;
+        }
+        Ok(done)
+    }
+
+    async fn promote_with(&self, local: &mut Session) -> Result<String, String> {
+        let mut notes = Vec::new();
+        // 1. Fence the peer while it answers: read-only, its application sessions ended.
+        // After that its binlog is final, and it is what we must have applied.
+        let peer = match self.peer.open().await {
+            Ok(mut peer) => {
+                let fenced = self.fence(&mut peer).await;
+                let health = peer.health().await;
+                peer.close().await;
+                let killed = fenced.map_err(|e| format!("fencing the peer: {e}"))?;
+                notes.push(format!("peer fenced ({killed} sessions ended)"));
+                Some(health)
+            }
+            Err(e) => {
+                notes.push(format!("peer not reached, not fenced ({e})"));
+                None
+            }
+        };
+        // 2. Nothing is promoted over an apply error.
+        let health = local.health().await;
+        if let Some(e) = &health.error {
+            return Err(format!("local database: {e}"));
+        }
+        let Some(replica) = &health.replica else {
+            notes.push("no replication configured".into());
+            local.set_read_only(false).await?;
+            return Ok(notes.join("; "));
+        };
+        if replica.last_sql_errno != 0 {
+            return Err(format!(
+                "replication apply error {}: {}",
+                replica.last_sql_errno, replica.last_sql_error
+            ));
+        }
+        if !replica.sql_running {
+            local.start_sql_thread().await?;
+            notes.push("SQL thread started".into());
+        }
+        // 3. Apply what the peer wrote (it is fenced) or, without it, what we received.
+        let target = match &peer {
+            Some(p) if p.reachable && p.error.is_none() => p.binlog.clone(),
+            _ => replica.received.clone(),
+        };
+        let missing = self.missing(local, &target, &health).await?;
+        if !missing.is_empty() {
+            let start = std::time::Instant::now();
+            if local.wait_executed(&target, self.cfg.drain_timeout).await? {
+                notes.push(format!(
+                    "relay log applied up to {target} in {:.0} ms",
+                    start.elapsed().as_secs_f64() * 1000.0
+                ));
+            } else {
+                let after = local.health().await;
+                if let Some(r) = after.replica.as_ref().filter(|r| r.last_sql_errno != 0) {
+                    return Err(format!(
+                        "replication apply error {} while draining: {}",
+                        r.last_sql_errno, r.last_sql_error
+                    ));
+                }
+                let why = format!(
+                    "relay log not applied within drain_timeout {:?} (to apply: {target}; executed: {})",
+                    self.cfg.drain_timeout, after.executed
+                );
+                match self.cfg.on_drain_timeout {
+                    DrainPolicy::Refuse => return Err(why),
+                    DrainPolicy::Promote => {
+                        warn!(db = %self.cfg.name, "{why}; promoting anyway (on_drain_timeout promote)");
+                        notes.push(why);
+                    }
+                }
+            }
+        }
+        // 4. Transactions of our own that the peer never had.
+        if let Some(p) = peer.as_ref().filter(|p| p.reachable && p.error.is_none()) {
+            let errant = local.errant(&health, p).await?;
+            if !errant.is_empty() {
+                return Err(format!("errant transactions on this node: {errant}"));
+            }
+        }
+        // 5. A peer that is gone may come back with writes it never shipped: pull nothing
+        // from it until it is checked.
+        if peer.is_none() {
+            local.stop_io_thread().await?;
+            self.channel_stopped.store(true, Ordering::Relaxed);
+            notes.push("replication from the peer stopped until it is back and checked".into());
+        }
+        local.set_read_only(false).await?;
+        notes.push("read_only cleared".into());
+        Ok(notes.join("; "))
+    }
+
+    /// What of `target` this server has not executed yet (empty: nothing).
+    async fn missing(
+        &self,
+        local: &mut Session,
+        target: &str,
+        health: &Health,
+    ) -> Result<String, String> {
+        if target.is_empty() {
+            return Ok(String::new());
+        }
+        match local.flavor {
+            Flavor::Mariadb => {
+                let beyond = Pos::parse(target)?.beyond(&Pos::parse(&health.executed)?);
+                if let Some(d) = beyond
+                    .iter()
+                    .find(|b| matches!(b, gtid::Beyond::Diverged(..)))
+                {
+                    return Err(format!("the peer's data diverged from ours: {d}"));
+                }
+                Ok(beyond
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            }
+            // The wait itself returns at once when nothing is missing.
+            Flavor::Mysql => Ok(target.to_owned()),
+        }
+    }
+
+    async fn fence(&self, server: &mut Session) -> Result<u32, String> {
+        server.set_read_only(true).await?;
+        server.kill_sessions(&self.keep()).await
+    }
+
+    /// Demotion: read-only and application sessions ended (before the VIPs go).
+    pub async fn demote(&self) -> Result<String, String> {
+        let mut local = self.local.open().await?;
+        let result = self.fence(&mut local).await;
+        local.close().await;
+        result.map(|killed| format!("read_only set, {killed} sessions ended"))
+    }
+
+    /// Planned switchover, on the master: read-only, then wait (bounded) until the peer has
+    /// executed everything we wrote. On failure the node is made writable again (it is still
+    /// master) and the error says why.
+    pub async fn hand_over(&self) -> Result<String, String> {
+        let mut local = self.local.open().await?;
+        let result = self.hand_over_with(&mut local).await;
+        if result.is_err()
+            && let Err(e) = local.set_read_only(false).await
+        {
+            warn!(db = %self.cfg.name, "switchover failed and read_only could not be cleared again: {e}");
+        }
+        local.close().await;
+        result
+    }
+
+    async fn hand_over_with(&self, local: &mut Session) -> Result<String, String> {
+        let killed = self.fence(local).await?;
+        let health = local.health().await;
+        if let Some(e) = health.error {
+            return Err(format!("local database: {e}"));
+        }
+        let mut peer = self
+            .peer
+            .open()
+            .await
+            .map_err(|e| format!("the peer database: {e}"))?;
+        let peer_health = peer.health().await;
+        let outcome = match peer_health.problem() {
+            Some(problem) => Err(format!("the peer cannot take over: {problem}")),
+            None => {
+                let start = std::time::Instant::now();
+                match peer
+                    .wait_executed(&health.binlog, self.cfg.drain_timeout)
+                    .await
+                {
+                    Ok(true) => Ok(format!(
+                        "read_only set ({killed} sessions ended); the peer executed {} in {:.0} ms",
+                        health.binlog,
+                        start.elapsed().as_secs_f64() * 1000.0
+                    )),
+                    Ok(false) => Err(format!(
+                        "the peer did not execute {} within drain_timeout {:?}",
+                        health.binlog, self.cfg.drain_timeout
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        peer.close().await;
+        outcome
+    }
+
+    /// One health check of both servers, and the channel from the peer started where that is
+    /// safe: at the agent's first check (servers start with `skip_slave_start`), or after a
+    /// promotion stopped it. A writable peer is the active node and always pulled from; a
+    /// read-only one only if it holds no transactions of its own that we lack (a returning
+    /// old master with writes it never shipped stays cut off, and the log says so).
+    pub async fn check(&self, first: bool) -> (Health, Health) {
+        let (local, peer) = tokio::join!(self.local.open(), self.peer.health());
+        let mut local = match local {
+            Ok(s) => s,
+            Err(e) => return (Health::unreachable(e), peer),
+        };
+        let mut health = local.health().await;
+        let stopped = health.replica.as_ref().is_some_and(|r| {
+            r.io_running == "No" && !r.sql_running && r.last_io_errno == 0 && r.last_sql_errno == 0
+        });
+        let ours = self.channel_stopped.load(Ordering::Relaxed);
+        if stopped && (first || ours) && peer.reachable && peer.error.is_none() {
+            match self.peer_errant(&mut local, &peer).await {
+                Ok(errant) if errant.is_empty() || !peer.read_only => {
+                    match local.start_replica().await {
+                        Ok(()) => {
+                            info!(db = %self.cfg.name, "replication from the peer started");
+                            self.channel_stopped.store(false, Ordering::Relaxed);
+                            health = local.health().await;
+                        }
+                        Err(e) => warn!(db = %self.cfg.name, "starting replication: {e}"),
+                    }
+                }
+                Ok(errant) => warn!(
+                    db = %self.cfg.name,
+                    "replication from the peer stays stopped: it holds transactions this node lacks ({errant}); resolve them, then START SLAVE/REPLICA"
+                ),
+                Err(e) => warn!(db = %self.cfg.name, "comparing with the peer: {e}"),
+            }
+        }
+        local.close().await;
+        (health, peer)
+    }
+
+    /// The peer's own transactions that this server lacks.
+    async fn peer_errant(&self, local: &mut Session, peer: &Health) -> Result<String, String> {
+        match local.flavor {
+            Flavor::Mariadb => {
+                let local_pos = Pos::parse(&local.health().await.executed)?;
+                let found = gtid::errant(&Pos::parse(&peer.binlog)?, peer.server_id, &local_pos);
+                Ok(found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+            }
+            Flavor::Mysql => {
+                let me = local.health().await;
+                local.subtract(&peer.executed, &me.executed).await
+            }
+        }
+    }
+}
