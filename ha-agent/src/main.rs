@@ -60,6 +60,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Planned, zero-loss switchover, run on the master: its database goes read-only, the
+    /// peer's executes everything it wrote, then this node resigns and the peer promotes.
+    Switchover {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// The MySQL/MariaDB pair of a `mysql_replication` block.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Check a configuration: exit 0 if it can run (warnings allowed), 1 if it has errors.
     CheckConfig {
         #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
@@ -68,6 +79,47 @@ enum Command {
         /// move the VIP, or that make the configured MASTER the lower node.
         #[arg(long, value_name = "PEER_CONFIG")]
         peer: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Set up a fresh pair once, from either node: check both servers' settings (printing
+    /// the my.cnf lines to change), create the agent's and the replication accounts, start
+    /// replication both ways and check that a row written on each side arrives.
+    Setup {
+        #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The mysql_replication block (default: the only one).
+        #[arg(long)]
+        db: Option<String>,
+        /// An account on both servers that may create users and change replication.
+        #[arg(long, default_value = "root")]
+        admin_user: String,
+        /// Its password's file (none: an empty password).
+        #[arg(long)]
+        admin_password_file: Option<PathBuf>,
+    },
+    /// Both servers and both directions of replication, checked now.
+    Status {
+        #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        db: Option<String>,
+        /// Where the anti-flap record lives.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge the automatic failovers so far: anti-flap allows `max_auto_failovers` again.
+    Ack {
+        #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        db: Option<String>,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
 }
 
@@ -118,7 +170,124 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Switchover { state_dir } => {
+            let done = ctl::switchover(&ctl::socket_path(&state_dir))?;
+            println!("switchover: {done}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command } => db_command(command),
         Command::CheckConfig { config, peer } => check_config(&config, peer.as_deref()),
+    }
+}
+
+/// The `mysql_replication` block `name` of `path` (default: the only one).
+fn replication(path: &Path, name: Option<&str>) -> anyhow::Result<config::MysqlReplication> {
+    let loaded = config::load(path)?;
+    if loaded.diagnostics.has_errors() {
+        let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    let all = loaded.config.replications;
+    match name {
+        Some(name) => all
+            .into_iter()
+            .find(|r| r.name == name)
+            .with_context(|| format!("{}: no mysql_replication {name}", path.display())),
+        None if all.len() == 1 => Ok(all.into_iter().next().unwrap_or_else(|| unreachable!())),
+        None if all.is_empty() => anyhow::bail!("{}: no mysql_replication block", path.display()),
+        None => anyhow::bail!(
+            "{}: several mysql_replication blocks; name one with --db",
+            path.display()
+        ),
+    }
+}
+
+fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
+    use ha_agent::db;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match command {
+        DbCommand::Setup {
+            config,
+            db: name,
+            admin_user,
+            admin_password_file,
+        } => {
+            let cfg = replication(&config, name.as_deref())?;
+            let password = match admin_password_file {
+                Some(path) => config::read_secret(&path).map_err(anyhow::Error::msg)?,
+                None => String::new(),
+            };
+            let admin = db::setup::Admin {
+                user: admin_user,
+                password,
+            };
+            match runtime.block_on(db::setup::run(&cfg, &admin)) {
+                Ok(report) => {
+                    for line in report {
+                        println!("{line}");
+                    }
+                    println!("db setup: {} is replicating both ways", cfg.name);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("db setup: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        DbCommand::Status {
+            config,
+            db: name,
+            state_dir,
+            json,
+        } => {
+            let cfg = replication(&config, name.as_deref())?;
+            let pair =
+                db::pair::Pair::new(cfg.clone(), state_dir.clone()).map_err(anyhow::Error::msg)?;
+            let (local, peer) =
+                runtime.block_on(async { tokio::join!(pair.local.health(), pair.peer.health()) });
+            let record =
+                db::antiflap::Record::load(&db::antiflap::Record::path(&state_dir, &cfg.name))
+                    .unwrap_or_default();
+            let status = ctl::status::ReplicationStatus {
+                name: cfg.name.clone(),
+                local_server: cfg.local.to_string(),
+                peer_server: format!("{}:{}", cfg.peer.0, cfg.peer.1),
+                problem: local.problem(),
+                local: Some(local),
+                peer: Some(peer),
+                last_promotion: None,
+                last_demotion: None,
+                auto_failovers: record.failovers.len() as u32,
+                last_auto_failover: record.last,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render(ctl::status::unix_now()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Ack {
+            config,
+            db: name,
+            state_dir,
+        } => {
+            let cfg = replication(&config, name.as_deref())?;
+            let path = db::antiflap::Record::path(&state_dir, &cfg.name);
+            let mut record = db::antiflap::Record::load(&path).map_err(anyhow::Error::msg)?;
+            let count = record.failovers.len();
+            record.acknowledge();
+            record.save(&path).map_err(anyhow::Error::msg)?;
+            println!(
+                "{}: {count} automatic failover(s) acknowledged; {} more allowed",
+                cfg.name, cfg.max_auto_failovers
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

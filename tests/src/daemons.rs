@@ -268,6 +268,16 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// `ha-agent status` as people read it.
+    pub fn status_text(&self) -> String {
+        let out = Command::new(agent_binary())
+            .args(["status", "--state-dir"])
+            .arg(&self.state_dir)
+            .output()
+            .expect("run ha-agent status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The first instance's field from the status, e.g. `state`.
     pub fn instance_field(&self, field: &str) -> serde_json::Value {
         self.status()["instances"][0][field].clone()

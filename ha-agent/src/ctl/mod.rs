@@ -1,7 +1,8 @@
 //! The status socket (`<state-dir>/ha-agent.sock`) and what it answers.
 //!
-//! Protocol: the client sends one line, `status`, and reads JSON until the agent closes the
-//! connection. Anything else is answered with `{"error": "..."}`.
+//! Protocol: the client sends one line and reads JSON until the agent closes the connection:
+//! `status` (the [`Status`]) or `switchover` (`{"ok": "..."}` or `{"error": "..."}`; only
+//! root or the agent's own user may ask). Anything else is answered with `{"error": "..."}`.
 
 pub mod status;
 
@@ -37,20 +38,29 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
-/// A status request from a client, answered by the daemon's loop.
-pub type StatusRequest = oneshot::Sender<Status>;
+/// A client's request, answered by the daemon's loop.
+pub enum Command {
+    Status(oneshot::Sender<Status>),
+    /// Planned switchover of the MASTER instances a database follows.
+    Switchover(oneshot::Sender<Result<String, String>>),
+}
 
-/// What a client may ask: one line, `status`.
+/// How long a switchover may take before its client gives up (the hand-over waits up to
+/// `drain_timeout` for the peer).
+pub const SWITCHOVER_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What a client may ask: one line, `status` or `switchover`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     Status,
+    Switchover,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("request longer than {MAX_REQUEST} bytes")]
     TooLong,
-    #[error("unknown request (the protocol has one: `status`)")]
+    #[error("unknown request (the protocol knows `status` and `switchover`)")]
     Unknown,
 }
 
@@ -66,13 +76,14 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
     }
     match line.trim_ascii() {
         b"status" => Ok(Request::Status),
+        b"switchover" => Ok(Request::Switchover),
         _ => Err(RequestError::Unknown),
     }
 }
 
-/// Listens on the status socket; each `status` request becomes a [`StatusRequest`]. The
-/// socket is mode 0600 (0660 with `group`), whatever the umask.
-pub fn serve(path: &Path, group: Option<&str>) -> io::Result<mpsc::Receiver<StatusRequest>> {
+/// Listens on the status socket; each request becomes a [`Command`]. The socket is mode
+/// 0600 (0660 with `group`), whatever the umask.
+pub fn serve(path: &Path, group: Option<&str>) -> io::Result<mpsc::Receiver<Command>> {
     let listener = bind_private(path, group)?;
     let (tx, rx) = mpsc::channel(MAX_CLIENTS);
     tokio::spawn(accept_loop(listener, tx));
@@ -116,7 +127,7 @@ fn bind_private(path: &Path, group: Option<&str>) -> io::Result<UnixListener> {
     bound
 }
 
-async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<StatusRequest>) {
+async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<Command>) {
     let mut tasks = JoinSet::new();
     // Live clients, oldest first.
     let mut clients: VecDeque<AbortHandle> = VecDeque::new();
@@ -158,18 +169,44 @@ async fn accept_loop(listener: UnixListener, tx: mpsc::Sender<StatusRequest>) {
     }
 }
 
-async fn serve_client(mut stream: UnixStream, tx: mpsc::Sender<StatusRequest>) {
-    let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
-        let answer = match read_request(&mut stream).await? {
+async fn serve_client(mut stream: UnixStream, tx: mpsc::Sender<Command>) {
+    let request = match tokio::time::timeout(CLIENT_DEADLINE, read_request(&mut stream)).await {
+        Ok(Ok(request)) => request,
+        _ => return,
+    };
+    let deadline = match request {
+        Ok(Request::Switchover) => SWITCHOVER_DEADLINE,
+        _ => CLIENT_DEADLINE,
+    };
+    let _ = tokio::time::timeout(deadline, async {
+        let answer = match request {
             Ok(Request::Status) => {
                 let (reply_tx, reply_rx) = oneshot::channel();
-                if tx.send(reply_tx).await.is_err() {
+                if tx.send(Command::Status(reply_tx)).await.is_err() {
                     return Ok(());
                 }
                 let Ok(status) = reply_rx.await else {
                     return Ok(());
                 };
                 serde_json::to_vec(&status).map_err(io::Error::other)?
+            }
+            Ok(Request::Switchover) => {
+                let result = if may_change_state(&stream) {
+                    let (reply_tx, reply_rx) = oneshot::channel();
+                    if tx.send(Command::Switchover(reply_tx)).await.is_err() {
+                        return Ok(());
+                    }
+                    reply_rx
+                        .await
+                        .unwrap_or_else(|_| Err("the agent is stopping".into()))
+                } else {
+                    Err("switchover needs root (or the agent's own user)".into())
+                };
+                let json = match result {
+                    Ok(what) => serde_json::json!({ "ok": what }),
+                    Err(why) => serde_json::json!({ "error": why }),
+                };
+                serde_json::to_vec(&json).map_err(io::Error::other)?
             }
             Err(e) => serde_json::to_vec(&serde_json::json!({ "error": e.to_string() }))
                 .map_err(io::Error::other)?,
@@ -178,6 +215,14 @@ async fn serve_client(mut stream: UnixStream, tx: mpsc::Sender<StatusRequest>) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// Requests that change state come from root or the agent's own user only (a status group
+/// may read, not act).
+fn may_change_state(stream: &UnixStream) -> bool {
+    stream
+        .peer_cred()
+        .is_ok_and(|c| c.uid() == 0 || c.uid() == nix::unistd::geteuid().as_raw())
 }
 
 /// Reads until a newline, the end of the stream, or one byte more than a request may hold.
@@ -217,22 +262,41 @@ pub enum QueryError {
     Refused(String),
 }
 
-/// Asks the agent listening on `path` for its status.
-pub fn query(path: &Path) -> Result<Status, QueryError> {
+/// Sends `request` to the agent listening on `path`; its JSON answer, or its error.
+fn ask(path: &Path, request: &str, limit: Duration) -> Result<serde_json::Value, QueryError> {
     let mut stream =
         std::os::unix::net::UnixStream::connect(path).map_err(|source| QueryError::Connect {
             path: path.display().to_string(),
             source,
         })?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    stream.write_all(b"status\n")?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     let value: serde_json::Value = serde_json::from_slice(&answer)?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
         return Err(QueryError::Refused(error.to_owned()));
     }
-    Ok(serde_json::from_value(value)?)
+    Ok(value)
+}
+
+/// Asks the agent listening on `path` for its status.
+pub fn query(path: &Path) -> Result<Status, QueryError> {
+    Ok(serde_json::from_value(ask(
+        path,
+        "status",
+        Duration::from_secs(5),
+    )?)?)
+}
+
+/// Asks the agent listening on `path` for a planned switchover; what it did.
+pub fn switchover(path: &Path) -> Result<String, QueryError> {
+    let value = ask(path, "switchover", SWITCHOVER_DEADLINE)?;
+    Ok(value
+        .get("ok")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned())
 }
 
 #[cfg(test)]
@@ -240,7 +304,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_status_request_is_understood() {
+    fn only_status_and_switchover_are_understood() {
+        assert_eq!(parse_request(b"switchover\n"), Ok(Request::Switchover));
         for ok in [
             &b"status"[..],
             b"status\n",

@@ -14,6 +14,36 @@ pub struct Status {
     /// The XDP program, when it is used.
     #[serde(default)]
     pub xdp: Option<XdpStatus>,
+    /// Each `mysql_replication` the agent supervises.
+    #[serde(default)]
+    pub replication: Vec<ReplicationStatus>,
+}
+
+/// A supervised database pair: both servers as last checked, and the last promotion and
+/// demotion with their outcome (a refusal says why).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReplicationStatus {
+    pub name: String,
+    pub local_server: String,
+    pub peer_server: String,
+    /// Why the local server cannot carry the pair's data, if it cannot.
+    pub problem: Option<String>,
+    pub local: Option<crate::db::health::Health>,
+    pub peer: Option<crate::db::health::Health>,
+    pub last_promotion: Option<DbRun>,
+    pub last_demotion: Option<DbRun>,
+    /// Automatic failovers to this node since the last `ha-agent db ack`.
+    pub auto_failovers: u32,
+    pub last_auto_failover: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DbRun {
+    pub ok: bool,
+    /// What was done, or why it was refused.
+    pub result: String,
+    pub duration_ms: f64,
+    pub unix_time: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -60,6 +90,9 @@ pub struct InstanceStatus {
     pub vrid: u8,
     pub version: u8,
     pub state: String,
+    /// A BACKUP promoting its database before it becomes MASTER.
+    #[serde(default)]
+    pub promoting: bool,
     /// Effective priority (configured priority plus tracker deltas).
     pub priority: u8,
     pub configured_priority: u8,
@@ -120,6 +153,106 @@ pub struct Transition {
     pub unix_time: f64,
 }
 
+impl ReplicationStatus {
+    /// Both servers and both directions of replication, for people.
+    pub fn render(&self, now: f64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "replication {}: {}",
+            self.name,
+            self.problem.as_deref().unwrap_or("healthy")
+        );
+        for (role, server, health) in [
+            ("local", &self.local_server, &self.local),
+            ("peer", &self.peer_server, &self.peer),
+        ] {
+            let _ = write!(out, "  {role} {server}: ");
+            match health {
+                None => out.push_str("not checked yet\n"),
+                Some(h) if !h.reachable => {
+                    let _ = writeln!(
+                        out,
+                        "unreachable ({})",
+                        h.error.as_deref().unwrap_or("no answer")
+                    );
+                }
+                Some(h) => {
+                    let _ = writeln!(
+                        out,
+                        "server_id {}, {}, executed {}",
+                        h.server_id,
+                        if h.read_only { "read-only" } else { "WRITABLE" },
+                        if h.executed.is_empty() {
+                            "nothing"
+                        } else {
+                            &h.executed
+                        }
+                    );
+                    match &h.replica {
+                        None => out.push_str("    replicates from: nothing configured\n"),
+                        Some(r) => {
+                            let _ = writeln!(
+                                out,
+                                "    replicates from {}: io {}, sql {}, lag {}, received {}, to apply: {}{}{}",
+                                r.source,
+                                r.io_running,
+                                if r.sql_running { "Yes" } else { "No" },
+                                r.seconds_behind
+                                    .map_or("unknown".to_owned(), |s| format!("{s} s")),
+                                if r.received.is_empty() {
+                                    "nothing"
+                                } else {
+                                    &r.received
+                                },
+                                if h.backlog.is_empty() {
+                                    "nothing"
+                                } else {
+                                    &h.backlog
+                                },
+                                if r.last_io_errno != 0 {
+                                    format!(", io error {}: {}", r.last_io_errno, r.last_io_error)
+                                } else {
+                                    String::new()
+                                },
+                                if r.last_sql_errno != 0 {
+                                    format!(
+                                        ", apply error {}: {}",
+                                        r.last_sql_errno, r.last_sql_error
+                                    )
+                                } else {
+                                    String::new()
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (what, run) in [
+            ("promotion", &self.last_promotion),
+            ("demotion", &self.last_demotion),
+        ] {
+            if let Some(run) = run {
+                let _ = writeln!(
+                    out,
+                    "  last {what}: {} {:.1} s ago ({:.0} ms): {}",
+                    if run.ok { "done" } else { "REFUSED" },
+                    (now - run.unix_time).max(0.0),
+                    run.duration_ms,
+                    run.result
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  automatic failovers since the last ack: {}",
+            self.auto_failovers
+        );
+        out
+    }
+}
+
 /// Wall-clock seconds since the Unix epoch (what `Transition::unix_time` holds).
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -136,12 +269,17 @@ impl Status {
         for i in &self.instances {
             let _ = writeln!(
                 out,
-                "{} ({} vrid {} v{}): {} priority {}{}",
+                "{} ({} vrid {} v{}): {}{} priority {}{}",
                 i.name,
                 i.interface,
                 i.vrid,
                 i.version,
                 i.state,
+                if i.promoting {
+                    " (promoting its database)"
+                } else {
+                    ""
+                },
                 i.priority,
                 if i.priority != i.configured_priority {
                     format!(" (configured {})", i.configured_priority)
@@ -217,6 +355,9 @@ impl Status {
                     t.reason
                 );
             }
+        }
+        for r in &self.replication {
+            out.push_str(&r.render(now));
         }
         match &self.xdp {
             None => out.push_str("XDP: off (adverts checked on the sockets only)\n"),

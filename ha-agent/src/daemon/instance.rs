@@ -16,6 +16,7 @@ use ha_common::vrrp::{
 
 use super::{
     DaemonError, World,
+    db::{Op, Outcome},
     notify::{Event, Notifier},
     reload::Change,
     xdp::VipWant,
@@ -112,13 +113,15 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         version: cfg.version,
         priority: cfg.priority,
         advert_int_cs: cfg.advert_int_cs,
-        preempt: cfg.preempt,
+        // A database follows the VIP: it moves when the master fails or on a switchover,
+        // never back on its own (no automatic failback).
+        preempt: cfg.preempt && cfg.track_replication.is_empty(),
         preempt_delay: cfg.preempt_delay,
         fast_preempt: cfg.fast_preempt,
         primary_ip,
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,
-        gated: false,
+        gated: !cfg.track_replication.is_empty(),
     }
 }
 
@@ -499,7 +502,10 @@ impl Running {
                     world.kernel_dirty.set(true);
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips),
-                Action::Promote { .. } | Action::Demote { .. } => {}
+                Action::Promote { id, failover } => {
+                    self.db_request(world, Op::Promote { id, failover })
+                }
+                Action::Demote { id } => self.db_request(world, Op::Demote { id }),
                 Action::Transition { from, to, reason } => {
                     world.kernel_dirty.set(true);
                     info!(
@@ -524,6 +530,52 @@ impl Running {
                     }
                 }
             }
+        }
+    }
+
+    /// The database this instance's takeover waits for (`track_replication`, first entry).
+    pub fn gate(&self) -> Option<&str> {
+        self.cfg.track_replication.first().map(|t| t.name.as_str())
+    }
+
+    fn db_request(&self, world: &World, op: Op) {
+        if let Some(db) = self.gate() {
+            world.dbs.request(db, &self.cfg.name, op);
+        }
+    }
+
+    /// A database worker's answer for this instance.
+    pub async fn on_db_done(&mut self, outcome: Outcome, now: Duration, world: &World) {
+        match outcome {
+            Outcome::Promoted { id, result } => self.fsm.promotion_done(now, id, result.is_ok()),
+            Outcome::Demoted { id, .. } => self.fsm.demoted(id),
+            Outcome::HandedOver { result, reply } => {
+                let result = match result {
+                    Ok(what) if self.fsm.resign(now) => Ok(what),
+                    Ok(_) => Err(format!("{} is no longer MASTER", self.cfg.name)),
+                    Err(why) => Err(why),
+                };
+                let _ = reply.send(result);
+            }
+        }
+        self.execute(world).await;
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.fsm.state() == State::Master
+    }
+
+    /// The demotion whose answer releases the VIPs still held, if any.
+    pub fn pending_demotion(&self) -> Option<u64> {
+        self.fsm.pending_demotion()
+    }
+
+    /// Releases the VIPs without waiting any longer for the database (the agent is exiting).
+    pub async fn give_up_demotion(&mut self, world: &World) {
+        if let Some(id) = self.fsm.pending_demotion() {
+            warn!(instance = %self.cfg.name, "the database did not confirm read-only in time; releasing the VIPs");
+            self.fsm.demoted(id);
+            self.execute(world).await;
         }
     }
 
@@ -604,6 +656,7 @@ impl Running {
             vrid: self.cfg.vrid,
             version: self.cfg.version.number(),
             state: self.fsm.state().to_string(),
+            promoting: self.fsm.promoting(),
             priority: self.fsm.priority(),
             configured_priority: self.cfg.priority,
             master: self.fsm.master().map(|ip| ip.to_string()),

@@ -3,6 +3,7 @@
 
 mod checks;
 mod clock;
+mod db;
 mod instance;
 mod notify;
 pub mod realtime;
@@ -88,6 +89,8 @@ pub(crate) struct World {
     notify_timeout: Duration,
     /// Set when an instance changed what the XDP maps must say (state, VIPs held).
     kernel_dirty: Cell<bool>,
+    /// The supervised databases (`mysql_replication`).
+    dbs: db::Dbs,
 }
 
 impl World {
@@ -212,6 +215,7 @@ async fn reloaded(
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     let config = load_config(&options.config)?;
+    let (dbs, mut db_inbox) = db::Dbs::new();
     if !config.global.startup_delay.is_zero() {
         info!(delay = ?config.global.startup_delay, "vrrp_startup_delay");
         tokio::time::sleep(config.global.startup_delay).await;
@@ -224,6 +228,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
         sockets: HashMap::new(),
         kernel_dirty: Cell::new(true),
+        dbs,
     };
     let kernel = xdp::Kernel::start(options.xdp, &xdp::interfaces(&config.instances))?;
     if kernel.is_some() {
@@ -246,6 +251,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     daemon
         .checks
         .configure(&config.scripts, script_user(&config));
+    daemon
+        .world
+        .dbs
+        .configure(&config.replications, &daemon.options.state_dir)
+        .map_err(DaemonError::Config)?;
     for cfg in config.instances {
         let running = Running::prepare(cfg, &mut daemon.world).await?;
         daemon.instances.push(running);
@@ -309,9 +319,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
             Some(report) = daemon.checks.rx.recv() => daemon.on_check(report).await,
             Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
-            Some(reply) = status_requests.recv() => {
-                let _ = reply.send(daemon.status());
-            }
+            Some(report) = db_inbox.reports.recv() => daemon.on_db_report(report).await,
+            Some(done) = db_inbox.done.recv() => daemon.on_db_done(done).await,
+            Some(command) = status_requests.recv() => daemon.on_command(command),
         }
     }
 
@@ -320,6 +330,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for running in &mut daemon.instances {
         running.stop(at, &daemon.world).await;
     }
+    daemon.finish_demotions(&mut db_inbox).await;
     // notify_stop (and anything still queued) runs before the agent exits, for a while.
     futures::future::join_all(
         daemon
@@ -370,6 +381,78 @@ impl Daemon {
         }
     }
 
+    async fn on_db_report(&mut self, report: db::Report) {
+        if self.world.dbs.record(report) {
+            self.apply_tracking().await;
+        }
+    }
+
+    async fn on_db_done(&mut self, done: db::Done) {
+        self.world.dbs.note(&done);
+        let at = now();
+        match self
+            .instances
+            .iter_mut()
+            .find(|r| r.cfg.name == done.instance)
+        {
+            Some(running) => running.on_db_done(done.outcome, at, &self.world).await,
+            None => {
+                if let db::Outcome::HandedOver { reply, .. } = done.outcome {
+                    let _ = reply.send(Err(format!("instance {} is gone", done.instance)));
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: ctl::Command) {
+        match command {
+            ctl::Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            ctl::Command::Switchover(reply) => {
+                // The MASTER instance a database follows hands over; the peer's database
+                // must have executed everything first (see `Pair::hand_over`).
+                let master = self
+                    .instances
+                    .iter()
+                    .find(|r| r.is_master() && r.gate().is_some());
+                match master {
+                    Some(running) => {
+                        let db = running.gate().unwrap_or_default().to_owned();
+                        info!(instance = %running.cfg.name, db = %db, "switchover requested");
+                        self.world
+                            .dbs
+                            .request(&db, &running.cfg.name, db::Op::HandOver { reply });
+                    }
+                    None => {
+                        let _ = reply.send(Err(
+                            "no MASTER instance with track_replication on this node".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// At exit: masters that demoted their database release the VIPs once it is read-only
+    /// (waiting a bounded time for the answers).
+    async fn finish_demotions(&mut self, inbox: &mut db::Inbox) {
+        let deadline = tokio::time::Instant::now() + NOTIFY_AT_EXIT;
+        while self
+            .instances
+            .iter()
+            .any(|r| r.pending_demotion().is_some())
+        {
+            match tokio::time::timeout_at(deadline, inbox.done.recv()).await {
+                Ok(Some(done)) => self.on_db_done(done).await,
+                _ => break,
+            }
+        }
+        for running in &mut self.instances {
+            running.give_up_demotion(&self.world).await;
+        }
+    }
+
     async fn on_link(&mut self, name: String, up: bool) {
         if let Some(known) = self.links.get_mut(&name)
             && *known != up
@@ -390,6 +473,16 @@ impl Daemon {
     /// The priority delta and fault an instance's checks and tracked interfaces add up to.
     fn tracking(&self, cfg: &VrrpInstance) -> (i32, bool) {
         let (mut delta, mut fault) = self.checks.effect(&cfg.track_scripts);
+        for t in &cfg.track_replication {
+            match effect(
+                self.world.dbs.healthy(&t.name),
+                t.weight.unwrap_or(0),
+                false,
+            ) {
+                Effect::Priority(d) => delta += d,
+                Effect::Fault => fault = true,
+            }
+        }
         for t in &cfg.track_interfaces {
             let up = self.links.get(&t.name).copied().unwrap_or(false);
             match effect(up, t.weight, t.reverse) {
@@ -402,6 +495,29 @@ impl Daemon {
 
     fn tracker_status(&self, cfg: &VrrpInstance) -> Vec<TrackerStatus> {
         let mut trackers = self.checks.status(&cfg.track_scripts);
+        trackers.extend(cfg.track_replication.iter().map(|t| {
+            let up = self.world.dbs.healthy(&t.name);
+            let effect = effect(up, t.weight.unwrap_or(0), false);
+            let problem = self
+                .world
+                .dbs
+                .by_name
+                .get(&t.name)
+                .and_then(|d| d.local.as_ref())
+                .map(|h| h.problem().unwrap_or_else(|| "healthy".into()));
+            TrackerStatus {
+                name: format!("replication {}", t.name),
+                up,
+                streak: 0,
+                priority_delta: match effect {
+                    Effect::Priority(d) => d,
+                    Effect::Fault => 0,
+                },
+                fault: effect == Effect::Fault,
+                last_result: problem,
+                last_duration_ms: None,
+            }
+        }));
         trackers.extend(cfg.track_interfaces.iter().map(|t| {
             let up = self.links.get(&t.name).copied().unwrap_or(false);
             let effect = effect(up, t.weight, t.reverse);
@@ -596,6 +712,13 @@ impl Daemon {
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));
+        if let Err(e) = self
+            .world
+            .dbs
+            .configure(&config.replications, &self.options.state_dir)
+        {
+            error!("mysql_replication: {e}; keeping the databases as they were");
+        }
         if let Some(kernel) = &mut self.kernel
             && let Err(e) = kernel.attach(&xdp::interfaces(&config.instances))
         {
@@ -729,6 +852,7 @@ impl Daemon {
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
             xdp: self.kernel.as_ref().map(xdp::Kernel::status),
+            replication: self.world.dbs.status(),
         }
     }
 }

@@ -55,13 +55,13 @@ impl Replica {
                 .find_map(|n| row.get(*n))
                 .and_then(|v| v.clone())
         };
-        let number = |names: &[&str]| -> Result<u32, String> {
-            match get(names) {
+        let number = |name: &str| -> Result<u32, String> {
+            match get(&[name]) {
                 None => Ok(0),
                 Some(v) if v.is_empty() => Ok(0),
                 Some(v) => v
                     .parse()
-                    .map_err(|_| format!("{} is `{v}`, not a number", names[0])),
+                    .map_err(|_| format!("{name} is `{v}`, not a number")),
             }
         };
         let io_running = get(&["Replica_IO_Running", "Slave_IO_Running"])
@@ -77,9 +77,9 @@ impl Replica {
             io_running,
             sql_running: get(&["Replica_SQL_Running", "Slave_SQL_Running"]).as_deref()
                 == Some("Yes"),
-            last_io_errno: number(&["Last_IO_Errno"])?,
+            last_io_errno: number("Last_IO_Errno")?,
             last_io_error: get(&["Last_IO_Error"]).unwrap_or_default(),
-            last_sql_errno: number(&["Last_SQL_Errno"])?,
+            last_sql_errno: number("Last_SQL_Errno")?,
             last_sql_error: get(&["Last_SQL_Error"]).unwrap_or_default(),
             seconds_behind: get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
                 .and_then(|v| v.parse().ok()),

@@ -97,8 +97,178 @@ pub struct Admin {
     pub password: String,
 }
 
+/// What setup reads from a server's settings.
+struct Settings {
+    server_id: String,
+    offset: Option<String>,
+    /// my.cnf lines to change; empty when right.
+    wrong: Vec<String>,
+}
+
+impl Node {
+    async fn settings(&mut self, default_offset: u32) -> Result<Settings, String> {
+        let extra = match self.session.flavor {
+            Flavor::Mariadb => ", @@gtid_strict_mode AS gtid_strict_mode",
+            Flavor::Mysql => {
+                ", @@gtid_mode AS gtid_mode, @@enforce_gtid_consistency AS enforce_gtid_consistency"
+            }
+        };
+        let vars = self
+            .session
+            .row(&format!("{SETTINGS}{extra}"))
+            .await?
+            .unwrap_or_default();
+        let value = |k: &str| vars.get(k).cloned().flatten();
+        let offset = value("auto_increment_offset")
+            .and_then(|o| o.parse().ok())
+            .filter(|o| *o == 1 || *o == 2)
+            .unwrap_or(default_offset);
+        Ok(Settings {
+            server_id: value("server_id").unwrap_or_default(),
+            offset: value("auto_increment_offset"),
+            wrong: wrong_settings(self.session.flavor, &vars, offset),
+        })
+    }
+
+    fn describe(&self, settings: &Settings) -> String {
+        if settings.wrong.is_empty() {
+            format!(
+                "{} ({}:{}, {}, server_id {}): settings ok",
+                self.name, self.address, self.port, self.session.version, settings.server_id
+            )
+        } else {
+            format!(
+                "{} ({}:{}): settings to change, in my.cnf:\n[mysqld]\n{}",
+                self.name,
+                self.address,
+                self.port,
+                settings.wrong.join("\n")
+            )
+        }
+    }
+
+    /// Refuses a server that replicates already: setup is for a fresh pair.
+    async fn fresh(&mut self) -> Result<String, String> {
+        let status = match self.session.flavor {
+            Flavor::Mariadb => "SHOW SLAVE STATUS",
+            Flavor::Mysql => "SHOW REPLICA STATUS",
+        };
+        if self.session.row(status).await?.is_some() {
+            return Err(format!(
+                "{}: replication is already configured (db setup is for a fresh pair; `ha-agent db status` shows it)",
+                self.name
+            ));
+        }
+        Ok(self.session.health().await.executed)
+    }
+
+    /// The replication account for `other`'s replica and the agent's account for both
+    /// nodes, not binlogged (each server creates its own; neither replays the other's).
+    async fn accounts(
+        &mut self,
+        other: Ipv4Addr,
+        cfg: &MysqlReplication,
+        repl_password: &str,
+        agent_password: &str,
+    ) -> Result<String, String> {
+        let grants = agent_grants(self.session.flavor);
+        let mut sql = vec!["SET sql_log_bin = 0".to_owned()];
+        let repl = format!("{}@{}", quote(&cfg.repl_user), quote(&other.to_string()));
+        sql.push(format!(
+            "CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY {}",
+            quote(repl_password)
+        ));
+        sql.push(format!("GRANT REPLICATION SLAVE ON *.* TO {repl}"));
+        let mut hosts = vec![self.address.to_string(), other.to_string()];
+        if matches!(cfg.local, Endpoint::Socket(_)) {
+            hosts.push("localhost".into());
+        }
+        for host in hosts {
+            let agent = format!("{}@{}", quote(&cfg.user), quote(&host));
+            sql.push(format!(
+                "CREATE USER IF NOT EXISTS {agent} IDENTIFIED BY {}",
+                quote(agent_password)
+            ));
+            sql.push(format!("GRANT {grants} ON *.* TO {agent}"));
+        }
+        sql.push("SET sql_log_bin = 1".into());
+        self.session.run(&sql).await?;
+        Ok(format!(
+            "{}: accounts {} (replication) and {} (agent) created, not binlogged",
+            self.name, cfg.repl_user, cfg.user
+        ))
+    }
+
+    /// Replicates from `(host, port)` with GTID auto-positioning and heartbeats.
+    async fn replicate_from(
+        &mut self,
+        (host, port): (Ipv4Addr, u16),
+        cfg: &MysqlReplication,
+        repl_password: &str,
+    ) -> Result<String, String> {
+        let sql = match self.session.flavor {
+            Flavor::Mariadb => vec![
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \
+                     MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+                     MASTER_HEARTBEAT_PERIOD=1",
+                    quote(&host.to_string()),
+                    quote(&cfg.repl_user),
+                    quote(repl_password)
+                ),
+                "START SLAVE".to_owned(),
+            ],
+            Flavor::Mysql => vec![
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={port}, \
+                     SOURCE_USER={}, SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, \
+                     GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1",
+                    quote(&host.to_string()),
+                    quote(&cfg.repl_user),
+                    quote(repl_password)
+                ),
+                "START REPLICA".to_owned(),
+            ],
+        };
+        self.session.run(&sql).await?;
+        Ok(format!("{}: replicating from {host}:{port}", self.name))
+    }
+
+    /// Writes a row here (read_only lifted for it) and waits until `reader` has it.
+    async fn round_trip(&mut self, reader: &mut Node) -> Result<String, String> {
+        let statements = [
+            "SET GLOBAL read_only = OFF".to_owned(),
+            "CREATE DATABASE IF NOT EXISTS ha_agent".into(),
+            "CREATE TABLE IF NOT EXISTS ha_agent.setup_check (id INT AUTO_INCREMENT PRIMARY KEY, \
+             node VARCHAR(64) NOT NULL, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
+                .into(),
+            format!(
+                "INSERT INTO ha_agent.setup_check (node) VALUES ({})",
+                quote(&self.address.to_string())
+            ),
+            "SET GLOBAL read_only = ON".into(),
+        ];
+        self.session.run(&statements).await?;
+        let written = self.session.health().await.binlog;
+        if !reader
+            .session
+            .wait_executed(&written, Duration::from_secs(10))
+            .await?
+        {
+            return Err(format!(
+                "the row written on {} ({written}) did not arrive on {} within 10 s: see its replica status",
+                self.name, reader.name
+            ));
+        }
+        Ok(format!(
+            "row written on {} arrived on {} ({written})",
+            self.name, reader.name
+        ))
+    }
+}
+
 /// Runs the setup; the returned lines report each step. Nothing changes unless both
-/// servers' settings are right.
+/// servers' settings are right and the pair is fresh.
 pub async fn run(cfg: &MysqlReplication, admin: &Admin) -> Result<Vec<String>, String> {
     let local_address = cfg
         .local_address
@@ -115,196 +285,79 @@ pub async fn run(cfg: &MysqlReplication, admin: &Admin) -> Result<Vec<String>, S
         password: admin.password.clone(),
         timeout: Duration::from_secs(10),
     };
-    let mut report = Vec::new();
-    let mut nodes = [
-        Node {
-            name: "local",
-            session: server(cfg.local.clone()).open().await?,
-            address: local_address,
-            port: cfg.local_port,
-        },
-        Node {
-            name: "peer",
-            session: server(Endpoint::Tcp(cfg.peer.0, cfg.peer.1)).open().await?,
-            address: cfg.peer.0,
-            port: cfg.peer.1,
-        },
-    ];
+    let mut local = Node {
+        name: "local",
+        session: server(cfg.local.clone()).open().await?,
+        address: local_address,
+        port: cfg.local_port,
+    };
+    let mut peer = Node {
+        name: "peer",
+        session: server(Endpoint::Tcp(cfg.peer.0, cfg.peer.1)).open().await?,
+        address: cfg.peer.0,
+        port: cfg.peer.1,
+    };
+    let result = setup(cfg, &mut local, &mut peer, &repl_password, &agent_password).await;
+    local.session.close().await;
+    peer.session.close().await;
+    result
+}
+
+async fn setup(
+    cfg: &MysqlReplication,
+    local: &mut Node,
+    peer: &mut Node,
+    repl_password: &str,
+    agent_password: &str,
+) -> Result<Vec<String>, String> {
     // 1. Settings, both servers, before anything changes.
-    let mut ids = Vec::new();
-    let mut wrong_any = false;
-    for node in &mut nodes {
-        let flavor = node.session.flavor;
-        let extra = match flavor {
-            Flavor::Mariadb => ", @@gtid_strict_mode AS gtid_strict_mode",
-            Flavor::Mysql => {
-                ", @@gtid_mode AS gtid_mode, @@enforce_gtid_consistency AS enforce_gtid_consistency"
-            }
-        };
-        let vars = node
-            .session
-            .row(&format!("{SETTINGS}{extra}"))
-            .await?
-            .unwrap_or_default();
-        let id = vars.get("server_id").cloned().flatten().unwrap_or_default();
-        let offset = if ids.is_empty() { 1 } else { 2 };
-        let offset = vars
-            .get("auto_increment_offset")
-            .cloned()
-            .flatten()
-            .and_then(|o| o.parse().ok())
-            .filter(|o| *o == 1 || *o == 2)
-            .unwrap_or(offset);
-        let wrong = wrong_settings(flavor, &vars, offset);
-        if wrong.is_empty() {
-            report.push(format!(
-                "{} ({}:{}, {}, server_id {id}): settings ok",
-                node.name, node.address, node.port, node.session.version
-            ));
-        } else {
-            wrong_any = true;
-            report.push(format!(
-                "{} ({}:{}): settings to change, in my.cnf:\n[mysqld]\n{}",
-                node.name,
-                node.address,
-                node.port,
-                wrong.join("\n")
-            ));
-        }
-        ids.push((id, vars.get("auto_increment_offset").cloned().flatten()));
-    }
-    if ids[0].0 == ids[1].0 {
-        wrong_any = true;
+    let mine = local.settings(1).await?;
+    let theirs = peer.settings(2).await?;
+    let mut report = vec![local.describe(&mine), peer.describe(&theirs)];
+    let mut wrong = !mine.wrong.is_empty() || !theirs.wrong.is_empty();
+    if mine.server_id == theirs.server_id {
+        wrong = true;
         report.push(format!(
             "both servers have server_id {}: give each its own",
-            ids[0].0
+            mine.server_id
         ));
     }
-    if ids[0].1 == ids[1].1 {
-        wrong_any = true;
+    if mine.offset == theirs.offset {
+        wrong = true;
         report.push("both servers have the same auto_increment_offset: use 1 and 2".into());
     }
-    if wrong_any {
+    if wrong {
         return Err(report.join("\n"));
     }
-    // 2. A fresh pair: no replication yet, the same GTID state.
-    let mut positions = Vec::new();
-    for node in &mut nodes {
-        let status = match node.session.flavor {
-            Flavor::Mariadb => "SHOW SLAVE STATUS",
-            Flavor::Mysql => "SHOW REPLICA STATUS",
-        };
-        if node.session.row(status).await?.is_some() {
-            return Err(format!(
-                "{}: replication is already configured (db setup is for a fresh pair; `ha-agent db status` shows it)",
-                node.name
-            ));
-        }
-        positions.push(node.session.health().await.executed);
-    }
-    if positions[0] != positions[1] {
+    // 2. A fresh pair: no replication yet, the same data.
+    let (ours, their) = (local.fresh().await?, peer.fresh().await?);
+    if ours != their {
         return Err(format!(
-            "the servers' data differ (executed {} / {}): seed the peer from this node first \
-             (mariadb-backup, a dump with its GTID position, or the clone plugin)",
-            positions[0], positions[1]
+            "the servers' data differ (executed {ours} / {their}): seed the peer from this node \
+             first (mariadb-backup, a dump with its GTID position, or the clone plugin)"
         ));
     }
-    // 3. Accounts, not binlogged (each server creates its own; neither replays the other's).
-    for i in 0..2 {
-        let other = nodes[1 - i].address;
-        let mine = nodes[i].address;
-        let node = &mut nodes[i];
-        let grants = agent_grants(node.session.flavor);
-        let mut sql = vec!["SET sql_log_bin = 0".to_owned()];
-        let repl = format!("{}@{}", quote(&cfg.repl_user), quote(&other.to_string()));
-        sql.push(format!(
-            "CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY {}",
-            quote(&repl_password)
-        ));
-        sql.push(format!("GRANT REPLICATION SLAVE ON *.* TO {repl}"));
-        let mut hosts = vec![mine.to_string(), other.to_string()];
-        if matches!(cfg.local, Endpoint::Socket(_)) {
-            hosts.push("localhost".into());
-        }
-        for host in hosts {
-            let agent = format!("{}@{}", quote(&cfg.user), quote(&host));
-            sql.push(format!(
-                "CREATE USER IF NOT EXISTS {agent} IDENTIFIED BY {}",
-                quote(&agent_password)
-            ));
-            sql.push(format!("GRANT {grants} ON *.* TO {agent}"));
-        }
-        sql.push("SET sql_log_bin = 1".into());
-        node.session.run(&sql).await?;
-        report.push(format!(
-            "{}: accounts {} (replication) and {} (agent) created, not binlogged",
-            node.name, cfg.repl_user, cfg.user
-        ));
-    }
-    // 4. Each server replicates from the other.
-    for i in 0..2 {
-        let (host, port) = (nodes[1 - i].address, nodes[1 - i].port);
-        let node = &mut nodes[i];
-        let sql = match node.session.flavor {
-            Flavor::Mariadb => vec![
-                format!(
-                    "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \
-                     MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
-                     MASTER_HEARTBEAT_PERIOD=1",
-                    quote(&host.to_string()),
-                    quote(&cfg.repl_user),
-                    quote(&repl_password)
-                ),
-                "START SLAVE".to_owned(),
-            ],
-            Flavor::Mysql => vec![
-                format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={port}, \
-                     SOURCE_USER={}, SOURCE_PASSWORD={}, SOURCE_AUTO_POSITION=1, \
-                     GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1",
-                    quote(&host.to_string()),
-                    quote(&cfg.repl_user),
-                    quote(&repl_password)
-                ),
-                "START REPLICA".to_owned(),
-            ],
-        };
-        node.session.run(&sql).await?;
-        report.push(format!("{}: replicating from {host}:{port}", node.name));
-    }
-    // 5. A row each way.
-    for i in 0..2 {
-        let writer_name = nodes[i].name;
-        let statements = [
-            "SET GLOBAL read_only = OFF".to_owned(),
-            "CREATE DATABASE IF NOT EXISTS ha_agent".into(),
-            "CREATE TABLE IF NOT EXISTS ha_agent.setup_check (id INT AUTO_INCREMENT PRIMARY KEY, \
-             node VARCHAR(64) NOT NULL, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
-                .into(),
-            format!(
-                "INSERT INTO ha_agent.setup_check (node) VALUES ({})",
-                quote(&nodes[i].address.to_string())
-            ),
-            "SET GLOBAL read_only = ON".into(),
-        ];
-        nodes[i].session.run(&statements).await?;
-        let written = nodes[i].session.health().await.binlog;
-        let reader = &mut nodes[1 - i].session;
-        if !reader
-            .wait_executed(&written, Duration::from_secs(10))
-            .await?
-        {
-            return Err(format!(
-                "the row written on {writer_name} ({written}) did not arrive on the other within 10 s: see SHOW SLAVE STATUS there"
-            ));
-        }
-        report.push(format!(
-            "row written on {writer_name} arrived on the other ({written})"
-        ));
-    }
-    for node in nodes {
-        node.session.close().await;
-    }
+    // 3. Accounts, 4. replication both ways, 5. a row each way.
+    report.push(
+        local
+            .accounts(peer.address, cfg, repl_password, agent_password)
+            .await?,
+    );
+    report.push(
+        peer.accounts(local.address, cfg, repl_password, agent_password)
+            .await?,
+    );
+    report.push(
+        local
+            .replicate_from((peer.address, peer.port), cfg, repl_password)
+            .await?,
+    );
+    report.push(
+        peer.replicate_from((local.address, local.port), cfg, repl_password)
+            .await?,
+    );
+    report.push(local.round_trip(peer).await?);
+    report.push(peer.round_trip(local).await?);
     Ok(report)
 }
 

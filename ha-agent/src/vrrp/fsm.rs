@@ -227,6 +227,11 @@ impl Instance {
         }
     }
 
+    /// The demotion whose answer ([`Instance::demoted`]) releases the VIPs still held.
+    pub fn pending_demotion(&self) -> Option<u64> {
+        self.demotion
+    }
+
     /// Whether a promotion is under way (still BACKUP, claiming the VRID).
     pub fn promoting(&self) -> bool {
         self.promotion.is_some()

@@ -1,0 +1,456 @@
+//! Replication supervision with real MariaDB 10.11 servers in the hosts' namespaces, the
+//! agent beside each, and a writer on the observer host inserting through the VIP. Every
+//! test samples both servers' read_only throughout and requires that they were never both
+//! writable.
+
+use std::{net::Ipv4Addr, path::PathBuf, process::Command, time::Duration};
+
+use ha_tests::{
+    Daemon, Host, Topology,
+    daemons::agent_binary,
+    mariadb::{self, Mariadb, Sampler, Writer, WriterLog},
+    wait_until,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 100);
+const APP: (&str, &str) = ("app", "apppass");
+
+/// A pair of servers (a: server 1, b: server 2), the observer c, and the files the agents
+/// and `db setup` read.
+struct Lab {
+    topo: Topology,
+    a: Mariadb,
+    b: Mariadb,
+    etc: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Option<Self> {
+        if !mariadb::available() {
+            eprintln!("mariadbd is not installed: skipped (cargo xtask setup installs it)");
+            return None;
+        }
+        let topo = Topology::new(&["a", "b", "c"]);
+        let a = Mariadb::start(topo.host("a"), topo.dir(), 1).unwrap();
+        let b = Mariadb::start(topo.host("b"), topo.dir(), 2).unwrap();
+        for m in [&a, &b] {
+            m.create_admin("admin", "adminpass");
+            m.create_app_user(APP.0, APP.1);
+        }
+        let etc = topo.dir().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        for (file, secret) in [
+            ("agent.pass", "agent pass'word"),
+            ("repl.pass", "replpass"),
+            ("admin.pass", "adminpass"),
+        ] {
+            std::fs::write(etc.join(file), format!("{secret}\n")).unwrap();
+        }
+        Some(Self { topo, a, b, etc })
+    }
+
+    fn host(&self, name: &str) -> &Host {
+        self.topo.host(name)
+    }
+
+    /// The agent configuration of `me` (a or b): one VRRPv3 instance at 100 ms whose VIP the
+    /// database follows.
+    fn config(&self, me: &str, priority: u8, track: &str, extra: &str) -> String {
+        let (local, peer) = match me {
+            "a" => (self.a.ip(), self.b.ip()),
+            _ => (self.b.ip(), self.a.ip()),
+        };
+        format!(
+            "global_defs {{
+    vrrp_version 3
+}}
+mysql_replication DB1 {{
+    local_address {local}
+    peer_address {peer}
+    user ha_agent
+    password_file {etc}/agent.pass
+    repl_user repl
+    repl_password_file {etc}/repl.pass
+    check_interval 0.2
+    drain_timeout 10
+    min_failover_interval 0
+{extra}}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 0.1
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+    track_replication {{
+        {track}
+    }}
+}}
+",
+            etc = self.etc.display()
+        )
+    }
+
+    fn agent(&self, me: &str, priority: u8, track: &str, extra: &str) -> Daemon {
+        let config = self.config(me, priority, track, extra);
+        Daemon::agent(self.host(me), self.topo.dir(), &config)
+    }
+
+    /// `ha-agent db setup` from host a, with the admin account.
+    fn setup(&self) -> std::process::Output {
+        let conf = self.topo.dir().join("setup-a.conf");
+        std::fs::write(&conf, self.config("a", 150, "DB1", "")).unwrap();
+        self.host("a")
+            .command(agent_binary().to_str().unwrap())
+            .args(["db", "setup", "-f"])
+            .arg(&conf)
+            .args(["--admin-user", "admin", "--admin-password-file"])
+            .arg(self.etc.join("admin.pass"))
+            .output()
+            .unwrap()
+    }
+
+    /// Setup, then the application's table (created as root on a, replicated to b).
+    fn setup_with_table(&self) {
+        let out = self.setup();
+        assert!(
+            out.status.success(),
+            "db setup: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.a.sql(
+            "CREATE DATABASE app; CREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+             seq BIGINT NOT NULL UNIQUE)",
+        );
+        wait_until("the table on b", Duration::from_secs(10), || {
+            self.b.try_sql("SELECT COUNT(*) FROM app.t").ok()
+        });
+    }
+
+    fn writer(&self) -> Writer {
+        Writer::start(self.host("c"), VIP, APP.0, APP.1, Duration::ZERO)
+    }
+}
+
+fn rows(server: &Mariadb) -> Vec<u64> {
+    server
+        .sql("SELECT seq FROM app.t ORDER BY seq")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+/// Every acknowledged row is on `server` once, and no key was given twice.
+fn assert_no_loss(log: &WriterLog, server: &Mariadb) {
+    let present: std::collections::HashSet<u64> = rows(server).into_iter().collect();
+    let lost: Vec<u64> = log
+        .acks
+        .iter()
+        .map(|a| a.seq)
+        .filter(|s| !present.contains(s))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    let mut ids: Vec<u64> = log.acks.iter().map(|a| a.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), log.acks.len(), "duplicate keys acknowledged");
+}
+
+fn db_status(d: &Daemon) -> serde_json::Value {
+    d.status()["replication"][0].clone()
+}
+
+fn state(d: &Daemon) -> String {
+    d.try_status()
+        .map(|s| s["instances"][0]["state"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+fn wait_state(d: &Daemon, want: &str, limit: Duration) {
+    wait_until(&format!("{} {want}", d.host.name), limit, || {
+        (state(d) == want).then_some(())
+    });
+}
+
+fn switchover(d: &Daemon) -> std::process::Output {
+    Command::new(agent_binary())
+        .args(["switchover", "--state-dir"])
+        .arg(&d.state_dir)
+        .output()
+        .unwrap()
+}
+
+/// Waits until `server` has executed everything `from` wrote.
+fn caught_up(from: &Mariadb, server: &Mariadb) {
+    let pos = from.sql("SELECT @@gtid_binlog_pos");
+    let waited = server.sql(&format!("SELECT MASTER_GTID_WAIT('{pos}', 20)"));
+    assert_eq!(waited, "0", "{} did not reach {pos}", server.host.name);
+}
+
+#[test]
+fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
+    let Some(lab) = Lab::new() else { return };
+    lab.setup_with_table();
+    for m in [&lab.a, &lab.b] {
+        // ON while both replication threads run.
+        let running = m.sql("SHOW GLOBAL STATUS LIKE 'Slave_running'");
+        assert_eq!(running, "Slave_running\tON");
+        assert!(m.read_only(), "servers stay read-only after setup");
+    }
+    // A second setup refuses: the pair is no longer fresh.
+    let again = lab.setup();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already configured"));
+
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let a = lab.agent("a", 150, "DB1", "");
+    std::thread::sleep(Duration::from_millis(300));
+    let b = lab.agent("b", 100, "DB1", "");
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    assert!(!lab.a.read_only() && lab.b.read_only());
+
+    let writer = lab.writer();
+    wait_until("rows through the VIP", Duration::from_secs(10), || {
+        (rows(&lab.a).len() > 200).then_some(())
+    });
+    // A -> B, planned, under writes.
+    let out = switchover(&a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&b, "MASTER", Duration::from_secs(10));
+    wait_until("b writable", Duration::from_secs(10), || {
+        (!lab.b.read_only()).then_some(())
+    });
+    let on_b = rows(&lab.b).len();
+    wait_until("rows written on b", Duration::from_secs(10), || {
+        (rows(&lab.b).len() > on_b + 200).then_some(())
+    });
+    assert!(lab.a.read_only(), "the old master ends read-only");
+    assert_eq!(state(&a), "BACKUP", "no automatic failback");
+    // B -> A.
+    let out = switchover(&b);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    let on_a = rows(&lab.a).len();
+    wait_until("rows written on a", Duration::from_secs(10), || {
+        (rows(&lab.a).len() > on_a + 200).then_some(())
+    });
+    let log = writer.finish();
+    caught_up(&lab.a, &lab.b);
+    assert_no_loss(&log, &lab.a);
+    assert_no_loss(&log, &lab.b);
+    assert!(lab.b.read_only());
+    let (rounds, both) = sampler.finish();
+    assert!(rounds > 100, "sampled {rounds} rounds");
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+    let longest = log.gaps.iter().map(|(s, e)| e - s).fold(0.0, f64::max);
+    eprintln!(
+        "switchover x2: {} rows acknowledged, {} failed inserts retried, longest write gap {:.0} ms, {rounds} read_only samples",
+        log.acks.len(),
+        log.failures,
+        longest * 1000.0
+    );
+    // Status of both directions, from the agent and from the CLI.
+    let st = db_status(&a);
+    assert_eq!(st["local"]["read_only"], false);
+    assert_eq!(st["peer"]["read_only"], true);
+    assert_eq!(st["local"]["replica"]["io_running"], "Yes");
+    assert!(st["last_promotion"]["ok"].as_bool().unwrap());
+    let conf = lab.topo.dir().join("ha-agent-b.conf");
+    let out = lab
+        .host("b")
+        .command(agent_binary().to_str().unwrap())
+        .args(["db", "status", "-f"])
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(&b.state_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("replication DB1: healthy"), "{text}");
+    assert!(text.contains("read-only"), "{text}");
+    assert!(text.contains("WRITABLE"), "{text}");
+}
+
+/// The agent, the database and the link of host `name`, all at once.
+fn crash_node(topo: &Topology, agent: &mut Daemon, server: &mut Mariadb, name: &str) {
+    agent.process.kill_group();
+    server.crash();
+    topo.set_cable(name, false);
+}
+
+/// MariaDB 10.11 answers `@@read_only` as 0 in a statement that reads a table
+/// (`SELECT @@read_only, COUNT(*) FROM t` gives 0 on a read-only server): the count is a
+/// subquery.
+const READ_ONLY_AND_ROWS: &str = "SELECT @@read_only, (SELECT COUNT(*) FROM app.t)";
+
+/// Samples `server`'s read_only and row count until stopped: (read_only, rows).
+fn watch(
+    server: &Mariadb,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<(bool, u64)>>,
+) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let socket = server.socket();
+    let thread = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !flag.load(Ordering::Relaxed) {
+            let out = Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg("-S")
+                .arg(&socket)
+                .args(["-uroot", "-N", "-B", "-e", READ_ONLY_AND_ROWS])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut f = text.split_whitespace();
+            if let (Some(ro), Some(n)) = (f.next(), f.next()) {
+                samples.push((ro == "1", n.parse().unwrap_or(0)));
+            }
+        }
+        samples
+    });
+    (stop, thread)
+}
+
+#[test]
+fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.setup_with_table();
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let mut a = lab.agent("a", 150, "DB1", "");
+    std::thread::sleep(Duration::from_millis(300));
+    let b = lab.agent("b", 100, "DB1", "");
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    // B receives but does not apply: a backlog builds up in its relay log.
+    lab.b.sql("STOP SLAVE SQL_THREAD");
+    let writer = lab.writer();
+    wait_until("rows on a", Duration::from_secs(20), || {
+        (rows(&lab.a).len() > 500).then_some(())
+    });
+    let log = writer.finish();
+    let written = lab.a.sql("SELECT @@gtid_binlog_pos");
+    wait_until("b received everything", Duration::from_secs(10), || {
+        (db_status(&b)["local"]["replica"]["received"] == written.as_str()).then_some(())
+    });
+    let applied = rows(&lab.b).len();
+    assert!(
+        applied < log.acks.len(),
+        "a backlog: {applied} of {} applied",
+        log.acks.len()
+    );
+    let (stop, watcher) = watch(&lab.b);
+    std::thread::sleep(Duration::from_millis(100));
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    wait_state(&b, "MASTER", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = watcher.join().unwrap();
+    // The first moment B is writable, it holds every row A acknowledged.
+    let first_writable = samples.iter().find(|(ro, _)| !ro).copied();
+    assert_eq!(
+        first_writable.map(|(_, n)| n),
+        Some(log.acks.len() as u64),
+        "rows on b when read_only was cleared ({} samples)",
+        samples.len()
+    );
+    assert_no_loss(&log, &lab.b);
+    let text = b.log_text();
+    assert!(text.contains("SQL thread started"), "{text}");
+    assert!(text.contains("relay log applied up to"), "{text}");
+    assert!(text.contains("peer not reached, not fenced"), "{text}");
+    // The application writes on B through the VIP.
+    let writer = lab.writer();
+    wait_until("writes on b", Duration::from_secs(10), || {
+        (rows(&lab.b).len() > log.acks.len() + 50).then_some(())
+    });
+    drop(writer);
+    let (rounds, both) = sampler.finish();
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+    eprintln!(
+        "crash: {} rows acknowledged, {} of them unapplied on b at the crash, all present",
+        log.acks.len(),
+        log.acks.len() - applied
+    );
+}
+
+#[test]
+fn an_apply_error_refuses_promotion_and_says_why() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.setup_with_table();
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let mut a = lab.agent("a", 150, "DB1", "");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = lab.agent("b", 100, "DB1 weight -10", "");
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    // A row of B's own (root bypasses read_only) holds the key A uses next: B's SQL thread
+    // stops on a duplicate key.
+    lab.b
+        .sql("SET sql_log_bin=0; INSERT INTO app.t (id, seq) VALUES (1001, 999999)");
+    lab.a.sql("INSERT INTO app.t (id, seq) VALUES (1001, 1)");
+    wait_until("b sees its apply error", Duration::from_secs(10), || {
+        db_status(&b)["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("apply error 1062"))
+            .then_some(())
+    });
+    // Its weight lowers it.
+    wait_until("b at priority 90", Duration::from_secs(5), || {
+        (b.instance_field("priority") == 90).then_some(())
+    });
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    wait_until("b refuses", Duration::from_secs(10), || {
+        let st = db_status(&b);
+        (st["last_promotion"]["ok"] == false).then_some(st)
+    });
+    let st = db_status(&b);
+    let why = st["last_promotion"]["result"].as_str().unwrap().to_owned();
+    assert!(why.contains("replication apply error 1062"), "{why}");
+    assert!(
+        b.log_text()
+            .contains("promotion refused: replication apply error 1062")
+    );
+    // It keeps refusing: no VIP, read-only.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&b), "BACKUP");
+    assert!(!b.host.has_address("eth0", VIP));
+    assert!(lab.b.read_only());
+    let text = b.status_text();
+    assert!(text.contains("REFUSED"), "{text}");
+    assert!(text.contains("apply error 1062"), "{text}");
+    // Without a weight, broken replication is FAULT.
+    b.stop();
+    let b = lab.agent("b", 100, "DB1", "");
+    wait_state(&b, "FAULT", Duration::from_secs(10));
+    let (rounds, both) = sampler.finish();
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+}
