@@ -240,12 +240,18 @@ impl Daemon {
         );
     }
 
-    /// ha-agent's status, or `None` while its status socket is not up yet.
+    /// ha-agent's status, or `None` while its status socket is not up yet (or is one that a
+    /// killed earlier run left).
     pub fn try_status(&self) -> Option<serde_json::Value> {
-        self.state_dir
-            .join("ha-agent.sock")
-            .exists()
-            .then(|| self.status())
+        let out = Command::new(agent_binary())
+            .args(["status", "--json", "--state-dir"])
+            .arg(&self.state_dir)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
     }
 
     /// ha-agent's status as JSON (`ha-agent status --json`).

@@ -69,10 +69,16 @@ pub struct Mariadb {
     pub server_id: u32,
     pub dir: PathBuf,
     pub process: Option<Process>,
+    /// Options after the recipe's (a later one wins).
+    extra: Vec<String>,
 }
 
 impl Mariadb {
     pub fn start(host: &Host, dir: &Path, server_id: u32) -> Result<Self> {
+        Self::start_with(host, dir, server_id, &[])
+    }
+
+    pub fn start_with(host: &Host, dir: &Path, server_id: u32, extra: &[&str]) -> Result<Self> {
         let dir = dir.join(format!("mariadb-{}", host.name));
         std::fs::create_dir_all(&dir)?;
         let status = Command::new("cp")
@@ -88,6 +94,7 @@ impl Mariadb {
             server_id,
             dir,
             process: None,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.launch()?;
         Ok(server)
@@ -129,7 +136,8 @@ impl Mariadb {
                 "--skip-slave-start",
                 "--innodb-buffer-pool-size=32M",
                 "--max-connections=200",
-            ]);
+            ])
+            .args(&self.extra);
         self.process = Some(self.host.spawn("mariadbd", command, &d.join("stdout.log")));
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -305,7 +313,9 @@ async fn write_loop(
         .tcp_port(PORT)
         .user(Some(user))
         .pass(Some(password))
-        .db_name(Some("app"));
+        .db_name(Some("app"))
+        // Through the VIP, never the server's socket file (which this process can see).
+        .prefer_socket(false);
     let start = Instant::now();
     let mut log = WriterLog::default();
     let mut seq = 0u64;

@@ -454,3 +454,133 @@ fn an_apply_error_refuses_promotion_and_says_why() {
         "both servers writable in {both} of {rounds} samples"
     );
 }
+
+#[test]
+fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.setup_with_table();
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let limit = "    max_auto_failovers 1\n";
+    let mut a = lab.agent("a", 150, "DB1", limit);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = lab.agent("b", 100, "DB1", limit);
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+
+    // First automatic failover: allowed.
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    wait_state(&b, "MASTER", Duration::from_secs(10));
+    assert_eq!(db_status(&b)["auto_failovers"], 1);
+
+    // A comes back: read-only, it pulls from the writable B, and stays BACKUP (no failback).
+    lab.topo.set_cable("a", true);
+    lab.a.restart().unwrap();
+    let mut a = lab.agent("a", 150, "DB1", limit);
+    wait_state(&a, "BACKUP", Duration::from_secs(10));
+    let writer = lab.writer();
+    wait_until("rows on b", Duration::from_secs(10), || {
+        (rows(&lab.b).len() > 100).then_some(())
+    });
+    let log = writer.finish();
+    caught_up(&lab.b, &lab.a);
+    assert_no_loss(&log, &lab.a);
+    // B pulls from A again once it has seen that A holds nothing of its own.
+    wait_until("b replicates from a again", Duration::from_secs(10), || {
+        (db_status(&b)["local"]["replica"]["io_running"] == "Yes").then_some(())
+    });
+    assert!(b.log_text().contains("replication from the peer started"));
+    assert_eq!(state(&a), "BACKUP", "no automatic failback");
+
+    // A planned switchover back to A is not an automatic failover...
+    let out = switchover(&b);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    // ... but a second crash is: B refuses until an operator acknowledges.
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    wait_until("b refuses", Duration::from_secs(10), || {
+        let st = db_status(&b);
+        (st["last_promotion"]["ok"] == false).then_some(())
+    });
+    let why = db_status(&b)["last_promotion"]["result"].clone();
+    assert!(
+        why.as_str().unwrap().contains("max_auto_failovers 1"),
+        "{why}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(state(&b), "BACKUP");
+    assert!(lab.b.read_only());
+    let out = lab
+        .host("b")
+        .command(agent_binary().to_str().unwrap())
+        .args(["db", "ack", "-f"])
+        .arg(lab.topo.dir().join("ha-agent-b.conf"))
+        .arg("--state-dir")
+        .arg(&b.state_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 automatic failover(s) acknowledged"));
+    wait_state(&b, "MASTER", Duration::from_secs(10));
+    assert!(!lab.b.read_only());
+    let (rounds, both) = sampler.finish();
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+}
+
+#[test]
+fn setup_refuses_wrong_settings_and_changes_nothing() {
+    if !mariadb::available() {
+        return;
+    }
+    let topo = Topology::new(&["a", "b"]);
+    let a = Mariadb::start(topo.host("a"), topo.dir(), 1).unwrap();
+    let b = Mariadb::start_with(
+        topo.host("b"),
+        topo.dir(),
+        2,
+        &["--binlog-format=STATEMENT"],
+    )
+    .unwrap();
+    for m in [&a, &b] {
+        m.create_admin("admin", "adminpass");
+    }
+    let lab = Lab {
+        etc: {
+            let etc = topo.dir().join("etc");
+            std::fs::create_dir_all(&etc).unwrap();
+            for file in ["agent.pass", "repl.pass", "admin.pass"] {
+                std::fs::write(etc.join(file), "adminpass\n").unwrap();
+            }
+            etc
+        },
+        topo,
+        a,
+        b,
+    };
+    let out = lab.setup();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("peer (192.168.2.11:3306): settings to change, in my.cnf:\n[mysqld]\nbinlog_format = ROW"),
+        "{text}"
+    );
+    assert!(text.contains("local (192.168.2.10:3306, "), "{text}");
+    // Nothing changed on either server.
+    for m in [&lab.a, &lab.b] {
+        assert_eq!(
+            m.sql("SELECT COUNT(*) FROM mysql.user WHERE user IN ('repl', 'ha_agent')"),
+            "0"
+        );
+        assert_eq!(m.sql("SHOW SLAVE STATUS"), "");
+    }
+}

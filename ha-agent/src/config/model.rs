@@ -965,6 +965,12 @@ impl Builder<'_> {
                     ),
                 );
             }
+            if let Some(second) = inst.track_replication.get(1) {
+                self.diags.error(
+                    &second.loc,
+                    "track_replication: one database per instance (its promotion gates the takeover)",
+                );
+            }
             for track in &inst.track_replication {
                 if !config.replications.iter().any(|r| r.name == track.name) {
                     self.diags.error(

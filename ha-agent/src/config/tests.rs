@@ -656,6 +656,16 @@ fn mysql_replication_errors_carry_their_line() {
             "t.conf:29: error: track_replication DB1: no mysql_replication of that name",
         ]
     );
+    let text = REPLICATION.replace(
+        "        DB1 weight -60",
+        "        DB1 weight -60\n        DB1",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "t.conf:30: error: track_replication: one database per instance (its promotion gates the takeover)"
+        ]
+    );
     let text = REPLICATION.replace("on_drain_timeout promote", "on_drain_timeout wait");
     assert_eq!(
         errors(&text),

@@ -286,8 +286,12 @@ impl Pair {
             Err(e) => return (Health::unreachable(e), peer),
         };
         let mut health = local.health().await;
+        // Stopped, and not for an error of its own (a dead peer's connection error stays
+        // reported after the stop).
         let stopped = health.replica.as_ref().is_some_and(|r| {
-            r.io_running == "No" && !r.sql_running && r.last_io_errno == 0 && r.last_sql_errno == 0
+            r.io_running == "No"
+                && (r.last_io_errno == 0 || r.io_error_is_network())
+                && r.last_sql_errno == 0
         });
         let ours = self.channel_stopped.load(Ordering::Relaxed);
         if stopped && (first || ours) && peer.reachable && peer.error.is_none() {
