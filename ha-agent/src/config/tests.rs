@@ -663,7 +663,7 @@ fn mysql_replication_errors_carry_their_line() {
     assert_eq!(
         errors(&text),
         [
-            "t.conf:30: error: track_replication: one database per instance (its promotion gates the takeover)"
+            "t.conf:31: error: track_replication: one database per instance (its promotion gates the takeover)"
         ]
     );
     let text = REPLICATION.replace("on_drain_timeout promote", "on_drain_timeout wait");
