@@ -227,9 +227,10 @@ impl Drop for Mariadb {
 pub struct Ack {
     /// The writer's sequence number, unique per row.
     pub seq: u64,
-    /// The row's primary key as the server gave it.
+    /// The row's primary key as the server gave it (its parity names the server: the
+    /// auto-increment offset is the server id).
     pub id: u64,
-    /// Seconds since the writer started.
+    /// Seconds since the writer's epoch.
     pub at: f64,
 }
 
@@ -246,7 +247,7 @@ pub struct WriterLog {
     pub acks: Vec<Ack>,
     /// Inserts that failed (errors, timeouts) and were retried with a new sequence number.
     pub failures: u64,
-    /// Writable-again gaps: (start, end) in seconds since the writer started, where no
+    /// Writable-again gaps: (start, end) in seconds since the writer's epoch, where no
     /// insert was acknowledged for more than 100 ms.
     pub gaps: Vec<(f64, f64)>,
     /// The first few distinct errors, for a failing test's message.
@@ -262,12 +263,13 @@ impl WriterLog {
 }
 
 impl Writer {
+    /// Starts writing; times are seconds since `epoch`.
     pub fn start(
         host: &Host,
         target: Ipv4Addr,
         user: &str,
         password: &str,
-        pause: Duration,
+        epoch: Instant,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let netns = format!("/run/netns/{}", host.netns);
@@ -278,7 +280,7 @@ impl Writer {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(write_loop(target, user, password, pause, flag))
+            runtime.block_on(write_loop(target, user, password, epoch, flag))
         });
         Self {
             stop,
@@ -305,7 +307,7 @@ async fn write_loop(
     target: Ipv4Addr,
     user: String,
     password: String,
-    pause: Duration,
+    start: Instant,
     stop: Arc<AtomicBool>,
 ) -> Result<WriterLog> {
     let opts = OptsBuilder::default()
@@ -316,7 +318,6 @@ async fn write_loop(
         .db_name(Some("app"))
         // Through the VIP, never the server's socket file (which this process can see).
         .prefer_socket(false);
-    let start = Instant::now();
     let mut log = WriterLog::default();
     let mut seq = 0u64;
     let mut conn: Option<mysql_async::Conn> = None;
@@ -357,9 +358,6 @@ async fn write_loop(
                 log.failures += 1;
                 conn = None;
             }
-        }
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
         }
     }
     Ok(log)

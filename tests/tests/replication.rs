@@ -131,7 +131,7 @@ vrrp_instance VI_1 {{
     }
 
     fn writer(&self) -> Writer {
-        Writer::start(self.host("c"), VIP, APP.0, APP.1, Duration::ZERO)
+        Writer::start(self.host("c"), VIP, APP.0, APP.1, std::time::Instant::now())
     }
 }
 

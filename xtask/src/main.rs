@@ -32,7 +32,6 @@ enum Cmd {
     },
     /// Build target/release/ha-agent with the XDP object embedded.
     Build,
-    /// Setup, build, fmt, clippy, then every unit and integration test (needs root).
     /// Benchmarks, ha-agent beside keepalived (needs root; writes docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -48,6 +47,7 @@ enum Cmd {
         /// Targets to run (default: all).
         targets: Vec<String>,
     },
+    /// Setup, build, fmt, clippy, then every unit and integration test (needs root).
     Test {
         /// Extra arguments passed to `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -70,10 +70,17 @@ enum BenchCmd {
     },
     /// Rewrite docs/benchmarks.md from the JSON results, without measuring.
     Report,
-    /// Check-triggered switchover: keepalived, ha-agent (RFC) and ha-agent (fast_preempt).
+    /// Check-triggered switchover (keepalived, ha-agent RFC, ha-agent fast_preempt), then the
+    /// database's planned switchover and crash failover under writes.
     Switchover {
         #[arg(long, default_value_t = 10)]
         trials: usize,
+        /// Trials of each database case (fresh pair each).
+        #[arg(long, default_value_t = 5)]
+        db_trials: usize,
+        /// Only the database cases.
+        #[arg(long)]
+        db_only: bool,
     },
     /// CPU, memory and adverts sent with 1 and 255 instances.
     Steady {
@@ -110,11 +117,24 @@ fn main() -> Result<()> {
                     bench::flood(&binary, std::time::Duration::from_secs(window))?,
                 ),
                 BenchCmd::Report => unreachable!("handled above"),
-                BenchCmd::Switchover { trials } => bench::report::save(
-                    &workspace_root(),
-                    "switchover",
-                    bench::switchover(&binary, trials)?,
-                ),
+                BenchCmd::Switchover {
+                    trials,
+                    db_trials,
+                    db_only,
+                } => {
+                    if !db_only {
+                        bench::report::save(
+                            &workspace_root(),
+                            "switchover",
+                            bench::switchover(&binary, trials)?,
+                        )?;
+                    }
+                    bench::report::save(
+                        &workspace_root(),
+                        "db-switchover",
+                        bench::database(&binary, db_trials)?,
+                    )
+                }
                 BenchCmd::Steady { window, stress } => bench::report::save(
                     &workspace_root(),
                     if stress { "steady-stress" } else { "steady" },

@@ -70,6 +70,11 @@ fn is_on(value: Option<String>) -> bool {
 
 impl Server {
     pub async fn open(&self) -> Result<Session, String> {
+        self.open_within(self.timeout).await
+    }
+
+    /// [`Server::open`] with a connect bound of its own.
+    pub async fn open_within(&self, limit: Duration) -> Result<Session, String> {
         let opts = OptsBuilder::default()
             .user(Some(&self.user))
             .pass(Some(&self.password))
@@ -80,7 +85,7 @@ impl Server {
             Endpoint::Socket(path) => opts.socket(Some(path.to_string_lossy())),
         };
         let what = format!("connecting to {}", self.endpoint);
-        let mut conn = bounded(&what, self.timeout, Conn::new(opts)).await?;
+        let mut conn = bounded(&what, limit, Conn::new(opts)).await?;
         let version: Option<String> = bounded(
             "SELECT @@version",
             self.timeout,

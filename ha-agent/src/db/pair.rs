@@ -5,9 +5,10 @@
 use std::{
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use tracing::{info, warn};
@@ -28,7 +29,13 @@ pub struct Pair {
     /// The agent stopped the channel from the peer (a promotion without the peer): it
     /// starts it again once the returning peer is checked.
     channel_stopped: Arc<AtomicBool>,
+    /// Since when the health checks have not reached the peer.
+    peer_lost_at: Mutex<Option<Instant>>,
 }
+
+/// The fencing attempt's connect bound once the peer has missed two health checks: a host
+/// that is gone does not answer a third time, and a LAN answers well within it.
+const FENCE_GONE_PEER: Duration = Duration::from_millis(200);
 
 fn unix_now() -> u64 {
     crate::ctl::status::unix_now() as u64
@@ -49,6 +56,7 @@ impl Pair {
             cfg,
             state_dir,
             channel_stopped: Arc::default(),
+            peer_lost_at: Mutex::new(None),
         })
     }
 
@@ -89,32 +97,76 @@ impl Pair {
     }
 
     async fn promote_with(&self, local: &mut Session) -> Result<String, String> {
-        let mut notes = Vec::new();
-        // 1. Fence the peer while it answers: read-only, its application sessions ended.
-        // After that its binlog is final, and it is what we must have applied.
-        let peer = match self.peer.open().await {
+        // Fencing the peer and applying what we received run side by side: a peer that is
+        // gone costs its connect timeout once, not on top of the drain.
+        let (peer, drained) = tokio::join!(self.fence_peer(), self.drain_received(local));
+        let (peer, mut notes) = peer?;
+        let (health, drain_notes) = drained?;
+        notes.extend(drain_notes);
+        let Some(replica) = &health.replica else {
+            notes.push("no replication configured".into());
+            local.set_read_only(false).await?;
+            return Ok(notes.join("; "));
+        };
+        if let Some(p) = peer.as_ref().filter(|p| p.reachable && p.error.is_none()) {
+            // The fenced peer's binlog is final: everything in it must be applied here.
+            if let Some(note) = self.drain(local, &p.binlog, &health).await? {
+                notes.push(note);
+            }
+            // Transactions of our own that the peer never had.
+            let errant = local.errant(&health, p).await?;
+            if !errant.is_empty() {
+                return Err(format!("errant transactions on this node: {errant}"));
+            }
+        } else if replica.io_running != "No" {
+            // A peer that is gone may come back with writes it never shipped: pull nothing
+            // from it until it is checked.
+            local.stop_io_thread().await?;
+            self.channel_stopped.store(true, Ordering::Relaxed);
+            notes.push("replication from the peer stopped until it is back and checked".into());
+        }
+        local.set_read_only(false).await?;
+        notes.push("read_only cleared".into());
+        Ok(notes.join("; "))
+    }
+
+    /// Fences the peer while it answers: read-only, its application sessions ended; its
+    /// health after that (`None`: not reached).
+    async fn fence_peer(&self) -> Result<(Option<Health>, Vec<String>), String> {
+        let lost_for = self
+            .peer_lost_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| at.elapsed());
+        let limit = match lost_for {
+            Some(d) if d >= self.cfg.check_interval * 2 => FENCE_GONE_PEER.min(self.peer.timeout),
+            _ => self.peer.timeout,
+        };
+        match self.peer.open_within(limit).await {
             Ok(mut peer) => {
                 let fenced = self.fence(&mut peer).await;
                 let health = peer.health().await;
                 peer.close().await;
                 let killed = fenced.map_err(|e| format!("fencing the peer: {e}"))?;
-                notes.push(format!("peer fenced ({killed} sessions ended)"));
-                Some(health)
+                Ok((
+                    Some(health),
+                    vec![format!("peer fenced ({killed} sessions ended)")],
+                ))
             }
-            Err(e) => {
-                notes.push(format!("peer not reached, not fenced ({e})"));
-                None
-            }
-        };
-        // 2. Nothing is promoted over an apply error.
+            Err(e) => Ok((None, vec![format!("peer not reached, not fenced ({e})")])),
+        }
+    }
+
+    /// Refuses an apply error, starts a stopped SQL thread and applies everything the replica
+    /// received (bounded by `drain_timeout`); the health it started from.
+    async fn drain_received(&self, local: &mut Session) -> Result<(Health, Vec<String>), String> {
+        let mut notes = Vec::new();
         let health = local.health().await;
         if let Some(e) = &health.error {
             return Err(format!("local database: {e}"));
         }
         let Some(replica) = &health.replica else {
-            notes.push("no replication configured".into());
-            local.set_read_only(false).await?;
-            return Ok(notes.join("; "));
+            return Ok((health, notes));
         };
         if replica.last_sql_errno != 0 {
             return Err(format!(
@@ -126,57 +178,46 @@ impl Pair {
             local.start_sql_thread().await?;
             notes.push("SQL thread started".into());
         }
-        // 3. Apply what the peer wrote (it is fenced) or, without it, what we received.
-        let target = match &peer {
-            Some(p) if p.reachable && p.error.is_none() => p.binlog.clone(),
-            _ => replica.received.clone(),
-        };
-        let missing = self.missing(local, &target, &health).await?;
-        if !missing.is_empty() {
-            let start = std::time::Instant::now();
-            if local.wait_executed(&target, self.cfg.drain_timeout).await? {
-                notes.push(format!(
-                    "relay log applied up to {target} in {:.0} ms",
-                    start.elapsed().as_secs_f64() * 1000.0
-                ));
-            } else {
-                let after = local.health().await;
-                if let Some(r) = after.replica.as_ref().filter(|r| r.last_sql_errno != 0) {
-                    return Err(format!(
-                        "replication apply error {} while draining: {}",
-                        r.last_sql_errno, r.last_sql_error
-                    ));
-                }
-                let why = format!(
-                    "relay log not applied within drain_timeout {:?} (to apply: {target}; executed: {})",
-                    self.cfg.drain_timeout, after.executed
-                );
-                match self.cfg.on_drain_timeout {
-                    DrainPolicy::Refuse => return Err(why),
-                    DrainPolicy::Promote => {
-                        warn!(db = %self.cfg.name, "{why}; promoting anyway (on_drain_timeout promote)");
-                        notes.push(why);
-                    }
-                }
+        let received = replica.received.clone();
+        notes.extend(self.drain(local, &received, &health).await?);
+        Ok((health, notes))
+    }
+
+    /// Waits (bounded) until `target` is applied here; what it did, or why it refuses.
+    async fn drain(
+        &self,
+        local: &mut Session,
+        target: &str,
+        health: &Health,
+    ) -> Result<Option<String>, String> {
+        if self.missing(local, target, health).await?.is_empty() {
+            return Ok(None);
+        }
+        let start = std::time::Instant::now();
+        if local.wait_executed(target, self.cfg.drain_timeout).await? {
+            return Ok(Some(format!(
+                "relay log applied up to {target} in {:.0} ms",
+                start.elapsed().as_secs_f64() * 1000.0
+            )));
+        }
+        let after = local.health().await;
+        if let Some(r) = after.replica.as_ref().filter(|r| r.last_sql_errno != 0) {
+            return Err(format!(
+                "replication apply error {} while draining: {}",
+                r.last_sql_errno, r.last_sql_error
+            ));
+        }
+        let why = format!(
+            "relay log not applied within drain_timeout {:?} (to apply: {target}; executed: {})",
+            self.cfg.drain_timeout, after.executed
+        );
+        match self.cfg.on_drain_timeout {
+            DrainPolicy::Refuse => Err(why),
+            DrainPolicy::Promote => {
+                warn!(db = %self.cfg.name, "{why}; promoting anyway (on_drain_timeout promote)");
+                Ok(Some(why))
             }
         }
-        // 4. Transactions of our own that the peer never had.
-        if let Some(p) = peer.as_ref().filter(|p| p.reachable && p.error.is_none()) {
-            let errant = local.errant(&health, p).await?;
-            if !errant.is_empty() {
-                return Err(format!("errant transactions on this node: {errant}"));
-            }
-        }
-        // 5. A peer that is gone may come back with writes it never shipped: pull nothing
-        // from it until it is checked.
-        if peer.is_none() {
-            local.stop_io_thread().await?;
-            self.channel_stopped.store(true, Ordering::Relaxed);
-            notes.push("replication from the peer stopped until it is back and checked".into());
-        }
-        local.set_read_only(false).await?;
-        notes.push("read_only cleared".into());
-        Ok(notes.join("; "))
     }
 
     /// What of `target` this server has not executed yet (empty: nothing).
@@ -281,6 +322,14 @@ impl Pair {
     /// old master with writes it never shipped stays cut off, and the log says so).
     pub async fn check(&self, first: bool) -> (Health, Health) {
         let (local, peer) = tokio::join!(self.local.open(), self.peer.health());
+        {
+            let mut lost = self.peer_lost_at.lock().unwrap_or_else(|e| e.into_inner());
+            match (peer.reachable, *lost) {
+                (true, _) => *lost = None,
+                (false, None) => *lost = Some(Instant::now()),
+                (false, Some(_)) => {}
+            }
+        }
         let mut local = match local {
             Ok(s) => s,
             Err(e) => return (Health::unreachable(e), peer),

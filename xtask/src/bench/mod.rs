@@ -1,6 +1,7 @@
 //! `cargo xtask bench failover|flood|steady|switchover`: ha-agent and keepalived side by side, in one run,
 //! on the same namespace topology (method: docs/benchmarks.md).
 
+pub mod database;
 mod failover;
 mod flood;
 pub mod report;
@@ -16,6 +17,7 @@ use ha_tests::{
     wait::poll_until,
 };
 
+pub use database::{DbCase, run as database};
 pub use failover::run as failover;
 pub use flood::run as flood;
 pub use steady::run as steady;

@@ -5,12 +5,13 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Impl, failover::Case, flood::Flood, steady::Steady, switchover};
+use super::{DbCase, Impl, failover::Case, flood::Flood, steady::Steady, switchover};
 
 const FAILOVER_JSON: &str = "docs/bench/failover.json";
 const STEADY_JSON: &str = "docs/bench/steady.json";
 const SWITCHOVER_JSON: &str = "docs/bench/switchover.json";
 const FLOOD_JSON: &str = "docs/bench/flood.json";
+const DB_SWITCHOVER_JSON: &str = "docs/bench/db-switchover.json";
 const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
@@ -49,6 +50,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "steady" => STEADY_JSON,
         "steady-stress" => STEADY_STRESS_JSON,
         "flood" => FLOOD_JSON,
+        "db-switchover" => DB_SWITCHOVER_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -264,6 +266,44 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 r.transitions,
                 r.kernel_dropped_per_s
                     .map_or("–".into(), |n| format!("{n:.0}")),
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(run) = load::<DbCase>(&root.join(DB_SWITCHOVER_JSON))? {
+        let _ = writeln!(
+            md,
+            "## The database follows the VIP ({}, kernel {}, {} CPUs)\n\n\
+             A MariaDB 10.11 dual-master pair (GTID, set up by `ha-agent db setup`), a fresh one per \
+             trial: a (server 1, MASTER 150) and b (server 2, BACKUP 100), VRRPv2 1 s. c inserts \
+             through the VIP as fast as each insert is acknowledged, reconnecting on errors; both \
+             servers' read_only is sampled over their sockets throughout. keepalived 2.2.7 is run \
+             as its users do today: notify_master sets `read_only=OFF`, notify_backup/fault/stop \
+             set it ON, and a planned switchover is stopping keepalived on a (SIGTERM). ha-agent \
+             tracks the replication (`track_replication`) and hands over with `ha-agent switchover`. \
+             Writes again = from the event (switchover asked, or the crash: SIGKILL of a's daemon \
+             and mariadbd, a's link down) to the first insert b acknowledged; lost = acknowledged \
+             rows missing on b at the end; \"b lagging\" = b's SQL thread stopped for the last \
+             second before the crash.\n",
+            run.date, run.kernel, run.cpus
+        );
+        md.push_str("| case | implementation | trials | writes again ms p50 / max | rows acknowledged | rows lost | duplicate keys | samples both writable |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &run.results {
+            let sum =
+                |f: fn(&super::database::Trial) -> u64| -> u64 { r.trials.iter().map(f).sum() };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.0} / {:.0} | {} | {} | {} | {} of {} |",
+                r.scenario.name(),
+                r.implementation.name(),
+                r.trials.len(),
+                r.writes_again.p50,
+                r.writes_again.max,
+                sum(|t| t.acknowledged),
+                sum(|t| t.lost),
+                sum(|t| t.duplicate_keys),
+                sum(|t| t.both_writable),
+                sum(|t| t.samples),
             );
         }
         md.push('\n');
