@@ -225,6 +225,11 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_state(&b, "MASTER", Duration::from_secs(10));
+    let promotion = db_status(&b)["last_promotion"].clone();
+    eprintln!(
+        "switchover a -> b: promotion on b took {} ms: {}",
+        promotion["duration_ms"], promotion["result"]
+    );
     wait_until("b writable", Duration::from_secs(10), || {
         (!lab.b.read_only()).then_some(())
     });
@@ -264,8 +269,15 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
         log.failures,
         longest * 1000.0
     );
-    // Status of both directions, from the agent and from the CLI.
-    let st = db_status(&a);
+    // Status of both directions, from the agent (its next health check) and from the CLI.
+    let (st, _) = wait_until(
+        "a's status after its promotion",
+        Duration::from_secs(5),
+        || {
+            let st = db_status(&a);
+            (st["local"]["read_only"] == false && st["peer"]["read_only"] == true).then_some(st)
+        },
+    );
     assert_eq!(st["local"]["read_only"], false);
     assert_eq!(st["peer"]["read_only"], true);
     assert_eq!(st["local"]["replica"]["io_running"], "Yes");

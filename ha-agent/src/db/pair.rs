@@ -5,10 +5,10 @@
 use std::{
     path::PathBuf,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tracing::{info, warn};
@@ -29,13 +29,13 @@ pub struct Pair {
     /// The agent stopped the channel from the peer (a promotion without the peer): it
     /// starts it again once the returning peer is checked.
     channel_stopped: Arc<AtomicBool>,
-    /// Since when the health checks have not reached the peer.
-    peer_lost_at: Mutex<Option<Instant>>,
+    /// Whether the last health check reached the peer.
+    peer_lost: AtomicBool,
 }
 
-/// The fencing attempt's connect bound once the peer has missed two health checks: a host
-/// that is gone does not answer a third time, and a LAN answers well within it.
-const FENCE_GONE_PEER: Duration = Duration::from_millis(200);
+/// The fencing attempt's connect bound when the last health check did not reach the peer
+/// either (a second signal beside its silent adverts): a LAN answers well within it.
+const FENCE_GONE_PEER: Duration = Duration::from_millis(100);
 
 fn unix_now() -> u64 {
     crate::ctl::status::unix_now() as u64
@@ -56,7 +56,7 @@ impl Pair {
             cfg,
             state_dir,
             channel_stopped: Arc::default(),
-            peer_lost_at: Mutex::new(None),
+            peer_lost: AtomicBool::new(false),
         })
     }
 
@@ -133,14 +133,10 @@ impl Pair {
     /// Fences the peer while it answers: read-only, its application sessions ended; its
     /// health after that (`None`: not reached).
     async fn fence_peer(&self) -> Result<(Option<Health>, Vec<String>), String> {
-        let lost_for = self
-            .peer_lost_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|at| at.elapsed());
-        let limit = match lost_for {
-            Some(d) if d >= self.cfg.check_interval * 2 => FENCE_GONE_PEER.min(self.peer.timeout),
-            _ => self.peer.timeout,
+        let limit = if self.peer_lost.load(Ordering::Relaxed) {
+            FENCE_GONE_PEER.min(self.peer.timeout)
+        } else {
+            self.peer.timeout
         };
         match self.peer.open_within(limit).await {
             Ok(mut peer) => {
@@ -322,14 +318,7 @@ impl Pair {
     /// old master with writes it never shipped stays cut off, and the log says so).
     pub async fn check(&self, first: bool) -> (Health, Health) {
         let (local, peer) = tokio::join!(self.local.open(), self.peer.health());
-        {
-            let mut lost = self.peer_lost_at.lock().unwrap_or_else(|e| e.into_inner());
-            match (peer.reachable, *lost) {
-                (true, _) => *lost = None,
-                (false, None) => *lost = Some(Instant::now()),
-                (false, Some(_)) => {}
-            }
-        }
+        self.peer_lost.store(!peer.reachable, Ordering::Relaxed);
         let mut local = match local {
             Ok(s) => s,
             Err(e) => return (Health::unreachable(e), peer),
