@@ -596,3 +596,59 @@ fn setup_refuses_wrong_settings_and_changes_nothing() {
         assert_eq!(m.sql("SHOW SLAVE STATUS"), "");
     }
 }
+
+#[test]
+fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied() {
+    let Some(mut lab) = Lab::new() else { return };
+    lab.setup_with_table();
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let drain = "    drain_timeout 1\n";
+    let mut a = lab.agent("a", 150, "DB1", drain);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = lab.agent("b", 100, "DB1", drain);
+    wait_state(&a, "MASTER", Duration::from_secs(10));
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    // A session on b holds the table: b's SQL thread waits for it, the backlog grows.
+    let mut lock = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg("-S")
+        .arg(lab.b.socket())
+        .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let writer = lab.writer();
+    wait_until("rows on a", Duration::from_secs(20), || {
+        (rows(&lab.a).len() > 300).then_some(())
+    });
+    let log = writer.finish();
+    let written = lab.a.sql("SELECT @@gtid_binlog_pos");
+    wait_until("b received everything", Duration::from_secs(10), || {
+        (db_status(&b)["local"]["replica"]["received"] == written.as_str()).then_some(())
+    });
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    let (st, _) = wait_until("b refuses", Duration::from_secs(10), || {
+        let st = db_status(&b);
+        (st["last_promotion"]["ok"] == false).then_some(st)
+    });
+    let why = st["last_promotion"]["result"].as_str().unwrap().to_owned();
+    assert!(why.contains("relay log not applied within drain_timeout 1s"), "{why}");
+    // Still refusing while the lock is held: no VIP, read-only.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state(&b), "BACKUP");
+    assert!(lab.b.read_only());
+    assert!(!b.host.has_address("eth0", VIP));
+    // The lock goes: the next attempt drains and promotes, with every row.
+    let _ = lock.kill();
+    let _ = lock.wait();
+    wait_state(&b, "MASTER", Duration::from_secs(10));
+    assert_no_loss(&log, &lab.b);
+    // Its database dies: b leaves MASTER (FAULT) and releases the VIP.
+    lab.b.crash();
+    wait_state(&b, "FAULT", Duration::from_secs(10));
+    wait_until("the VIP released", Duration::from_secs(10), || {
+        (!b.host.has_address("eth0", VIP)).then_some(())
+    });
+    let (rounds, both) = sampler.finish();
+    assert_eq!(both, 0, "both servers writable in {both} of {rounds} samples");
+}
