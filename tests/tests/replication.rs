@@ -632,7 +632,10 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
         (st["last_promotion"]["ok"] == false).then_some(st)
     });
     let why = st["last_promotion"]["result"].as_str().unwrap().to_owned();
-    assert!(why.contains("relay log not applied within drain_timeout 1s"), "{why}");
+    assert!(
+        why.contains("relay log not applied within drain_timeout 1s"),
+        "{why}"
+    );
     // Still refusing while the lock is held: no VIP, read-only.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(state(&b), "BACKUP");
@@ -650,5 +653,8 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
         (!b.host.has_address("eth0", VIP)).then_some(())
     });
     let (rounds, both) = sampler.finish();
-    assert_eq!(both, 0, "both servers writable in {both} of {rounds} samples");
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
 }
