@@ -20,6 +20,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum XdpArg {
     Auto,
     Native,
@@ -51,14 +57,24 @@ enum Command {
         /// daemon runs its advert path through the program).
         #[arg(long, value_enum, default_value_t = XdpArg::Off)]
         xdp: XdpArg,
+        /// Log lines for people (journald adds timestamps) or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Serve /metrics, /status, /health and the role endpoints /master and /backup on
+        /// this address (off by default; bind to localhost or a management network).
+        #[arg(long, value_name = "ADDR:PORT")]
+        http_listen: Option<std::net::SocketAddr>,
     },
     /// Show the running agent's instances.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
-        /// Print the raw JSON.
-        #[arg(long)]
+        /// Print the raw JSON (its schema: docs/status-schema.md).
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Redraw the table in place every second until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
     /// Planned, zero-loss switchover, run on the master: its database goes read-only, the
     /// peer's executes everything it wrote, then this node resigns and the peer promotes.
@@ -71,6 +87,9 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Write the man pages (section 8) into DIR (used by `cargo xtask deb`).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
     /// Check a configuration: exit 0 if it can run (warnings allowed), 1 if it has errors.
     CheckConfig {
         #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
@@ -131,13 +150,22 @@ fn main() -> anyhow::Result<ExitCode> {
             status_group,
             realtime_priority,
             xdp,
+            log_format,
+            http_listen,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            match log_format {
+                LogFormat::Text => tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init(),
+                LogFormat::Json => tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init(),
+            }
             realtime(realtime_priority);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -147,6 +175,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 config,
                 state_dir,
                 status_group,
+                http_listen,
                 xdp: match xdp {
                     XdpArg::Auto => daemon::xdp::Choice::Auto,
                     XdpArg::Native => daemon::xdp::Choice::Native,
@@ -161,8 +190,16 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Status { state_dir, json } => {
-            let status = ctl::query(&ctl::socket_path(&state_dir))?;
+        Command::Status {
+            state_dir,
+            json,
+            watch,
+        } => {
+            let path = ctl::socket_path(&state_dir);
+            if watch {
+                return watch_status(&path);
+            }
+            let status = ctl::query(&path)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -176,6 +213,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Db { command } => db_command(command),
+        Command::Manpages { dir } => manpages(&dir),
         Command::CheckConfig { config, peer } => check_config(&config, peer.as_deref()),
     }
 }
@@ -288,6 +326,46 @@ fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// ha-agent.8 and a page per subcommand (ha-agent-run.8, ...), from the clap definitions.
+fn manpages(dir: &Path) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory as _;
+    std::fs::create_dir_all(dir)?;
+    let cli = Cli::command();
+    let mut pages = vec![(String::from("ha-agent"), cli.clone())];
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("ha-agent-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, command) in pages {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command)
+            .section("8")
+            .render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.8")), page)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `status --watch`: the table redrawn in place every second (cursor home, clear below), an
+/// unreachable agent shown as such, until interrupted.
+fn watch_status(path: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    loop {
+        let text = match ctl::query(path) {
+            Ok(status) => status.render(),
+            Err(e) => format!("{e}\n"),
+        };
+        let now = ctl::status::unix_now();
+        write!(
+            out,
+            "\x1b[H\x1b[2J{text}\n(every 1 s; {now:.0}; Ctrl-C ends)\n"
+        )?;
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 

@@ -161,6 +161,18 @@ impl Daemon {
     /// `$HA_TEST_XDP` (if set) is the XDP mode: `cargo xtask test` runs the interop suites
     /// once with the adverts on sockets and once with the XDP program attached.
     pub fn agent_args(host: &Host, dir: &Path, config: &str, binary: &Path, args: &[&str]) -> Self {
+        Self::agent_env(host, dir, config, binary, args, &[])
+    }
+
+    /// [`Daemon::agent_args`] with extra environment variables.
+    pub fn agent_env(
+        host: &Host,
+        dir: &Path,
+        config: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let xdp = std::env::var("HA_TEST_XDP").ok();
         let xdp: &[&str] = match &xdp {
             Some(mode) if !args.contains(&"--xdp") => &["--xdp", mode],
@@ -182,7 +194,8 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied());
         let process = host.spawn("ha-agent", command, &log);
         Self {
             kind: Kind::HaAgent,

@@ -4,6 +4,8 @@
 //! `status` (the [`Status`]) or `switchover` (`{"ok": "..."}` or `{"error": "..."}`; only
 //! root or the agent's own user may ask). Anything else is answered with `{"error": "..."}`.
 
+pub mod http;
+pub mod metrics;
 pub mod status;
 
 use std::{
@@ -81,13 +83,12 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, RequestError> {
     }
 }
 
-/// Listens on the status socket; each request becomes a [`Command`]. The socket is mode
-/// 0600 (0660 with `group`), whatever the umask.
-pub fn serve(path: &Path, group: Option<&str>) -> io::Result<mpsc::Receiver<Command>> {
+/// Listens on the status socket; each request becomes a [`Command`] on `tx`. The socket is
+/// mode 0600 (0660 with `group`), whatever the umask.
+pub fn serve(path: &Path, group: Option<&str>, tx: mpsc::Sender<Command>) -> io::Result<()> {
     let listener = bind_private(path, group)?;
-    let (tx, rx) = mpsc::channel(MAX_CLIENTS);
     tokio::spawn(accept_loop(listener, tx));
-    Ok(rx)
+    Ok(())
 }
 
 /// Binds in a fresh 0700 directory, sets mode and group there, then renames the socket into
@@ -336,15 +337,16 @@ mod tests {
     async fn the_socket_is_0600_or_0660_with_a_group() {
         let dir = std::env::temp_dir().join(format!("ha-agent-ctl-{}", std::process::id()));
         let path = socket_path(&dir.join("state"));
-        let _private = serve(&path, None).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        serve(&path, None, tx.clone()).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         // Group 0 exists everywhere.
-        let _shared = serve(&path, Some("root")).unwrap();
+        serve(&path, Some("root"), tx.clone()).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o660);
         assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
-        let err = serve(&path, Some("no-such-group-here")).unwrap_err();
+        let err = serve(&path, Some("no-such-group-here"), tx).unwrap_err();
         assert_eq!(err.to_string(), "group `no-such-group-here` does not exist");
         // Nothing is left beside the socket.
         let names: Vec<_> = std::fs::read_dir(dir.join("state"))

@@ -4,8 +4,19 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
+/// The status JSON's schema version (docs/status-schema.md): it grows by fields within a
+/// version; a field that changes meaning or goes away makes a new one.
+pub const SCHEMA_VERSION: u32 = 1;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Status {
+    #[serde(default)]
+    pub schema_version: u32,
+    #[serde(default)]
+    pub version: String,
+    /// When the agent started, seconds since the Unix epoch.
+    #[serde(default)]
+    pub started_unix: f64,
     pub pid: u32,
     pub config: String,
     pub instances: Vec<InstanceStatus>,
@@ -115,6 +126,28 @@ pub struct InstanceStatus {
     /// The last notify script runs, oldest first.
     #[serde(default)]
     pub notify_runs: Vec<NotifyRun>,
+    /// Notify script runs since the start, by state and result.
+    #[serde(default)]
+    pub notify_counts: Vec<NotifyCount>,
+    /// Transitions since the start, by new state and reason.
+    #[serde(default)]
+    pub transitions: Vec<TransitionCount>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NotifyCount {
+    pub state: String,
+    pub ok: bool,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransitionCount {
+    pub to: String,
+    /// startup, address_owner, master_down, master_resigned, preempt, higher_priority,
+    /// shutdown, fault, fault_cleared, switchover.
+    pub reason: String,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

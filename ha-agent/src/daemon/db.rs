@@ -85,9 +85,6 @@ pub struct Dbs {
     pub by_name: HashMap<String, Db>,
     reports_tx: mpsc::Sender<Report>,
     done_tx: mpsc::UnboundedSender<Done>,
-    /// The database tasks' own thread (normal scheduling, started with the first pair): the
-    /// advert loop never shares its thread with a query.
-    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// What the loop waits on: health reports and the workers' answers.
@@ -104,26 +101,8 @@ impl Dbs {
             by_name: HashMap::new(),
             reports_tx,
             done_tx,
-            runtime: None,
         };
         (dbs, Inbox { reports, done })
-    }
-
-    fn runtime(&mut self) -> Result<tokio::runtime::Handle, String> {
-        if let Some(handle) = &self.runtime {
-            return Ok(handle.clone());
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("starting the database runtime: {e}"))?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("ha-agent-db".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .map_err(|e| format!("starting the database thread: {e}"))?;
-        self.runtime = Some(handle.clone());
-        Ok(handle)
     }
 }
 
@@ -154,7 +133,8 @@ impl Dbs {
         }
         let runtime = match fresh.is_empty() {
             true => None,
-            false => Some(self.runtime()?),
+            // The advert loop never shares its thread with a query.
+            false => Some(super::side_runtime()?),
         };
         let mut next = HashMap::new();
         for cfg in cfgs {

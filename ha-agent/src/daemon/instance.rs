@@ -23,14 +23,14 @@ use super::{
 };
 use crate::{
     config::{Version, Vip, VrrpInstance},
-    ctl::status::{InstanceStatus, TrackerStatus, Transition, unix_now},
+    ctl::status::{InstanceStatus, TrackerStatus, Transition, TransitionCount, unix_now},
     net::{
         advert_socket::AdvertSocket,
         garp::GarpSocket,
         link::{Link, mac_string},
     },
     vrrp::{
-        fsm::{Action, Instance, Params, Received, State},
+        fsm::{Action, Instance, Params, Reason, Received, State},
         packet::{Accepted, Advert, ChecksumForm, DropReason, Expect, Interval, VRRP_GROUP_V4},
         receive::Target,
     },
@@ -57,6 +57,8 @@ pub struct Stats {
     pub received: u64,
     pub dropped: BTreeMap<DropReason, u64>,
     pub arp_conflicts: u64,
+    /// Transitions by (new state, reason kind).
+    pub transitions: BTreeMap<(State, &'static str), u64>,
 }
 
 impl Stats {
@@ -83,6 +85,8 @@ pub struct Running {
     kernel_fed_ns: u64,
     /// When gratuitous ARP last answered an ARP conflict.
     conflict_garp: Option<Instant>,
+    /// The last other router heard as master: the peer a takeover is logged against.
+    known_master: Option<Ipv4Addr>,
 }
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
@@ -197,6 +201,7 @@ impl Running {
             notifier: Notifier::spawn(),
             kernel_fed_ns: 0,
             conflict_garp: None,
+            known_master: None,
         })
     }
 
@@ -480,6 +485,13 @@ impl Running {
 
     /// Carries out every queued action, in order.
     pub async fn execute(&mut self, world: &World) {
+        self.execute_actions(world).await;
+        if let Some(master) = self.fsm.master().filter(|m| *m != self.primary_ip) {
+            self.known_master = Some(master);
+        }
+    }
+
+    async fn execute_actions(&mut self, world: &World) {
         while let Some(action) = self.fsm.poll_action() {
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority),
@@ -508,9 +520,22 @@ impl Running {
                 Action::Demote { id } => self.db_request(world, Op::Demote { id }),
                 Action::Transition { from, to, reason } => {
                     world.kernel_dirty.set(true);
+                    world.roles_changed.set(true);
+                    let peer = match reason {
+                        Reason::HigherPriority { from, .. } => Some(from),
+                        Reason::Preempt { master, .. } => Some(master),
+                        Reason::MasterDown | Reason::MasterResigned => self.known_master,
+                        _ => None,
+                    };
+                    let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
+                    *self
+                        .stats
+                        .transitions
+                        .entry((to, reason.kind()))
+                        .or_default() += 1;
                     info!(
                         instance = %self.cfg.name, vrid = self.cfg.vrid, %from, %to,
-                        reason = %reason, "{}: {from} -> {to} ({reason})", self.cfg.name
+                        reason = %reason, %peer, "{}: {from} -> {to} ({reason})", self.cfg.name
                     );
                     self.last_transition = Some(Transition {
                         from: from.to_string(),
@@ -559,6 +584,10 @@ impl Running {
             }
         }
         self.execute(world).await;
+    }
+
+    pub fn state(&self) -> State {
+        self.fsm.state()
     }
 
     pub fn is_master(&self) -> bool {
@@ -682,6 +711,17 @@ impl Running {
             last_transition: self.last_transition.clone(),
             trackers,
             notify_runs: self.notifier.runs(),
+            notify_counts: self.notifier.counts(),
+            transitions: self
+                .stats
+                .transitions
+                .iter()
+                .map(|((to, reason), count)| TransitionCount {
+                    to: to.to_string(),
+                    reason: (*reason).to_owned(),
+                    count: *count,
+                })
+                .collect(),
         }
     }
 }

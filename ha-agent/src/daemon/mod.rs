@@ -8,6 +8,7 @@ mod instance;
 mod notify;
 pub mod realtime;
 pub mod reload;
+mod systemd;
 pub mod xdp;
 
 use std::{
@@ -64,6 +65,45 @@ pub enum DaemonError {
     Xdp(#[from] crate::xdp::XdpError),
 }
 
+/// The runtime on its own thread (normal scheduling) for what must not share the advert
+/// loop's: database tasks and the HTTP endpoints. Started on first use.
+fn side_runtime() -> Result<tokio::runtime::Handle, String> {
+    static SIDE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    if let Some(handle) = SIDE.get() {
+        return Ok(handle.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the side runtime: {e}"))?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("ha-agent-side".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .map_err(|e| format!("starting the side thread: {e}"))?;
+    Ok(SIDE.get_or_init(|| handle).clone())
+}
+
+/// `--http-listen`: bound here (an address in use is an error at start), served beside the
+/// loop.
+fn start_http(
+    addr: std::net::SocketAddr,
+    commands: tokio::sync::mpsc::Sender<ctl::Command>,
+) -> Result<(), DaemonError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(io_error(format!("listening for HTTP on {addr}")))?;
+    let runtime = side_runtime().map_err(DaemonError::Config)?;
+    runtime.spawn(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => ctl::http::serve(listener, commands).await,
+            Err(e) => error!(error = %e, "HTTP endpoints"),
+        }
+    });
+    info!(%addr, "HTTP endpoints: /metrics /status /health /master /backup");
+    Ok(())
+}
+
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
     let context = context.into();
     move |source| DaemonError::Io { context, source }
@@ -74,6 +114,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// A group whose members may query the status socket (mode 0660 instead of 0600).
     pub status_group: Option<String>,
+    /// Where the HTTP endpoints listen, if anywhere.
+    pub http_listen: Option<std::net::SocketAddr>,
     pub xdp: xdp::Choice,
 }
 
@@ -91,6 +133,8 @@ pub(crate) struct World {
     kernel_dirty: Cell<bool>,
     /// The supervised databases (`mysql_replication`).
     dbs: db::Dbs,
+    /// Set when an instance changed state: systemd's STATUS= line is due.
+    roles_changed: Cell<bool>,
 }
 
 impl World {
@@ -157,6 +201,8 @@ struct Daemon {
     links: HashMap<String, bool>,
     /// The XDP program, unless running without it.
     kernel: Option<xdp::Kernel>,
+    systemd: systemd::Systemd,
+    started_unix: f64,
     /// (ifindex, VRID) → index in `instances`, for the kernel's events.
     kernel_routes: HashMap<VridKey, usize>,
 }
@@ -229,6 +275,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         sockets: HashMap::new(),
         kernel_dirty: Cell::new(true),
         dbs,
+        roles_changed: Cell::new(false),
     };
     let kernel = xdp::Kernel::start(options.xdp, &xdp::interfaces(&config.instances))?;
     if kernel.is_some() {
@@ -247,6 +294,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         links: HashMap::new(),
         kernel,
         kernel_routes: HashMap::new(),
+        systemd: systemd::Systemd::from_env(),
+        started_unix: ctl::status::unix_now(),
     };
     daemon
         .checks
@@ -262,10 +311,19 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     daemon.reindex();
     let socket_path = ctl::socket_path(&daemon.options.state_dir);
-    let mut status_requests =
-        ctl::serve(&socket_path, daemon.options.status_group.as_deref()).map_err(io_error(
-            format!("creating the status socket {}", socket_path.display()),
-        ))?;
+    let (commands, mut status_requests) = tokio::sync::mpsc::channel(ctl::MAX_CLIENTS);
+    ctl::serve(
+        &socket_path,
+        daemon.options.status_group.as_deref(),
+        commands.clone(),
+    )
+    .map_err(io_error(format!(
+        "creating the status socket {}",
+        socket_path.display()
+    )))?;
+    if let Some(addr) = daemon.options.http_listen {
+        start_http(addr, commands)?;
+    }
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(io_error("SIGHUP handler"))?;
@@ -284,10 +342,22 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         config = %daemon.options.config.display(),
         "ha-agent running"
     );
+    daemon.world.roles_changed.set(false);
+    let roles = daemon.roles();
+    daemon.systemd.ready(roles);
+    let mut watchdog = daemon.systemd.ping_every().map(|period| {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
 
     loop {
         if daemon.world.kernel_dirty.take() {
             daemon.sync_kernel();
+        }
+        if daemon.world.roles_changed.take() {
+            let roles = daemon.roles();
+            daemon.systemd.status(roles);
         }
         let deadline = daemon
             .instances
@@ -300,6 +370,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => daemon.start_reload(),
+            // From the loop itself: a loop that stalls stops the pings.
+            _ = systemd::tick(&mut watchdog) => daemon.systemd.ping(),
             result = timer.expired() => {
                 result.map_err(io_error("waiting for the timer"))?;
                 // A loop that wakes late first reads the adverts that came in time, so that
@@ -325,6 +397,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         }
     }
 
+    daemon.systemd.stopping();
     info!("stopping: releasing VIPs");
     let at = now();
     for running in &mut daemon.instances {
@@ -690,6 +763,7 @@ impl Daemon {
             return;
         }
         info!(config = %self.options.config.display(), "SIGHUP: reloading");
+        self.systemd.reloading();
         let path = self.options.config.clone();
         self.reloading = Some(tokio::task::spawn_blocking(move || load_config(&path)));
     }
@@ -702,6 +776,8 @@ impl Daemon {
             Ok(config) => self.apply(config).await,
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
+        let roles = self.roles();
+        self.systemd.ready(roles);
         if std::mem::take(&mut self.reload_again) {
             self.start_reload();
         }
@@ -837,8 +913,25 @@ impl Daemon {
         self.world.kernel_dirty.set(true);
     }
 
+    /// systemd's STATUS= line: each instance and its state.
+    fn roles(&self) -> String {
+        let roles: Vec<String> = self
+            .instances
+            .iter()
+            .map(|r| format!("{} {}", r.cfg.name, r.state()))
+            .collect();
+        if roles.is_empty() {
+            "no instances".into()
+        } else {
+            roles.join(", ")
+        }
+    }
+
     fn status(&self) -> Status {
         Status {
+            schema_version: ctl::status::SCHEMA_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_unix: self.started_unix,
             pid: std::process::id(),
             config: self.options.config.display().to_string(),
             instances: self

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{NotifyScripts, Script},
-    ctl::status::{NotifyRun, unix_now},
+    ctl::status::{NotifyCount, NotifyRun, unix_now},
     track::runner::{self, Identity},
     vrrp::fsm::State,
 };
@@ -36,25 +36,49 @@ pub struct Event {
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Event>,
     task: JoinHandle<()>,
-    runs: Arc<Mutex<VecDeque<NotifyRun>>>,
+    log: Arc<Mutex<Log>>,
+}
+
+/// The last runs, and how many ran by state and result.
+#[derive(Default)]
+struct Log {
+    runs: VecDeque<NotifyRun>,
+    counts: std::collections::BTreeMap<(String, bool), u64>,
 }
 
 impl Notifier {
     pub fn spawn() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let runs = Arc::default();
+        let log = Arc::default();
         Self {
             tx,
-            task: tokio::spawn(serve(rx, Arc::clone(&runs))),
-            runs,
+            task: tokio::spawn(serve(rx, Arc::clone(&log))),
+            log,
         }
     }
 
     /// The last runs, oldest first.
     pub fn runs(&self) -> Vec<NotifyRun> {
-        self.runs
+        self.log
             .lock()
-            .map(|runs| runs.iter().cloned().collect())
+            .map(|log| log.runs.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs so far by state and result.
+    pub fn counts(&self) -> Vec<NotifyCount> {
+        self.log
+            .lock()
+            .map(|log| {
+                log.counts
+                    .iter()
+                    .map(|((state, ok), count)| NotifyCount {
+                        state: state.clone(),
+                        ok: *ok,
+                        count: *count,
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -83,7 +107,7 @@ fn state_word(state: State) -> &'static str {
     }
 }
 
-async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<VecDeque<NotifyRun>>>) {
+async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<Log>>) {
     while let Some(event) = rx.recv().await {
         let word = state_word(event.state);
         let specific = match event.state {
@@ -109,12 +133,13 @@ async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<VecDeque<
     }
 }
 
-fn record(runs: &Mutex<VecDeque<NotifyRun>>, run: NotifyRun) {
-    if let Ok(mut runs) = runs.lock() {
-        if runs.len() == KEPT_RUNS {
-            runs.pop_front();
+fn record(log: &Mutex<Log>, run: NotifyRun) {
+    if let Ok(mut log) = log.lock() {
+        *log.counts.entry((run.state.clone(), run.ok)).or_default() += 1;
+        if log.runs.len() == KEPT_RUNS {
+            log.runs.pop_front();
         }
-        runs.push_back(run);
+        log.runs.push_back(run);
     }
 }
 

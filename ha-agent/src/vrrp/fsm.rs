@@ -39,7 +39,7 @@ pub struct Params {
     pub gated: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     Initialize,
     Backup,
@@ -89,6 +89,24 @@ pub enum Reason {
     FaultCleared,
     /// A planned handover (`ha-agent switchover`): we resigned with priority 0.
     Switchover,
+}
+
+impl Reason {
+    /// A name for counting transitions (metrics): the kind, without its addresses.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::AddressOwner => "address_owner",
+            Reason::MasterDown => "master_down",
+            Reason::MasterResigned => "master_resigned",
+            Reason::Preempt { .. } => "preempt",
+            Reason::HigherPriority { .. } => "higher_priority",
+            Reason::Shutdown => "shutdown",
+            Reason::FaultOn => "fault",
+            Reason::FaultCleared => "fault_cleared",
+            Reason::Switchover => "switchover",
+        }
+    }
 }
 
 impl fmt::Display for Reason {
