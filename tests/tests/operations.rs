@@ -3,15 +3,20 @@
 //! JSON logs and `status --watch`.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    io::Read as _,
+    net::{Ipv4Addr, SocketAddr},
     os::unix::net::UnixDatagram,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use ha_tests::{Daemon, Host, Topology, VrrpConf, daemons::agent_binary, wait_until};
+use ha_tests::{
+    Daemon, Host, Topology, VrrpConf,
+    daemons::agent_binary,
+    http::{promtool, request},
+    wait_until,
+};
 use nix::sys::signal::Signal;
 
 const VIP: &str = "192.168.2.200";
@@ -146,54 +151,6 @@ fn systemd_analyze_verifies_the_unit() {
     assert!(text.trim().is_empty(), "systemd-analyze: {text}");
 }
 
-/// `GET path` (or another method) from inside `host`: (status code, body).
-fn http(host: &Host, method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
-    host.in_netns(|| {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let code = answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (code, body)
-    })
-}
-
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn http_role_endpoints_metrics_json_logs_and_watch() {
     let t = Topology::new(&["a", "b", "c"]);
@@ -238,22 +195,22 @@ fn http_role_endpoints_metrics_json_logs_and_watch() {
         (agent_b.try_status()?["instances"][0]["state"] == "BACKUP").then_some(())
     });
     // Roles, as a load balancer on c asks.
-    assert_eq!(http(c, "GET", addr(a), "/master").0, 200);
-    assert_eq!(http(c, "GET", addr(b), "/master").0, 503);
-    assert_eq!(http(c, "GET", addr(b), "/backup").0, 200);
-    assert_eq!(http(c, "GET", addr(a), "/backup").0, 503);
-    assert_eq!(http(c, "GET", addr(a), "/master?instance=VI_1").0, 200);
-    assert_eq!(http(c, "GET", addr(a), "/master?instance=VI_9").0, 404);
-    assert_eq!(http(c, "GET", addr(a), "/health").0, 200);
+    assert_eq!(request(c, "GET", addr(a), "/master").0, 200);
+    assert_eq!(request(c, "GET", addr(b), "/master").0, 503);
+    assert_eq!(request(c, "GET", addr(b), "/backup").0, 200);
+    assert_eq!(request(c, "GET", addr(a), "/backup").0, 503);
+    assert_eq!(request(c, "GET", addr(a), "/master?instance=VI_1").0, 200);
+    assert_eq!(request(c, "GET", addr(a), "/master?instance=VI_9").0, 404);
+    assert_eq!(request(c, "GET", addr(a), "/health").0, 200);
     // Read-only: nothing but GET.
-    assert_eq!(http(c, "POST", addr(a), "/master").0, 405);
-    let (code, body) = http(c, "GET", addr(a), "/status");
+    assert_eq!(request(c, "POST", addr(a), "/master").0, 405);
+    let (code, body) = request(c, "GET", addr(a), "/status");
     assert_eq!(code, 200);
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["schema_version"], 1);
     assert_eq!(status["instances"][0]["state"], "MASTER");
 
-    let (code, metrics) = http(c, "GET", addr(a), "/metrics");
+    let (code, metrics) = request(c, "GET", addr(a), "/metrics");
     assert_eq!(code, 200);
     let (ok, lint) = promtool(&metrics);
     assert!(ok, "promtool check metrics: {lint}\n{metrics}");
@@ -279,7 +236,7 @@ fn http_role_endpoints_metrics_json_logs_and_watch() {
     wait_until("b MASTER", Duration::from_secs(10), || {
         (agent_b.try_status()?["instances"][0]["state"] == "MASTER").then_some(())
     });
-    assert_eq!(http(c, "GET", addr(b), "/master").0, 200);
+    assert_eq!(request(c, "GET", addr(b), "/master").0, 200);
     // status --watch redraws in place.
     let mut watch = Command::new(agent_binary())
         .args(["status", "--watch", "--state-dir"])

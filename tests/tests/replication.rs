@@ -3,11 +3,17 @@
 //! test samples both servers' read_only throughout and requires that they were never both
 //! writable.
 
-use std::{net::Ipv4Addr, path::PathBuf, process::Command, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
 
 use ha_tests::{
     Daemon, Host, Topology,
     daemons::agent_binary,
+    http::{promtool, request},
     mariadb::{self, Mariadb, Sampler, Writer, WriterLog},
     wait_until,
 };
@@ -94,8 +100,25 @@ vrrp_instance VI_1 {{
     }
 
     fn agent(&self, me: &str, priority: u8, track: &str, extra: &str) -> Daemon {
+        self.agent_args(me, priority, track, extra, &[])
+    }
+
+    fn agent_args(
+        &self,
+        me: &str,
+        priority: u8,
+        track: &str,
+        extra: &str,
+        args: &[&str],
+    ) -> Daemon {
         let config = self.config(me, priority, track, extra);
-        Daemon::agent(self.host(me), self.topo.dir(), &config)
+        Daemon::agent_args(
+            self.host(me),
+            self.topo.dir(),
+            &config,
+            &agent_binary(),
+            args,
+        )
     }
 
     /// `ha-agent db setup` from host a, with the admin account.
@@ -206,7 +229,14 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already configured"));
 
     let sampler = Sampler::start(&lab.a, &lab.b);
-    let a = lab.agent("a", 150, "DB1", "");
+    let metrics_at = SocketAddr::from((lab.a.ip(), 9100));
+    let a = lab.agent_args(
+        "a",
+        150,
+        "DB1",
+        "",
+        &["--http-listen", &metrics_at.to_string()],
+    );
     std::thread::sleep(Duration::from_millis(300));
     let b = lab.agent("b", 100, "DB1", "");
     wait_state(&a, "MASTER", Duration::from_secs(10));
@@ -297,6 +327,24 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
     assert!(text.contains("replication DB1: healthy"), "{text}");
     assert!(text.contains("read-only"), "{text}");
     assert!(text.contains("WRITABLE"), "{text}");
+    // The replication figures in /metrics, as Prometheus would scrape them from c.
+    let (code, metrics) = request(lab.host("c"), "GET", metrics_at, "/metrics");
+    assert_eq!(code, 200);
+    let (ok, lint) = promtool(&metrics);
+    assert!(ok && lint.trim().is_empty(), "promtool: {lint}\n{metrics}");
+    for expected in [
+        "ha_agent_replication_read_only{db=\"DB1\",server=\"local\"} 0",
+        "ha_agent_replication_read_only{db=\"DB1\",server=\"peer\"} 1",
+        "ha_agent_replication_io_running{db=\"DB1\",server=\"local\"} 1",
+        "ha_agent_replication_healthy{db=\"DB1\"} 1",
+        "ha_agent_replication_last_promotion_ok{db=\"DB1\"} 1",
+        "ha_agent_transitions_total{instance=\"VI_1\",reason=\"master_resigned\",to=\"MASTER\"} 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from\n{metrics}"
+        );
+    }
 }
 
 /// The agent, the database and the link of host `name`, all at once.
