@@ -32,6 +32,8 @@ enum Cmd {
     },
     /// Build target/release/ha-agent with the XDP object embedded.
     Build,
+    /// Build the Debian package (target/debian/ha-agent_*.deb) with cargo-deb.
+    Deb,
     /// Benchmarks, ha-agent beside keepalived (needs root; writes docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -98,6 +100,10 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::install(),
         Cmd::BuildEbpf { release } => build_ebpf(release),
         Cmd::Build => build(),
+        Cmd::Deb => {
+            setup::install()?;
+            deb().map(|_| ())
+        }
         Cmd::Bench {
             which: BenchCmd::Report,
         } => bench::report::write_markdown(&workspace_root()),
@@ -239,6 +245,25 @@ fn build() -> Result<()> {
     Ok(())
 }
 
+/// The release binary, its man pages (from the clap definitions) and the .deb around them.
+fn deb() -> Result<std::path::PathBuf> {
+    build()?;
+    let root = workspace_root();
+    run(
+        std::process::Command::new(root.join("target/release/ha-agent"))
+            .arg("manpages")
+            .arg(root.join("target/man")),
+    )?;
+    run(cargo().args(["deb", "--package", "ha-agent", "--no-build"]))?;
+    let deb = std::fs::read_dir(root.join("target/debian"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .context("cargo deb wrote no .deb")?;
+    eprintln!("built {}", deb.display());
+    Ok(deb)
+}
+
 /// Seconds per fuzz target in `cargo xtask test` (a smoke run; `cargo xtask fuzz` goes longer).
 const FUZZ_SMOKE_SECONDS: u64 = 10;
 
@@ -260,8 +285,13 @@ fn test(args: &[String]) -> Result<()> {
     let mut lint_ebpf = bpf_cargo("clippy", true);
     lint_ebpf.args(["--", "-D", "warnings"]);
     run(&mut lint_ebpf)?;
+    // The package test installs it.
+    let package = deb()?;
     let step = Instant::now();
-    run(cargo().args(["test", "--workspace"]).args(args))?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .args(args)
+        .env("HA_TEST_DEB", &package))?;
     eprintln!("tests took {:.0?}", step.elapsed());
     if args.is_empty() {
         // The interop suites again, with the XDP program attached to every agent.

@@ -22,9 +22,14 @@ const PACKAGES: &[&str] = &[
     "iputils-arping",
     "socat",
     "stress-ng",
+    // promtool checks /metrics; lintian the package; systemd-analyze the unit.
+    "prometheus",
+    "lintian",
+    "systemd",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 pub fn install() -> Result<()> {
     let start = std::time::Instant::now();
@@ -32,6 +37,7 @@ pub fn install() -> Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    cargo_deb()?;
     eprintln!("setup: everything present ({:.1?})", start.elapsed());
     Ok(())
 }
@@ -138,4 +144,21 @@ fn cargo_fuzz() -> Result<()> {
         ]),
     )
     .context("installing cargo-fuzz")
+}
+
+fn cargo_deb() -> Result<()> {
+    if has_version("cargo-deb", CARGO_DEB_VERSION) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION} (about 2 min)");
+    exec(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "cargo-deb",
+            "--version",
+            CARGO_DEB_VERSION,
+            "--locked",
+        ]),
+    )
+    .context("installing cargo-deb")
 }
