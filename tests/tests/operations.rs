@@ -221,6 +221,7 @@ fn http_role_endpoints_metrics_json_logs_and_watch() {
         "ha_agent_transitions_total{instance=\"VI_1\",reason=\"master_down\",to=\"MASTER\"} 1",
         "ha_agent_check_up{check=\"chk\",instance=\"VI_1\"} 1",
         "ha_agent_notify_runs_total{instance=\"VI_1\",result=\"ok\",state=\"MASTER\"} 1",
+        "ha_agent_notify_duration_seconds_total{instance=\"VI_1\",result=\"ok\",state=\"MASTER\"} 0.",
         "ha_agent_build_info{version=",
         "process_start_time_seconds ",
         "ha_agent_adverts_sent_total{instance=\"VI_1\"} ",

@@ -1,7 +1,7 @@
 //! `/metrics`: the status snapshot in Prometheus' text format (the `prometheus` crate's
 //! registry and encoder), names with the `ha_agent_` prefix, `_total` counters and base units.
 
-use prometheus::{GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use super::status::Status;
 
@@ -17,6 +17,12 @@ impl Metrics {
         let g = GaugeVec::new(Opts::new(name, help), labels)?;
         self.registry.register(Box::new(g.clone()))?;
         Ok(g)
+    }
+
+    fn seconds(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<CounterVec> {
+        let c = CounterVec::new(Opts::new(name, help), labels)?;
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
     }
 
     fn counter(
@@ -127,6 +133,11 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         "Notify script runs by state and result (ok: exit 0).",
         &["instance", "state", "result"],
     )?;
+    let notify_time = m.seconds(
+        "ha_agent_notify_duration_seconds_total",
+        "Time notify scripts ran, by state and result.",
+        &["instance", "state", "result"],
+    )?;
     let notify_seconds = m.gauge(
         "ha_agent_notify_last_duration_seconds",
         "Duration of the instance's last notify script run.",
@@ -182,9 +193,11 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         }
         for n in &i.notify_counts {
             let result = if n.ok { "ok" } else { "failed" };
-            notify_runs
-                .with_label_values(&[name, n.state.as_str(), result])
-                .inc_by(n.count);
+            let labels = [name, n.state.as_str(), result];
+            notify_runs.with_label_values(&labels).inc_by(n.count);
+            notify_time
+                .with_label_values(&labels)
+                .inc_by(n.total_ms / 1e3);
         }
         if let Some(last) = i.notify_runs.last() {
             notify_seconds

@@ -139,6 +139,9 @@ pub struct NotifyCount {
     pub state: String,
     pub ok: bool,
     pub count: u64,
+    /// Their total duration.
+    #[serde(default)]
+    pub total_ms: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -43,7 +43,8 @@ pub struct Notifier {
 #[derive(Default)]
 struct Log {
     runs: VecDeque<NotifyRun>,
-    counts: std::collections::BTreeMap<(String, bool), u64>,
+    /// (state, ok) → (runs, total duration in ms).
+    counts: std::collections::BTreeMap<(String, bool), (u64, f64)>,
 }
 
 impl Notifier {
@@ -72,10 +73,11 @@ impl Notifier {
             .map(|log| {
                 log.counts
                     .iter()
-                    .map(|((state, ok), count)| NotifyCount {
+                    .map(|((state, ok), (count, total_ms))| NotifyCount {
                         state: state.clone(),
                         ok: *ok,
                         count: *count,
+                        total_ms: *total_ms,
                     })
                     .collect()
             })
@@ -135,7 +137,9 @@ async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<Log>>) {
 
 fn record(log: &Mutex<Log>, run: NotifyRun) {
     if let Ok(mut log) = log.lock() {
-        *log.counts.entry((run.state.clone(), run.ok)).or_default() += 1;
+        let (count, total_ms) = log.counts.entry((run.state.clone(), run.ok)).or_default();
+        *count += 1;
+        *total_ms += run.duration_ms;
         if log.runs.len() == KEPT_RUNS {
             log.runs.pop_front();
         }
