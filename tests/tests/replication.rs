@@ -121,6 +121,17 @@ vrrp_instance VI_1 {{
         )
     }
 
+    /// a (MASTER 150, started first, with `args_a`) and b (BACKUP 100, tracking `track_b`),
+    /// both settled.
+    fn agents(&self, track_b: &str, extra: &str, args_a: &[&str]) -> (Daemon, Daemon) {
+        let a = self.agent_args("a", 150, "DB1", extra, args_a);
+        std::thread::sleep(Duration::from_millis(300));
+        let b = self.agent("b", 100, track_b, extra);
+        wait_state(&a, "MASTER", Duration::from_secs(10));
+        wait_state(&b, "BACKUP", Duration::from_secs(10));
+        (a, b)
+    }
+
     /// `ha-agent db setup` from host a, with the admin account.
     fn setup(&self) -> std::process::Output {
         let conf = self.topo.dir().join("setup-a.conf");
@@ -182,6 +193,17 @@ fn assert_no_loss(log: &WriterLog, server: &Mariadb) {
     assert_eq!(ids.len(), log.acks.len(), "duplicate keys acknowledged");
 }
 
+/// The read_only samples (returned: how many rounds) never saw both servers writable.
+fn never_both_writable(sampler: Sampler) -> u64 {
+    let (rounds, both) = sampler.finish();
+    assert!(rounds > 50, "sampled {rounds} rounds");
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+    rounds
+}
+
 fn db_status(d: &Daemon) -> serde_json::Value {
     d.status()["replication"][0].clone()
 }
@@ -230,17 +252,7 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
 
     let sampler = Sampler::start(&lab.a, &lab.b);
     let metrics_at = SocketAddr::from((lab.a.ip(), 9100));
-    let a = lab.agent_args(
-        "a",
-        150,
-        "DB1",
-        "",
-        &["--http-listen", &metrics_at.to_string()],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let b = lab.agent("b", 100, "DB1", "");
-    wait_state(&a, "MASTER", Duration::from_secs(10));
-    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    let (a, b) = lab.agents("DB1", "", &["--http-listen", &metrics_at.to_string()]);
     assert!(!lab.a.read_only() && lab.b.read_only());
 
     let writer = lab.writer();
@@ -286,12 +298,7 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
     assert_no_loss(&log, &lab.a);
     assert_no_loss(&log, &lab.b);
     assert!(lab.b.read_only());
-    let (rounds, both) = sampler.finish();
-    assert!(rounds > 100, "sampled {rounds} rounds");
-    assert_eq!(
-        both, 0,
-        "both servers writable in {both} of {rounds} samples"
-    );
+    let rounds = never_both_writable(sampler);
     let longest = log.gaps.iter().map(|(s, e)| e - s).fold(0.0, f64::max);
     eprintln!(
         "switchover x2: {} rows acknowledged, {} failed inserts retried, longest write gap {:.0} ms, {rounds} read_only samples",
@@ -399,11 +406,7 @@ fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
     let Some(mut lab) = Lab::new() else { return };
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
-    let mut a = lab.agent("a", 150, "DB1", "");
-    std::thread::sleep(Duration::from_millis(300));
-    let b = lab.agent("b", 100, "DB1", "");
-    wait_state(&a, "MASTER", Duration::from_secs(10));
-    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    let (mut a, b) = lab.agents("DB1", "", &[]);
     // B receives but does not apply: a backlog builds up in its relay log.
     lab.b.sql("STOP SLAVE SQL_THREAD");
     let writer = lab.writer();
@@ -447,11 +450,7 @@ fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
         (rows(&lab.b).len() > log.acks.len() + 50).then_some(())
     });
     drop(writer);
-    let (rounds, both) = sampler.finish();
-    assert_eq!(
-        both, 0,
-        "both servers writable in {both} of {rounds} samples"
-    );
+    never_both_writable(sampler);
     eprintln!(
         "crash: {} rows acknowledged, {} of them unapplied on b at the crash, all present",
         log.acks.len(),
@@ -464,11 +463,7 @@ fn an_apply_error_refuses_promotion_and_says_why() {
     let Some(mut lab) = Lab::new() else { return };
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
-    let mut a = lab.agent("a", 150, "DB1", "");
-    std::thread::sleep(Duration::from_millis(300));
-    let mut b = lab.agent("b", 100, "DB1 weight -10", "");
-    wait_state(&a, "MASTER", Duration::from_secs(10));
-    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    let (mut a, mut b) = lab.agents("DB1 weight -10", "", &[]);
     // A row of B's own (root bypasses read_only) holds the key A uses next: B's SQL thread
     // stops on a duplicate key.
     lab.b
@@ -508,11 +503,7 @@ fn an_apply_error_refuses_promotion_and_says_why() {
     b.stop();
     let b = lab.agent("b", 100, "DB1", "");
     wait_state(&b, "FAULT", Duration::from_secs(10));
-    let (rounds, both) = sampler.finish();
-    assert_eq!(
-        both, 0,
-        "both servers writable in {both} of {rounds} samples"
-    );
+    never_both_writable(sampler);
 }
 
 #[test]
@@ -521,11 +512,7 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let limit = "    max_auto_failovers 1\n";
-    let mut a = lab.agent("a", 150, "DB1", limit);
-    std::thread::sleep(Duration::from_millis(300));
-    let b = lab.agent("b", 100, "DB1", limit);
-    wait_state(&a, "MASTER", Duration::from_secs(10));
-    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    let (mut a, b) = lab.agents("DB1", limit, &[]);
 
     // First automatic failover: allowed.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
@@ -590,11 +577,7 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 automatic failover(s) acknowledged"));
     wait_state(&b, "MASTER", Duration::from_secs(10));
     assert!(!lab.b.read_only());
-    let (rounds, both) = sampler.finish();
-    assert_eq!(
-        both, 0,
-        "both servers writable in {both} of {rounds} samples"
-    );
+    never_both_writable(sampler);
 }
 
 #[test]
@@ -651,11 +634,7 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let drain = "    drain_timeout 1\n";
-    let mut a = lab.agent("a", 150, "DB1", drain);
-    std::thread::sleep(Duration::from_millis(300));
-    let b = lab.agent("b", 100, "DB1", drain);
-    wait_state(&a, "MASTER", Duration::from_secs(10));
-    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    let (mut a, b) = lab.agents("DB1", drain, &[]);
     // A session on b holds the table: b's SQL thread waits for it, the backlog grows.
     let mut lock = Command::new("mariadb")
         .arg("--no-defaults")
@@ -700,9 +679,5 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
     wait_until("the VIP released", Duration::from_secs(10), || {
         (!b.host.has_address("eth0", VIP)).then_some(())
     });
-    let (rounds, both) = sampler.finish();
-    assert_eq!(
-        both, 0,
-        "both servers writable in {both} of {rounds} samples"
-    );
+    never_both_writable(sampler);
 }

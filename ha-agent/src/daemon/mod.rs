@@ -433,6 +433,22 @@ fn follow_links(links: &mut HashMap<String, bool>, cfg: &VrrpInstance) {
     }
 }
 
+/// A tracker without runs of its own (an interface, a database) as status shows it.
+fn tracker(name: String, up: bool, effect: Effect, last_result: Option<String>) -> TrackerStatus {
+    TrackerStatus {
+        name,
+        up,
+        streak: 0,
+        priority_delta: match effect {
+            Effect::Priority(d) => d,
+            Effect::Fault => 0,
+        },
+        fault: effect == Effect::Fault,
+        last_result,
+        last_duration_ms: None,
+    }
+}
+
 /// Packets read per socket before an expired timer is handled.
 const DRAIN_LIMIT: usize = 4096;
 
@@ -570,7 +586,6 @@ impl Daemon {
         let mut trackers = self.checks.status(&cfg.track_scripts);
         trackers.extend(cfg.track_replication.iter().map(|t| {
             let up = self.world.dbs.healthy(&t.name);
-            let effect = effect(up, t.weight.unwrap_or(0), false);
             let problem = self
                 .world
                 .dbs
@@ -578,34 +593,13 @@ impl Daemon {
                 .get(&t.name)
                 .and_then(|d| d.local.as_ref())
                 .map(|h| h.problem().unwrap_or_else(|| "healthy".into()));
-            TrackerStatus {
-                name: format!("replication {}", t.name),
-                up,
-                streak: 0,
-                priority_delta: match effect {
-                    Effect::Priority(d) => d,
-                    Effect::Fault => 0,
-                },
-                fault: effect == Effect::Fault,
-                last_result: problem,
-                last_duration_ms: None,
-            }
+            let name = format!("replication {}", t.name);
+            tracker(name, up, effect(up, t.weight.unwrap_or(0), false), problem)
         }));
         trackers.extend(cfg.track_interfaces.iter().map(|t| {
             let up = self.links.get(&t.name).copied().unwrap_or(false);
-            let effect = effect(up, t.weight, t.reverse);
-            TrackerStatus {
-                name: format!("interface {}", t.name),
-                up,
-                streak: 0,
-                priority_delta: match effect {
-                    Effect::Priority(d) => d,
-                    Effect::Fault => 0,
-                },
-                fault: effect == Effect::Fault,
-                last_result: None,
-                last_duration_ms: None,
-            }
+            let name = format!("interface {}", t.name);
+            tracker(name, up, effect(up, t.weight, t.reverse), None)
         }));
         trackers
     }

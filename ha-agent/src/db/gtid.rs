@@ -46,10 +46,6 @@ impl Pos {
         Ok(Self(map))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Where `self` has transactions `other` lacks, domain by domain: `Ahead` when only the
     /// sequence number is beyond, `Diverged` when both hold the same number from different
     /// servers (one of them wrote a transaction the other never saw).
