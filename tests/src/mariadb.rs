@@ -271,6 +271,19 @@ impl Writer {
         password: &str,
         epoch: Instant,
     ) -> Self {
+        Self::start_from(host, target, user, password, epoch, 1)
+    }
+
+    /// [`Writer::start`] with sequence numbers from `first_seq` (a second writer into the
+    /// same table).
+    pub fn start_from(
+        host: &Host,
+        target: Ipv4Addr,
+        user: &str,
+        password: &str,
+        epoch: Instant,
+        first_seq: u64,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let netns = format!("/run/netns/{}", host.netns);
         let (flag, user, password) = (stop.clone(), user.to_owned(), password.to_owned());
@@ -280,7 +293,7 @@ impl Writer {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(write_loop(target, user, password, epoch, flag))
+            runtime.block_on(write_loop(target, user, password, epoch, first_seq, flag))
         });
         Self {
             stop,
@@ -308,6 +321,7 @@ async fn write_loop(
     user: String,
     password: String,
     start: Instant,
+    first_seq: u64,
     stop: Arc<AtomicBool>,
 ) -> Result<WriterLog> {
     let opts = OptsBuilder::default()
@@ -319,7 +333,7 @@ async fn write_loop(
         // Through the VIP, never the server's socket file (which this process can see).
         .prefer_socket(false);
     let mut log = WriterLog::default();
-    let mut seq = 0u64;
+    let mut seq = first_seq - 1;
     let mut conn: Option<mysql_async::Conn> = None;
     let mut last_ack = 0.0f64;
     // A SYN that went to the old holder's MAC is not retried for a second: connect again
