@@ -294,7 +294,8 @@ fn test(args: &[String]) -> Result<()> {
         .env("HA_TEST_DEB", &package))?;
     eprintln!("tests took {:.0?}", step.elapsed());
     if args.is_empty() {
-        // The interop suites again, with the XDP program attached to every agent.
+        // The interop and replication suites again, with the XDP program attached to every
+        // agent.
         let step = Instant::now();
         run(cargo()
             .args([
@@ -305,6 +306,8 @@ fn test(args: &[String]) -> Result<()> {
                 "vrrp_keepalived",
                 "--test",
                 "vrrp_agents",
+                "--test",
+                "replication",
             ])
             .env("HA_TEST_XDP", "native"))?;
         eprintln!("interop suites with XDP took {:.0?}", step.elapsed());

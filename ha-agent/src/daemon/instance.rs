@@ -382,7 +382,8 @@ impl Running {
                 Version::V2 => u8::try_from(self.cfg.advert_int_cs / 100).unwrap_or(u8::MAX),
                 Version::V3 => 0,
             },
-            absorb: u8::from(self.fsm.state() == State::Backup),
+            // A promoting backup claims the VRID as a master would: its adverts come by socket.
+            absorb: u8::from(self.fsm.state() == State::Backup && !self.fsm.promoting()),
             own: self.primary_ip.octets(),
             auth: self.cfg.auth_pass.unwrap_or_default(),
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
@@ -515,6 +516,7 @@ impl Running {
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips),
                 Action::Promote { id, failover } => {
+                    world.kernel_dirty.set(true);
                     self.db_request(world, Op::Promote { id, failover })
                 }
                 Action::Demote { id } => self.db_request(world, Op::Demote { id }),
@@ -571,6 +573,8 @@ impl Running {
 
     /// A database worker's answer for this instance.
     pub async fn on_db_done(&mut self, outcome: Outcome, now: Duration, world: &World) {
+        // A promotion that ends (either way) changes what the kernel absorbs.
+        world.kernel_dirty.set(true);
         match outcome {
             Outcome::Promoted { id, result } => self.fsm.promotion_done(now, id, result.is_ok()),
             Outcome::Demoted { id, .. } => self.fsm.demoted(id),
