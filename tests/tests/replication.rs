@@ -512,7 +512,7 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let limit = "    max_auto_failovers 1\n";
-    let (mut a, b) = lab.agents("DB1", limit, &[]);
+    let (mut a, mut b) = lab.agents("DB1", limit, &[]);
 
     // First automatic failover: allowed.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
@@ -577,6 +577,11 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 automatic failover(s) acknowledged"));
     wait_state(&b, "MASTER", Duration::from_secs(10));
     assert!(!lab.b.read_only());
+    // A graceful stop of the master: read-only first, then the VIP goes.
+    b.stop();
+    assert!(lab.b.read_only());
+    assert!(!lab.host("b").has_address("eth0", VIP));
+    assert!(b.log_text().contains("demoted: read_only set"));
     never_both_writable(sampler);
 }
 
