@@ -517,7 +517,10 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     // First automatic failover: allowed.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
     wait_state(&b, "MASTER", Duration::from_secs(10));
-    assert_eq!(db_status(&b)["auto_failovers"], 1);
+    // Counted on disk; status reads it at its next health check.
+    wait_until("the failover counted", Duration::from_secs(5), || {
+        (db_status(&b)["auto_failovers"] == 1).then_some(())
+    });
 
     // A comes back: read-only, it pulls from the writable B, and stays BACKUP (no failback).
     lab.topo.set_cable("a", true);

@@ -57,6 +57,8 @@ pub struct Report {
     pub db: String,
     pub local: Health,
     pub peer: Health,
+    /// The anti-flap record as the file says (`db ack` changes it from outside).
+    pub failovers: Record,
 }
 
 /// One supervised pair as the loop sees it.
@@ -68,7 +70,7 @@ pub struct Db {
     pub peer: Option<Health>,
     pub last_promotion: Option<DbRun>,
     pub last_demotion: Option<DbRun>,
-    state_dir: std::path::PathBuf,
+    failovers: Record,
     /// The last refusal logged, and when: the same one is logged again only after a while.
     refusal_logged: Option<(String, Instant)>,
 }
@@ -158,7 +160,7 @@ impl Dbs {
                     peer: None,
                     last_promotion: None,
                     last_demotion: None,
-                    state_dir: state_dir.to_owned(),
+                    failovers: Record::default(),
                     refusal_logged: None,
                 },
             );
@@ -193,6 +195,7 @@ impl Dbs {
         }
         db.local = Some(report.local);
         db.peer = Some(report.peer);
+        db.failovers = report.failovers;
         before.map(|b| b.is_some()) != Some(after.is_some())
     }
 
@@ -244,23 +247,17 @@ impl Dbs {
         let mut out: Vec<ReplicationStatus> = self
             .by_name
             .values()
-            .map(|db| {
-                let record = Record::load(&Record::path(&db.state_dir, &db.cfg.name));
-                ReplicationStatus {
-                    name: db.cfg.name.clone(),
-                    local_server: db.cfg.local.to_string(),
-                    peer_server: format!("{}:{}", db.cfg.peer.0, db.cfg.peer.1),
-                    problem: db.local.as_ref().and_then(Health::problem),
-                    local: db.local.clone(),
-                    peer: db.peer.clone(),
-                    last_promotion: db.last_promotion.clone(),
-                    last_demotion: db.last_demotion.clone(),
-                    auto_failovers: record
-                        .as_ref()
-                        .map(|r| r.failovers.len() as u32)
-                        .unwrap_or(0),
-                    last_auto_failover: record.ok().and_then(|r| r.last),
-                }
+            .map(|db| ReplicationStatus {
+                name: db.cfg.name.clone(),
+                local_server: db.cfg.local.to_string(),
+                peer_server: format!("{}:{}", db.cfg.peer.0, db.cfg.peer.1),
+                problem: db.local.as_ref().and_then(Health::problem),
+                local: db.local.clone(),
+                peer: db.peer.clone(),
+                last_promotion: db.last_promotion.clone(),
+                last_demotion: db.last_demotion.clone(),
+                auto_failovers: db.failovers.failovers.len() as u32,
+                last_auto_failover: db.failovers.last,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -269,14 +266,13 @@ impl Dbs {
 }
 
 async fn monitor(pair: Arc<Pair>, tx: mpsc::Sender<Report>) {
-    let mut first = true;
     loop {
-        let (local, peer) = pair.check(first).await;
-        first = false;
+        let (local, peer) = pair.check().await;
         let report = Report {
             db: pair.cfg.name.clone(),
             local,
             peer,
+            failovers: pair.failovers(),
         };
         if tx.send(report).await.is_err() {
             return;

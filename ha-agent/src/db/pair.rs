@@ -31,6 +31,8 @@ pub struct Pair {
     channel_stopped: Arc<AtomicBool>,
     /// Whether the last health check reached the peer.
     peer_lost: AtomicBool,
+    /// The start-up check of the channel is still to be made.
+    start_pending: AtomicBool,
 }
 
 /// The fencing attempt's connect bound when the last health check did not reach the peer
@@ -57,12 +59,18 @@ impl Pair {
             state_dir,
             channel_stopped: Arc::default(),
             peer_lost: AtomicBool::new(false),
+            start_pending: AtomicBool::new(true),
         })
     }
 
     /// Sessions fencing leaves alone: the agent's and replication's.
     fn keep(&self) -> [&str; 2] {
         [self.cfg.user.as_str(), self.cfg.repl_user.as_str()]
+    }
+
+    /// The anti-flap record (empty if unreadable; the promotion reports that error).
+    pub fn failovers(&self) -> Record {
+        Record::load(&self.record_path()).unwrap_or_default()
     }
 
     fn record_path(&self) -> PathBuf {
@@ -312,11 +320,11 @@ impl Pair {
     }
 
     /// One health check of both servers, and the channel from the peer started where that is
-    /// safe: at the agent's first check (servers start with `skip_slave_start`), or after a
-    /// promotion stopped it. A writable peer is the active node and always pulled from; a
+    /// safe: at the first check that reaches both servers (they start with
+    /// `skip_slave_start`), or after a promotion stopped it. A writable peer is the active node and always pulled from; a
     /// read-only one only if it holds no transactions of its own that we lack (a returning
     /// old master with writes it never shipped stays cut off, and the log says so).
-    pub async fn check(&self, first: bool) -> (Health, Health) {
+    pub async fn check(&self) -> (Health, Health) {
         let (local, peer) = tokio::join!(self.local.open(), self.peer.health());
         self.peer_lost.store(!peer.reachable, Ordering::Relaxed);
         let mut local = match local {
@@ -332,7 +340,11 @@ impl Pair {
                 && r.last_sql_errno == 0
         });
         let ours = self.channel_stopped.load(Ordering::Relaxed);
-        if stopped && (first || ours) && peer.reachable && peer.error.is_none() {
+        let both = peer.reachable && peer.error.is_none() && health.error.is_none();
+        // The start-up decision waits for a check that reaches both (a link just up, a peer
+        // still starting).
+        let at_start = both && self.start_pending.swap(false, Ordering::Relaxed);
+        if stopped && (at_start || ours) && both {
             match self.peer_errant(&mut local, &peer).await {
                 Ok(errant) if errant.is_empty() || !peer.read_only => {
                     match local.start_replica().await {
