@@ -18,10 +18,41 @@ use anyhow::{Context as _, Result, bail};
 use mysql_async::{OptsBuilder, prelude::Queryable as _};
 use nix::sys::signal::Signal;
 
-use crate::topology::{Host, Process};
+use crate::topology::{Host, Process, Topology};
 
 /// The port every server listens on, on its host's address.
 pub const PORT: u16 = 3306;
+
+/// The account `db setup` uses in the tests, the demo and the benchmarks.
+pub const ADMIN: (&str, &str) = ("admin", "adminpass");
+/// The application's account, which writes through the VIP.
+pub const APP: (&str, &str) = ("app", "apppass");
+pub const REPL_PASSWORD: &str = "replpass";
+
+/// Servers 1 on host `a` and 2 on host `b` of `t`, each with [`ADMIN`] and [`APP`], and the
+/// password files a `mysql_replication` block names: `<dir>/etc/agent.pass` (holding
+/// `agent_password`), `repl.pass`, `admin.pass`. Returns the servers and the etc directory.
+pub fn start_pair(t: &Topology, agent_password: &str) -> Result<(Mariadb, Mariadb, PathBuf)> {
+    if !available() {
+        bail!("mariadbd is not installed (`cargo xtask setup` installs it)");
+    }
+    let a = Mariadb::start(t.host("a"), t.dir(), 1)?;
+    let b = Mariadb::start(t.host("b"), t.dir(), 2)?;
+    for m in [&a, &b] {
+        m.create_admin(ADMIN.0, ADMIN.1);
+        m.create_app_user(APP.0, APP.1);
+    }
+    let etc = t.dir().join("etc");
+    std::fs::create_dir_all(&etc)?;
+    for (file, secret) in [
+        ("agent.pass", agent_password),
+        ("repl.pass", REPL_PASSWORD),
+        ("admin.pass", ADMIN.1),
+    ] {
+        std::fs::write(etc.join(file), format!("{secret}\n"))?;
+    }
+    Ok((a, b, etc))
+}
 
 /// Whether this machine can run the database tests.
 pub fn available() -> bool {
@@ -69,16 +100,10 @@ pub struct Mariadb {
     pub server_id: u32,
     pub dir: PathBuf,
     pub process: Option<Process>,
-    /// Options after the recipe's (a later one wins).
-    extra: Vec<String>,
 }
 
 impl Mariadb {
     pub fn start(host: &Host, dir: &Path, server_id: u32) -> Result<Self> {
-        Self::start_with(host, dir, server_id, &[])
-    }
-
-    pub fn start_with(host: &Host, dir: &Path, server_id: u32, extra: &[&str]) -> Result<Self> {
         let dir = dir.join(format!("mariadb-{}", host.name));
         std::fs::create_dir_all(&dir)?;
         let status = Command::new("cp")
@@ -94,7 +119,6 @@ impl Mariadb {
             server_id,
             dir,
             process: None,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         server.launch()?;
         Ok(server)
@@ -136,8 +160,7 @@ impl Mariadb {
                 "--skip-slave-start",
                 "--innodb-buffer-pool-size=32M",
                 "--max-connections=200",
-            ])
-            .args(&self.extra);
+            ]);
         self.process = Some(self.host.spawn("mariadbd", command, &d.join("stdout.log")));
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {

@@ -14,12 +14,11 @@ use ha_tests::{
     Daemon, Host, Topology,
     daemons::agent_binary,
     http::{promtool, request},
-    mariadb::{self, Mariadb, Sampler, Writer, WriterLog},
+    mariadb::{self, ADMIN, APP, Mariadb, Sampler, Writer, WriterLog},
     wait_until,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 100);
-const APP: (&str, &str) = ("app", "apppass");
 
 /// A pair of servers (a: server 1, b: server 2), the observer c, and the files the agents
 /// and `db setup` read.
@@ -31,28 +30,10 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Option<Self> {
-        if !mariadb::available() {
-            eprintln!("mariadbd is not installed: skipped (cargo xtask setup installs it)");
-            return None;
-        }
+    fn new() -> Self {
         let topo = Topology::new(&["a", "b", "c"]);
-        let a = Mariadb::start(topo.host("a"), topo.dir(), 1).unwrap();
-        let b = Mariadb::start(topo.host("b"), topo.dir(), 2).unwrap();
-        for m in [&a, &b] {
-            m.create_admin("admin", "adminpass");
-            m.create_app_user(APP.0, APP.1);
-        }
-        let etc = topo.dir().join("etc");
-        std::fs::create_dir_all(&etc).unwrap();
-        for (file, secret) in [
-            ("agent.pass", "agent pass'word"),
-            ("repl.pass", "replpass"),
-            ("admin.pass", "adminpass"),
-        ] {
-            std::fs::write(etc.join(file), format!("{secret}\n")).unwrap();
-        }
-        Some(Self { topo, a, b, etc })
+        let (a, b, etc) = mariadb::start_pair(&topo, "agent pass'word").unwrap();
+        Self { topo, a, b, etc }
     }
 
     fn host(&self, name: &str) -> &Host {
@@ -140,7 +121,7 @@ vrrp_instance VI_1 {{
             .command(agent_binary().to_str().unwrap())
             .args(["db", "setup", "-f"])
             .arg(&conf)
-            .args(["--admin-user", "admin", "--admin-password-file"])
+            .args(["--admin-user", ADMIN.0, "--admin-password-file"])
             .arg(self.etc.join("admin.pass"))
             .output()
             .unwrap()
@@ -220,12 +201,19 @@ fn wait_state(d: &Daemon, want: &str, limit: Duration) {
     });
 }
 
-fn switchover(d: &Daemon) -> std::process::Output {
-    Command::new(agent_binary())
+/// `ha-agent switchover` on `from`, which must succeed, and `to` MASTER.
+fn switchover(from: &Daemon, to: &Daemon) {
+    let out = Command::new(agent_binary())
         .args(["switchover", "--state-dir"])
-        .arg(&d.state_dir)
+        .arg(&from.state_dir)
         .output()
-        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(to, "MASTER", Duration::from_secs(10));
 }
 
 /// Waits until `server` has executed everything `from` wrote.
@@ -237,7 +225,7 @@ fn caught_up(from: &Mariadb, server: &Mariadb) {
 
 #[test]
 fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
-    let Some(lab) = Lab::new() else { return };
+    let lab = Lab::new();
     lab.setup_with_table();
     for m in [&lab.a, &lab.b] {
         // ON while both replication threads run.
@@ -260,13 +248,7 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
         (rows(&lab.a).len() > 200).then_some(())
     });
     // A -> B, planned, under writes.
-    let out = switchover(&a);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_state(&b, "MASTER", Duration::from_secs(10));
+    switchover(&a, &b);
     let promotion = db_status(&b)["last_promotion"].clone();
     eprintln!(
         "switchover a -> b: promotion on b took {} ms: {}",
@@ -282,13 +264,7 @@ fn setup_then_switchover_both_ways_under_writes_loses_nothing() {
     assert!(lab.a.read_only(), "the old master ends read-only");
     assert_eq!(state(&a), "BACKUP", "no automatic failback");
     // B -> A.
-    let out = switchover(&b);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_state(&a, "MASTER", Duration::from_secs(10));
+    switchover(&b, &a);
     let on_a = rows(&lab.a).len();
     wait_until("rows written on a", Duration::from_secs(10), || {
         (rows(&lab.a).len() > on_a + 200).then_some(())
@@ -403,7 +379,7 @@ fn watch(
 
 #[test]
 fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
-    let Some(mut lab) = Lab::new() else { return };
+    let mut lab = Lab::new();
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let (mut a, b) = lab.agents("DB1", "", &[]);
@@ -460,7 +436,7 @@ fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
 
 #[test]
 fn an_apply_error_refuses_promotion_and_says_why() {
-    let Some(mut lab) = Lab::new() else { return };
+    let mut lab = Lab::new();
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let (mut a, mut b) = lab.agents("DB1 weight -10", "", &[]);
@@ -508,7 +484,7 @@ fn an_apply_error_refuses_promotion_and_says_why() {
 
 #[test]
 fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
-    let Some(mut lab) = Lab::new() else { return };
+    let mut lab = Lab::new();
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let limit = "    max_auto_failovers 1\n";
@@ -542,13 +518,7 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     assert_eq!(state(&a), "BACKUP", "no automatic failback");
 
     // A planned switchover back to A is not an automatic failover...
-    let out = switchover(&b);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_state(&a, "MASTER", Duration::from_secs(10));
+    switchover(&b, &a);
     // ... but a second crash is: B refuses until an operator acknowledges.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
     wait_until("b refuses", Duration::from_secs(10), || {
@@ -590,34 +560,8 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
 
 #[test]
 fn setup_refuses_wrong_settings_and_changes_nothing() {
-    if !mariadb::available() {
-        return;
-    }
-    let topo = Topology::new(&["a", "b"]);
-    let a = Mariadb::start(topo.host("a"), topo.dir(), 1).unwrap();
-    let b = Mariadb::start_with(
-        topo.host("b"),
-        topo.dir(),
-        2,
-        &["--binlog-format=STATEMENT"],
-    )
-    .unwrap();
-    for m in [&a, &b] {
-        m.create_admin("admin", "adminpass");
-    }
-    let lab = Lab {
-        etc: {
-            let etc = topo.dir().join("etc");
-            std::fs::create_dir_all(&etc).unwrap();
-            for file in ["agent.pass", "repl.pass", "admin.pass"] {
-                std::fs::write(etc.join(file), "adminpass\n").unwrap();
-            }
-            etc
-        },
-        topo,
-        a,
-        b,
-    };
+    let lab = Lab::new();
+    lab.b.sql("SET GLOBAL binlog_format = 'STATEMENT'");
     let out = lab.setup();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -638,7 +582,7 @@ fn setup_refuses_wrong_settings_and_changes_nothing() {
 
 #[test]
 fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied() {
-    let Some(mut lab) = Lab::new() else { return };
+    let mut lab = Lab::new();
     lab.setup_with_table();
     let sampler = Sampler::start(&lab.a, &lab.b);
     let drain = "    drain_timeout 1\n";

@@ -208,7 +208,7 @@ pub fn run(binary: &Path) -> Result<()> {
 /// The second half: MariaDB on A and B replicating both ways, and the database following
 /// the VIP through a switchover and a crash.
 fn database(binary: &Path) -> Result<()> {
-    use ha_tests::mariadb::{Mariadb, Writer};
+    use ha_tests::mariadb::{ADMIN, APP, Writer, start_pair};
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
     println!(
@@ -216,21 +216,7 @@ fn database(binary: &Path) -> Result<()> {
          read-only at boot); `ha-agent db setup` on A checks both servers' settings, creates\n   \
          the accounts and starts replication both ways:"
     );
-    let db_a = Mariadb::start(a, t.dir(), 1)?;
-    let mut db_b = Mariadb::start(b, t.dir(), 2)?;
-    let etc = t.dir().join("etc");
-    std::fs::create_dir_all(&etc)?;
-    for (file, secret) in [
-        ("agent.pass", "agentpass"),
-        ("repl.pass", "replpass"),
-        ("admin.pass", "adminpass"),
-    ] {
-        std::fs::write(etc.join(file), format!("{secret}\n"))?;
-    }
-    for m in [&db_a, &db_b] {
-        m.create_admin("admin", "adminpass");
-        m.create_app_user("app", "apppass");
-    }
+    let (db_a, mut db_b, etc) = start_pair(&t, "agentpass")?;
     let conf = |me: &Host, peer: &Host, state: &str, priority: u8| {
         format!(
             "{}mysql_replication DB1 {{\n    local_address {}\n    peer_address {}\n    \
@@ -251,7 +237,7 @@ fn database(binary: &Path) -> Result<()> {
         .command(binary.to_str().unwrap_or("ha-agent"))
         .args(["db", "setup", "-f"])
         .arg(t.dir().join("setup.conf"))
-        .args(["--admin-user", "admin", "--admin-password-file"])
+        .args(["--admin-user", ADMIN.0, "--admin-password-file"])
         .arg(etc.join("admin.pass"))
         .output()?;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -282,7 +268,7 @@ fn database(binary: &Path) -> Result<()> {
         db_b.read_only()
     );
     let epoch = Instant::now();
-    let writer = Writer::start(c, VIP, "app", "apppass", epoch);
+    let writer = Writer::start(c, VIP, APP.0, APP.1, epoch);
     std::thread::sleep(Duration::from_secs(2));
 
     println!(
@@ -324,7 +310,7 @@ fn database(binary: &Path) -> Result<()> {
          agent, database and cable. A applies what it received before it writes."
     );
     db_a.sql("STOP SLAVE SQL_THREAD");
-    let writer = Writer::start_from(c, VIP, "app", "apppass", Instant::now(), 1 << 32);
+    let writer = Writer::start_from(c, VIP, APP.0, APP.1, Instant::now(), 1 << 32);
     std::thread::sleep(Duration::from_secs(2));
     let log = writer.finish();
     let backlog = db_b

@@ -17,14 +17,13 @@ use anyhow::{Context as _, Result, bail};
 use ha_tests::{
     Daemon, Topology, VrrpConf,
     daemons::config,
-    mariadb::{Mariadb, Sampler, Writer, WriterLog},
+    mariadb::{ADMIN, APP, Mariadb, Sampler, Writer, WriterLog},
 };
 use serde::{Deserialize, Serialize};
 
 use super::{Impl, Summary, wait_for};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
-const APP: (&str, &str) = ("app", "apppass");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -170,21 +169,7 @@ fn replication_block(local: Ipv4Addr, peer: Ipv4Addr, etc: &Path) -> String {
 fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<Trial> {
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
-    let mut server_a = Mariadb::start(a, t.dir(), 1)?;
-    let server_b = Mariadb::start(b, t.dir(), 2)?;
-    let etc = t.dir().join("etc");
-    std::fs::create_dir_all(&etc)?;
-    for (file, secret) in [
-        ("agent.pass", "agentpass"),
-        ("repl.pass", "replpass"),
-        ("admin.pass", "adminpass"),
-    ] {
-        std::fs::write(etc.join(file), format!("{secret}\n"))?;
-    }
-    for m in [&server_a, &server_b] {
-        m.create_admin("admin", "adminpass");
-        m.create_app_user(APP.0, APP.1);
-    }
+    let (mut server_a, server_b, etc) = ha_tests::mariadb::start_pair(&t, "agentpass")?;
     // The pair set up the same way for both (the state the seed's users reach by hand).
     let setup_conf = etc.join("setup.conf");
     std::fs::write(&setup_conf, replication_block(a.ip, b.ip, &etc))?;
@@ -192,7 +177,7 @@ fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<
         .command(binary.to_str().context("utf-8 path")?)
         .args(["db", "setup", "-f"])
         .arg(&setup_conf)
-        .args(["--admin-user", "admin", "--admin-password-file"])
+        .args(["--admin-user", ADMIN.0, "--admin-password-file"])
         .arg(etc.join("admin.pass"))
         .output()?;
     if !out.status.success() {
