@@ -145,6 +145,21 @@ vrrp_instance VI_1 {{
         });
     }
 
+    /// Inserts through the VIP until a holds more than `rows`, then waits until b's replica
+    /// has received all of it (applied or not).
+    fn write_until_b_received(&self, b: &Daemon, rows_on_a: usize) -> WriterLog {
+        let writer = self.writer();
+        wait_until("rows on a", Duration::from_secs(20), || {
+            (rows(&self.a).len() > rows_on_a).then_some(())
+        });
+        let log = writer.finish();
+        let written = self.a.sql("SELECT @@gtid_binlog_pos");
+        wait_until("b received everything", Duration::from_secs(10), || {
+            (db_status(b)["local"]["replica"]["received"] == written.as_str()).then_some(())
+        });
+        log
+    }
+
     fn writer(&self) -> Writer {
         Writer::start(self.host("c"), VIP, APP.0, APP.1, std::time::Instant::now())
     }
@@ -385,15 +400,7 @@ fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
     let (mut a, b) = lab.agents("DB1", "", &[]);
     // B receives but does not apply: a backlog builds up in its relay log.
     lab.b.sql("STOP SLAVE SQL_THREAD");
-    let writer = lab.writer();
-    wait_until("rows on a", Duration::from_secs(20), || {
-        (rows(&lab.a).len() > 500).then_some(())
-    });
-    let log = writer.finish();
-    let written = lab.a.sql("SELECT @@gtid_binlog_pos");
-    wait_until("b received everything", Duration::from_secs(10), || {
-        (db_status(&b)["local"]["replica"]["received"] == written.as_str()).then_some(())
-    });
+    let log = lab.write_until_b_received(&b, 500);
     let applied = rows(&lab.b).len();
     assert!(
         applied < log.acks.len(),
@@ -596,15 +603,7 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let writer = lab.writer();
-    wait_until("rows on a", Duration::from_secs(20), || {
-        (rows(&lab.a).len() > 300).then_some(())
-    });
-    let log = writer.finish();
-    let written = lab.a.sql("SELECT @@gtid_binlog_pos");
-    wait_until("b received everything", Duration::from_secs(10), || {
-        (db_status(&b)["local"]["replica"]["received"] == written.as_str()).then_some(())
-    });
+    let log = lab.write_until_b_received(&b, 300);
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
     let (st, _) = wait_until("b refuses", Duration::from_secs(10), || {
         let st = db_status(&b);
