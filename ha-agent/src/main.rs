@@ -52,10 +52,9 @@ enum Command {
         #[arg(long, value_name = "PRIORITY", default_value_t = daemon::realtime::DEFAULT_PRIORITY,
               value_parser = clap::value_parser!(u8).range(0..=99))]
         realtime_priority: u8,
-        /// The XDP program: auto (native, else skb, else none with a warning), native, skb
-        /// (generic XDP), or off (adverts checked on the sockets only; the default until the
-        /// daemon runs its advert path through the program).
-        #[arg(long, value_enum, default_value_t = XdpArg::Off)]
+        /// The XDP program: auto (native, else skb, else the sockets alone with a warning that
+        /// says why), native, skb (generic XDP), or off (adverts and ARP watched on sockets).
+        #[arg(long, value_enum, default_value_t = XdpArg::Auto)]
         xdp: XdpArg,
         /// Log lines for people (journald adds timestamps) or one JSON object per line.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]

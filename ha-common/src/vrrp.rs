@@ -184,6 +184,9 @@ pub struct Event {
     pub _pad: u32,
     /// The advert changes: the master as now recorded.
     pub peer: Peer,
+    /// The record the change replaced: the last advert before it, which a sleeping backup
+    /// has not read yet (the time of its last advert from a better master, say).
+    pub before: Peer,
     /// [`Change::ArpConflict`]: the VIP (network order) and the MAC that claimed it.
     pub vip: [u8; 4],
     pub mac: [u8; 6],
@@ -236,7 +239,7 @@ pub struct CountKey {
 const _: () = assert!(core::mem::size_of::<VridKey>() == 8);
 const _: () = assert!(core::mem::size_of::<VridConfig>() == 32);
 const _: () = assert!(core::mem::size_of::<Peer>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 56);
+const _: () = assert!(core::mem::size_of::<Event>() == 80);
 const _: () = assert!(core::mem::size_of::<VipKey>() == 8);
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 12);
 const _: () = assert!(core::mem::size_of::<VipEntry>() == 48);

@@ -380,6 +380,7 @@ fn record(key: VridKey, master: [u8; 4], priority: u8, count: u8, interval_cs: u
                 key,
                 change: change as u32,
                 peer,
+                before: old.unwrap_or_default(),
                 ..Default::default()
             },
             0,

@@ -213,6 +213,16 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
     for (reason, n) in &status.unmatched_drops {
         unmatched.with_label_values(&[reason.as_str()]).inc_by(*n);
     }
+    let paths = m.gauge(
+        "ha_agent_receive_path",
+        "Where adverts and ARP are checked on each interface (value 1): xdp native, xdp generic or sockets.",
+        &["interface", "path"],
+    )?;
+    for (interface, path) in &status.receive_path {
+        paths
+            .with_label_values(&[interface.as_str(), path.as_str()])
+            .set(1.0);
+    }
     if let Some(x) = &status.xdp {
         let verdicts = m.counter(
             "ha_agent_xdp_frames_total",

@@ -25,6 +25,13 @@ pub struct Status {
     /// The XDP program, when it is used.
     #[serde(default)]
     pub xdp: Option<XdpStatus>,
+    /// Interface → where adverts and ARP are checked there: "xdp native", "xdp generic",
+    /// "sockets", or "sockets (XDP loading)" in the moment after start.
+    #[serde(default)]
+    pub receive_path: BTreeMap<String, String>,
+    /// Why the XDP program is not used, when it is not.
+    #[serde(default)]
+    pub xdp_unused: Option<String>,
     /// Each `mysql_replication` the agent supervises.
     #[serde(default)]
     pub replication: Vec<ReplicationStatus>,
@@ -395,18 +402,27 @@ impl Status {
         for r in &self.replication {
             out.push_str(&r.render(now));
         }
+        for (interface, path) in &self.receive_path {
+            let verdicts = self
+                .xdp
+                .as_ref()
+                .and_then(|x| x.verdicts.get(interface))
+                .map_or(String::new(), |v| {
+                    let counts: Vec<String> = v
+                        .iter()
+                        .map(|(verdict, n)| format!("{verdict} {n}"))
+                        .collect();
+                    format!(": {}", counts.join(", "))
+                });
+            let why = match (&self.xdp_unused, path.starts_with("xdp")) {
+                (Some(why), false) => format!(" (XDP not used: {why})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "{interface}: {path}{why}{verdicts}");
+        }
         match &self.xdp {
-            None => out.push_str("XDP: off (adverts checked on the sockets only)\n"),
+            None => {}
             Some(x) => {
-                for (interface, mode) in &x.attached {
-                    let verdicts = x.verdicts.get(interface).map_or(String::new(), |v| {
-                        v.iter()
-                            .map(|(verdict, n)| format!("{verdict} {n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    });
-                    let _ = writeln!(out, "XDP on {interface} ({mode}): {verdicts}");
-                }
                 for p in &x.peers {
                     let _ = writeln!(
                         out,

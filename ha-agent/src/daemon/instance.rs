@@ -26,6 +26,7 @@ use crate::{
     ctl::status::{InstanceStatus, TrackerStatus, Transition, TransitionCount, unix_now},
     net::{
         advert_socket::AdvertSocket,
+        arp_watch::HeldVip,
         garp::GarpSocket,
         link::{Link, mac_string},
     },
@@ -408,6 +409,18 @@ impl Running {
                 },
             )
         })
+    }
+
+    /// The VIPs this instance holds, for the ARP watch of the socket path.
+    pub fn held_vips(&self) -> impl Iterator<Item = HeldVip> + '_ {
+        self.vips
+            .iter()
+            .filter(|_| self.vips_held)
+            .map(|t| HeldVip {
+                ifindex: t.ifindex,
+                addr: t.vip.addr,
+                own_mac: t.mac,
+            })
     }
 
     /// The master's last advert as the kernel recorded it (absorbed, not read from the

@@ -33,6 +33,7 @@ use crate::{
     ctl::{self, Status},
     net::{
         advert_socket::AdvertSocket,
+        arp_watch::{ArpWatch, Claim},
         garp::GarpSocket,
         link_watch,
         vip::{VipError, Vips},
@@ -201,6 +202,12 @@ struct Daemon {
     links: HashMap<String, bool>,
     /// The XDP program, unless running without it.
     kernel: Option<xdp::Kernel>,
+    /// Why the XDP program is not used, once that is settled.
+    xdp_unused: Option<String>,
+    /// The XDP program being loaded beside the loop (`--xdp auto`).
+    xdp_loading: Option<xdp::Loading>,
+    /// ARP claims of held VIPs on interfaces without the XDP program.
+    arp_watch: Option<ArpWatch>,
     systemd: systemd::Systemd,
     started_unix: f64,
     /// (ifindex, VRID) → index in `instances`, for the kernel's events.
@@ -277,10 +284,24 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         dbs,
         roles_changed: Cell::new(false),
     };
-    let kernel = xdp::Kernel::start(options.xdp, &xdp::interfaces(&config.instances))?;
-    if kernel.is_some() {
-        realtime::trim_heap();
-    }
+    let interfaces = xdp::interfaces(&config.instances)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut loading = xdp::load(options.xdp, interfaces);
+    // `auto` starts on the sockets and moves to XDP once the program is attached; an explicit
+    // mode is a promise, so the agent starts only once it is kept.
+    let kernel = match (&mut loading, options.xdp) {
+        (Some(_), xdp::Choice::Native | xdp::Choice::Generic) => {
+            let loaded = xdp_loaded(&mut loading).await;
+            Some(xdp::Kernel::start(options.xdp, loaded)?)
+        }
+        (Some(_), _) => None,
+        (None, _) => {
+            info!("XDP off (--xdp off): adverts and ARP are watched on sockets");
+            Some(Err("--xdp off".to_owned()))
+        }
+    };
     let mut daemon = Daemon {
         options,
         world,
@@ -292,7 +313,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         reload_again: false,
         checks: Checks::default(),
         links: HashMap::new(),
-        kernel,
+        kernel: None,
+        xdp_unused: None,
+        xdp_loading: loading,
+        arp_watch: ArpWatch::open()
+            .inspect_err(|e| warn!("ARP watch: {e}; split brain is not detected without XDP"))
+            .ok(),
         kernel_routes: HashMap::new(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
@@ -342,9 +368,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         config = %daemon.options.config.display(),
         "ha-agent running"
     );
+    if let Some(kernel) = kernel {
+        daemon.use_kernel(kernel);
+    }
     daemon.world.roles_changed.set(false);
-    let roles = daemon.roles();
-    daemon.systemd.ready(roles);
+    if daemon.xdp_loading.is_none() {
+        let roles = daemon.roles();
+        daemon.systemd.ready(roles);
+    }
     let mut watchdog = daemon.systemd.ping_every().map(|period| {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -381,6 +412,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 daemon.on_timer().await;
             }
             events = kernel_events(&mut daemon.kernel) => daemon.on_kernel_events(events).await,
+            claim = arp_claim(&mut daemon.arp_watch) => daemon.on_arp_claim(claim),
+            loaded = xdp_loaded(&mut daemon.xdp_loading) => {
+                daemon.on_xdp_loaded(loaded);
+                let roles = daemon.roles();
+                daemon.systemd.ready(roles);
+            }
             (socket, result) = daemon.world.recv(&mut buf) => match result {
                 Ok((n, stamp)) => {
                     let at = clock::received_at(stamp);
@@ -422,6 +459,28 @@ async fn kernel_events(kernel: &mut Option<xdp::Kernel>) -> Vec<ha_common::vrrp:
         Some(kernel) => kernel.events().await,
         None => std::future::pending().await,
     }
+}
+
+/// The next ARP claim of a held VIP on the socket path (never, without the watch).
+async fn arp_claim(watch: &mut Option<ArpWatch>) -> std::io::Result<Claim> {
+    match watch {
+        Some(watch) => watch.claim().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The XDP program once [`xdp::load`] is done with it (never, when nothing is loading).
+async fn xdp_loaded(
+    loading: &mut Option<xdp::Loading>,
+) -> Result<crate::xdp::XdpProgram, crate::xdp::XdpError> {
+    let Some(handle) = loading.as_mut() else {
+        return std::future::pending().await;
+    };
+    let loaded = handle
+        .await
+        .unwrap_or_else(|e| Err(crate::xdp::XdpError::Loader(e.to_string())));
+    *loading = None;
+    loaded
 }
 
 /// Adds the interfaces `cfg` tracks to `links`, with their current state.
@@ -617,9 +676,48 @@ impl Daemon {
         }
     }
 
+    /// The program [`xdp::load`] loaded under `--xdp auto`: the instances move to it (or stay
+    /// on the sockets, with the warning that says why).
+    fn on_xdp_loaded(&mut self, loaded: Result<crate::xdp::XdpProgram, crate::xdp::XdpError>) {
+        match xdp::Kernel::start(self.options.xdp, loaded) {
+            Ok(kernel) => self.use_kernel(kernel),
+            Err(e) => self.use_kernel(Err(e.to_string())),
+        }
+    }
+
+    /// The settled receive path: the XDP program, or the sockets alone and why.
+    fn use_kernel(&mut self, kernel: Result<xdp::Kernel, String>) {
+        match kernel {
+            Ok(mut kernel) => {
+                // Interfaces added by a reload during the load.
+                let interfaces = xdp::interfaces(self.instances.iter().map(|r| &r.cfg));
+                if let Err(e) = kernel.attach(&interfaces) {
+                    warn!("XDP: {e}; adverts on that interface are checked on the socket only");
+                }
+                self.kernel = Some(kernel);
+                self.world.kernel_dirty.set(true);
+                // The object's parse left free heap behind.
+                realtime::trim_heap();
+            }
+            Err(why) => self.xdp_unused = Some(why),
+        }
+    }
+
     /// Makes the XDP maps what the instances want (a backup's adverts absorbed, the VIPs
-    /// held marked).
+    /// held marked), and has the ARP watch cover the held VIPs that XDP does not.
     fn sync_kernel(&mut self) {
+        if let Some(watch) = &mut self.arp_watch {
+            let kernel = self.kernel.as_ref();
+            let held = self
+                .instances
+                .iter()
+                .flat_map(Running::held_vips)
+                .filter(|v| !kernel.is_some_and(|k| k.attached_to(v.ifindex)))
+                .collect();
+            if let Err(e) = watch.watch(held) {
+                warn!("ARP watch: setting its filter: {e}");
+            }
+        }
         let Some(kernel) = &mut self.kernel else {
             return;
         };
@@ -640,6 +738,22 @@ impl Daemon {
             .collect();
         if let Err(e) = kernel.sync(vrids, vips, sources) {
             warn!("XDP: updating the maps: {e}");
+        }
+    }
+
+    /// Another host's ARP frame claimed a VIP held here, on an interface without XDP.
+    fn on_arp_claim(&mut self, claim: std::io::Result<Claim>) {
+        match claim {
+            Ok(claim) => {
+                let holder = self.instances.iter_mut().find(|r| {
+                    r.held_vips()
+                        .any(|v| v.ifindex == claim.ifindex && v.addr == claim.vip)
+                });
+                if let Some(running) = holder {
+                    running.on_arp_conflict(claim.vip, claim.mac, &self.world);
+                }
+            }
+            Err(e) => warn!("ARP watch: {e}"),
         }
     }
 
@@ -683,6 +797,9 @@ impl Daemon {
             if event.change == Change::ArpConflict as u32 {
                 running.on_arp_conflict(Ipv4Addr::from(event.vip), event.mac, &self.world);
             } else if kernel.absorbs(event.key) {
+                // The last advert before the change first: a sleeping backup has not read
+                // it, and its time is when the better master was last heard.
+                running.on_kernel_advert(&event.before, &self.world).await;
                 running.on_kernel_advert(&event.peer, &self.world).await;
             }
         }
@@ -907,6 +1024,21 @@ impl Daemon {
         self.world.kernel_dirty.set(true);
     }
 
+    /// Each interface of the instances and where its adverts and ARP are checked.
+    fn receive_path(&self) -> BTreeMap<String, String> {
+        xdp::interfaces(self.instances.iter().map(|r| &r.cfg))
+            .into_iter()
+            .map(|interface| {
+                let path = match self.kernel.as_ref().and_then(|k| k.mode(interface)) {
+                    Some(mode) => format!("xdp {}", mode.as_str()),
+                    None if self.xdp_loading.is_some() => "sockets (XDP loading)".into(),
+                    None => "sockets".into(),
+                };
+                (interface.to_owned(), path)
+            })
+            .collect()
+    }
+
     /// systemd's STATUS= line: each instance and its state.
     fn roles(&self) -> String {
         let roles: Vec<String> = self
@@ -914,10 +1046,15 @@ impl Daemon {
             .iter()
             .map(|r| format!("{} {}", r.cfg.name, r.state()))
             .collect();
-        if roles.is_empty() {
-            "no instances".into()
-        } else {
-            roles.join(", ")
+        let paths: Vec<String> = self
+            .receive_path()
+            .into_iter()
+            .map(|(interface, path)| format!("{interface} {path}"))
+            .collect();
+        match (roles.is_empty(), paths.is_empty()) {
+            (true, _) => "no instances".into(),
+            (false, true) => roles.join(", "),
+            (false, false) => format!("{}; {}", roles.join(", "), paths.join(", ")),
         }
     }
 
@@ -939,6 +1076,8 @@ impl Daemon {
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
             xdp: self.kernel.as_ref().map(xdp::Kernel::status),
+            receive_path: self.receive_path(),
+            xdp_unused: self.xdp_unused.clone(),
             replication: self.world.dbs.status(),
         }
     }

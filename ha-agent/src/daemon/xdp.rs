@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::{
     ctl::status::{XdpPeer, XdpStatus, XdpVip},
     net::link::Link,
-    xdp::{Want, XdpError, XdpProgram, drain_events},
+    xdp::{AttachMode, Want, XdpError, XdpProgram, drain_events},
 };
 
 /// `run --xdp`.
@@ -54,44 +54,100 @@ pub struct Kernel {
     names: HashMap<u32, String>,
 }
 
-impl Kernel {
-    /// Loads the program and attaches it to `interfaces`. `Ok(None)`: running without XDP
-    /// (`off`, or `auto` when the kernel refuses; the warning says why).
-    pub fn start(choice: Choice, interfaces: &[&str]) -> Result<Option<Self>, XdpError> {
-        let want = match choice {
-            Choice::Off => {
-                info!("XDP off (--xdp off): adverts are checked on the advert sockets only");
-                return Ok(None);
+impl Choice {
+    /// The attach modes to try; `None` for `off`.
+    fn want(self) -> Option<Want> {
+        match self {
+            Choice::Off => None,
+            Choice::Auto => Some(Want::Any),
+            Choice::Native => Some(Want::Native),
+            Choice::Generic => Some(Want::Generic),
+        }
+    }
+}
+
+/// The program being loaded and attached beside the loop.
+pub type Loading = tokio::task::JoinHandle<Result<XdpProgram, XdpError>>;
+
+/// Loads the program and attaches it to `interfaces` on a blocking thread (`None` for
+/// `off`). Parsing the object and the kernel's verifier take CPU time that must not delay
+/// the first advert, nor run at the loop's SCHED_RR priority: threads start with normal
+/// scheduling (SCHED_RESET_ON_FORK), where a loading loop at the same real-time priority as
+/// another agent's loop would keep that loop off a CPU for a whole round-robin slice (100 ms).
+pub fn load(choice: Choice, interfaces: Vec<String>) -> Option<Loading> {
+    let want = choice.want()?;
+    Some(tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut program = XdpProgram::load()?;
+        let loaded = started.elapsed();
+        for interface in &interfaces {
+            if Link::lookup(interface).is_ok() {
+                program.attach_as(interface, want)?;
             }
-            Choice::Auto => Want::Any,
-            Choice::Native => Want::Native,
-            Choice::Generic => Want::Generic,
-        };
-        let started = XdpProgram::load().and_then(|mut program| {
+        }
+        info!(
+            load_ms = loaded.as_secs_f64() * 1e3,
+            attach_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            "XDP program loaded"
+        );
+        Ok(program)
+    }))
+}
+
+impl Kernel {
+    /// Puts the program [`load`] produced to use. `Ok(Err(why))`: running on the sockets
+    /// alone (`auto` when the kernel refused; the warning says why).
+    pub fn start(
+        choice: Choice,
+        loaded: Result<XdpProgram, XdpError>,
+    ) -> Result<Result<Self, String>, XdpError> {
+        // A program was loaded, so the choice was not `off`.
+        let want = choice.want().unwrap_or(Want::Any);
+        let started = loaded.and_then(|mut program| {
             let ring = program.take_events()?;
             // SAFETY: the ring buffer owns its descriptor for as long as the AsyncFd holds it.
             let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
                 .map_err(|e| XdpError::Events(e.to_string()))?;
-            let mut kernel = Self {
+            let names = program
+                .attached()
+                .iter()
+                .filter_map(|(name, mode)| {
+                    info!(interface = %name, mode = mode.as_str(), "XDP attached");
+                    Some((Link::lookup(name).ok()?.index, name.clone()))
+                })
+                .collect();
+            Ok(Self {
                 program,
                 want,
                 events,
                 vrids: HashMap::new(),
                 vips: HashMap::new(),
                 sources: HashSet::new(),
-                names: HashMap::new(),
-            };
-            kernel.attach(interfaces)?;
-            Ok(kernel)
+                names,
+            })
         });
         match started {
-            Ok(kernel) => Ok(Some(kernel)),
+            Ok(kernel) => Ok(Ok(kernel)),
             Err(e) if choice == Choice::Auto => {
-                warn!("XDP not used ({e}): adverts are checked on the advert sockets only");
-                Ok(None)
+                warn!("XDP not used ({e}): adverts and ARP are watched on sockets");
+                Ok(Err(e.to_string()))
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the program is attached to `ifindex` (and watches its ARP).
+    pub fn attached_to(&self, ifindex: u32) -> bool {
+        self.names.contains_key(&ifindex)
+    }
+
+    /// How the program runs on `interface`, if it is attached there.
+    pub fn mode(&self, interface: &str) -> Option<AttachMode> {
+        self.program
+            .attached()
+            .iter()
+            .find(|(name, _)| name == interface)
+            .map(|(_, mode)| *mode)
     }
 
     /// Attaches to the interfaces not attached yet (a missing one is reported by the daemon).
@@ -256,10 +312,12 @@ fn missing_from<K: Copy + Eq + std::hash::Hash, A, B>(
 }
 
 /// The interfaces of `instances` and of their VIPs, once each.
-pub fn interfaces(instances: &[crate::config::VrrpInstance]) -> Vec<&str> {
+pub fn interfaces<'a>(
+    instances: impl IntoIterator<Item = &'a crate::config::VrrpInstance>,
+) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     instances
-        .iter()
+        .into_iter()
         .flat_map(|i| {
             std::iter::once(i.interface.as_str())
                 .chain(i.vips.iter().filter_map(|v| v.dev.as_deref()))

@@ -32,6 +32,8 @@ pub enum XdpError {
     Map(#[from] aya::maps::MapError),
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
+    #[error("the thread loading the XDP program: {0}")]
+    Loader(String),
     #[error("polling the XDP event ring: {0}")]
     Events(String),
     #[error(
