@@ -1,7 +1,7 @@
 //! VRRP wire constants, and what the XDP program and the agent exchange: the VRIDs
 //! configured per interface (`VRIDS`), the master each one follows (`PEERS`), changes of it
 //! and ARP conflicts (`EVENTS`), a counter per check outcome (`VERDICTS`), the VIPs with
-//! who last claimed each one by ARP (`VIPS`) and the unicast peers a VRID accepts
+//! who last claimed each one by ARP (`VIPS`, `VIP_CLAIMS`) and the unicast peers a VRID accepts
 //! (`SOURCES`). The agent's codec and the
 //! XDP program both take their constants from here, so the two parsers cannot drift apart.
 
@@ -202,7 +202,8 @@ pub struct VipKey {
     pub addr: [u8; 4],
 }
 
-/// A configured VIP: the agent writes the first four fields, the kernel the rest.
+/// A configured VIP (`VIPS`), written by the agent only: a takeover rewrites many of them in
+/// one batch without touching what the kernel recorded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipEntry {
@@ -213,9 +214,15 @@ pub struct VipEntry {
     pub _pad: u8,
     /// The MAC the agent answers for it with (its interface's).
     pub own_mac: [u8; 6],
+}
+
+/// ARP claims of a configured VIP by other MACs (`VIP_CLAIMS`), written by the kernel only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipClaims {
     /// The last other MAC whose ARP frame claimed it (sender address = the VIP).
     pub holder: [u8; 6],
-    pub _pad2: [u8; 6],
+    pub _pad: [u8; 2],
     /// ARP frames from other MACs claiming it.
     pub claims: u64,
     /// CLOCK_MONOTONIC of the last such frame, in ns.
@@ -242,7 +249,8 @@ const _: () = assert!(core::mem::size_of::<Peer>() == 24);
 const _: () = assert!(core::mem::size_of::<Event>() == 80);
 const _: () = assert!(core::mem::size_of::<VipKey>() == 8);
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 12);
-const _: () = assert!(core::mem::size_of::<VipEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<VipEntry>() == 12);
+const _: () = assert!(core::mem::size_of::<VipClaims>() == 32);
 const _: () = assert!(core::mem::size_of::<CountKey>() == 8);
 
 #[cfg(feature = "user")]
@@ -257,4 +265,5 @@ mod pod {
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::VipEntry {}
+    unsafe impl aya::Pod for super::VipClaims {}
 }

@@ -26,7 +26,7 @@ use ha_common::{
     vrrp::{
         AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
         IPPROTO_VRRP, MAX_ADDRS, MAX_LEN, Peer, SourceKey, TTL, TYPE_ADVERTISEMENT, Verdict,
-        VipEntry, VipKey, VridConfig, VridKey, addr_share,
+        VipClaims, VipEntry, VipKey, VridConfig, VridKey, addr_share,
     },
 };
 
@@ -63,9 +63,13 @@ static VERDICTS: PerCpuHashMap<CountKey, u64> = PerCpuHashMap::with_max_entries(
 #[map]
 static SOURCES: HashMap<SourceKey, u8> = HashMap::with_max_entries(4096, 0);
 
-/// Our VIPs, by (ifindex, address); filled by the agent, claims recorded here.
+/// Our VIPs, by (ifindex, address); filled by the agent.
 #[map]
 static VIPS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(4096, 0);
+
+/// ARP claims of our VIPs by other MACs; written here only.
+#[map]
+static VIP_CLAIMS: HashMap<VipKey, VipClaims> = HashMap::with_max_entries(4096, 0);
 
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
@@ -411,23 +415,31 @@ fn arp(ctx: &XdpContext, offset: usize) {
     // SAFETY: reading the context's own field.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     let key = VipKey { ifindex, addr };
-    let Some(entry) = VIPS.get_ptr_mut(key) else {
+    // SAFETY: a lookup; the value is copied out.
+    let Some(entry) = (unsafe { VIPS.get(key) }).copied() else {
         return;
     };
-    // SAFETY: a map value; concurrent writers on other CPUs can only race on these
-    // statistics, never on the agent's fields.
-    let entry = unsafe { &mut *entry };
     if mac == entry.own_mac {
         return;
     }
+    // SAFETY: a lookup; the value is copied out.
+    if unsafe { VIP_CLAIMS.get(key) }.is_none() {
+        let _ = VIP_CLAIMS.insert(key, VipClaims::default(), 0);
+    }
+    let Some(claims) = VIP_CLAIMS.get_ptr_mut(key) else {
+        return;
+    };
+    // SAFETY: a map value; concurrent writers on other CPUs can only race on these
+    // statistics.
+    let claims = unsafe { &mut *claims };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let new_holder = entry.holder != mac;
-    entry.holder = mac;
-    entry.claims += 1;
-    entry.last_claim_ns = now;
-    if entry.held != 0 && (new_holder || now - entry.last_event_ns >= CONFLICT_EVENT_GAP_NS) {
-        entry.last_event_ns = now;
+    let new_holder = claims.holder != mac;
+    claims.holder = mac;
+    claims.claims += 1;
+    claims.last_claim_ns = now;
+    if entry.held != 0 && (new_holder || now - claims.last_event_ns >= CONFLICT_EVENT_GAP_NS) {
+        claims.last_event_ns = now;
         let _ = EVENTS.output::<Event>(
             Event {
                 key: VridKey {

@@ -91,7 +91,12 @@ fn systemd_notify_ready_after_cleanup_watchdog_from_the_loop_reload_and_stop() {
         "READY before the leftover VIP was removed"
     );
     assert!(agent.log_text().contains("removing a VIP left behind"));
-    notify.wait_for("STATUS=VI_1 BACKUP", start, Duration::from_secs(1));
+    // The STATUS= line names each instance's state and each interface's receive path.
+    notify.wait_for(
+        "STATUS=VI_1 BACKUP; eth0 xdp native",
+        start,
+        Duration::from_secs(1),
+    );
 
     // WATCHDOG_USEC 200 ms: a ping every 100 ms.
     std::thread::sleep(Duration::from_secs(2));
@@ -112,7 +117,11 @@ fn systemd_notify_ready_after_cleanup_watchdog_from_the_loop_reload_and_stop() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(notify.pings(resumed, Instant::now()) >= 2, "pings resume");
 
-    notify.wait_for("STATUS=VI_1 MASTER", start, Duration::from_secs(10));
+    notify.wait_for(
+        "STATUS=VI_1 MASTER; eth0 xdp native",
+        start,
+        Duration::from_secs(10),
+    );
     let hup = Instant::now();
     agent.process.signal(Signal::SIGHUP);
     let reloading = notify.wait_for("RELOADING=1", hup, Duration::from_secs(5));

@@ -361,9 +361,9 @@ fn arp_claims_of_our_vips_are_recorded_and_reported_while_held() {
             .vips()
             .unwrap()
             .into_iter()
-            .find(|(k, _)| *k == key(addr))
+            .find(|(k, ..)| *k == key(addr))
             .unwrap()
-            .1
+            .2
     };
     let mut tagged = ethernet_as(0x0806, &arp(2, OTHER, held, held), 2);
     // (frame, claims of the held VIP after it, its last claimant)
@@ -997,10 +997,20 @@ fn a_second_agent_cannot_take_over_the_xdp_hook() {
         &agent_binary(),
         &["--xdp", "auto"],
     );
-    let (status, _) = wait_until("the auto agent running", Duration::from_secs(10), || {
-        auto.try_status()
+    // It starts on the sockets while the program loads beside its loop.
+    let (status, _) = wait_until("the auto agent settled", Duration::from_secs(10), || {
+        auto.try_status().filter(|s| s["xdp_unused"].is_string())
     });
     assert!(status["xdp"].is_null(), "{status}");
+    assert_eq!(status["receive_path"]["eth0"], "sockets", "{status}");
+    let why = status["xdp_unused"].as_str().unwrap();
+    assert!(why.contains("attaching XDP to eth0"), "{why}");
+    assert!(
+        auto.status_text()
+            .contains("eth0: sockets (XDP not used: attaching XDP to eth0"),
+        "{}",
+        auto.status_text()
+    );
     let log = auto.log_text();
     assert!(
         log.contains("XDP not used") && log.contains("attaching XDP to eth0"),

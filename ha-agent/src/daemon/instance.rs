@@ -4,14 +4,13 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use tracing::{error, info, warn};
 
 use ha_common::vrrp::{
-    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VipKey, VridConfig, VridKey, addr_digest,
+    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey, addr_digest,
 };
 
 use super::{
@@ -19,13 +18,11 @@ use super::{
     db::{Op, Outcome},
     notify::{Event, Notifier},
     reload::Change,
-    xdp::VipWant,
 };
 use crate::{
     config::{Version, Vip, VrrpInstance},
     ctl::status::{InstanceStatus, TrackerStatus, Transition, TransitionCount, unix_now},
     net::{
-        advert_socket::AdvertSocket,
         arp_watch::HeldVip,
         garp::GarpSocket,
         link::{Link, mac_string},
@@ -74,7 +71,9 @@ pub struct Running {
     pub stats: Stats,
     fsm: Instance,
     primary_ip: Ipv4Addr,
-    socket: Arc<AdvertSocket>,
+    /// The advert last sent, per destination, and its priority: built again only when the
+    /// priority or the configuration changes.
+    advert: Option<(u8, Vec<(Ipv4Addr, bytes::Bytes)>)>,
     vips: Vec<VipTarget>,
     /// The VIPs' addresses, as adverts carry them.
     vip_addrs: Vec<Ipv4Addr>,
@@ -180,7 +179,7 @@ impl Running {
             ifindex: link.index,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
-        let socket = world.socket(socket_key, &cfg.interface)?;
+        world.socket(socket_key, &cfg.interface)?;
         let fsm = Instance::new(params(&cfg, primary_ip));
         info!(
             instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid,
@@ -193,7 +192,7 @@ impl Running {
             socket_key,
             primary_ip,
             stats: Stats::default(),
-            socket,
+            advert: None,
             vips,
             vip_addrs,
             vips_held: false,
@@ -253,6 +252,7 @@ impl Running {
         self.vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
         self.fsm.reconfigure(now, params(&cfg, self.primary_ip));
         self.cfg = cfg;
+        self.advert = None;
         if self.vips_held && !added.is_empty() {
             self.send_garps(world, &added);
         }
@@ -395,17 +395,18 @@ impl Running {
     }
 
     /// This instance's `VIPS` entries.
-    pub fn kernel_vips(&self) -> impl Iterator<Item = (VipKey, VipWant)> + '_ {
+    pub fn kernel_vips(&self) -> impl Iterator<Item = (VipKey, VipEntry)> + '_ {
         self.vips.iter().map(|t| {
             (
                 VipKey {
                     ifindex: t.ifindex,
                     addr: t.vip.addr.octets(),
                 },
-                VipWant {
+                VipEntry {
                     vrid: u32::from(self.cfg.vrid),
-                    held: self.vips_held,
+                    held: u8::from(self.vips_held),
                     own_mac: t.mac,
+                    ..Default::default()
                 },
             )
         })
@@ -507,8 +508,12 @@ impl Running {
 
     async fn execute_actions(&mut self, world: &World) {
         while let Some(action) = self.fsm.poll_action() {
+            if !matches!(action, Action::SendAdvert { .. }) {
+                // Adverts go before whatever follows them (VIPs, ARP, scripts).
+                world.flush();
+            }
             match action {
-                Action::SendAdvert { priority } => self.send_advert(priority),
+                Action::SendAdvert { priority } => self.send_advert(priority, world),
                 Action::AddVips => {
                     for t in &self.vips {
                         if let Err(e) = world.add_vip(t.ifindex, &t.vip).await {
@@ -625,7 +630,18 @@ impl Running {
         }
     }
 
-    fn send_advert(&mut self, priority: u8) {
+    fn send_advert(&mut self, priority: u8, world: &World) {
+        if self.advert.as_ref().is_none_or(|(p, _)| *p != priority) {
+            self.advert = Some((priority, self.build_advert(priority)));
+        }
+        for (dst, msg) in self.advert.iter().flat_map(|(_, msgs)| msgs) {
+            world.send(self.socket_key, msg.clone(), *dst);
+            self.stats.sent += 1;
+        }
+    }
+
+    /// The advert at `priority`, for each destination (the group, or each unicast peer).
+    fn build_advert(&self, priority: u8) -> Vec<(Ipv4Addr, bytes::Bytes)> {
         let advert = Advert {
             vrid: self.cfg.vrid,
             priority,
@@ -641,15 +657,14 @@ impl Running {
         } else {
             &self.cfg.unicast_peers
         };
-        let mut msg = Vec::with_capacity(64);
-        for &dst in peers {
-            msg.clear();
-            advert.emit(&mut msg, ChecksumForm::PseudoHeader, self.primary_ip, dst);
-            match self.socket.send(&msg, dst) {
-                Ok(()) => self.stats.sent += 1,
-                Err(e) => warn!(instance = %self.cfg.name, %dst, error = %e, "sending advert"),
-            }
-        }
+        peers
+            .iter()
+            .map(|&dst| {
+                let mut msg = Vec::with_capacity(64);
+                advert.emit(&mut msg, ChecksumForm::PseudoHeader, self.primary_ip, dst);
+                (dst, bytes::Bytes::from(msg))
+            })
+            .collect()
     }
 
     /// Gratuitous ARPs for `vips` as the instance's GARP settings say.

@@ -136,6 +136,8 @@ pub(crate) struct World {
     dbs: db::Dbs,
     /// Set when an instance changed state: systemd's STATUS= line is due.
     roles_changed: Cell<bool>,
+    /// Adverts the instances sent since the last [`World::flush`], by socket.
+    outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, Ipv4Addr)>>>,
 }
 
 impl World {
@@ -148,6 +150,42 @@ impl World {
     async fn remove_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
         self.held.borrow_mut().remove(&(ifindex, vip.addr));
         self.vips.remove(ifindex, vip).await
+    }
+
+    /// Queues an advert for [`World::flush`].
+    fn send(&self, socket: SocketKey, msg: bytes::Bytes, dst: Ipv4Addr) {
+        self.outbox
+            .borrow_mut()
+            .entry(socket)
+            .or_default()
+            .push((msg, dst));
+    }
+
+    /// Sends the queued adverts: one `sendmmsg` per socket for every instance due in the
+    /// same tick. A message the kernel refuses is logged and skipped.
+    fn flush(&self) {
+        let mut outbox = self.outbox.borrow_mut();
+        for (key, queued) in outbox.iter_mut().filter(|(_, q)| !q.is_empty()) {
+            let Some(socket) = self.sockets.get(key) else {
+                queued.clear();
+                continue;
+            };
+            let mut done = 0;
+            while let Some(rest) = queued.get(done..).filter(|r| !r.is_empty()) {
+                match socket.send_batch(rest) {
+                    Ok(n) if n > 0 => done += n,
+                    result => {
+                        let error = result
+                            .err()
+                            .map_or_else(|| "nothing sent".into(), |e| e.to_string());
+                        let dst = rest.first().map(|(_, dst)| *dst);
+                        warn!(?dst, %error, "sending advert");
+                        done += 1;
+                    }
+                }
+            }
+            queued.clear();
+        }
     }
 
     fn holds(&self, ifindex: u32, addr: Ipv4Addr) -> bool {
@@ -283,6 +321,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         kernel_dirty: Cell::new(true),
         dbs,
         roles_changed: Cell::new(false),
+        outbox: RefCell::default(),
     };
     let interfaces = xdp::interfaces(&config.instances)
         .into_iter()
@@ -383,6 +422,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     });
 
     loop {
+        daemon.world.flush();
         if daemon.world.kernel_dirty.take() {
             daemon.sync_kernel();
         }
@@ -440,6 +480,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for running in &mut daemon.instances {
         running.stop(at, &daemon.world).await;
     }
+    daemon.world.flush();
     daemon.finish_demotions(&mut db_inbox).await;
     // notify_stop (and anything still queued) runs before the agent exits, for a while.
     futures::future::join_all(

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::{MapData, RingBuf};
-use ha_common::vrrp::{Event, Peer, SourceKey, VipKey, VridConfig, VridKey};
+use ha_common::vrrp::{Event, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
@@ -32,14 +32,6 @@ pub enum Choice {
     Off,
 }
 
-/// The agent's part of a `VIPS` entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VipWant {
-    pub vrid: u32,
-    pub held: bool,
-    pub own_mac: [u8; 6],
-}
-
 pub struct Kernel {
     program: XdpProgram,
     want: Want,
@@ -47,7 +39,7 @@ pub struct Kernel {
     /// What `VRIDS` holds.
     vrids: HashMap<VridKey, VridConfig>,
     /// What the agent wrote into `VIPS`.
-    vips: HashMap<VipKey, VipWant>,
+    vips: HashMap<VipKey, VipEntry>,
     /// What `SOURCES` holds.
     sources: HashSet<SourceKey>,
     /// ifindex → interface name, for the status.
@@ -170,7 +162,7 @@ impl Kernel {
     pub fn sync(
         &mut self,
         vrids: HashMap<VridKey, VridConfig>,
-        vips: HashMap<VipKey, VipWant>,
+        vips: HashMap<VipKey, VipEntry>,
         sources: HashSet<SourceKey>,
     ) -> Result<(), XdpError> {
         for key in sources.difference(&self.sources) {
@@ -180,23 +172,23 @@ impl Kernel {
             self.program.remove_vrid(key)?;
             self.vrids.remove(&key);
         }
-        for (key, config) in vrids {
-            if self.vrids.get(&key) != Some(&config) {
-                self.program.configure_vrid(key, config)?;
-                self.vrids.insert(key, config);
-            }
-        }
+        // A takeover of many instances changes many entries: one batch per map.
+        let changed: Vec<(VridKey, VridConfig)> = vrids
+            .into_iter()
+            .filter(|(key, config)| self.vrids.get(key) != Some(config))
+            .collect();
+        self.program.configure_vrids(&changed)?;
+        self.vrids.extend(changed);
         for key in missing_from(&vips, &self.vips) {
             self.program.remove_vip(key)?;
             self.vips.remove(&key);
         }
-        for (key, want) in vips {
-            if self.vips.get(&key) != Some(&want) {
-                self.program
-                    .set_vip(key, want.vrid, want.held, want.own_mac)?;
-                self.vips.insert(key, want);
-            }
-        }
+        let changed: Vec<(VipKey, VipEntry)> = vips
+            .into_iter()
+            .filter(|(key, want)| self.vips.get(key) != Some(want))
+            .collect();
+        self.program.set_vips(&changed)?;
+        self.vips.extend(changed);
         for key in self.sources.difference(&sources) {
             self.program.forbid_source(*key)?;
         }
@@ -272,15 +264,15 @@ impl Kernel {
             .vips()
             .unwrap_or_default()
             .into_iter()
-            .map(|(key, entry)| {
-                let claimed = entry.claims > 0;
+            .map(|(key, entry, claims)| {
+                let claimed = claims.claims > 0;
                 XdpVip {
                     interface: self.interface(key.ifindex),
                     vip: std::net::Ipv4Addr::from(key.addr).to_string(),
                     held: entry.held != 0,
-                    claimed_by: claimed.then(|| crate::net::link::mac_string(&entry.holder)),
-                    claims: entry.claims,
-                    last_claim_ms_ago: claimed.then(|| ago(entry.last_claim_ns)),
+                    claimed_by: claimed.then(|| crate::net::link::mac_string(&claims.holder)),
+                    claims: claims.claims,
+                    last_claim_ms_ago: claimed.then(|| ago(claims.last_claim_ns)),
                 }
             })
             .collect();

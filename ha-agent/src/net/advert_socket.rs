@@ -1,15 +1,19 @@
 //! Raw IPv4 socket for VRRP adverts (protocol 112) on one interface.
 
 use std::{
-    io::{self, IoSliceMut},
+    io::{self, IoSlice, IoSliceMut},
     net::{Ipv4Addr, SocketAddrV4},
     os::fd::AsRawFd as _,
     task::{Context, Poll, ready},
     time::Duration,
 };
 
+use bytes::Bytes;
 use nix::sys::{
-    socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt::ReceiveTimestampns},
+    socket::{
+        ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, recvmsg, sendmmsg, setsockopt,
+        sockopt::ReceiveTimestampns,
+    },
     time::TimeSpec,
 };
 
@@ -56,12 +60,26 @@ impl AdvertSocket {
         Ok(Self { socket })
     }
 
-    /// Sends one VRRP message; the kernel adds the IP header.
-    pub fn send(&self, msg: &[u8], dst: Ipv4Addr) -> io::Result<()> {
-        self.socket
-            .get_ref()
-            .send_to(msg, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
-        Ok(())
+    /// Sends VRRP messages, each to its destination, in one `sendmmsg`; the kernel adds the
+    /// IP headers. Returns how many went out: fewer than all when the kernel took only
+    /// some, an error only when it took none.
+    pub fn send_batch(&self, batch: &[(Bytes, Ipv4Addr)]) -> io::Result<usize> {
+        let slices: Vec<[IoSlice<'_>; 1]> =
+            batch.iter().map(|(msg, _)| [IoSlice::new(msg)]).collect();
+        let addrs: Vec<Option<SockaddrIn>> = batch
+            .iter()
+            .map(|(_, dst)| Some(SockaddrIn::from(SocketAddrV4::new(*dst, 0))))
+            .collect();
+        let mut headers = MultiHeaders::preallocate(batch.len(), None);
+        let sent = sendmmsg(
+            self.socket.get_ref().as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        Ok(sent.count())
     }
 
     /// Polls for one packet (IP header included) into `buf`: its length and the kernel's

@@ -1,14 +1,18 @@
 //! Loading and attaching the XDP program, and reading its maps.
 
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
 use ha_common::{
     classify::{ClassCount, FrameClass},
-    vrrp::{CountKey, Event, Peer, SourceKey, Verdict, VipEntry, VipKey, VridConfig, VridKey},
+    vrrp::{
+        CountKey, Event, Peer, SourceKey, Verdict, VipClaims, VipEntry, VipKey, VridConfig, VridKey,
+    },
 };
+
+mod batch;
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
 pub static HA_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -20,6 +24,7 @@ const PEERS: &str = "PEERS";
 const VERDICTS: &str = "VERDICTS";
 const EVENTS: &str = "EVENTS";
 const VIPS: &str = "VIPS";
+const VIP_CLAIMS: &str = "VIP_CLAIMS";
 const SOURCES: &str = "SOURCES";
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,8 @@ pub enum XdpError {
     Program(#[from] aya::programs::ProgramError),
     #[error("XDP map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("updating {0} in a batch: {1}")]
+    Batch(&'static str, std::io::Error),
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
     #[error("the thread loading the XDP program: {0}")]
@@ -92,7 +99,9 @@ pub struct XdpProgram {
 impl XdpProgram {
     /// Loads the embedded object into the kernel (not attached yet).
     pub fn load() -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(HA_EBPF)?;
+        // Without the kernel's BTF: the program makes no CO-RE relocations, and parsing
+        // /sys/kernel/btf/vmlinux was most of the load's time and a passing ~15 MiB of heap.
+        let mut ebpf = EbpfLoader::new().btf(None).load(HA_EBPF)?;
         program(&mut ebpf)?.load()?;
         Ok(Self {
             ebpf,
@@ -198,12 +207,21 @@ impl XdpProgram {
         )?)
     }
 
-    /// Tells the program what adverts for `key` must look like (and that it may drop the
-    /// invalid ones).
+    fn map_data(&self, name: &'static str) -> Result<&MapData, XdpError> {
+        match self.ebpf.map(name).ok_or(XdpError::Missing(name))? {
+            aya::maps::Map::HashMap(data) => Ok(data),
+            _ => Err(XdpError::Missing(name)),
+        }
+    }
+
+    /// Tells the program what adverts for each VRID must look like (and that it may drop
+    /// the invalid ones): one system call for all of them.
+    pub fn configure_vrids(&mut self, entries: &[(VridKey, VridConfig)]) -> Result<(), XdpError> {
+        batch::update(self.map_data(VRIDS)?, entries).map_err(|e| XdpError::Batch(VRIDS, e))
+    }
+
     pub fn configure_vrid(&mut self, key: VridKey, config: VridConfig) -> Result<(), XdpError> {
-        let mut map = self.hash_map_mut::<VridKey, VridConfig>(VRIDS)?;
-        map.insert(key, config, 0)?;
-        Ok(())
+        self.configure_vrids(&[(key, config)])
     }
 
     /// Forgets `key`: its adverts are passed untouched again.
@@ -227,8 +245,12 @@ impl XdpProgram {
         found(map.get(&key, 0))
     }
 
-    /// Adds a VIP or updates the agent's part of it (instance, held, own MAC), keeping the
-    /// kernel's record of who claimed it.
+    /// Adds VIPs or updates them (instance, held, own MAC) in one system call; the kernel's
+    /// record of who claimed each lives in another map and stays.
+    pub fn set_vips(&mut self, entries: &[(VipKey, VipEntry)]) -> Result<(), XdpError> {
+        batch::update(self.map_data(VIPS)?, entries).map_err(|e| XdpError::Batch(VIPS, e))
+    }
+
     pub fn set_vip(
         &mut self,
         key: VipKey,
@@ -236,13 +258,13 @@ impl XdpProgram {
         held: bool,
         own_mac: [u8; 6],
     ) -> Result<(), XdpError> {
-        let mut map = self.hash_map_mut::<VipKey, VipEntry>(VIPS)?;
-        let mut entry = found(map.get(&key, 0))?.unwrap_or_default();
-        entry.vrid = vrid;
-        entry.held = u8::from(held);
-        entry.own_mac = own_mac;
-        map.insert(key, entry, 0)?;
-        Ok(())
+        let entry = VipEntry {
+            vrid,
+            held: u8::from(held),
+            own_mac,
+            ..Default::default()
+        };
+        self.set_vips(&[(key, entry)])
     }
 
     /// Lets `key`'s VRID accept its sender (when its `VridConfig` checks sources).
@@ -261,13 +283,21 @@ impl XdpProgram {
     pub fn remove_vip(&mut self, key: VipKey) -> Result<(), XdpError> {
         let mut map = self.hash_map_mut::<VipKey, VipEntry>(VIPS)?;
         map.remove(&key)?;
+        let mut claims = self.hash_map_mut::<VipKey, VipClaims>(VIP_CLAIMS)?;
+        let _ = claims.remove(&key);
         Ok(())
     }
 
     /// Every VIP entry, with the kernel's record of ARP claims.
-    pub fn vips(&self) -> Result<Vec<(VipKey, VipEntry)>, XdpError> {
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipEntry, VipClaims)>, XdpError> {
         let map = self.hash_map::<VipKey, VipEntry>(VIPS)?;
-        Ok(map.iter().collect::<Result<_, _>>()?)
+        let claims = self.hash_map::<VipKey, VipClaims>(VIP_CLAIMS)?;
+        map.iter()
+            .map(|entry| {
+                let (key, vip) = entry?;
+                Ok((key, vip, found(claims.get(&key, 0))?.unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// How many VRRP packets got each verdict, per interface, summed over all CPUs.
