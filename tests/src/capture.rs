@@ -33,6 +33,29 @@ pub enum Frame {
     Garp { at: Ns, mac: String, ip: Ipv4Addr },
 }
 
+/// The gaps between consecutive adverts from `src`, in ms, and whether any had priority 0.
+pub fn advert_gaps(frames: &[Frame], src: Ipv4Addr) -> (Vec<f64>, bool) {
+    let mut gaps = Vec::new();
+    let mut last = None;
+    let mut zero = false;
+    for frame in frames {
+        if let Frame::Advert {
+            at,
+            src: s,
+            priority,
+        } = frame
+            && *s == src
+        {
+            zero |= *priority == 0;
+            if let Some(prev) = last {
+                gaps.push((at - prev) as f64 / 1e6);
+            }
+            last = Some(*at);
+        }
+    }
+    (gaps, zero)
+}
+
 /// tcpdump on the observer's eth0, writing VRRP and ARP frames with nanosecond kernel
 /// timestamps to a file.
 pub struct Observer {

@@ -159,7 +159,7 @@ impl Daemon {
 
     /// [`Daemon::agent_with`] with extra `run` arguments. Without an `--xdp` among them,
     /// `$HA_TEST_XDP` (if set) is the XDP mode: `cargo xtask test` runs the interop suites
-    /// once with the adverts on sockets and once with the XDP program attached.
+    /// once in the default mode (XDP attached) and once on sockets alone (`off`).
     pub fn agent_args(host: &Host, dir: &Path, config: &str, binary: &Path, args: &[&str]) -> Self {
         Self::agent_env(host, dir, config, binary, args, &[])
     }

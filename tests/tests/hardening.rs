@@ -13,7 +13,7 @@ use std::{
 use ha_agent::vrrp::packet::{Advert, ChecksumForm, Interval, VRRP_GROUP_V4};
 use ha_tests::{
     Daemon, Topology, VrrpConf,
-    capture::{AddrMonitor, Frame, Observer},
+    capture::{AddrMonitor, Observer, advert_gaps},
     daemons::agent_binary,
     wait_until,
 };
@@ -32,29 +32,6 @@ fn state(agent: &Daemon) -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
-}
-
-/// The gaps between consecutive adverts from `src`, in ms, and whether any had priority 0.
-fn advert_gaps(frames: &[Frame], src: Ipv4Addr) -> (Vec<f64>, bool) {
-    let mut gaps = Vec::new();
-    let mut last = None;
-    let mut zero = false;
-    for frame in frames {
-        if let Frame::Advert {
-            at,
-            src: s,
-            priority,
-        } = frame
-            && *s == src
-        {
-            zero |= *priority == 0;
-            if let Some(prev) = last {
-                gaps.push((at - prev) as f64 / 1e6);
-            }
-            last = Some(*at);
-        }
-    }
-    (gaps, zero)
 }
 
 fn max(values: &[f64]) -> f64 {

@@ -198,7 +198,7 @@ impl Running {
             vips_held: false,
             last_transition: None,
             address_mismatch_log: RateLimit::default(),
-            notifier: Notifier::spawn(),
+            notifier: Notifier::default(),
             kernel_fed_ns: 0,
             conflict_garp: None,
             known_master: None,

@@ -32,10 +32,11 @@ pub struct Event {
     pub timeout: Duration,
 }
 
-/// The queue of one instance.
+/// The queue of one instance; its task starts with the first transition to announce (an
+/// instance without scripts never needs one, and 255 idle queues cost ~2 MiB).
+#[derive(Default)]
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Event>,
-    task: JoinHandle<()>,
+    queue: Option<(mpsc::UnboundedSender<Event>, JoinHandle<()>)>,
     log: Arc<Mutex<Log>>,
 }
 
@@ -48,16 +49,6 @@ struct Log {
 }
 
 impl Notifier {
-    pub fn spawn() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let log = Arc::default();
-        Self {
-            tx,
-            task: tokio::spawn(serve(rx, Arc::clone(&log))),
-            log,
-        }
-    }
-
     /// The last runs, oldest first.
     pub fn runs(&self) -> Vec<NotifyRun> {
         self.log
@@ -84,14 +75,21 @@ impl Notifier {
             .unwrap_or_default()
     }
 
-    pub fn send(&self, event: Event) {
-        let _ = self.tx.send(event);
+    pub fn send(&mut self, event: Event) {
+        let log = &self.log;
+        let (tx, _) = self.queue.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (tx, tokio::spawn(serve(rx, Arc::clone(log))))
+        });
+        let _ = tx.send(event);
     }
 
     /// Closes the queue and waits (up to `limit`) for what is queued to run.
     pub async fn finish(self, limit: Duration) {
-        drop(self.tx);
-        let mut task = self.task;
+        let Some((tx, mut task)) = self.queue else {
+            return;
+        };
+        drop(tx);
         if tokio::time::timeout(limit, &mut task).await.is_err() {
             warn!("notify scripts still running at exit; killed");
             task.abort();

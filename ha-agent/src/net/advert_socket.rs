@@ -45,7 +45,7 @@ impl AdvertSocket {
         socket.set_ttl_v4(u32::from(TTL))?;
         socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
         socket.set_multicast_loop_v4(false)?;
-        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        force_recv_buffer(&socket, RECV_BUFFER);
         // The kernel's receive time comes with each packet: an advert that arrived in time
         // counts from then, however late the loop reads it.
         setsockopt(&socket, ReceiveTimestampns, &true)?;
@@ -105,6 +105,26 @@ impl AdvertSocket {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// SO_RCVBUF is capped by `net.core.rmem_max` (208 KiB by default: some 250 adverts, 10 ms of
+/// 255 instances at 10 ms, so a loop held up for longer than that loses adverts and takes over
+/// falsely). SO_RCVBUFFORCE, with CAP_NET_ADMIN, is not; without it the cap applies.
+fn force_recv_buffer(socket: &Socket, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads an int from a pointer that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let _ = socket.set_recv_buffer_size(bytes);
     }
 }
 

@@ -83,8 +83,8 @@ fn measure(binary: &std::path::Path, implementation: Impl, window: Duration) -> 
         implementation,
         window_s: secs,
         sent_per_s: sent as f64 / secs,
-        master_cpu_pct: (m1.cpu_ns - m0.cpu_ns) as f64 / 1e9 / secs * 100.0,
-        backup_cpu_pct: (b1.cpu_ns - b0.cpu_ns) as f64 / 1e9 / secs * 100.0,
+        master_cpu_pct: m1.since(&m0).cpu_ns as f64 / 1e9 / secs * 100.0,
+        backup_cpu_pct: b1.since(&b0).cpu_ns as f64 / 1e9 / secs * 100.0,
         transitions: monitors.iter().map(|m| m.events().len()).sum(),
         kernel_dropped_per_s: d0.zip(d1).map(|(d0, d1)| (d1 - d0) as f64 / secs),
     })

@@ -28,9 +28,12 @@ pub use switchover::run as switchover;
 #[serde(rename_all = "lowercase")]
 pub enum Impl {
     Keepalived,
+    /// ha-agent on sockets (`--xdp off`; the default before `auto`).
     HaAgent,
     /// ha-agent with `--xdp native`.
     HaAgentXdp,
+    /// ha-agent as installed: no flags (`--xdp auto`).
+    HaAgentDefault,
 }
 
 impl Impl {
@@ -40,8 +43,9 @@ impl Impl {
     pub fn name(self) -> &'static str {
         match self {
             Impl::Keepalived => "keepalived",
-            Impl::HaAgent => "ha-agent",
+            Impl::HaAgent => "ha-agent --xdp off",
             Impl::HaAgentXdp => "ha-agent --xdp native",
+            Impl::HaAgentDefault => "ha-agent (default: --xdp auto)",
         }
     }
 
@@ -60,9 +64,14 @@ impl Impl {
     ) -> Daemon {
         match self {
             Impl::Keepalived => Daemon::keepalived(host, dir, config),
-            Impl::HaAgent => Daemon::agent_args(host, dir, config, binary, args),
-            Impl::HaAgentXdp => {
-                let args = [args, &["--xdp", "native"]].concat();
+            Impl::HaAgentDefault => Daemon::agent_args(host, dir, config, binary, args),
+            Impl::HaAgent | Impl::HaAgentXdp => {
+                let mode = if self == Impl::HaAgent {
+                    "off"
+                } else {
+                    "native"
+                };
+                let args = [args, &["--xdp", mode]].concat();
                 Daemon::agent_args(host, dir, config, binary, &args)
             }
         }
