@@ -165,6 +165,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     .with_writer(std::io::stderr)
                     .init(),
             }
+            daemon::realtime::single_arena();
             realtime(realtime_priority);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -737,11 +737,11 @@ impl Daemon {
                 }
                 self.kernel = Some(kernel);
                 self.world.kernel_dirty.set(true);
-                // The object's parse left free heap behind.
-                realtime::trim_heap();
             }
             Err(why) => self.xdp_unused = Some(why),
         }
+        // Start-up is over: what it touched and no longer needs goes.
+        realtime::trim_memory();
     }
 
     /// Makes the XDP maps what the instances want (a backup's adverts absorbed, the VIPs

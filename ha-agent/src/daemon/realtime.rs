@@ -62,22 +62,80 @@ const LOCK_FLAGS: libc::c_int = libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL
 /// Whether [`lock_memory`] locked the process's memory.
 static LOCKED: AtomicBool = AtomicBool::new(false);
 
-/// Gives free heap memory back to the kernel (after a large, passing allocation such as
-/// the kernel BTF parsed while loading the XDP program: ~15 MiB). Locked pages cannot be
-/// released, so the memory is unlocked for the trim and locked again.
-pub fn trim_heap() {
+/// One malloc arena for the whole process. The helper threads (the XDP loader, the
+/// configuration reader) allocate rarely; an arena of their own kept ~1 MiB after the XDP
+/// load that the main arena gives back.
+pub fn single_arena() {
+    // SAFETY: mallopt takes two integers; a refusal leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Sheds the start-up working set once the agent runs: free heap goes back to the kernel
+/// (malloc_trim), and the pages of the agent's own executable that start-up touched (argument
+/// parsing, the configuration parser, the XDP loader: ~6 MiB) are unmapped. The loop faults
+/// back in, from the page cache, the few it runs on, and those are locked again. Only clean,
+/// read-only mappings of the executable are dropped: their pages are the file's. Locked pages
+/// cannot be dropped, so the memory is unlocked for the trim and locked again.
+pub fn trim_memory() {
     let locked = LOCKED.load(Ordering::Relaxed);
-    // SAFETY: munlockall, malloc_trim and mlockall take no pointers; a failure leaves the
-    // memory as it was (the relock is best effort, as the first lock was).
+    // SAFETY: munlockall and malloc_trim take no pointers; a failure leaves the memory as it
+    // was.
     unsafe {
         if locked {
             libc::munlockall();
         }
         libc::malloc_trim(0);
-        if locked {
+    }
+    for (start, len) in clean_executable_mappings() {
+        // SAFETY: a whole mapping of the executable that is neither writable nor copied:
+        // dropping its pages loses nothing, the next access reads them from the file again.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+    if locked {
+        // SAFETY: mlockall takes only flags; the relock is best effort, as the first was.
+        unsafe {
             libc::mlockall(LOCK_FLAGS);
         }
     }
+}
+
+/// (start, length) of each mapping of this process's executable that is read-only and holds
+/// no anonymous page, none copied on write (the text and the read-only data; not the part
+/// relocated at start).
+fn clean_executable_mappings() -> Vec<(usize, usize)> {
+    let (Ok(exe), Ok(smaps)) = (
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/smaps"),
+    ) else {
+        return Vec::new();
+    };
+    let exe = exe.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            let perms = fields.next().unwrap_or_default();
+            let path = fields.nth(3).unwrap_or_default();
+            current = (path == exe && !perms.contains('w')).then(|| (start, end - start));
+        } else if first == "Anonymous:"
+            && let Some(mapping) = current.take()
+            && fields.next() == Some("0")
+        {
+            out.push(mapping);
+        }
+    }
+    out
 }
 
 /// Whether `cap` is in this process's effective set (from /proc/self/status).

@@ -155,7 +155,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
-        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) | user-space CPU % MASTER / BACKUP |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
             let keepalived = run.results.iter().find(|k| {
                 k.implementation == Impl::Keepalived
@@ -173,7 +173,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {} | {ratio} |",
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {} | {ratio} | {} |",
                 r.instances,
                 r.version,
                 r.interval_ms,
@@ -197,7 +197,11 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 } else {
                     "–".into()
                 },
-                r.spurious_transitions
+                r.spurious_transitions,
+                match (r.master_user_pct, r.backup_user_pct) {
+                    (Some(m), Some(b)) => format!("{m:.2} / {b:.2}"),
+                    _ => "–".into(),
+                }
             );
         }
         md.push('\n');

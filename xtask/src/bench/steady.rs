@@ -42,6 +42,12 @@ pub struct Steady {
     /// kernel timestamps): beyond Master_Down_Interval, a takeover is the master's stall.
     #[serde(default)]
     pub largest_gap_ms: f64,
+    /// The part of the CPU time spent in user space (the rest is the kernel's, including the
+    /// delivery of the node's packets across the LAN, which runs in the sender's context).
+    #[serde(default)]
+    pub master_user_pct: Option<f64>,
+    #[serde(default)]
+    pub backup_user_pct: Option<f64>,
 }
 
 fn on() -> bool {
@@ -213,6 +219,8 @@ fn measure(
         backup_cpu_pct: b1.since(&b0).cpu_ns as f64 / 1e9 / secs * 100.0,
         master_wakeups_per_s: m1.since(&m0).runs as f64 / secs,
         backup_wakeups_per_s: b1.since(&b0).runs as f64 / secs,
+        master_user_pct: Some(m1.since(&m0).user_ticks as f64 / TICKS_PER_S / secs * 100.0),
+        backup_user_pct: Some(b1.since(&b0).user_ticks as f64 / TICKS_PER_S / secs * 100.0),
         master_rss_mib: master_rss / 1024.0,
         master_pss_mib: master_pss / 1024.0,
         backup_rss_mib: backup_rss / 1024.0,
@@ -254,7 +262,12 @@ pub struct Sched {
     pub cpu_ns: u64,
     /// Times put on a CPU: wake-ups (and preemptions).
     pub runs: u64,
+    /// Time in user space, in clock ticks (`/proc/.../stat`).
+    pub user_ticks: u64,
 }
+
+/// USER_HZ.
+const TICKS_PER_S: f64 = 100.0;
 
 /// Each thread's schedstat in a process group, by thread id.
 pub struct Threads(std::collections::HashMap<u32, Sched>);
@@ -268,6 +281,7 @@ impl Threads {
             Sched {
                 cpu_ns: sum.cpu_ns + now.cpu_ns.saturating_sub(then.cpu_ns),
                 runs: sum.runs + now.runs.saturating_sub(then.runs),
+                user_ticks: sum.user_ticks + now.user_ticks.saturating_sub(then.user_ticks),
             }
         })
     }
@@ -290,11 +304,21 @@ pub fn sched(pgid: u32) -> Threads {
                     .split_whitespace()
                     .filter_map(|f| f.parse().ok())
                     .collect();
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                // After the command name: state ppid pgrp session tty tpgid flags minflt
+                // cminflt majflt cmajflt utime ...
+                let user_ticks = stat
+                    .get(stat.rfind(')')? + 2..)?
+                    .split_whitespace()
+                    .nth(11)?
+                    .parse()
+                    .ok()?;
                 Some((
                     tid,
                     Sched {
                         cpu_ns: *fields.first()?,
                         runs: *fields.get(2)?,
+                        user_ticks,
                     },
                 ))
             })
