@@ -28,6 +28,7 @@ fuzz_target!(|packet: &[u8]| {
                     auth_pass,
                     addrs: &VIPS,
                     skip_addr_check_from: None,
+                    strict: false,
                     sources: None,
                 },
             })

@@ -113,7 +113,10 @@ pub struct VridConfig {
     pub addr_count: u8,
     /// 1: only senders listed in `SOURCES` for this VRID are accepted (unicast peers).
     pub check_src: u8,
-    pub _pad: [u8; 6],
+    /// 1 (`vrrp_strict`): a VRRPv2 advert with another interval is dropped. 0: it still
+    /// proves its sender alive, so it is passed to the agent (never absorbed).
+    pub strict: u8,
+    pub _pad: [u8; 5],
     pub addr_digest: u64,
 }
 

@@ -260,9 +260,6 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
         return (Verdict::Version, Some(vrid));
     }
     if version == 2 {
-        if b5 != config.interval_s {
-            return (Verdict::Interval, Some(vrid));
-        }
         if b4 != config.auth_type || (b4 != AUTH_NONE && b4 != AUTH_PASS) {
             return (Verdict::AuthType, Some(vrid));
         }
@@ -292,12 +289,19 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     if config.check_src != 0 && src != config.own && unsafe { SOURCES.get(source) }.is_none() {
         return (Verdict::UnknownSource, Some(vrid));
     }
+    // Configuration is compared last: an authentic advert configured otherwise still proves
+    // its sender alive (the agent judges it), unless `vrrp_strict` asks for the RFC's drop.
+    let other_interval = version == 2 && b5 != config.interval_s;
+    if other_interval && config.strict != 0 {
+        return (Verdict::Interval, Some(vrid));
+    }
     if config.absorb == 0 {
         record(key, src, priority, count, interval_cs);
         return (Verdict::Accepted, Some(vrid));
     }
     // Absorbed only if the agent would accept it too; else it judges (and counts) it.
     if src == config.own
+        || other_interval
         || count != config.addr_count
         || digest(ctx, msg + HEADER_LEN, count) != Some(config.addr_digest)
     {

@@ -234,6 +234,23 @@ impl Topology {
             .expect("rx packets")
     }
 
+    /// Isolates a host's bridge port, or ends it: isolated ports do not reach each other but
+    /// still reach the others (a partition between hosts that an observer sees both sides of).
+    pub fn set_isolated(&self, host: &str, on: bool) {
+        let port = &self.host(host).lan_port;
+        sh(&[
+            "bridge",
+            "-n",
+            &self.lan,
+            "link",
+            "set",
+            "dev",
+            port,
+            "isolated",
+            if on { "on" } else { "off" },
+        ]);
+    }
+
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
     pub fn set_cable(&self, host: &str, up: bool) {
         let port = &self.host(host).lan_port;

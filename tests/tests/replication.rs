@@ -632,3 +632,30 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
     });
     never_both_writable(sampler);
 }
+
+/// The status shows what a promotion or demotion changed as soon as it is done, not at the
+/// next health check (here 30 s away): the new master's server writable, the old one's
+/// read-only.
+#[test]
+fn the_status_follows_a_promotion_and_a_demotion_at_once() {
+    let lab = Lab::new();
+    lab.setup_with_table();
+    let (a, b) = lab.agents("DB1", "    check_interval 30\n", &[]);
+    wait_until("both checked once", Duration::from_secs(10), || {
+        (db_status(&a)["local"]["read_only"] == false
+            && db_status(&b)["local"]["read_only"] == true)
+            .then_some(())
+    });
+    switchover(&a, &b);
+    let (_, took) = wait_until(
+        "the status of both after the switchover",
+        Duration::from_secs(5),
+        || {
+            (db_status(&b)["local"]["read_only"] == false
+                && db_status(&a)["local"]["read_only"] == true)
+                .then_some(())
+        },
+    );
+    eprintln!("status caught up {took:?} after b became MASTER");
+    assert!(!lab.b.read_only() && lab.a.read_only());
+}

@@ -303,3 +303,101 @@ fn backup_wakes_late(xdp: &str) {
     eprintln!("--xdp {xdp}: woke up after the master died: VIP on B {took:?} later (MDI {mdi:?})");
     assert!(took < mdi / 2, "{took:?}: B waited for a new down timer");
 }
+
+/// A rolling change edits one node at a time. The MASTER reloaded first with an extra VIP,
+/// then with another VRRPv2 `advert_int`, while the BACKUP still runs the old file: its adverts
+/// fail only the checks that compare configuration, so they still prove it alive. The backup
+/// follows it (by its own pace), logs and counts the difference, and never takes the VIP; once
+/// the backup is reloaded too the difference is gone. (Dropping such adverts, as RFC 3768 §7.1
+/// says and keepalived does, made both nodes master until the second reload.)
+#[test]
+fn a_one_sided_reload_of_the_master_makes_no_second_master() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    // keepalived's default checks: every advert's address list is compared.
+    let render = |conf: &VrrpConf| conf.render().replace("    vrrp_skip_check_adv_addr\n", "");
+    let old = VrrpConf::seed("MASTER", 150);
+    let agent_a = Daemon::agent(a, t.dir(), &render(&old));
+    let agent_b = Daemon::agent(b, t.dir(), &render(&VrrpConf::seed("BACKUP", 120)));
+    wait_until("A master, B following it", mdi_v2(150) * 2, || {
+        (a.has_address("eth0", VIP) && agent_b.instance_field("master") == a.ip.to_string())
+            .then_some(())
+    });
+    let reload = |agent: &Daemon, host: &str, conf: &VrrpConf| {
+        std::fs::write(t.dir().join(format!("ha-agent-{host}.conf")), render(conf)).unwrap();
+        agent.process.signal(nix::sys::signal::Signal::SIGHUP);
+    };
+    let mismatch = |field: &str| {
+        agent_b.try_status().is_some_and(|s| {
+            s["instances"][0]["peer_config_mismatch"]["fields"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == field))
+        })
+    };
+    let edits = [
+        (
+            "virtual_ipaddress",
+            VrrpConf {
+                vips: vec!["192.168.2.200".into(), "192.168.2.201".into()],
+                ..old.clone()
+            },
+        ),
+        (
+            "advert_int",
+            VrrpConf {
+                vips: vec!["192.168.2.200".into(), "192.168.2.201".into()],
+                advert_int: "2".into(),
+                ..old.clone()
+            },
+        ),
+    ];
+    for (field, conf) in &edits {
+        reload(&agent_a, "a", conf);
+        wait_until(
+            &format!("B sees the master's other {field}"),
+            Duration::from_secs(10),
+            || mismatch(field).then_some(()),
+        );
+        // Dropping the adverts would make B master one Master_Down_Interval after the edit.
+        assert_never(
+            &format!("B taking over after the master's {field} edit"),
+            mdi_v2(120) * 2,
+            || b.has_address("eth0", VIP) || agent_b.instance_field("state") != "BACKUP",
+        );
+        assert!(a.has_address("eth0", VIP));
+    }
+    let status = agent_b.status();
+    let counted = &status["instances"][0]["config_mismatch_adverts"];
+    assert!(counted["virtual_ipaddress"].as_u64() > Some(0), "{counted}");
+    assert!(counted["advert_int"].as_u64() > Some(0), "{counted}");
+    let log = agent_b.log_text();
+    assert!(log.contains("disagree with our configuration"), "{log}");
+    assert!(!log.contains("-> MASTER"), "{log}");
+    let text = agent_b.status_text();
+    assert!(
+        text.contains("configured otherwise (virtual_ipaddress, advert_int)")
+            && text.contains(
+                "theirs virtual_ipaddress [192.168.2.200, 192.168.2.201], advert_int 2 s"
+            ),
+        "{text}"
+    );
+
+    // The rolling change ends: B reloaded alike, the difference is gone.
+    let new_b = VrrpConf {
+        state: "BACKUP",
+        priority: 120,
+        ..edits[1].1.clone()
+    };
+    reload(&agent_b, "b", &new_b);
+    wait_until(
+        "B agrees with its master again",
+        Duration::from_secs(10),
+        || {
+            agent_b
+                .try_status()
+                .filter(|s| s["instances"][0]["peer_config_mismatch"].is_null())
+                .map(|_| ())
+        },
+    );
+    assert_eq!(agent_b.instance_field("state"), "BACKUP");
+}

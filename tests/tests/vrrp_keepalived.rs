@@ -261,3 +261,52 @@ fn agent_backup_learns_keepalived_v3_interval() {
         "took {took:?}: the learned interval was not used"
     );
 }
+
+/// keepalived reloaded alone with an extra VIP (the first half of a rolling change): its
+/// adverts list an address the ha-agent backup does not know. The backup follows it, as a
+/// live master, and reports the difference instead of taking the VIP too.
+#[test]
+fn a_keepalived_master_reloaded_alone_keeps_its_agent_backup() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let (mdi_a, _) = timers(2, Duration::from_secs(1), 150);
+    let (mdi_b, _) = timers(2, Duration::from_secs(1), 120);
+    // keepalived's default checks: every advert's address list is compared.
+    let render = |conf: &VrrpConf| conf.render().replace("    vrrp_skip_check_adv_addr\n", "");
+    let old = VrrpConf::seed("MASTER", 150);
+    let keepalived = Daemon::keepalived(a, t.dir(), &render(&old));
+    let agent = Daemon::agent(b, t.dir(), &render(&VrrpConf::seed("BACKUP", 120)));
+    wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
+    wait_until("the agent following keepalived", mdi_b * 2, || {
+        (agent.instance_field("master") == a.ip.to_string()).then_some(())
+    });
+    let edited = VrrpConf {
+        vips: vec!["192.168.2.200".into(), "192.168.2.201".into()],
+        ..old
+    };
+    std::fs::write(t.dir().join("keepalived-a.conf"), render(&edited)).unwrap();
+    keepalived.process.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(
+        "keepalived holding the new VIP",
+        Duration::from_secs(10),
+        || {
+            a.has_address("eth0", Ipv4Addr::new(192, 168, 2, 201))
+                .then_some(())
+        },
+    );
+    wait_until(
+        "the agent seeing the other list",
+        Duration::from_secs(10),
+        || {
+            agent.status()["instances"][0]["peer_config_mismatch"]["fields"][0]
+                .as_str()
+                .filter(|f| *f == "virtual_ipaddress")
+                .map(|_| ())
+        },
+    );
+    assert_never("the agent taking the VIP", mdi_b * 2, || {
+        b.has_address("eth0", VIP)
+    });
+    assert_eq!(agent.instance_field("state"), "BACKUP");
+    assert_eq!(agent.instance_field("master"), a.ip.to_string());
+}

@@ -154,6 +154,7 @@ fn agent_verdict(
     packet: &[u8],
     version: u8,
     sources: Option<&[Ipv4Addr]>,
+    strict: bool,
 ) -> (Verdict, Option<Advert>, bool) {
     let result = receive(packet, |vrid| {
         (vrid == VRID).then_some(Target {
@@ -170,6 +171,7 @@ fn agent_verdict(
                 addrs: &VIPS,
                 skip_addr_check_from: None,
                 sources,
+                strict,
             },
         })
     });
@@ -464,8 +466,8 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
     let valid: Vec<(String, Vec<u8>)> = seeds
         .iter()
         .filter(|(_, p)| {
-            agent_verdict(p, 2, None).0 == Verdict::Accepted
-                || agent_verdict(p, 3, None).0 == Verdict::Accepted
+            agent_verdict(p, 2, None, true).0 == Verdict::Accepted
+                || agent_verdict(p, 3, None, true).0 == Verdict::Accepted
         })
         .cloned()
         .collect();
@@ -504,16 +506,18 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         })
         .unwrap();
     // Each version passing accepted adverts up, then absorbing them (as for a backup), and
-    // checking sources.
+    // checking sources; VRRPv2 also under `vrrp_strict` (another interval dropped).
     let configs = [
-        (2u8, false, false),
-        (3, false, false),
-        (2, true, false),
-        (3, true, false),
-        (2, false, true),
-        (3, true, true),
+        (2u8, false, false, false),
+        (3, false, false, false),
+        (2, true, false, false),
+        (3, true, false, false),
+        (2, false, true, false),
+        (3, true, true, false),
+        (2, false, false, true),
+        (2, true, true, true),
     ];
-    for (version, absorb, check_src) in configs {
+    for (version, absorb, check_src, strict) in configs {
         program
             .configure_vrid(
                 key,
@@ -527,13 +531,14 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                     addr_count: VIPS.len() as u8,
                     addr_digest: addr_digest(VIPS.iter().map(|a| a.octets())),
                     check_src: u8::from(check_src),
+                    strict: u8::from(strict),
                     ..Default::default()
                 },
             )
             .unwrap();
         for (name, packet) in &corpus {
             let sources = check_src.then_some(std::slice::from_ref(&peer));
-            let (want, advert, clean) = agent_verdict(packet, version, sources);
+            let (want, advert, clean) = agent_verdict(packet, version, sources, strict);
             let want = if absorb && clean {
                 Verdict::Absorbed
             } else {

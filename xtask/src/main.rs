@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: setup, build, test, demo and benchmarks for ha-agent.
 
 mod bench;
+mod chaos;
 mod demo;
 mod fuzz;
 mod setup;
@@ -41,6 +42,21 @@ enum Cmd {
     },
     /// Run the hot-standby demo on a LAN of network namespaces (needs root).
     Demo,
+    /// Agents under a seeded schedule of combined faults, invariants checked from outside
+    /// (needs root); writes target/chaos/.../report.txt and timeline.svg.
+    Chaos {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Minutes of faults.
+        #[arg(long, default_value_t = 1.0)]
+        minutes: f64,
+        /// 2 or 3 agents.
+        #[arg(long, default_value_t = 2)]
+        agents: usize,
+        /// `vrrp_strict` on every agent (the RFC's drop of adverts configured otherwise).
+        #[arg(long)]
+        strict: bool,
+    },
     /// Fuzz the advert codec, IPv4 parser, configuration loader and status request parser.
     Fuzz {
         /// Seconds per target.
@@ -153,6 +169,24 @@ fn main() -> Result<()> {
             build()?;
             demo::run(&workspace_root().join("target/release/ha-agent"))
         }
+        Cmd::Chaos {
+            seed,
+            minutes,
+            agents,
+            strict,
+        } => {
+            setup::install()?;
+            build()?;
+            chaos::main(
+                &workspace_root().join("target/release/ha-agent"),
+                &chaos::Options {
+                    seed,
+                    duration: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+                    agents,
+                    strict,
+                },
+            )
+        }
         Cmd::Fuzz { seconds, targets } => {
             setup::install()?;
             fuzz::run(seconds, &targets)
@@ -264,6 +298,9 @@ fn deb() -> Result<std::path::PathBuf> {
     Ok(deb)
 }
 
+/// The seed of the chaos smoke run in `cargo xtask test`.
+const CHAOS_SMOKE_SEED: u64 = 1;
+
 /// Seconds per fuzz target in `cargo xtask test` (a smoke run; `cargo xtask fuzz` goes longer).
 const FUZZ_SMOKE_SECONDS: u64 = 10;
 
@@ -311,6 +348,20 @@ fn test(args: &[String]) -> Result<()> {
             ])
             .env("HA_TEST_XDP", "off"))?;
         eprintln!("interop suites on sockets took {:.0?}", step.elapsed());
+    }
+    if args.is_empty() {
+        // A minute of combined faults with a fixed seed (longer runs: `cargo xtask chaos`).
+        let step = Instant::now();
+        chaos::main(
+            &workspace_root().join("target/debug/ha-agent"),
+            &chaos::Options {
+                seed: CHAOS_SMOKE_SEED,
+                duration: std::time::Duration::from_secs(60),
+                agents: 2,
+                strict: false,
+            },
+        )?;
+        eprintln!("chaos smoke took {:.0?}", step.elapsed());
     }
     if args.is_empty() {
         let step = Instant::now();

@@ -65,6 +65,9 @@ pub struct GlobalDefs {
     pub script_user: Option<(String, Loc)>,
     pub enable_script_security: bool,
     pub skip_check_adv_addr: bool,
+    /// `vrrp_strict`: adverts configured otherwise (address list, VRRPv2 interval) are
+    /// dropped as the RFC says, instead of proving their sender alive.
+    pub strict: bool,
     /// `vrrp_check_unicast_src`: every unicast instance checks adverts' sources.
     pub check_unicast_src: bool,
     pub gna_interval: Duration,
@@ -82,6 +85,7 @@ impl Default for GlobalDefs {
             script_user: None,
             enable_script_security: false,
             skip_check_adv_addr: false,
+            strict: false,
             check_unicast_src: false,
             gna_interval: Duration::ZERO,
             vrrp_version: Version::V2,
@@ -203,7 +207,6 @@ const UNSUPPORTED: &[&str] = &[
     "mcast_src_ip",
     "mcast_dst_ip",
     "strict_mode",
-    "vrrp_strict",
     "notify_fifo",
     "vrrp_notify_fifo",
     "enable_dbus",
@@ -478,6 +481,7 @@ impl Builder<'_> {
                 }
                 "enable_script_security" => g.enable_script_security = true,
                 "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = true,
+                "vrrp_strict" => g.strict = true,
                 "vrrp_check_unicast_src" => g.check_unicast_src = true,
                 // keepalived rejects a literal 0 and keeps its default, which is 0: same result.
                 "vrrp_garp_interval" => {

@@ -76,6 +76,7 @@ pub fn compare(ours: &Config, peer: &Config, diags: &mut Diagnostics) {
             );
             continue;
         };
+        disagreement(a, b, ours.global.strict || peer.global.strict, diags);
         let (ra, rb) = (range(ours, a), range(peer, b));
         for (inst, r, other, ro) in [(a, ra, b, rb), (b, rb, a, ra)] {
             if inst.initial == InitialState::Master
@@ -108,6 +109,47 @@ pub fn compare(ours: &Config, peer: &Config, diags: &mut Diagnostics) {
             }
         }
     }
+}
+
+/// Warns about what the two nodes' adverts would disagree on (the address list, a VRRPv2
+/// interval): followed all the same, as the peer is alive, unless `vrrp_strict` makes both
+/// nodes master.
+fn disagreement(a: &VrrpInstance, b: &VrrpInstance, strict: bool, diags: &mut Diagnostics) {
+    let mut ours: Vec<_> = a.vips.iter().map(|v| v.addr).collect();
+    let mut theirs: Vec<_> = b.vips.iter().map(|v| v.addr).collect();
+    ours.sort();
+    theirs.sort();
+    let mut fields = Vec::new();
+    if ours != theirs {
+        fields.push(format!(
+            "virtual_ipaddress {ours:?} here, {theirs:?} at {}",
+            b.loc
+        ));
+    }
+    if a.version == super::Version::V2 && a.advert_int_cs != b.advert_int_cs {
+        fields.push(format!(
+            "advert_int {} s here, {} s at {}",
+            f64::from(a.advert_int_cs) / 100.0,
+            f64::from(b.advert_int_cs) / 100.0,
+            b.loc
+        ));
+    }
+    if fields.is_empty() {
+        return;
+    }
+    let outcome = if strict {
+        "with vrrp_strict each node drops the other's adverts and both become master"
+    } else {
+        "each node follows the other's adverts (they prove it alive) and logs the difference"
+    };
+    diags.warn(
+        &a.loc,
+        format!(
+            "instance {}: the nodes' adverts will disagree: {}; {outcome}",
+            a.name,
+            fields.join("; ")
+        ),
+    );
 }
 
 #[cfg(test)]
@@ -169,6 +211,39 @@ mod tests {
         assert!(
             w[0].contains("is `state MASTER` but advertises 150 when healthy, below 160"),
             "{w:?}"
+        );
+    }
+
+    #[test]
+    fn adverts_that_will_disagree_are_warned() {
+        let (ours, _) = config("a.conf", "MASTER", 150, -50);
+        let mut peer = ours.clone();
+        peer.instances[0].advert_int_cs = 200;
+        let extra = crate::config::Vip {
+            addr: std::net::Ipv4Addr::new(192, 168, 2, 201),
+            ..peer.instances[0].vips[0].clone()
+        };
+        peer.instances[0].vips.push(extra);
+        peer.instances[0].initial = InitialState::Backup;
+        peer.instances[0].priority = 120;
+        let mut diags = Diagnostics::default();
+        compare(&ours, &peer, &mut diags);
+        let w: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("the nodes' adverts will disagree"), "{w:?}");
+        assert!(
+            w[0].contains("virtual_ipaddress [192.168.2.200] here"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("advert_int 1 s here, 2 s"), "{w:?}");
+        assert!(w[0].contains("follows the other's adverts"), "{w:?}");
+        peer.global.strict = true;
+        let mut diags = Diagnostics::default();
+        compare(&ours, &peer, &mut diags);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.to_string().contains("both become master"))
         );
     }
 

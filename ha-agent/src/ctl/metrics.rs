@@ -113,6 +113,11 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         "ARP frames from another MAC claiming a VIP held here (split brain).",
         &["instance"],
     )?;
+    let mismatch = m.counter(
+        "ha_agent_peer_config_mismatch_total",
+        "Adverts accepted from a live peer configured otherwise than this node, by field (virtual_ipaddress, advert_int).",
+        &["instance", "field"],
+    )?;
     let check_up = m.gauge(
         "ha_agent_check_up",
         "1 while a tracked check (script, interface, replication) is up.",
@@ -179,6 +184,11 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
                 .inc_by(*n);
         }
         conflicts.with_label_values(&[name]).inc_by(i.arp_conflicts);
+        for (field, n) in &i.config_mismatch_adverts {
+            mismatch
+                .with_label_values(&[name, field.as_str()])
+                .inc_by(*n);
+        }
         for c in &i.trackers {
             let labels = [name, c.name.as_str()];
             check_up

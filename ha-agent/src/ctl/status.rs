@@ -90,6 +90,16 @@ pub struct XdpVip {
     pub last_claim_ms_ago: Option<f64>,
 }
 
+/// A peer whose authentic adverts carry another configuration than ours.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerMismatch {
+    pub from: std::net::Ipv4Addr,
+    /// `virtual_ipaddress`, `advert_int`.
+    pub fields: Vec<String>,
+    pub theirs: String,
+    pub ours: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct XdpPeer {
     pub interface: String,
@@ -126,6 +136,12 @@ pub struct InstanceStatus {
     /// ARP frames from another MAC claiming a VIP while we held it (split brain).
     #[serde(default)]
     pub arp_conflicts: u64,
+    /// The master's adverts carry another configuration than ours (followed all the same).
+    #[serde(default)]
+    pub peer_config_mismatch: Option<PeerMismatch>,
+    /// Adverts accepted although configured otherwise, by field.
+    #[serde(default)]
+    pub config_mismatch_adverts: BTreeMap<String, u64>,
     pub last_transition: Option<Transition>,
     /// The instance's `track_script` checks.
     #[serde(default)]
@@ -362,6 +378,16 @@ impl Status {
                     out,
                     "  split brain: {} ARP claims of a held VIP by another MAC",
                     i.arp_conflicts
+                );
+            }
+            if let Some(m) = &i.peer_config_mismatch {
+                let _ = writeln!(
+                    out,
+                    "  peer {} configured otherwise ({}): theirs {}; ours {}",
+                    m.from,
+                    m.fields.join(", "),
+                    m.theirs,
+                    m.ours
                 );
             }
             for c in &i.trackers {

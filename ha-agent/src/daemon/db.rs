@@ -148,7 +148,12 @@ impl Dbs {
             };
             let (ops, ops_rx) = mpsc::unbounded_channel();
             let monitor = runtime.spawn(monitor(pair.clone(), self.reports_tx.clone()));
-            runtime.spawn(worker(pair, ops_rx, self.done_tx.clone()));
+            runtime.spawn(worker(
+                pair,
+                ops_rx,
+                self.done_tx.clone(),
+                self.reports_tx.clone(),
+            ));
             info!(db = %cfg.name, local = %cfg.local, peer = %format!("{}:{}", cfg.peer.0, cfg.peer.1), "supervising replication");
             next.insert(
                 cfg.name.clone(),
@@ -265,26 +270,35 @@ impl Dbs {
     }
 }
 
+/// Both servers as they are now.
+async fn report(pair: &Pair) -> Report {
+    let (local, peer) = pair.check().await;
+    Report {
+        db: pair.cfg.name.clone(),
+        local,
+        peer,
+        failovers: pair.failovers(),
+    }
+}
+
 async fn monitor(pair: Arc<Pair>, tx: mpsc::Sender<Report>) {
     loop {
-        let (local, peer) = pair.check().await;
-        let report = Report {
-            db: pair.cfg.name.clone(),
-            local,
-            peer,
-            failovers: pair.failovers(),
-        };
-        if tx.send(report).await.is_err() {
+        if tx.send(report(&pair).await).await.is_err() {
             return;
         }
         tokio::time::sleep(pair.cfg.check_interval).await;
     }
 }
 
+/// Carries out promotions, demotions and hand-overs one at a time. After each, both
+/// servers are checked at once, so that the status shows what it changed (read_only,
+/// positions) without waiting for the next health check; the answer goes first, so the
+/// instance does not wait for that check.
 async fn worker(
     pair: Arc<Pair>,
     mut ops: mpsc::UnboundedReceiver<(String, Op)>,
     done: mpsc::UnboundedSender<Done>,
+    reports: mpsc::Sender<Report>,
 ) {
     while let Some((instance, op)) = ops.recv().await {
         let (started, clock) = (unix_now(), Instant::now());
@@ -309,7 +323,7 @@ async fn worker(
             started,
             duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
         };
-        if done.send(message).is_err() {
+        if done.send(message).is_err() || reports.send(report(&pair).await).await.is_err() {
             return;
         }
     }

@@ -21,7 +21,9 @@ use super::{
 };
 use crate::{
     config::{Version, Vip, VrrpInstance},
-    ctl::status::{InstanceStatus, TrackerStatus, Transition, TransitionCount, unix_now},
+    ctl::status::{
+        InstanceStatus, PeerMismatch, TrackerStatus, Transition, TransitionCount, unix_now,
+    },
     net::{
         arp_watch::HeldVip,
         garp::GarpSocket,
@@ -29,7 +31,10 @@ use crate::{
     },
     vrrp::{
         fsm::{Action, Instance, Params, Reason, Received, State},
-        packet::{Accepted, Advert, ChecksumForm, DropReason, Expect, Interval, VRRP_GROUP_V4},
+        packet::{
+            Accepted, Advert, ChecksumForm, Disagreement, DropReason, Expect, Interval,
+            VRRP_GROUP_V4,
+        },
         receive::Target,
     },
 };
@@ -39,6 +44,28 @@ use crate::{
 pub struct SocketKey {
     pub ifindex: u32,
     pub unicast_src: Option<Ipv4Addr>,
+}
+
+/// How the receive step judges adverts (global_defs).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReceiveRules {
+    /// `vrrp_skip_check_adv_addr`
+    pub skip_check_adv_addr: bool,
+    /// `vrrp_strict`
+    pub strict: bool,
+}
+
+/// An advert's configuration as a log line or the status shows it.
+fn describe(addrs: &[Ipv4Addr], interval: Interval) -> String {
+    let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let interval = match interval {
+        Interval::Seconds(s) => format!("{s} s"),
+        Interval::Centis(cs) => format!("{cs} cs"),
+    };
+    format!(
+        "virtual_ipaddress [{}], advert_int {interval}",
+        addrs.join(", ")
+    )
 }
 
 /// A VIP and the interface it lives on.
@@ -55,6 +82,8 @@ pub struct Stats {
     pub received: u64,
     pub dropped: BTreeMap<DropReason, u64>,
     pub arp_conflicts: u64,
+    /// Adverts accepted although configured otherwise, by field.
+    pub config_mismatch: BTreeMap<&'static str, u64>,
     /// Transitions by (new state, reason kind).
     pub transitions: BTreeMap<(State, &'static str), u64>,
 }
@@ -81,6 +110,8 @@ pub struct Running {
     last_transition: Option<Transition>,
     address_mismatch_log: RateLimit,
     notifier: Notifier,
+    /// The configuration the current peer's adverts disagree with, if they do.
+    disagreement: Option<PeerMismatch>,
     /// The kernel receive time (ns) of the last advert read from the XDP maps.
     kernel_fed_ns: u64,
     /// When gratuitous ARP last answered an ARP conflict.
@@ -200,6 +231,7 @@ impl Running {
             address_mismatch_log: RateLimit::default(),
             notifier: Notifier::default(),
             kernel_fed_ns: 0,
+            disagreement: None,
             conflict_garp: None,
             known_master: None,
         })
@@ -253,6 +285,8 @@ impl Running {
         self.fsm.reconfigure(now, params(&cfg, self.primary_ip));
         self.cfg = cfg;
         self.advert = None;
+        // Judged again against the new configuration by the next advert.
+        self.disagreement = None;
         if self.vips_held && !added.is_empty() {
             self.send_garps(world, &added);
         }
@@ -303,7 +337,7 @@ impl Running {
     }
 
     /// What the receive step checks adverts for this instance against.
-    pub fn target(&self, index: usize, skip_check_adv_addr: bool) -> Target<'_> {
+    pub fn target(&self, index: usize, rules: ReceiveRules) -> Target<'_> {
         Target {
             index,
             primary_ip: self.primary_ip,
@@ -312,8 +346,12 @@ impl Running {
                 interval: self.interval(),
                 auth_pass: self.cfg.auth_pass.as_ref(),
                 addrs: &self.vip_addrs,
-                skip_addr_check_from: skip_check_adv_addr.then(|| self.fsm.master()).flatten(),
+                skip_addr_check_from: rules
+                    .skip_check_adv_addr
+                    .then(|| self.fsm.master())
+                    .flatten(),
                 sources: self.checked_sources(),
+                strict: rules.strict,
             },
         }
     }
@@ -327,8 +365,12 @@ impl Running {
         world: &World,
     ) {
         self.stats.received += 1;
-        if accepted == Accepted::OwnerAddressMismatch {
-            self.log_address_mismatch(from, advert, "accepted from the address owner");
+        match accepted {
+            Accepted::Clean => self.agrees(from),
+            Accepted::OwnerAddressMismatch => {
+                self.log_address_mismatch(from, advert, "accepted from the address owner")
+            }
+            Accepted::Disagrees(d) => self.disagrees(from, advert, d),
         }
         let interval_cs = advert.interval.centis().min(u32::from(u16::MAX)) as u16;
         self.fsm.handle_advert(
@@ -340,6 +382,37 @@ impl Running {
             },
         );
         self.execute(world).await;
+    }
+
+    /// An advert from `from` that agrees with our configuration: a disagreement with it is over.
+    fn agrees(&mut self, from: Ipv4Addr) {
+        if self.disagreement.as_ref().is_some_and(|d| d.from == from) {
+            info!(instance = %self.cfg.name, %from, "the peer's adverts agree with our configuration again");
+            self.disagreement = None;
+        }
+    }
+
+    /// An authentic advert configured otherwise than this instance: followed (its sender is
+    /// alive), counted per field, logged once per change with both sides.
+    fn disagrees(&mut self, from: Ipv4Addr, advert: &Advert, d: Disagreement) {
+        for field in d.fields() {
+            *self.stats.config_mismatch.entry(field).or_default() += 1;
+        }
+        let seen = PeerMismatch {
+            from,
+            fields: d.fields().map(str::to_owned).collect(),
+            theirs: describe(&advert.addrs, advert.interval),
+            ours: describe(&self.vip_addrs, self.interval()),
+        };
+        if self.disagreement.as_ref() != Some(&seen) {
+            warn!(
+                instance = %self.cfg.name, %from, fields = ?seen.fields, theirs = %seen.theirs,
+                ours = %seen.ours,
+                "the peer's adverts disagree with our configuration; following them (its adverts \
+                 prove it alive; vrrp_strict would drop them): update both nodes alike"
+            );
+            self.disagreement = Some(seen);
+        }
     }
 
     /// `check_unicast_src`: the unicast peers, the only senders accepted.
@@ -371,7 +444,7 @@ impl Running {
 
     /// What the kernel checks this instance's adverts against; a backup's valid adverts are
     /// absorbed there.
-    pub fn kernel_config(&self) -> VridConfig {
+    pub fn kernel_config(&self, rules: ReceiveRules) -> VridConfig {
         VridConfig {
             version: self.cfg.version.number(),
             auth_type: if self.cfg.auth_pass.is_some() {
@@ -390,6 +463,7 @@ impl Running {
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
             addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
             check_src: u8::from(self.checked_sources().is_some()),
+            strict: u8::from(rules.strict),
             ..Default::default()
         }
     }
@@ -432,6 +506,8 @@ impl Running {
         }
         self.kernel_fed_ns = peer.last_seen_ns;
         self.stats.received += 1;
+        // The kernel absorbs only adverts that agree with our configuration.
+        self.agrees(Ipv4Addr::from(peer.master));
         self.fsm.handle_advert(
             Duration::from_nanos(peer.last_seen_ns),
             Received {
@@ -740,6 +816,13 @@ impl Running {
                 .map(|(r, n)| (r.as_str().to_owned(), *n))
                 .collect(),
             arp_conflicts: self.stats.arp_conflicts,
+            peer_config_mismatch: self.disagreement.clone(),
+            config_mismatch_adverts: self
+                .stats
+                .config_mismatch
+                .iter()
+                .map(|(field, n)| ((*field).to_owned(), *n))
+                .collect(),
             last_transition: self.last_transition.clone(),
             trackers,
             notify_runs: self.notifier.runs(),

@@ -230,7 +230,7 @@ struct Daemon {
     /// (socket, VRID) → index in `instances`: one lookup per received packet.
     routes: HashMap<(SocketKey, u8), usize>,
     unmatched_drops: BTreeMap<DropReason, u64>,
-    skip_check_adv_addr: bool,
+    rules: instance::ReceiveRules,
     /// A SIGHUP's configuration being read off the loop, and whether another SIGHUP came
     /// meanwhile (it is served once this one is applied).
     reloading: Option<JoinHandle<Result<Config, DaemonError>>>,
@@ -347,7 +347,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         instances: Vec::new(),
         routes: HashMap::new(),
         unmatched_drops: BTreeMap::new(),
-        skip_check_adv_addr: config.global.skip_check_adv_addr,
+        rules: receive_rules(&config),
         reloading: None,
         reload_again: false,
         checks: Checks::default(),
@@ -554,6 +554,13 @@ const DRAIN_LIMIT: usize = 4096;
 
 /// How long notify scripts still queued at exit may run.
 const NOTIFY_AT_EXIT: Duration = Duration::from_secs(5);
+
+fn receive_rules(config: &Config) -> instance::ReceiveRules {
+    instance::ReceiveRules {
+        skip_check_adv_addr: config.global.skip_check_adv_addr,
+        strict: config.global.strict,
+    }
+}
 
 fn script_user(config: &Config) -> Option<&str> {
     config
@@ -765,7 +772,7 @@ impl Daemon {
         let vrids = self
             .instances
             .iter()
-            .map(|r| (r.kernel_key(), r.kernel_config()))
+            .map(|r| (r.kernel_key(), r.kernel_config(self.rules)))
             .collect();
         let vips = self
             .instances
@@ -807,16 +814,22 @@ impl Daemon {
             return;
         };
         let at = now();
+        let due = |running: &Running| {
+            kernel.absorbs(running.kernel_key())
+                && running
+                    .poll_timeout()
+                    .is_some_and(|t| t <= at + running.master_adver_interval())
+        };
+        if !self.instances.iter().any(due) {
+            return;
+        }
+        // One read of the whole map for every backup due.
+        let peers = kernel.peers();
         for running in &mut self.instances {
-            let key = running.kernel_key();
-            let due = running
-                .poll_timeout()
-                .is_some_and(|t| t <= at + running.master_adver_interval());
-            if due
-                && kernel.absorbs(key)
-                && let Some(peer) = kernel.peer(key)
+            if due(running)
+                && let Some(peer) = peers.get(&running.kernel_key())
             {
-                running.on_kernel_advert(&peer, &self.world).await;
+                running.on_kernel_advert(peer, &self.world).await;
             }
         }
     }
@@ -881,10 +894,10 @@ impl Daemon {
     }
 
     async fn on_packet(&mut self, socket: SocketKey, data: &[u8], at: Duration) {
-        let (instances, routes, skip) = (&self.instances, &self.routes, self.skip_check_adv_addr);
+        let (instances, routes, rules) = (&self.instances, &self.routes, self.rules);
         let result = receive(data, |vrid| {
             let index = *routes.get(&(socket, vrid))?;
-            Some(instances.get(index)?.target(index, skip))
+            Some(instances.get(index)?.target(index, rules))
         });
         match result {
             Ok(d) => {
@@ -936,7 +949,7 @@ impl Daemon {
     }
 
     async fn apply(&mut self, config: Config) {
-        self.skip_check_adv_addr = config.global.skip_check_adv_addr;
+        self.rules = receive_rules(&config);
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));

@@ -201,11 +201,15 @@ impl Kernel {
         self.vrids.get(&key).is_some_and(|c| c.absorb != 0)
     }
 
-    pub fn peer(&self, key: VridKey) -> Option<Peer> {
-        self.program.peer(key).unwrap_or_else(|e| {
-            warn!("XDP: reading PEERS: {e}");
-            None
-        })
+    /// Every master the kernel recorded, by VRID (one system call).
+    pub fn peers(&self) -> HashMap<VridKey, Peer> {
+        match self.program.peers() {
+            Ok(peers) => peers.into_iter().collect(),
+            Err(e) => {
+                warn!("XDP: reading PEERS: {e}");
+                HashMap::new()
+            }
+        }
     }
 
     /// The next batch of change events.

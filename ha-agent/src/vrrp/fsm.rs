@@ -362,7 +362,10 @@ impl Instance {
     }
 
     fn accept_master(&mut self, advert: Received) {
-        if self.params.version == Version::V3 {
+        // VRRPv3 learns the master's interval (RFC 5798 §6.4.2); a VRRPv2 master's equals
+        // ours unless its adverts disagree with our configuration, and then its own pace is
+        // what its silence must be judged by.
+        if advert.interval_cs > 0 {
             self.master_adver_int_cs = advert.interval_cs;
         }
         self.master = Some((advert.from, advert.priority));

@@ -289,6 +289,10 @@ pub struct Expect<'a> {
     pub skip_addr_check_from: Option<Ipv4Addr>,
     /// `check_unicast_src`: the only senders accepted (our unicast peers).
     pub sources: Option<&'a [Ipv4Addr]>,
+    /// `vrrp_strict`: an advert configured otherwise (address list, VRRPv2 interval) is
+    /// dropped, as RFC 3768/5798 §7.1 says. Without it such an advert, authentic in every
+    /// other way, is accepted as [`Accepted::Disagrees`]: its sender is alive.
+    pub strict: bool,
 }
 
 /// What the instance checks found in an acceptable advert.
@@ -298,6 +302,29 @@ pub enum Accepted {
     /// The address list differs but the sender owns the addresses (priority 255): accepted,
     /// worth a log line.
     OwnerAddressMismatch,
+    /// Authentic, but configured otherwise than this node (a one-sided reload, say): its
+    /// sender is alive and is followed; the difference is logged and counted.
+    Disagrees(Disagreement),
+}
+
+/// Which configuration an advert disagrees with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Disagreement {
+    pub addresses: bool,
+    /// VRRPv2: another advert interval.
+    pub interval: bool,
+}
+
+impl Disagreement {
+    /// The fields that differ, as metrics and logs name them.
+    pub fn fields(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.addresses, "virtual_ipaddress"),
+            (self.interval, "advert_int"),
+        ]
+        .into_iter()
+        .filter_map(|(differs, name)| differs.then_some(name))
+    }
 }
 
 pub fn check_advert(
@@ -307,11 +334,6 @@ pub fn check_advert(
 ) -> Result<Accepted, DropReason> {
     if advert.version() != expect.version {
         return Err(DropReason::Version);
-    }
-    if let (Interval::Seconds(theirs), Interval::Seconds(ours)) = (advert.interval, expect.interval)
-        && theirs != ours
-    {
-        return Err(DropReason::Interval);
     }
     if let Some((auth_type, data)) = &advert.auth {
         match (expect.auth_pass, *auth_type) {
@@ -330,15 +352,29 @@ pub fn check_advert(
     {
         return Err(DropReason::UnknownSource);
     }
+    // Configuration last: what differs here proves a misconfigured peer, not a dead one.
+    let other_interval = matches!(
+        (advert.interval, expect.interval),
+        (Interval::Seconds(theirs), Interval::Seconds(ours)) if theirs != ours
+    );
+    if other_interval && expect.strict {
+        return Err(DropReason::Interval);
+    }
     let same_list = advert.addrs.len() == expect.addrs.len()
         && advert.addrs.iter().all(|a| expect.addrs.contains(a));
-    if same_list || expect.skip_addr_check_from == Some(src) {
-        Ok(Accepted::Clean)
-    } else if advert.priority == 255 {
-        Ok(Accepted::OwnerAddressMismatch)
-    } else {
-        Err(DropReason::AddressList)
+    let other_list = !same_list && expect.skip_addr_check_from != Some(src);
+    let owner = advert.priority == 255;
+    if other_list && expect.strict && !owner {
+        return Err(DropReason::AddressList);
     }
+    Ok(match (other_list, other_interval) {
+        (false, false) => Accepted::Clean,
+        (true, false) if owner => Accepted::OwnerAddressMismatch,
+        (addresses, interval) => Accepted::Disagrees(Disagreement {
+            addresses,
+            interval,
+        }),
+    })
 }
 
 /// The Internet checksum of `msg`, preceded by the IPv4 pseudo-header when given. Over data
@@ -553,6 +589,7 @@ mod tests {
             addrs: &vips,
             skip_addr_check_from: None,
             sources: None,
+            strict: true,
         };
         let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
         assert_eq!(check(&seed(150), &expect), Ok(Accepted::Clean));
@@ -601,6 +638,76 @@ mod tests {
             Err(DropReason::UnknownSource)
         );
         assert_eq!(check(&wrong, &strangers), Err(DropReason::AuthMismatch));
+    }
+
+    /// Without `vrrp_strict` an authentic advert configured otherwise is accepted as proof of
+    /// life; the configuration is compared only after everything that authenticates it.
+    #[test]
+    fn configuration_differences_are_not_death_unless_strict() {
+        let vips = [VIP];
+        let lenient = Expect {
+            version: 2,
+            interval: Interval::Seconds(1),
+            auth_pass: Some(&PASS),
+            addrs: &vips,
+            skip_addr_check_from: None,
+            sources: None,
+            strict: false,
+        };
+        let strict = Expect {
+            strict: true,
+            ..lenient
+        };
+        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
+        let slow = Advert {
+            interval: Interval::Seconds(2),
+            ..seed(150)
+        };
+        let more = Advert {
+            addrs: vec![VIP, Ipv4Addr::new(192, 168, 2, 201)],
+            ..seed(150)
+        };
+        let both = Advert {
+            interval: Interval::Seconds(3),
+            ..more.clone()
+        };
+        let differs = |addresses, interval| {
+            Ok(Accepted::Disagrees(Disagreement {
+                addresses,
+                interval,
+            }))
+        };
+        assert_eq!(check(&slow, &lenient), differs(false, true));
+        assert_eq!(check(&more, &lenient), differs(true, false));
+        assert_eq!(check(&both, &lenient), differs(true, true));
+        assert_eq!(check(&slow, &strict), Err(DropReason::Interval));
+        assert_eq!(check(&more, &strict), Err(DropReason::AddressList));
+        // The address owner's list is accepted either way (RFC 3768 §7.1).
+        let owner = Advert {
+            priority: 255,
+            ..more.clone()
+        };
+        assert_eq!(check(&owner, &strict), Ok(Accepted::OwnerAddressMismatch));
+        // Nothing unauthenticated gets this far.
+        let forged = Advert {
+            auth: Some((AUTH_PASS, *b"2222\0\0\0\0")),
+            ..both.clone()
+        };
+        assert_eq!(check(&forged, &lenient), Err(DropReason::AuthMismatch));
+        let stranger = Expect {
+            sources: Some(&[Ipv4Addr::new(192, 168, 2, 77)]),
+            ..lenient
+        };
+        assert_eq!(check(&both, &stranger), Err(DropReason::UnknownSource));
+        assert_eq!(
+            Disagreement {
+                addresses: true,
+                interval: true
+            }
+            .fields()
+            .collect::<Vec<_>>(),
+            ["virtual_ipaddress", "advert_int"]
+        );
     }
 
     #[test]

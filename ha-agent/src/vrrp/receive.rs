@@ -127,6 +127,7 @@ mod tests {
                     addrs: &addrs,
                     skip_addr_check_from: skip_from,
                     sources: None,
+                    strict: true,
                 },
             })
         })

@@ -25,6 +25,8 @@ const VERDICTS: &str = "VERDICTS";
 const EVENTS: &str = "EVENTS";
 const VIPS: &str = "VIPS";
 const VIP_CLAIMS: &str = "VIP_CLAIMS";
+/// `PEERS` entries read per call: the map's size, so one call reads it all.
+const PEERS_READ_CHUNK: usize = 4096;
 const SOURCES: &str = "SOURCES";
 
 #[derive(Debug, thiserror::Error)]
@@ -233,16 +235,11 @@ impl XdpProgram {
         Ok(())
     }
 
-    /// The master each configured VRID follows, from its last accepted advert.
+    /// The master each configured VRID follows, from its last accepted advert: the whole
+    /// map in one system call.
     pub fn peers(&self) -> Result<Vec<(VridKey, Peer)>, XdpError> {
-        let map = self.hash_map::<VridKey, Peer>(PEERS)?;
-        Ok(map.iter().collect::<Result<_, _>>()?)
-    }
-
-    /// The master `key` follows, if the kernel has accepted an advert for it.
-    pub fn peer(&self, key: VridKey) -> Result<Option<Peer>, XdpError> {
-        let map = self.hash_map::<VridKey, Peer>(PEERS)?;
-        found(map.get(&key, 0))
+        batch::lookup_all(self.map_data(PEERS)?, PEERS_READ_CHUNK)
+            .map_err(|e| XdpError::Batch(PEERS, e))
     }
 
     /// Adds VIPs or updates them (instance, held, own MAC) in one system call; the kernel's

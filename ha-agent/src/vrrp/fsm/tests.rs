@@ -352,13 +352,6 @@ fn master_yields_to_higher_priority_and_v3_learns_its_interval() {
 }
 
 #[test]
-fn v2_backup_keeps_its_own_interval() {
-    let mut sim = Sim::started(params(Version::V2, 100, 100));
-    sim.advert(PEER_HIGH, 200, 300);
-    assert_eq!(sim.inst.master_adver_interval(), Duration::from_secs(1));
-}
-
-#[test]
 fn equal_priority_tie_break_on_the_primary_address() {
     let mut sim = Sim::started(params(Version::V2, 150, 100));
     sim.run_until(Duration::from_secs(4));
@@ -933,4 +926,31 @@ fn only_losing_a_heard_master_counts_as_failover() {
     sim.advert(PEER_HIGH, 0, 100);
     sim.run_until(Duration::from_secs(3));
     assert_eq!(failovers(&sim), [false]);
+}
+
+/// A VRRPv2 master whose adverts carry a longer interval than ours (a one-sided edit of
+/// `advert_int`, accepted as proof of life): the backup judges its silence by its own pace,
+/// so it neither takes over between two of its adverts nor waits longer once it is gone.
+#[test]
+fn a_v2_backup_follows_a_master_configured_with_another_interval() {
+    let mut sim = Sim::started(params(Version::V2, 120, 100));
+    // The master sends every 5 s; our own Master_Down_Interval would be 3.53 s.
+    sim.peer_master(PEER_HIGH, 150, 500, ms(30_000));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.inst.master_adver_interval(), ms(5000));
+    let mdi = sim.inst.master_down_interval();
+    assert_eq!(mdi, ms(15_000) + us(531_250));
+    // Gone after its last advert at 30 s: taken over one Master_Down_Interval later.
+    sim.run_until(ms(30_000) + mdi - Duration::from_nanos(1));
+    assert_eq!(sim.inst.state(), State::Backup);
+    sim.run_until(ms(30_000) + mdi);
+    assert_eq!(sim.inst.state(), State::Master);
+    // As master it advertises at its own interval.
+    let took_over = sim.now;
+    sim.run_until(took_over + ms(2500));
+    let sent: Vec<Time> = sim.adverts().iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        sent,
+        [took_over, took_over + ms(1000), took_over + ms(2000)]
+    );
 }

@@ -1,0 +1,803 @@
+//! `cargo xtask chaos`: agents in network namespaces under a seeded schedule of faults,
+//! several at once, and invariants checked from outside the agents (each host's addresses,
+//! seen through netlink). A violation prints the seed, the faults around it and the command
+//! that replays the run; each run also writes a timeline picture.
+
+use std::{
+    fmt::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use ha_tests::{
+    Daemon, Topology, VrrpConf,
+    capture::{AddrEvent, AddrMonitor, Ns, realtime_ns},
+    daemons::master_down_interval,
+};
+use nix::sys::signal::Signal;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
+const INTERVAL: Duration = Duration::from_millis(100);
+const PRIORITIES: [u8; 3] = [150, 120, 100];
+/// Two holders for at most this long is a handover (the new master's first advert on its way
+/// to the old one), not two masters.
+const HANDOVER: Duration = Duration::from_millis(300);
+/// Scheduling slack on a loaded 2-core machine, above the protocol's own timers.
+const SLACK: Duration = Duration::from_millis(1000);
+
+/// A small deterministic generator (SplitMix64): a seed replays the same schedule whatever
+/// the version of any crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn between(&mut self, low: Duration, high: Duration) -> Duration {
+        let span = (high - low).as_millis() as u64;
+        low + Duration::from_millis(self.below(span + 1))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    /// SIGKILL of the agent's process group, restarted when the fault ends.
+    Kill,
+    /// SIGSTOP for less than Master_Down_Interval, then SIGCONT.
+    StopShort,
+    /// SIGSTOP for several Master_Down_Intervals.
+    StopLong,
+    /// The host's cable pulled.
+    LinkDown,
+    /// The agents' bridge ports isolated from each other (the observer still reaches all).
+    Partition,
+    /// netem loss, delay, jitter, reordering and duplication on the host's link.
+    Netem,
+    /// A one-sided reload with an edit (priority, an extra VIP, the interval), undone later.
+    Reload,
+}
+
+const KINDS: [Kind; 7] = [
+    Kind::Kill,
+    Kind::StopShort,
+    Kind::StopLong,
+    Kind::LinkDown,
+    Kind::Partition,
+    Kind::Netem,
+    Kind::Reload,
+];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "kill -9",
+            Kind::StopShort => "SIGSTOP < MDI",
+            Kind::StopLong => "SIGSTOP > MDI",
+            Kind::LinkDown => "link down",
+            Kind::Partition => "partition",
+            Kind::Netem => "netem",
+            Kind::Reload => "one-sided reload",
+        }
+    }
+
+    /// Whether the agents may stop hearing each other while it lasts (then two holders are
+    /// what VRRP does).
+    fn impairs(self) -> bool {
+        self != Kind::Reload
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Kind::Kill => "#d62728",
+            Kind::StopShort | Kind::StopLong => "#ff7f0e",
+            Kind::LinkDown => "#8c564b",
+            Kind::Partition => "#9467bd",
+            Kind::Netem => "#7f7f7f",
+            Kind::Reload => "#1f77b4",
+        }
+    }
+}
+
+/// One fault as it happened: which node (None: all of them), from when to when.
+#[derive(Clone, Debug)]
+struct Fault {
+    kind: Kind,
+    node: Option<usize>,
+    detail: String,
+    start: Ns,
+    end: Ns,
+}
+
+/// A fault in force, and when it ends.
+struct Active {
+    fault: Fault,
+    until: Instant,
+}
+
+#[derive(Debug)]
+pub struct Violation {
+    at: Ns,
+    what: String,
+}
+
+pub struct Options {
+    pub seed: u64,
+    pub duration: Duration,
+    pub agents: usize,
+    /// `vrrp_strict` on every agent: the RFC's drop of adverts configured otherwise, to see
+    /// the runner catch the two masters of a one-sided reload.
+    pub strict: bool,
+}
+
+struct Run<'a> {
+    t: &'a Topology,
+    strict: bool,
+    names: Vec<String>,
+    agents: Vec<Option<Daemon>>,
+    configs: Vec<VrrpConf>,
+    binary: &'a Path,
+}
+
+impl Run<'_> {
+    fn conf_path(&self, node: usize) -> PathBuf {
+        self.t
+            .dir()
+            .join(format!("ha-agent-{}.conf", self.names[node]))
+    }
+
+    /// The configuration file's text: keepalived's default checks (every advert's address
+    /// list compared), with `vrrp_strict` if asked.
+    fn render(&self, conf: &VrrpConf) -> String {
+        let text = conf.render().replace("    vrrp_skip_check_adv_addr\n", "");
+        if self.strict {
+            text.replacen("global_defs {\n", "global_defs {\n    vrrp_strict\n", 1)
+        } else {
+            text
+        }
+    }
+
+    fn start(&mut self, node: usize) {
+        let host = self.t.host(&self.names[node]);
+        let conf = self.render(&self.configs[node]);
+        self.agents[node] = Some(Daemon::agent_with(host, self.t.dir(), &conf, self.binary));
+    }
+
+    fn reload(&self, node: usize, conf: &VrrpConf) -> Result<()> {
+        std::fs::write(self.conf_path(node), self.render(conf))?;
+        if let Some(agent) = &self.agents[node] {
+            agent.process.signal(Signal::SIGHUP);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, kind: Kind, node: usize, rng: &mut Rng) -> Result<String> {
+        let host = self.t.host(&self.names[node]).clone();
+        Ok(match kind {
+            Kind::Kill => {
+                if let Some(mut agent) = self.agents[node].take() {
+                    agent.process.kill_group();
+                }
+                String::new()
+            }
+            Kind::StopShort | Kind::StopLong => {
+                if let Some(agent) = &self.agents[node] {
+                    agent.process.signal(Signal::SIGSTOP);
+                }
+                String::new()
+            }
+            Kind::LinkDown => {
+                self.t.set_cable(&self.names[node], false);
+                String::new()
+            }
+            Kind::Partition => {
+                for name in &self.names {
+                    self.t.set_isolated(name, true);
+                }
+                String::new()
+            }
+            Kind::Netem => {
+                let args = [
+                    format!("loss {}%", rng.below(40)),
+                    format!("delay {}ms {}ms", rng.below(150), rng.below(50)),
+                    format!("reorder {}%", rng.below(30)),
+                    format!("duplicate {}%", rng.below(10)),
+                ];
+                let detail = args.join(" ");
+                let mut command = vec!["tc", "qdisc", "replace", "dev", "eth0", "root", "netem"];
+                command.extend(detail.split(' '));
+                host.sh(&command);
+                detail
+            }
+            Kind::Reload => {
+                let base = &self.configs[node];
+                let (edited, detail) = match rng.below(3) {
+                    0 => {
+                        let priority = 90 + rng.below(80) as u8;
+                        (
+                            VrrpConf {
+                                priority,
+                                ..base.clone()
+                            },
+                            format!("priority {priority}"),
+                        )
+                    }
+                    1 => (
+                        VrrpConf {
+                            vips: vec![VIP.to_string(), "192.168.2.201".into()],
+                            ..base.clone()
+                        },
+                        "an extra VIP".into(),
+                    ),
+                    _ => (
+                        VrrpConf {
+                            advert_int: "0.3".into(),
+                            ..base.clone()
+                        },
+                        "advert_int 0.3".into(),
+                    ),
+                };
+                self.reload(node, &edited)?;
+                detail
+            }
+        })
+    }
+
+    fn undo(&mut self, kind: Kind, node: usize) -> Result<()> {
+        let host = self.t.host(&self.names[node]).clone();
+        match kind {
+            Kind::Kill => self.start(node),
+            Kind::StopShort | Kind::StopLong => {
+                if let Some(agent) = &self.agents[node] {
+                    agent.process.signal(Signal::SIGCONT);
+                }
+            }
+            Kind::LinkDown => self.t.set_cable(&self.names[node], true),
+            Kind::Partition => {
+                for name in &self.names {
+                    self.t.set_isolated(name, false);
+                }
+            }
+            Kind::Netem => {
+                host.sh(&["tc", "qdisc", "del", "dev", "eth0", "root"]);
+            }
+            Kind::Reload => {
+                let conf = self.configs[node].clone();
+                self.reload(node, &conf)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long one fault lasts.
+fn duration(kind: Kind, mdi: Duration, rng: &mut Rng) -> Duration {
+    match kind {
+        Kind::StopShort => rng.between(mdi / 4, mdi * 3 / 4),
+        Kind::StopLong => rng.between(mdi * 2, mdi * 6),
+        Kind::Kill => rng.between(Duration::from_millis(200), Duration::from_secs(3)),
+        _ => rng.between(Duration::from_millis(300), Duration::from_secs(5)),
+    }
+}
+
+pub struct Outcome {
+    pub report: String,
+    pub violations: usize,
+    pub dir: PathBuf,
+}
+
+pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
+    if !(2..=3).contains(&options.agents) {
+        bail!("--agents is 2 or 3");
+    }
+    let names: Vec<String> = ["a", "b", "c"][..options.agents]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut hosts: Vec<&str> = names.iter().map(String::as_str).collect();
+    hosts.push("o");
+    let t = Topology::new(&hosts);
+    // The lowest priority's Master_Down_Interval: the slowest takeover there is.
+    let mdi = master_down_interval(3, INTERVAL, PRIORITIES[options.agents - 1]);
+    let configs: Vec<VrrpConf> = (0..options.agents)
+        .map(|i| VrrpConf::v3("BACKUP", PRIORITIES[i], "0.1"))
+        .collect();
+    let mut run = Run {
+        t: &t,
+        strict: options.strict,
+        agents: (0..options.agents).map(|_| None).collect(),
+        names: names.clone(),
+        configs,
+        binary,
+    };
+    let monitors = names
+        .iter()
+        .map(|n| AddrMonitor::start(t.host(n)))
+        .collect::<Result<Vec<_>>>()?;
+    // netem is a kernel module some kernels lack: without it, no loss or delay faults.
+    let probe = t.host(&names[0]).run(&[
+        "tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "1ms",
+    ]);
+    let netem = probe.status.success();
+    if netem {
+        t.host(&names[0])
+            .sh(&["tc", "qdisc", "del", "dev", "eth0", "root"]);
+    }
+    let kinds: Vec<Kind> = KINDS
+        .into_iter()
+        .filter(|k| netem || *k != Kind::Netem)
+        .collect();
+    for node in 0..options.agents {
+        run.start(node);
+    }
+    let started = realtime_ns();
+    let settle = Instant::now() + mdi * 2 + SLACK * 3;
+    while Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rng = Rng(options.seed);
+    let mut active: Vec<Active> = Vec::new();
+    let mut done: Vec<Fault> = Vec::new();
+    let mut violations = Vec::new();
+    let end = Instant::now() + options.duration;
+    let mut next = Instant::now();
+    while Instant::now() < end || !active.is_empty() {
+        let now = Instant::now();
+        // Faults whose time is up end first.
+        let (ending, rest): (Vec<Active>, Vec<Active>) =
+            active.into_iter().partition(|a| a.until <= now);
+        active = rest;
+        for mut a in ending {
+            for node in nodes(a.fault.node, options.agents) {
+                run.undo(a.fault.kind, node)?;
+            }
+            a.fault.end = realtime_ns();
+            done.push(a.fault);
+        }
+        if now >= next && now < end {
+            let kind = kinds[rng.below(kinds.len() as u64) as usize];
+            let node = rng.below(options.agents as u64) as usize;
+            // One fault of a kind per node at a time (a partition takes every node).
+            let busy = active.iter().any(|a| {
+                a.fault.kind == kind
+                    && (a.fault.node.is_none()
+                        || a.fault.node == Some(node)
+                        || kind == Kind::Partition)
+                    || (matches!(kind, Kind::Kill | Kind::StopShort | Kind::StopLong)
+                        && a.fault.node == Some(node)
+                        && matches!(a.fault.kind, Kind::Kill | Kind::StopShort | Kind::StopLong))
+            });
+            if !busy {
+                let lasts = duration(kind, mdi, &mut rng);
+                let detail = run.apply(kind, node, &mut rng)?;
+                active.push(Active {
+                    fault: Fault {
+                        kind,
+                        node: (kind != Kind::Partition).then_some(node),
+                        detail,
+                        start: realtime_ns(),
+                        end: 0,
+                    },
+                    until: Instant::now() + lasts,
+                });
+            }
+            next = now + rng.between(Duration::from_millis(500), Duration::from_secs(4));
+        }
+        // An agent that is neither killed nor stopped by us must be running.
+        for (node, agent) in run.agents.iter_mut().enumerate() {
+            if let Some(agent) = agent
+                && !agent.process.is_running()
+            {
+                violations.push(Violation {
+                    at: realtime_ns(),
+                    what: format!("the agent on {} exited on its own", names[node]),
+                });
+                run.agents[node] = None;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Quiet: the pair settles, then must keep exactly one holder.
+    let quiet_from = realtime_ns() + (mdi + SLACK).as_nanos() as Ns;
+    std::thread::sleep(mdi + SLACK + Duration::from_secs(2));
+    let quiet_to = realtime_ns();
+    // A graceful stop leaves no VIP and no process behind.
+    for (node, agent) in run.agents.iter_mut().enumerate() {
+        if let Some(agent) = agent {
+            agent.process.signal(Signal::SIGTERM);
+            if agent
+                .process
+                .wait_timeout(Duration::from_secs(10))
+                .is_none()
+            {
+                violations.push(Violation {
+                    at: realtime_ns(),
+                    what: format!("the agent on {} did not stop on SIGTERM", names[node]),
+                });
+            }
+        }
+    }
+    for name in &names {
+        if t.host(name).has_address("eth0", VIP) {
+            violations.push(Violation {
+                at: realtime_ns(),
+                what: format!("the VIP left on {name} after the agents stopped"),
+            });
+        }
+    }
+    let finished = realtime_ns();
+    let holders: Vec<Vec<(Ns, Ns)>> = monitors
+        .iter()
+        .map(|m| held(&m.events(), started, finished))
+        .collect();
+    violations.extend(check(&holders, &done, mdi, (quiet_from, quiet_to)));
+    violations.sort_by_key(|v| v.at);
+    let dir = chaos_dir(options);
+    std::fs::create_dir_all(&dir)?;
+    let mut report = report(options, &done, &holders, &violations, started, mdi);
+    if !netem {
+        report.push_str(
+            "this kernel has no netem (sch_netem): no loss, delay, reordering or duplication faults\n",
+        );
+    }
+    std::fs::write(dir.join("report.txt"), &report)?;
+    std::fs::write(
+        dir.join("timeline.svg"),
+        svg(&names, &holders, &done, &violations, started, finished),
+    )?;
+    for name in &names {
+        let log = t.dir().join(format!("ha-agent-{name}.log"));
+        let _ = std::fs::copy(&log, dir.join(format!("ha-agent-{name}.log")));
+    }
+    Ok(Outcome {
+        report,
+        violations: violations.len(),
+        dir,
+    })
+}
+
+fn nodes(node: Option<usize>, agents: usize) -> Vec<usize> {
+    match node {
+        Some(n) => vec![n],
+        None => (0..agents).collect(),
+    }
+}
+
+fn chaos_dir(options: &Options) -> PathBuf {
+    crate::workspace_root().join(format!(
+        "target/chaos/seed-{}-{}s-{}{}",
+        options.seed,
+        options.duration.as_secs(),
+        options.agents,
+        if options.strict { "-strict" } else { "" }
+    ))
+}
+
+/// The intervals during which the VIP was on a host, from its address events.
+fn held(events: &[AddrEvent], from: Ns, to: Ns) -> Vec<(Ns, Ns)> {
+    let mut out = Vec::new();
+    let mut since: Option<Ns> = None;
+    for e in events.iter().filter(|e| e.addr == VIP) {
+        match (e.added, since) {
+            (true, None) => since = Some(e.at.max(from)),
+            (false, Some(s)) => {
+                out.push((s, e.at));
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = since {
+        out.push((s, to));
+    }
+    out
+}
+
+/// How many hosts hold the VIP, as a step function: (from, count) sorted.
+fn holder_counts(holders: &[Vec<(Ns, Ns)>]) -> Vec<(Ns, i32)> {
+    let mut edges: Vec<(Ns, i32)> = holders
+        .iter()
+        .flatten()
+        .flat_map(|&(s, e)| [(s, 1), (e, -1)])
+        .collect();
+    edges.sort();
+    let mut out = Vec::new();
+    let mut count = 0;
+    for (at, d) in edges {
+        count += d;
+        out.push((at, count));
+    }
+    out
+}
+
+/// The invariants, from outside the agents.
+fn check(
+    holders: &[Vec<(Ns, Ns)>],
+    faults: &[Fault],
+    mdi: Duration,
+    quiet: (Ns, Ns),
+) -> Vec<Violation> {
+    let ns = |d: Duration| d.as_nanos() as Ns;
+    // While the agents may not hear each other, and for one Master_Down_Interval (plus the
+    // restart of a killed agent) after: two holders are VRRP's answer, not a fault.
+    let impaired: Vec<(Ns, Ns)> = faults
+        .iter()
+        .filter(|f| f.kind.impairs())
+        .map(|f| {
+            let restart = if f.kind == Kind::Kill { ns(SLACK) } else { 0 };
+            (f.start, f.end + ns(mdi + SLACK) + restart)
+        })
+        .collect();
+    // How much of [from, to) no impairment excuses.
+    let unexcused = |from: Ns, to: Ns| {
+        let mut cover: Vec<(Ns, Ns)> = impaired
+            .iter()
+            .map(|&(s, e)| (s.max(from), e.min(to)))
+            .filter(|(s, e)| s < e)
+            .collect();
+        cover.sort();
+        let (mut covered, mut reach) = (0, from);
+        for (s, e) in cover {
+            let s = s.max(reach);
+            if e > s {
+                covered += e - s;
+                reach = e;
+            }
+        }
+        (to - from) - covered
+    };
+    let counts = holder_counts(holders);
+    let mut out = Vec::new();
+    for w in counts.windows(2) {
+        let ((at, count), (until, _)) = (w[0], w[1]);
+        let left = unexcused(at, until);
+        if count >= 2 && left > ns(HANDOVER) {
+            out.push(Violation {
+                at,
+                what: format!(
+                    "{count} holders for {:.0} ms ({:.0} ms of it while the agents heard each other)",
+                    (until - at) as f64 / 1e6,
+                    left as f64 / 1e6
+                ),
+            });
+        }
+        if count == 0 && left > ns(mdi + SLACK) {
+            out.push(Violation {
+                at,
+                what: format!(
+                    "no holder for {:.0} ms ({:.0} ms of it unexcused; Master_Down_Interval {:.0} ms)",
+                    (until - at) as f64 / 1e6,
+                    left as f64 / 1e6,
+                    mdi.as_secs_f64() * 1e3
+                ),
+            });
+        }
+    }
+    // At the end, exactly one holder throughout the quiet time.
+    let at_quiet = counts
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= quiet.0)
+        .map_or(0, |(_, c)| *c);
+    let changes = counts
+        .iter()
+        .filter(|(at, _)| *at > quiet.0 && *at < quiet.1)
+        .count();
+    if at_quiet != 1 || changes > 0 {
+        out.push(Violation {
+            at: quiet.0,
+            what: format!(
+                "{at_quiet} holders once every fault had ended and settled ({changes} changes after)"
+            ),
+        });
+    }
+    out
+}
+
+fn report(
+    options: &Options,
+    faults: &[Fault],
+    holders: &[Vec<(Ns, Ns)>],
+    violations: &[Violation],
+    started: Ns,
+    mdi: Duration,
+) -> String {
+    let mut out = String::new();
+    let secs = |at: Ns| at.saturating_sub(started) as f64 / 1e9;
+    let _ = writeln!(
+        out,
+        "chaos: seed {}, {} s of faults, {} agents (VRRPv3 0.1 s, Master_Down_Interval {:.0} ms){}",
+        options.seed,
+        options.duration.as_secs(),
+        options.agents,
+        mdi.as_secs_f64() * 1e3,
+        if options.strict { ", vrrp_strict" } else { "" }
+    );
+    let _ = writeln!(out, "faults injected, by kind (count, seconds in force):");
+    for kind in KINDS {
+        let of: Vec<&Fault> = faults.iter().filter(|f| f.kind == kind).collect();
+        let total = of
+            .iter()
+            .map(|f| (f.end - f.start) as f64 / 1e9)
+            .sum::<f64>()
+            + 0.0;
+        let _ = writeln!(out, "  {:<18} {:>4} {:>8.1}", kind.name(), of.len(), total);
+    }
+    let fault_hours: f64 = faults
+        .iter()
+        .map(|f| (f.end - f.start) as f64 / 3.6e12)
+        .sum();
+    let _ = writeln!(out, "fault-hours: {fault_hours:.4}");
+    let counts = holder_counts(holders);
+    let two: Vec<(Ns, Ns)> = counts
+        .windows(2)
+        .filter(|w| w[0].1 >= 2)
+        .map(|w| (w[0].0, w[1].0))
+        .collect();
+    let in_partition = |(s, e): (Ns, Ns)| {
+        faults
+            .iter()
+            .any(|f| f.kind == Kind::Partition && f.start <= e && s <= f.end)
+    };
+    let (partition, other): (Vec<_>, Vec<_>) = two.iter().partition(|w| in_partition(**w));
+    let ms = |w: &[&(Ns, Ns)]| w.iter().map(|(s, e)| (e - s) as f64 / 1e6).sum::<f64>();
+    let _ = writeln!(
+        out,
+        "two masters during partitions (what two-node VRRP does; a witness closes it): {} windows, {:.0} ms",
+        partition.len(),
+        ms(&partition)
+    );
+    let _ = writeln!(
+        out,
+        "two holders otherwise (handovers and impaired links, excused): {} windows, {:.0} ms",
+        other.len(),
+        ms(&other)
+    );
+    let _ = writeln!(out, "violations: {}", violations.len());
+    for v in violations {
+        let _ = writeln!(out, "  at {:.3} s: {}", secs(v.at), v.what);
+        for f in faults
+            .iter()
+            .filter(|f| f.start <= v.at + 3_000_000_000 && v.at <= f.end + 3_000_000_000)
+        {
+            let _ = writeln!(
+                out,
+                "    fault {} on {} {:.3}-{:.3} s {}",
+                f.kind.name(),
+                f.node
+                    .map_or("all".to_string(), |n| ["a", "b", "c"][n].to_string()),
+                secs(f.start),
+                secs(f.end),
+                f.detail
+            );
+        }
+    }
+    if !violations.is_empty() {
+        let _ = writeln!(
+            out,
+            "replay: cargo xtask chaos --seed {} --minutes {} --agents {}{}",
+            options.seed,
+            options.duration.as_secs_f64() / 60.0,
+            options.agents,
+            if options.strict { " --strict" } else { "" }
+        );
+    }
+    out
+}
+
+/// The run as a picture: a row per host (the VIP held), a row per fault kind, violations in
+/// red.
+fn svg(
+    names: &[String],
+    holders: &[Vec<(Ns, Ns)>],
+    faults: &[Fault],
+    violations: &[Violation],
+    from: Ns,
+    to: Ns,
+) -> String {
+    const WIDTH: f64 = 1200.0;
+    const LEFT: f64 = 140.0;
+    const ROW: f64 = 22.0;
+    let span = (to - from).max(1) as f64;
+    let x = |at: Ns| LEFT + (at.saturating_sub(from) as f64 / span) * (WIDTH - LEFT - 10.0);
+    let rows = names.len() + KINDS.len();
+    let height = ROW * (rows as f64 + 2.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    );
+    let bar = |out: &mut String, row: usize, s: Ns, e: Ns, color: &str, title: &str| {
+        let _ = writeln!(
+            out,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{}</title></rect>",
+            x(s),
+            ROW * row as f64 + 4.0,
+            (x(e) - x(s)).max(1.0),
+            ROW - 8.0,
+            escape(title)
+        );
+    };
+    for (row, name) in names.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<text x=\"4\" y=\"{:.1}\">VIP on {name}</text>",
+            ROW * row as f64 + 15.0
+        );
+        for &(s, e) in &holders[row] {
+            bar(
+                &mut out,
+                row,
+                s,
+                e,
+                "#2ca02c",
+                &format!("{name} holds the VIP"),
+            );
+        }
+    }
+    for (i, kind) in KINDS.iter().enumerate() {
+        let row = names.len() + i;
+        let _ = writeln!(
+            out,
+            "<text x=\"4\" y=\"{:.1}\">{}</text>",
+            ROW * row as f64 + 15.0,
+            escape(kind.name())
+        );
+        for f in faults.iter().filter(|f| f.kind == *kind) {
+            let on = f.node.map_or("all".to_string(), |n| names[n].clone());
+            bar(
+                &mut out,
+                row,
+                f.start,
+                f.end,
+                kind.color(),
+                &format!("{} on {on} {}", kind.name(), f.detail),
+            );
+        }
+    }
+    for v in violations {
+        let _ = writeln!(
+            out,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"0\" y2=\"{height}\" stroke=\"red\" stroke-width=\"2\"><title>{1}</title></line>",
+            x(v.at),
+            escape(&v.what)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text x=\"{LEFT}\" y=\"{:.1}\">{:.0} s</text></svg>",
+        height - 6.0,
+        span / 1e9
+    );
+    out
+}
+
+/// Text as SVG takes it.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `cargo xtask chaos`: runs, prints the report, fails on a violation.
+pub fn main(binary: &Path, options: &Options) -> Result<()> {
+    let outcome = run(binary, options).context("chaos run")?;
+    print!("{}", outcome.report);
+    eprintln!(
+        "report and timeline: {}",
+        outcome.dir.join("report.txt").display()
+    );
+    if outcome.violations > 0 {
+        bail!("{} invariant violations", outcome.violations);
+    }
+    Ok(())
+}
