@@ -285,13 +285,15 @@ fn send_adverts(host: &ha_tests::Host, advert: &Advert, count: usize) {
 }
 
 #[test]
-fn adverts_with_a_wrong_address_list_are_dropped_and_answers_are_throttled() {
+fn adverts_with_a_wrong_address_list_are_dropped_under_vrrp_strict_and_answers_are_throttled() {
     let t = Topology::new(&["a", "b"]);
-    let a = Daemon::agent(
-        t.host("a"),
-        t.dir(),
-        &VrrpConf::seed("MASTER", 150).render(),
+    // vrrp_strict: the RFC's drop (without it such adverts are followed; see vrrp_agents).
+    let conf = VrrpConf::seed("MASTER", 150).render().replacen(
+        "global_defs {\n",
+        "global_defs {\n    vrrp_strict\n",
+        1,
     );
+    let a = Daemon::agent(t.host("a"), t.dir(), &conf);
     wait_until("A master", Duration::from_secs(6), || {
         (state(&a) == "MASTER").then_some(())
     });

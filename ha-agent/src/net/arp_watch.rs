@@ -7,13 +7,14 @@ use std::{
     collections::HashMap,
     io,
     net::Ipv4Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
 
 use tokio::io::{Interest, unix::AsyncFd};
 
-const ETH_P_ARP: u16 = 0x0806;
+use super::ETH_P_ARP;
+
 /// An ARP frame's length after the Ethernet header, for Ethernet and IPv4.
 const ARP_LEN: usize = 28;
 const ETH_HLEN: usize = 14;
@@ -59,20 +60,8 @@ pub struct ArpWatch {
 impl ArpWatch {
     /// A packet socket on every interface that passes nothing until [`ArpWatch::watch`].
     pub fn open() -> io::Result<Self> {
-        // Protocol 0 receives nothing: the filter is in place before frames are bound to it.
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Unbound, it receives nothing: the filter is in place before frames are bound to it.
+        let fd = super::packet_socket()?;
         attach(&fd, &filter(&[]))?;
         // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

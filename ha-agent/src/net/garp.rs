@@ -3,10 +3,11 @@
 use std::{
     io,
     net::Ipv4Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
-const ETH_P_ARP: u16 = 0x0806;
+use super::ETH_P_ARP;
+
 const BROADCAST: [u8; 6] = [0xff; 6];
 
 pub struct GarpSocket {
@@ -29,20 +30,8 @@ pub fn garp_frame(mac: &[u8; 6], vip: Ipv4Addr) -> [u8; 42] {
 
 impl GarpSocket {
     pub fn open() -> io::Result<Self> {
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor we own.
         Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: super::packet_socket()?,
         })
     }
 

@@ -579,18 +579,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn instance_checks() {
-        let vips = [VIP];
-        let expect = Expect {
+    /// What the seed's BACKUP expects (VRRPv2, 1 s, PASS, one VIP).
+    fn seed_expect(vips: &[Ipv4Addr], strict: bool) -> Expect<'_> {
+        Expect {
             version: 2,
             interval: Interval::Seconds(1),
             auth_pass: Some(&PASS),
-            addrs: &vips,
+            addrs: vips,
             skip_addr_check_from: None,
             sources: None,
-            strict: true,
-        };
+            strict,
+        }
+    }
+
+    #[test]
+    fn instance_checks() {
+        let vips = [VIP];
+        let expect = seed_expect(&vips, true);
         let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
         assert_eq!(check(&seed(150), &expect), Ok(Accepted::Clean));
         let wrong = Advert {
@@ -645,19 +650,7 @@ mod tests {
     #[test]
     fn configuration_differences_are_not_death_unless_strict() {
         let vips = [VIP];
-        let lenient = Expect {
-            version: 2,
-            interval: Interval::Seconds(1),
-            auth_pass: Some(&PASS),
-            addrs: &vips,
-            skip_addr_check_from: None,
-            sources: None,
-            strict: false,
-        };
-        let strict = Expect {
-            strict: true,
-            ..lenient
-        };
+        let (lenient, strict) = (seed_expect(&vips, false), seed_expect(&vips, true));
         let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
         let slow = Advert {
             interval: Interval::Seconds(2),
