@@ -451,8 +451,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 daemon.sweep_kernel().await;
                 daemon.on_timer().await;
             }
-            events = kernel_events(&mut daemon.kernel) => daemon.on_kernel_events(events).await,
-            claim = arp_claim(&mut daemon.arp_watch) => daemon.on_arp_claim(claim),
+            events = kernel_events(&mut daemon.kernel) => {
+                daemon.on_kernel_events(events, &mut buf).await
+            }
+            claim = arp_claim(&mut daemon.arp_watch) => daemon.on_arp_claim(claim, &mut buf).await,
             loaded = xdp_loaded(&mut daemon.xdp_loading) => {
                 daemon.on_xdp_loaded(loaded);
                 let roles = daemon.roles();
@@ -790,9 +792,12 @@ impl Daemon {
     }
 
     /// Another host's ARP frame claimed a VIP held here, on an interface without XDP.
-    fn on_arp_claim(&mut self, claim: std::io::Result<Claim>) {
+    async fn on_arp_claim(&mut self, claim: std::io::Result<Claim>, buf: &mut [u8]) {
         match claim {
             Ok(claim) => {
+                // A new master's advert goes out before its gratuitous ARP: read what came
+                // first, so that a handover is not answered as a split brain.
+                self.drain(buf).await;
                 let holder = self.instances.iter_mut().find(|r| {
                     r.held_vips()
                         .any(|v| v.ifindex == claim.ifindex && v.addr == claim.vip)
@@ -836,7 +841,16 @@ impl Daemon {
 
     /// Changes the kernel saw: adverts of absorbing backups go to their state machines,
     /// ARP claims of held VIPs to their instances.
-    async fn on_kernel_events(&mut self, events: Vec<ha_common::vrrp::Event>) {
+    async fn on_kernel_events(&mut self, events: Vec<ha_common::vrrp::Event>, buf: &mut [u8]) {
+        if events
+            .iter()
+            .any(|e| e.change == Change::ArpConflict as u32)
+        {
+            // A new master's advert goes out before its gratuitous ARP: read what came first
+            // (a master's adverts reach its socket), so that a handover is not answered as a
+            // split brain.
+            self.drain(buf).await;
+        }
         let Some(kernel) = &self.kernel else {
             return;
         };
