@@ -251,6 +251,43 @@ impl Topology {
         ]);
     }
 
+    /// Moves the LAN's delivery of each host's frames (the bridge, the other hosts' receive
+    /// paths) off the sender onto a kernel thread per bridge port (threaded NAPI), as on
+    /// separate machines: a veth otherwise delivers in the sending process's context, and
+    /// its CPU time is charged with what every receiver does. For measuring a sender's own
+    /// cost only: a kernel thread at normal priority waits behind a loaded machine.
+    pub fn deliver_on_threads(&self) {
+        for host in &self.hosts {
+            let port = &host.lan_port;
+            // A veth has NAPI (and so a thread to run it on) once GRO is on, and uses it for
+            // a frame only when the sending veth has no TSO (else the frame is `netif_rx`ed
+            // and delivered in the sender's context again).
+            sh(&[
+                "ip", "netns", "exec", &self.lan, "ethtool", "-K", port, "gro", "on",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &host.netns,
+                "ethtool",
+                "-K",
+                "eth0",
+                "tso",
+                "off",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &self.lan,
+                "sh",
+                "-c",
+                &format!("echo 1 > /sys/class/net/{port}/threaded"),
+            ]);
+        }
+    }
+
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
     pub fn set_cable(&self, host: &str, up: bool) {
         let port = &self.host(host).lan_port;

@@ -108,6 +108,9 @@ enum BenchCmd {
         /// Only 255 instances at 10 ms, with `stress-ng --cpu 2 --io 1 --vm 1` running.
         #[arg(long)]
         stress: bool,
+        /// Only 255 instances at 10 ms, unloaded (saved apart, as steady-largest).
+        #[arg(long, conflicts_with = "stress")]
+        largest: bool,
     },
 }
 
@@ -157,10 +160,23 @@ fn main() -> Result<()> {
                         bench::database(&binary, db_trials)?,
                     )
                 }
-                BenchCmd::Steady { window, stress } => bench::report::save(
+                BenchCmd::Steady {
+                    window,
+                    stress,
+                    largest,
+                } => bench::report::save(
                     &workspace_root(),
-                    if stress { "steady-stress" } else { "steady" },
-                    bench::steady(&binary, std::time::Duration::from_secs(window), stress)?,
+                    match (stress, largest) {
+                        (true, _) => "steady-stress",
+                        (false, true) => "steady-largest",
+                        (false, false) => "steady",
+                    },
+                    bench::steady(
+                        &binary,
+                        std::time::Duration::from_secs(window),
+                        stress,
+                        largest,
+                    )?,
                 ),
             }
         }

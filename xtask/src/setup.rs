@@ -22,6 +22,8 @@ const PACKAGES: &[&str] = &[
     "iputils-arping",
     "socat",
     "stress-ng",
+    // bench steady: GRO on a veth gives it NAPI, so delivery can run on a kernel thread.
+    "ethtool",
     // promtool checks /metrics; lintian the package; systemd-analyze the unit.
     "prometheus",
     "lintian",

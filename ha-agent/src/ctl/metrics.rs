@@ -7,6 +7,47 @@ use super::status::Status;
 
 pub use prometheus::TEXT_FORMAT as CONTENT_TYPE;
 
+/// Every metric this module can export (a registration of any other name is refused):
+/// what the Grafana dashboard in dist/ may name.
+pub const EXPORTED: &[&str] = &[
+    "ha_agent_build_info",
+    "process_start_time_seconds",
+    "ha_agent_instance_state",
+    "ha_agent_instance_promoting",
+    "ha_agent_priority",
+    "ha_agent_configured_priority",
+    "ha_agent_master_info",
+    "ha_agent_vips_held",
+    "ha_agent_transitions_total",
+    "ha_agent_adverts_sent_total",
+    "ha_agent_adverts_received_total",
+    "ha_agent_adverts_dropped_total",
+    "ha_agent_arp_conflicts_total",
+    "ha_agent_peer_config_mismatch_total",
+    "ha_agent_check_up",
+    "ha_agent_check_duration_seconds",
+    "ha_agent_check_priority_delta",
+    "ha_agent_notify_runs_total",
+    "ha_agent_notify_duration_seconds_total",
+    "ha_agent_notify_last_duration_seconds",
+    "ha_agent_adverts_unmatched_dropped_total",
+    "ha_agent_receive_path",
+    "ha_agent_timer_late_max_seconds",
+    "ha_agent_timer_late_total",
+    "ha_agent_xdp_frames_total",
+    "ha_agent_replication_server_up",
+    "ha_agent_replication_read_only",
+    "ha_agent_replication_io_running",
+    "ha_agent_replication_sql_running",
+    "ha_agent_replication_lag_seconds",
+    "ha_agent_replication_backlog",
+    "ha_agent_replication_heartbeat_age_seconds",
+    "ha_agent_replication_last_error",
+    "ha_agent_replication_healthy",
+    "ha_agent_replication_auto_failovers",
+    "ha_agent_replication_last_promotion_ok",
+];
+
 /// A registry filled from one snapshot (counters start from their running totals).
 struct Metrics {
     registry: Registry,
@@ -14,12 +55,14 @@ struct Metrics {
 
 impl Metrics {
     fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+        exported(name)?;
         let g = GaugeVec::new(Opts::new(name, help), labels)?;
         self.registry.register(Box::new(g.clone()))?;
         Ok(g)
     }
 
     fn seconds(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<CounterVec> {
+        exported(name)?;
         let c = CounterVec::new(Opts::new(name, help), labels)?;
         self.registry.register(Box::new(c.clone()))?;
         Ok(c)
@@ -31,9 +74,20 @@ impl Metrics {
         help: &str,
         labels: &[&str],
     ) -> prometheus::Result<IntCounterVec> {
+        exported(name)?;
         let c = IntCounterVec::new(Opts::new(name, help), labels)?;
         self.registry.register(Box::new(c.clone()))?;
         Ok(c)
+    }
+}
+
+fn exported(name: &str) -> prometheus::Result<()> {
+    if EXPORTED.contains(&name) {
+        Ok(())
+    } else {
+        Err(prometheus::Error::Msg(format!(
+            "{name} is missing from EXPORTED"
+        )))
     }
 }
 
@@ -232,6 +286,26 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         paths
             .with_label_values(&[interface.as_str(), path.as_str()])
             .set(1.0);
+    }
+    let l = &status.timer_lateness;
+    m.gauge(
+        "ha_agent_timer_late_max_seconds",
+        "The largest delay between a due timer (an advert to send, a down timer) and the loop acting on it, since start.",
+        &[],
+    )?
+    .with_label_values::<&str>(&[])
+    .set(l.max_ms / 1e3);
+    let late = m.counter(
+        "ha_agent_timer_late_total",
+        "Wake-ups that acted on a due timer later than `over` seconds.",
+        &["over"],
+    )?;
+    for (over, n) in [
+        ("0.001", l.over_1ms),
+        ("0.01", l.over_10ms),
+        ("0.1", l.over_100ms),
+    ] {
+        late.with_label_values(&[over]).inc_by(n);
     }
     if let Some(x) = &status.xdp {
         let verdicts = m.counter(

@@ -35,6 +35,43 @@ pub struct Status {
     /// Each `mysql_replication` the agent supervises.
     #[serde(default)]
     pub replication: Vec<ReplicationStatus>,
+    /// How late the loop acted on its due timers (sending adverts, judging down timers).
+    #[serde(default)]
+    pub timer_lateness: Lateness,
+}
+
+/// How late the loop acted on its due timers: a master that acts late sends late, and a
+/// backup may then take over from it. What an operator reads when adverts went missing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lateness {
+    /// The largest delay since start, in milliseconds.
+    pub max_ms: f64,
+    /// Wake-ups later than 1 ms, 10 ms and 100 ms.
+    pub over_1ms: u64,
+    pub over_10ms: u64,
+    pub over_100ms: u64,
+}
+
+impl Lateness {
+    /// Records one wake-up; true when it is the largest so far and above 5 ms (worth a
+    /// log line: at most a few in a process's life).
+    pub fn record(&mut self, late: std::time::Duration) -> bool {
+        let ms = late.as_secs_f64() * 1e3;
+        for (bound, n) in [
+            (1.0, &mut self.over_1ms),
+            (10.0, &mut self.over_10ms),
+            (100.0, &mut self.over_100ms),
+        ] {
+            if ms > bound {
+                *n += 1;
+            }
+        }
+        let worst = ms > self.max_ms;
+        if worst {
+            self.max_ms = ms;
+        }
+        worst && ms > 5.0
+    }
 }
 
 /// A supervised database pair: both servers as last checked, and the last promotion and
@@ -475,6 +512,14 @@ impl Status {
                     }
                 }
             }
+        }
+        let l = &self.timer_lateness;
+        if l.over_1ms > 0 {
+            let _ = writeln!(
+                out,
+                "timers: acted on at worst {:.1} ms late; {} times over 1 ms, {} over 10 ms, {} over 100 ms",
+                l.max_ms, l.over_1ms, l.over_10ms, l.over_100ms
+            );
         }
         out
     }

@@ -39,6 +39,15 @@ pub fn received_at(received: Option<Duration>) -> Duration {
     now.saturating_sub(real.saturating_sub(received))
 }
 
+/// [`received_at`] of a packet that was not queued yet at `floor` (its socket was seen
+/// empty then): an earlier result means CLOCK_REALTIME stepped forward after the kernel
+/// stamped it (an NTP step), and the packet counts from now, as one stamped in the future
+/// does. Else a backup would judge its master's live adverts stale by the size of the step.
+pub fn received_after(received: Option<Duration>, floor: Duration) -> Duration {
+    let at = received_at(received);
+    if at < floor { now() } else { at }
+}
+
 /// tokio's AsyncFd wants `AsRawFd`, which nix's TimerFd does not implement.
 struct RawTimerFd(TimerFd);
 
@@ -82,15 +91,19 @@ impl Timer {
         Ok(())
     }
 
-    /// Waits until the armed deadline has passed (forever if disarmed).
-    pub async fn expired(&mut self) -> io::Result<()> {
+    /// Waits until the armed deadline has passed (forever if disarmed); returns how late
+    /// the loop got to it.
+    pub async fn expired(&mut self) -> io::Result<Duration> {
         loop {
             let mut guard = self.fd.readable().await?;
             let mut count = [0u8; 8];
             match nix::unistd::read(guard.get_inner().as_raw_fd(), &mut count) {
                 Ok(_) => {
+                    let late = self
+                        .armed
+                        .map_or(Duration::ZERO, |at| now().saturating_sub(at));
                     self.armed = None;
-                    return Ok(());
+                    return Ok(late);
                 }
                 Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(e) => return Err(e.into()),

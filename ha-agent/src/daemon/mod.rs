@@ -250,6 +250,7 @@ struct Daemon {
     started_unix: f64,
     /// (ifindex, VRID) → index in `instances`, for the kernel's events.
     kernel_routes: HashMap<VridKey, usize>,
+    lateness: ctl::status::Lateness,
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
@@ -359,6 +360,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .inspect_err(|e| warn!("ARP watch: {e}; split brain is not detected without XDP"))
             .ok(),
         kernel_routes: HashMap::new(),
+        lateness: ctl::status::Lateness::default(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
     };
@@ -444,7 +446,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             // From the loop itself: a loop that stalls stops the pings.
             _ = systemd::tick(&mut watchdog) => daemon.systemd.ping(),
             result = timer.expired() => {
-                result.map_err(io_error("waiting for the timer"))?;
+                let late = result.map_err(io_error("waiting for the timer"))?;
+                if daemon.lateness.record(late) {
+                    warn!(late_ms = late.as_secs_f64() * 1e3, "the loop acted late on a due timer (the largest so far): adverts may have gone out late");
+                }
                 // A loop that wakes late first reads the adverts that came in time, so that
                 // a down timer is judged against them.
                 daemon.drain(&mut buf).await;
@@ -462,7 +467,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             }
             (socket, result) = daemon.world.recv(&mut buf) => match result {
                 Ok((n, stamp)) => {
-                    let at = clock::received_at(stamp);
+                    let floor = daemon.world.sockets.get(&socket).map(|s| s.empty_at()).unwrap_or_default();
+                    let at = clock::received_after(stamp, floor);
                     daemon.on_packet(socket, buf.get(..n).unwrap_or_default(), at).await;
                 }
                 Err(e) => warn!(error = %e, "receiving adverts"),
@@ -893,7 +899,7 @@ impl Daemon {
             for _ in 0..DRAIN_LIMIT {
                 match socket.try_recv(buf) {
                     Ok(Some((n, stamp))) => {
-                        let at = clock::received_at(stamp);
+                        let at = clock::received_after(stamp, socket.empty_at());
                         self.on_packet(key, buf.get(..n).unwrap_or_default(), at)
                             .await;
                     }
@@ -1147,6 +1153,7 @@ impl Daemon {
             receive_path: self.receive_path(),
             xdp_unused: self.xdp_unused.clone(),
             replication: self.world.dbs.status(),
+            timer_lateness: self.lateness,
         }
     }
 }

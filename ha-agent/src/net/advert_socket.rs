@@ -4,6 +4,7 @@ use std::{
     io::{self, IoSlice, IoSliceMut},
     net::{Ipv4Addr, SocketAddrV4},
     os::fd::AsRawFd as _,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -29,6 +30,9 @@ const RECV_BUFFER: usize = 4 << 20;
 
 pub struct AdvertSocket {
     socket: AsyncFd<Socket>,
+    /// When a read last found the socket empty (CLOCK_MONOTONIC, ns): every packet read
+    /// since arrived after that.
+    empty_at: AtomicU64,
 }
 
 impl AdvertSocket {
@@ -57,7 +61,10 @@ impl AdvertSocket {
         socket.set_nonblocking(true)?;
         // SAFETY: the Socket owns its descriptor for as long as the AsyncFd holds it.
         let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
-        Ok(Self { socket })
+        Ok(Self {
+            socket,
+            empty_at: AtomicU64::new(0),
+        })
     }
 
     /// Sends VRRP messages, each to its destination, in one `sendmmsg`; the kernel adds the
@@ -91,18 +98,30 @@ impl AdvertSocket {
     ) -> Poll<io::Result<(usize, Option<Duration>)>> {
         loop {
             let mut guard = ready!(self.socket.poll_read_ready(cx))?;
+            let before = monotonic_ns();
             match guard.try_io(|s| recv_stamped(s.get_ref(), buf)) {
                 Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
+                Err(_would_block) => self.empty_at.store(before, Ordering::Relaxed),
             }
         }
     }
 
+    /// When a read last found the socket empty, on CLOCK_MONOTONIC: no packet read after
+    /// it can have arrived before. A receive stamp (CLOCK_REALTIME) that says otherwise was
+    /// taken before a step of the clock.
+    pub fn empty_at(&self) -> Duration {
+        Duration::from_nanos(self.empty_at.load(Ordering::Relaxed))
+    }
+
     /// One packet already queued, without waiting: `Ok(None)` when there is none.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Option<Duration>)>> {
+        let before = monotonic_ns();
         match recv_stamped(self.socket.get_ref(), buf) {
             Ok(packet) => Ok(Some(packet)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.empty_at.store(before, Ordering::Relaxed);
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -126,6 +145,13 @@ fn force_recv_buffer(socket: &Socket, bytes: usize) {
     if rc != 0 {
         let _ = socket.set_recv_buffer_size(bytes);
     }
+}
+
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
 }
 
 fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {

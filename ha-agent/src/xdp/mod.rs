@@ -237,9 +237,22 @@ impl XdpProgram {
 
     /// The master each configured VRID follows, from its last accepted advert: the whole
     /// map in one system call.
+    /// Entry by entry when the batch call fails (kernels before 5.6 have none for hash
+    /// maps): a backup that missed its master's adverts would take over from it.
     pub fn peers(&self) -> Result<Vec<(VridKey, Peer)>, XdpError> {
-        batch::lookup_all(self.map_data(PEERS)?, PEERS_READ_CHUNK)
-            .map_err(|e| XdpError::Batch(PEERS, e))
+        match batch::lookup_all(self.map_data(PEERS)?, PEERS_READ_CHUNK) {
+            Ok(peers) => Ok(peers),
+            Err(e) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "XDP: reading {PEERS} in one call failed ({e}); reading it entry by entry"
+                    );
+                });
+                let map = self.hash_map::<VridKey, Peer>(PEERS)?;
+                Ok(map.iter().filter_map(Result::ok).collect())
+            }
+        }
     }
 
     /// Adds VIPs or updates them (instance, held, own MAC) in one system call; the kernel's

@@ -13,6 +13,7 @@ const SWITCHOVER_JSON: &str = "docs/bench/switchover.json";
 const FLOOD_JSON: &str = "docs/bench/flood.json";
 const DB_SWITCHOVER_JSON: &str = "docs/bench/db-switchover.json";
 const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
+const STEADY_LARGEST_JSON: &str = "docs/bench/steady-largest.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -49,6 +50,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "failover" => FAILOVER_JSON,
         "steady" => STEADY_JSON,
         "steady-stress" => STEADY_STRESS_JSON,
+        "steady-largest" => STEADY_LARGEST_JSON,
         "flood" => FLOOD_JSON,
         "db-switchover" => DB_SWITCHOVER_JSON,
         _ => SWITCHOVER_JSON,
@@ -143,6 +145,10 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             STEADY_STRESS_JSON,
             ", with `stress-ng --cpu 2 --io 1 --vm 1 --vm-bytes 256M` running (`--stress`)",
         ),
+        (
+            STEADY_LARGEST_JSON,
+            ", the largest case alone (`--largest`)",
+        ),
     ] {
         let Some(run) = load::<Steady>(&root.join(file))? else {
             continue;
@@ -155,7 +161,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
-        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) | user-space CPU % MASTER / BACKUP |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) | user-space CPU % MASTER / BACKUP | LAN delivery | master's timers, worst lateness ms | steal % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
             let keepalived = run.results.iter().find(|k| {
                 k.implementation == Impl::Keepalived
@@ -173,7 +179,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {} | {ratio} | {} |",
+                "| {} | {} | {} ms | {} | {:.3} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} ({:.0}) | {} | {} | {ratio} | {} | {} | {} | {:.2} |",
                 r.instances,
                 r.version,
                 r.interval_ms,
@@ -201,7 +207,15 @@ pub fn write_markdown(root: &Path) -> Result<()> {
                 match (r.master_user_pct, r.backup_user_pct) {
                     (Some(m), Some(b)) => format!("{m:.2} / {b:.2}"),
                     _ => "–".into(),
-                }
+                },
+                if r.delivery.is_empty() {
+                    "sender"
+                } else {
+                    r.delivery.as_str()
+                },
+                r.master_timer_late_max_ms
+                    .map_or("–".into(), |ms| format!("{ms:.1}")),
+                r.steal_pct
             );
         }
         md.push('\n');

@@ -48,6 +48,20 @@ pub struct Steady {
     pub master_user_pct: Option<f64>,
     #[serde(default)]
     pub backup_user_pct: Option<f64>,
+    /// Where the LAN delivered the master's frames: "sender" (in its context, charged to
+    /// it: the stressed runs) or "threads" (threaded NAPI on the bridge ports, as on
+    /// separate machines: the master pays only its own sends).
+    #[serde(default)]
+    pub delivery: String,
+    /// ha-agent's own record of the largest delay between a due timer and its loop acting
+    /// on it, on the master (`timer_lateness` in its status): tells a late loop from a late
+    /// wire.
+    #[serde(default)]
+    pub master_timer_late_max_ms: Option<f64>,
+    /// Time the hypervisor ran something else instead of this machine's CPUs during the
+    /// window, in % of all CPUs (`steal` in /proc/stat).
+    #[serde(default)]
+    pub steal_pct: f64,
 }
 
 fn on() -> bool {
@@ -75,9 +89,9 @@ fn vip(i: usize) -> Ipv4Addr {
 }
 
 /// Every case, or with `stress` only 255 instances at 10 ms with `stress-ng` running beside.
-pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>> {
+pub fn run(binary: &Path, window: Duration, stress: bool, largest: bool) -> Result<Vec<Steady>> {
     let mut results = Vec::new();
-    let cases: &[(usize, Timing)] = if stress {
+    let cases: &[(usize, Timing)] = if stress || largest {
         &[(255, Timing::V3_10MS)]
     } else {
         &[
@@ -105,7 +119,7 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
             let r = measure(binary, implementation, n, timing, window, stress, realtime)
                 .with_context(|| format!("{name} x{n} v{}", timing.version))?;
             eprintln!(
-                "  MASTER {:.2} % BACKUP {:.2} % CPU, wake-ups/s {:.0} / {:.0}, {:.0}/{:.0} adverts/s, largest gap {:.1} ms, {} spurious",
+                "  MASTER {:.2} % BACKUP {:.2} % CPU, wake-ups/s {:.0} / {:.0}, {:.0}/{:.0} adverts/s, largest gap {:.1} ms, master's timers at worst {} late, steal {:.2} %, {} spurious",
                 r.master_cpu_pct,
                 r.backup_cpu_pct,
                 r.master_wakeups_per_s,
@@ -113,6 +127,9 @@ pub fn run(binary: &Path, window: Duration, stress: bool) -> Result<Vec<Steady>>
                 r.adverts_per_s,
                 r.expected_per_s,
                 r.largest_gap_ms,
+                r.master_timer_late_max_ms
+                    .map_or("-".to_owned(), |ms| format!("{ms:.1} ms")),
+                r.steal_pct,
                 r.spurious_transitions
             );
             results.push(r);
@@ -131,6 +148,9 @@ fn measure(
     realtime: bool,
 ) -> Result<Steady> {
     let t = Topology::new(&["a", "b", "c"]);
+    if !stress {
+        t.deliver_on_threads();
+    }
     let (a, b) = (t.host("a"), t.host("b"));
     let args: &[&str] = if realtime {
         &[]
@@ -173,16 +193,18 @@ fn measure(
     // VRID 1's adverts only (the VRID is byte 1 of the VRRP header, after 20 bytes of IP).
     let observer =
         Observer::start_filtered(t.host("c"), t.dir(), "gaps", "ip proto 112 and ip[21] = 1")?;
-    let (m0, b0, p0) = (
+    let (m0, b0, p0, s0) = (
         sched(master.process.pid()),
         sched(backup.process.pid()),
         t.frames_from("a"),
+        steal_ticks(),
     );
     std::thread::sleep(window);
-    let (m1, b1, p1) = (
+    let (m1, b1, p1, s1) = (
         sched(master.process.pid()),
         sched(backup.process.pid()),
         t.frames_from("a"),
+        steal_ticks(),
     );
     if let Some(child) = &mut load {
         // stress-ng's workers are its children, in its process group.
@@ -207,6 +229,15 @@ fn measure(
         })
         .collect();
     let largest_gap_ms = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64 / 1e6;
+    let spurious: usize = monitors.iter().map(|m| m.events().len()).sum();
+    if spurious > 0 {
+        keep_logs(&[&master, &backup], implementation, n, timing);
+    }
+    let master_timer_late_max_ms = (implementation != Impl::Keepalived)
+        .then(|| master.try_status())
+        .flatten()
+        .and_then(|s| s["timer_lateness"]["max_ms"].as_f64());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let (master_rss, master_pss) = memory_kib(master.process.pid());
     let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
     Ok(Steady {
@@ -227,11 +258,44 @@ fn measure(
         backup_pss_mib: backup_pss / 1024.0,
         adverts_per_s: (p1 - p0) as f64 / secs,
         expected_per_s: n as f64 / timing.interval.as_secs_f64(),
-        spurious_transitions: monitors.iter().map(|m| m.events().len()).sum(),
+        spurious_transitions: spurious,
         stressed: stress,
         realtime,
         largest_gap_ms,
+        delivery: if stress { "sender" } else { "threads" }.to_owned(),
+        master_timer_late_max_ms,
+        steal_pct: (s1 - s0) as f64 / TICKS_PER_S / secs / cpus * 100.0,
     })
+}
+
+/// The machine's steal time so far, in clock ticks (the `cpu` line of /proc/stat).
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next()?.split_whitespace().nth(8)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Copies the daemons' logs where they outlive the topology, for a case that had spurious
+/// transitions.
+fn keep_logs(
+    daemons: &[&ha_tests::daemons::Daemon],
+    implementation: Impl,
+    n: usize,
+    timing: Timing,
+) {
+    let dir = crate::workspace_root().join(format!(
+        "target/bench/steady-logs/{implementation:?}-x{n}-v{}-{}ms",
+        timing.version,
+        timing.interval.as_millis()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    for d in daemons {
+        if let Some(name) = d.log.file_name() {
+            let _ = std::fs::copy(&d.log, dir.join(name));
+        }
+    }
+    eprintln!("  spurious transitions: logs kept in {}", dir.display());
 }
 
 /// Every process in the process group led by `pgid` (the daemon and its children).
