@@ -26,6 +26,13 @@ pub fn realtime_ns() -> Ns {
     Ns::from(t.tv_sec()) * 1_000_000_000 + Ns::from(t.tv_nsec())
 }
 
+/// Nanoseconds on CLOCK_MONOTONIC, which no clock step moves.
+pub fn monotonic_ns() -> Ns {
+    let t =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    Ns::from(t.tv_sec()) * 1_000_000_000 + Ns::from(t.tv_nsec())
+}
+
 /// A frame the observer saw.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
@@ -142,7 +149,10 @@ fn parse_line(line: &str) -> Option<Frame> {
 /// An IPv4 address added (`true`) or removed on some interface, and when.
 #[derive(Clone, Copy, Debug)]
 pub struct AddrEvent {
+    /// CLOCK_REALTIME, to compare with an observer's capture.
     pub at: Ns,
+    /// CLOCK_MONOTONIC, for runs that step the real-time clock.
+    pub mono: Ns,
     pub addr: Ipv4Addr,
     pub added: bool,
 }
@@ -259,7 +269,7 @@ fn monitor(fd: &OwnedFd, events: &Mutex<Vec<AddrEvent>>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: buf is valid for its length.
         let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let at = realtime_ns();
+        let (at, mono) = (realtime_ns(), monotonic_ns());
         if n <= 0 {
             continue;
         }
@@ -283,6 +293,7 @@ fn monitor(fd: &OwnedFd, events: &Mutex<Vec<AddrEvent>>, stop: &AtomicBool) {
                         let addr = Ipv4Addr::new(attrs[4], attrs[5], attrs[6], attrs[7]);
                         events.lock().unwrap().push(AddrEvent {
                             at,
+                            mono,
                             addr,
                             added: kind == RTM_NEWADDR,
                         });

@@ -72,10 +72,10 @@ fn a_forward_step_of_the_clock_while_adverts_wait_makes_no_takeover() {
 
         // B stopped for a third of its down timer: A's adverts wait in its socket (or, with
         // XDP, in the kernel's record). The clock jumps an hour ahead meanwhile.
+        let before = received();
         agent_b.process.signal(Signal::SIGSTOP);
         std::thread::sleep(mdi / 3);
         let step = Step::forward(3600);
-        let before = received();
         agent_b.process.signal(Signal::SIGCONT);
         // Its loop has read what waited once it answers with a larger count.
         wait_until("B reading the adverts that waited", mdi * 3, || {

@@ -59,6 +59,7 @@ fn the_package_installs_checks_the_seed_and_goes_without_a_trace() {
         "/usr/share/man/man8/ha-agent.8.gz",
         "/usr/share/man/man8/ha-agent-run.8.gz",
         "/usr/share/doc/ha-agent/copyright",
+        "/usr/share/ha-agent/grafana/ha-agent.json",
     ] {
         assert!(Path::new(path).exists(), "{path} missing");
     }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use ha_tests::{
     Daemon, Topology, VrrpConf,
-    capture::{AddrEvent, AddrMonitor, Ns, realtime_ns},
+    capture::{AddrEvent, AddrMonitor, Ns, monotonic_ns},
     daemons::master_down_interval,
 };
 use nix::sys::signal::Signal;
@@ -66,9 +66,17 @@ enum Kind {
     Netem,
     /// A one-sided reload with an edit (priority, an extra VIP, the interval), undone later.
     Reload,
+    /// The node's check script fails, hangs past its timeout, or flaps (two runs failed,
+    /// two passed).
+    Check,
+    /// The node's notify scripts fail or hang past the notify timeout.
+    Notify,
+    /// CLOCK_REALTIME stepped forward or back (an NTP step; the whole machine's clock),
+    /// stepped back by as much when the fault ends.
+    ClockStep,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 10] = [
     Kind::Kill,
     Kind::StopShort,
     Kind::StopLong,
@@ -76,6 +84,9 @@ const KINDS: [Kind; 7] = [
     Kind::Partition,
     Kind::Netem,
     Kind::Reload,
+    Kind::Check,
+    Kind::Notify,
+    Kind::ClockStep,
 ];
 
 impl Kind {
@@ -88,13 +99,24 @@ impl Kind {
             Kind::Partition => "partition",
             Kind::Netem => "netem",
             Kind::Reload => "one-sided reload",
+            Kind::Check => "check script",
+            Kind::Notify => "notify script",
+            Kind::ClockStep => "clock step",
         }
     }
 
     /// Whether the agents may stop hearing each other while it lasts (then two holders are
     /// what VRRP does).
     fn impairs(self) -> bool {
-        self != Kind::Reload
+        !matches!(
+            self,
+            Kind::Reload | Kind::Check | Kind::Notify | Kind::ClockStep
+        )
+    }
+
+    /// Whether it strikes one node (a partition or a clock step strikes them all).
+    fn per_node(self) -> bool {
+        !matches!(self, Kind::Partition | Kind::ClockStep)
     }
 
     fn color(self) -> &'static str {
@@ -105,6 +127,9 @@ impl Kind {
             Kind::Partition => "#9467bd",
             Kind::Netem => "#7f7f7f",
             Kind::Reload => "#1f77b4",
+            Kind::Check => "#2ca02c",
+            Kind::Notify => "#bcbd22",
+            Kind::ClockStep => "#17becf",
         }
     }
 }
@@ -143,6 +168,8 @@ pub struct Options {
 struct Run<'a> {
     t: &'a Topology,
     strict: bool,
+    /// The clock step in force, in seconds, to be undone.
+    clock_step: i64,
     names: Vec<String>,
     agents: Vec<Option<Daemon>>,
     configs: Vec<VrrpConf>,
@@ -156,10 +183,38 @@ impl Run<'_> {
             .join(format!("ha-agent-{}.conf", self.names[node]))
     }
 
+    /// The file a node's check and notify scripts read their behaviour from (`ok`, `fail`,
+    /// `hang`, `flap`).
+    fn mode_file(&self, node: usize, what: &str) -> PathBuf {
+        self.t.dir().join(format!("{what}-{}", self.names[node]))
+    }
+
     /// The configuration file's text: keepalived's default checks (every advert's address
-    /// list compared), with `vrrp_strict` if asked.
-    fn render(&self, conf: &VrrpConf) -> String {
-        let text = conf.render().replace("    vrrp_skip_check_adv_addr\n", "");
+    /// list compared), with `vrrp_strict` if asked; a check script (weight -60: a node
+    /// whose check fails hands over to the next) and notify scripts the runner can break.
+    fn render(&self, node: usize, conf: &VrrpConf) -> String {
+        let dir = self.t.dir();
+        let script = |name: &str, what: &str| {
+            format!(
+                "{} {}",
+                dir.join(name).display(),
+                self.mode_file(node, what).display()
+            )
+        };
+        let mut conf = conf.clone();
+        conf.extra.extend([
+            "track_script {\n        chk\n    }".to_owned(),
+            format!("notify_master \"{}\"", script("notify.sh", "notify")),
+            format!("notify_backup \"{}\"", script("notify.sh", "notify")),
+        ]);
+        let check = format!(
+            "vrrp_script chk {{\n    script \"{}\"\n    interval 0.2\n    timeout 0.5\n    weight -60\n}}\n",
+            script("check.sh", "check")
+        );
+        let text = conf
+            .render()
+            .replace("    vrrp_skip_check_adv_addr\n", "")
+            .replacen("}\nvrrp_instance", &format!("}}\n{check}vrrp_instance"), 1);
         if self.strict {
             text.replacen("global_defs {\n", "global_defs {\n    vrrp_strict\n", 1)
         } else {
@@ -169,12 +224,12 @@ impl Run<'_> {
 
     fn start(&mut self, node: usize) {
         let host = self.t.host(&self.names[node]);
-        let conf = self.render(&self.configs[node]);
+        let conf = self.render(node, &self.configs[node]);
         self.agents[node] = Some(Daemon::agent_with(host, self.t.dir(), &conf, self.binary));
     }
 
     fn reload(&self, node: usize, conf: &VrrpConf) -> Result<()> {
-        std::fs::write(self.conf_path(node), self.render(conf))?;
+        std::fs::write(self.conf_path(node), self.render(node, conf))?;
         if let Some(agent) = &self.agents[node] {
             agent.process.signal(Signal::SIGHUP);
         }
@@ -250,6 +305,22 @@ impl Run<'_> {
                 self.reload(node, &edited)?;
                 detail
             }
+            Kind::Check => {
+                let mode = ["fail", "hang", "flap"][rng.below(3) as usize];
+                std::fs::write(self.mode_file(node, "check"), mode)?;
+                mode.into()
+            }
+            Kind::Notify => {
+                let mode = ["fail", "hang"][rng.below(2) as usize];
+                std::fs::write(self.mode_file(node, "notify"), mode)?;
+                mode.into()
+            }
+            Kind::ClockStep => {
+                let secs = 1 + rng.below(3600) as i64;
+                self.clock_step = if rng.below(2) == 0 { secs } else { -secs };
+                step_clock(self.clock_step)?;
+                format!("{:+} s", self.clock_step)
+            }
         })
     }
 
@@ -275,10 +346,48 @@ impl Run<'_> {
                 let conf = self.configs[node].clone();
                 self.reload(node, &conf)?;
             }
+            Kind::Check => std::fs::write(self.mode_file(node, "check"), "ok")?,
+            Kind::Notify => std::fs::write(self.mode_file(node, "notify"), "ok")?,
+            Kind::ClockStep => {
+                step_clock(-self.clock_step)?;
+                self.clock_step = 0;
+            }
         }
         Ok(())
     }
 }
+
+impl Drop for Run<'_> {
+    /// The machine's clock is never left stepped, whatever ended the run.
+    fn drop(&mut self) {
+        if self.clock_step != 0 {
+            let _ = step_clock(-self.clock_step);
+        }
+    }
+}
+
+/// Steps CLOCK_REALTIME by `secs`.
+fn step_clock(secs: i64) -> Result<()> {
+    use nix::time::{ClockId, clock_gettime, clock_settime};
+    let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
+    clock_settime(
+        ClockId::CLOCK_REALTIME,
+        nix::sys::time::TimeSpec::new(now.tv_sec() + secs, now.tv_nsec()),
+    )
+    .context("stepping CLOCK_REALTIME")?;
+    Ok(())
+}
+
+/// A check script and a notify script whose behaviour a file names: `fail` exits 1, `hang`
+/// sleeps past any timeout, `flap` fails two runs in four; anything else exits 0.
+const CHECK_SH: &str = "#!/bin/sh\n\
+mode=$(cat \"$1\" 2>/dev/null)\n\
+case \"$mode\" in\n\
+fail) exit 1 ;;\n\
+hang) exec sleep 3600 ;;\n\
+flap) n=$(cat \"$1.n\" 2>/dev/null || echo 0); echo $((n + 1)) > \"$1.n\"; [ $((n % 4)) -lt 2 ] && exit 1 ;;\n\
+esac\n\
+exit 0\n";
 
 /// How long one fault lasts.
 fn duration(kind: Kind, mdi: Duration, rng: &mut Rng) -> Duration {
@@ -312,9 +421,15 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     let configs: Vec<VrrpConf> = (0..options.agents)
         .map(|i| VrrpConf::v3("BACKUP", PRIORITIES[i], "0.1"))
         .collect();
+    for name in ["check.sh", "notify.sh"] {
+        let path = t.dir().join(name);
+        std::fs::write(&path, CHECK_SH)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
     let mut run = Run {
         t: &t,
         strict: options.strict,
+        clock_step: 0,
         agents: (0..options.agents).map(|_| None).collect(),
         names: names.clone(),
         configs,
@@ -340,7 +455,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     for node in 0..options.agents {
         run.start(node);
     }
-    let started = realtime_ns();
+    let started = monotonic_ns();
     let settle = Instant::now() + mdi * 2 + SLACK * 3;
     while Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(50));
@@ -358,10 +473,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
             active.into_iter().partition(|a| a.until <= now);
         active = rest;
         for mut a in ending {
-            for node in nodes(a.fault.node, options.agents) {
-                run.undo(a.fault.kind, node)?;
-            }
-            a.fault.end = realtime_ns();
+            // A fault of every node is undone once (its undo covers them all).
+            run.undo(a.fault.kind, a.fault.node.unwrap_or(0))?;
+            a.fault.end = monotonic_ns();
             done.push(a.fault);
         }
         if now >= next && now < end {
@@ -370,9 +484,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
             // One fault of a kind per node at a time (a partition takes every node).
             let busy = active.iter().any(|a| {
                 a.fault.kind == kind
-                    && (a.fault.node.is_none()
-                        || a.fault.node == Some(node)
-                        || kind == Kind::Partition)
+                    && (a.fault.node.is_none() || a.fault.node == Some(node) || !kind.per_node())
                     || (matches!(kind, Kind::Kill | Kind::StopShort | Kind::StopLong)
                         && a.fault.node == Some(node)
                         && matches!(a.fault.kind, Kind::Kill | Kind::StopShort | Kind::StopLong))
@@ -383,9 +495,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
                 active.push(Active {
                     fault: Fault {
                         kind,
-                        node: (kind != Kind::Partition).then_some(node),
+                        node: kind.per_node().then_some(node),
                         detail,
-                        start: realtime_ns(),
+                        start: monotonic_ns(),
                         end: 0,
                     },
                     until: Instant::now() + lasts,
@@ -399,7 +511,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
                 && !agent.process.is_running()
             {
                 violations.push(Violation {
-                    at: realtime_ns(),
+                    at: monotonic_ns(),
                     what: format!("the agent on {} exited on its own", names[node]),
                 });
                 run.agents[node] = None;
@@ -409,9 +521,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Quiet: the pair settles, then must keep exactly one holder.
-    let quiet_from = realtime_ns() + (mdi + SLACK).as_nanos() as Ns;
+    let quiet_from = monotonic_ns() + (mdi + SLACK).as_nanos() as Ns;
     std::thread::sleep(mdi + SLACK + Duration::from_secs(2));
-    let quiet_to = realtime_ns();
+    let quiet_to = monotonic_ns();
     // A graceful stop leaves no VIP and no process behind.
     for (node, agent) in run.agents.iter_mut().enumerate() {
         if let Some(agent) = agent {
@@ -422,7 +534,7 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
                 .is_none()
             {
                 violations.push(Violation {
-                    at: realtime_ns(),
+                    at: monotonic_ns(),
                     what: format!("the agent on {} did not stop on SIGTERM", names[node]),
                 });
             }
@@ -431,12 +543,12 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     for name in &names {
         if t.host(name).has_address("eth0", VIP) {
             violations.push(Violation {
-                at: realtime_ns(),
+                at: monotonic_ns(),
                 what: format!("the VIP left on {name} after the agents stopped"),
             });
         }
     }
-    let finished = realtime_ns();
+    let finished = monotonic_ns();
     let holders: Vec<Vec<(Ns, Ns)>> = monitors
         .iter()
         .map(|m| held(&m.events(), started, finished))
@@ -467,13 +579,6 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     })
 }
 
-fn nodes(node: Option<usize>, agents: usize) -> Vec<usize> {
-    match node {
-        Some(n) => vec![n],
-        None => (0..agents).collect(),
-    }
-}
-
 fn chaos_dir(options: &Options) -> PathBuf {
     crate::workspace_root().join(format!(
         "target/chaos/seed-{}-{}s-{}{}",
@@ -490,9 +595,9 @@ fn held(events: &[AddrEvent], from: Ns, to: Ns) -> Vec<(Ns, Ns)> {
     let mut since: Option<Ns> = None;
     for e in events.iter().filter(|e| e.addr == VIP) {
         match (e.added, since) {
-            (true, None) => since = Some(e.at.max(from)),
+            (true, None) => since = Some(e.mono.max(from)),
             (false, Some(s)) => {
-                out.push((s, e.at));
+                out.push((s, e.mono));
                 since = None;
             }
             _ => {}
@@ -651,7 +756,7 @@ fn report(
             .any(|f| f.kind == Kind::Partition && f.start <= e && s <= f.end)
     };
     let (partition, other): (Vec<_>, Vec<_>) = two.iter().partition(|w| in_partition(**w));
-    let ms = |w: &[&(Ns, Ns)]| w.iter().map(|(s, e)| (e - s) as f64 / 1e6).sum::<f64>();
+    let ms = |w: &[&(Ns, Ns)]| w.iter().fold(0.0, |sum, (s, e)| sum + (e - s) as f64 / 1e6);
     let _ = writeln!(
         out,
         "two masters during partitions (what two-node VRRP does; a witness closes it): {} windows, {:.0} ms",

@@ -39,10 +39,6 @@ pub struct Pair {
 /// either (a second signal beside its silent adverts): a LAN answers well within it.
 const FENCE_GONE_PEER: Duration = Duration::from_millis(100);
 
-fn unix_now() -> u64 {
-    crate::ctl::status::unix_now() as u64
-}
-
 impl Pair {
     pub fn new(cfg: MysqlReplication, state_dir: PathBuf) -> Result<Self, String> {
         let password = read_secret(&cfg.password_file)?;
@@ -84,7 +80,7 @@ impl Pair {
         let mut record = Record::load(&self.record_path())?;
         if failover {
             record.allows(
-                unix_now(),
+                &super::antiflap::Now::read(),
                 self.cfg.min_failover_interval,
                 self.cfg.max_auto_failovers,
             )?;
@@ -98,7 +94,7 @@ impl Pair {
         local.close().await;
         let done = result?;
         if failover {
-            record.record(unix_now());
+            record.record(&super::antiflap::Now::read());
             record.save(&self.record_path())?;
         }
         Ok(done)
