@@ -28,8 +28,7 @@ pub fn realtime_ns() -> Ns {
 
 /// Nanoseconds on CLOCK_MONOTONIC, which no clock step moves.
 pub fn monotonic_ns() -> Ns {
-    let t =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
     Ns::from(t.tv_sec()) * 1_000_000_000 + Ns::from(t.tv_nsec())
 }
 

@@ -38,7 +38,9 @@ fn concrete(expr: &str) -> String {
 fn next_word(text: &str) -> Option<(&str, &str)> {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let start = text.find(is_word)?;
-    let len = text[start..].find(|c: char| !is_word(c)).unwrap_or(text.len() - start);
+    let len = text[start..]
+        .find(|c: char| !is_word(c))
+        .unwrap_or(text.len() - start);
     Some((&text[start..start + len], &text[start + len..]))
 }
 
@@ -46,7 +48,14 @@ fn next_word(text: &str) -> Option<(&str, &str)> {
 /// ranges and grouping clauses are gone, without functions (followed by "("), keywords and
 /// numbers.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    const GROUPING: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
+    const GROUPING: [&str; 6] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
     const KEYWORDS: [&str; 5] = ["and", "or", "unless", "bool", "offset"];
     // Strings, then {...} and [...], become spaces.
     let mut plain = String::new();

@@ -129,7 +129,11 @@ mod tests {
         let mut r = Record::default();
         assert_eq!(r.allows(&at(1000), min, 2), Ok(()));
         r.record(&at(1000));
-        assert!(r.allows(&at(1299), min, 2).unwrap_err().contains("299 s ago"));
+        assert!(
+            r.allows(&at(1299), min, 2)
+                .unwrap_err()
+                .contains("299 s ago")
+        );
         assert_eq!(r.allows(&at(1300), min, 2), Ok(()));
         r.record(&at(1300));
         assert!(
@@ -174,7 +178,11 @@ mod tests {
             boot: 20,
             boot_id: "b2".into(),
         };
-        assert!(r.allows(&rebooted, min, 5).unwrap_err().contains("100 s ago"));
+        assert!(
+            r.allows(&rebooted, min, 5)
+                .unwrap_err()
+                .contains("100 s ago")
+        );
         // A record written before the boot clock was kept: the wall clock judges.
         let old = Record {
             failovers: vec![10_000],
