@@ -87,15 +87,13 @@ impl Record {
             (_, Some(last)) => Some(now.unix.saturating_sub(last)),
             (_, None) => None,
         };
-        if let Some(since) = since {
-            if since < min_interval.as_secs() {
-                return Err(format!(
-                    "anti-flap: the last automatic failover was {since} s ago (min_failover_interval {} s)",
-                    min_interval.as_secs()
-                ));
-            }
+        match since {
+            Some(since) if since < min_interval.as_secs() => Err(format!(
+                "anti-flap: the last automatic failover was {since} s ago (min_failover_interval {} s)",
+                min_interval.as_secs()
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub fn record(&mut self, now: &Now) {
