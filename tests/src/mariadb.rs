@@ -405,7 +405,7 @@ async fn write_loop(
 /// the samples where both were writable (read within one sampling round).
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<(u64, u64)>>,
+    thread: Option<JoinHandle<(u64, Vec<crate::capture::Ns>)>>,
 }
 
 impl Sampler {
@@ -426,7 +426,13 @@ impl Sampler {
     }
 
     /// (rounds sampled, rounds with both writable).
-    pub fn finish(mut self) -> (u64, u64) {
+    pub fn finish(self) -> (u64, u64) {
+        let (rounds, both) = self.finish_times();
+        (rounds, both.len() as u64)
+    }
+
+    /// (rounds sampled, when each round with both writable ended, on CLOCK_MONOTONIC).
+    pub fn finish_times(mut self) -> (u64, Vec<crate::capture::Ns>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
@@ -467,15 +473,19 @@ async fn writable(conn: &mut Option<mysql_async::Conn>, socket: &Path) -> Option
     }
 }
 
-async fn sample_loop(a: PathBuf, b: PathBuf, stop: Arc<AtomicBool>) -> (u64, u64) {
+async fn sample_loop(
+    a: PathBuf,
+    b: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> (u64, Vec<crate::capture::Ns>) {
     let (mut ca, mut cb) = (None, None);
-    let (mut rounds, mut both) = (0, 0);
+    let (mut rounds, mut both) = (0, Vec::new());
     while !stop.load(Ordering::Relaxed) {
         let wa = writable(&mut ca, &a).await;
         let wb = writable(&mut cb, &b).await;
         rounds += 1;
         if wa == Some(true) && wb == Some(true) {
-            both += 1;
+            both.push(crate::capture::monotonic_ns());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -56,6 +56,10 @@ enum Cmd {
         /// `vrrp_strict` on every agent (the RFC's drop of adverts configured otherwise).
         #[arg(long)]
         strict: bool,
+        /// The MariaDB pair (GTID dual master) with a writer through the VIP, and the
+        /// database faults (server killed, database-only partition, planned switchover).
+        #[arg(long)]
+        db: bool,
     },
     /// Fuzz the advert codec, IPv4 parser, configuration loader and status request parser.
     Fuzz {
@@ -190,6 +194,7 @@ fn main() -> Result<()> {
             minutes,
             agents,
             strict,
+            db,
         } => {
             setup::install()?;
             build()?;
@@ -200,6 +205,7 @@ fn main() -> Result<()> {
                     duration: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
                     agents,
                     strict,
+                    db,
                 },
             )
         }
@@ -375,6 +381,7 @@ fn test(args: &[String]) -> Result<()> {
                 duration: std::time::Duration::from_secs(60),
                 agents: 2,
                 strict: false,
+                db: false,
             },
         )?;
         eprintln!("chaos smoke took {:.0?}", step.elapsed());

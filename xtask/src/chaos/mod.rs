@@ -18,6 +18,8 @@ use ha_tests::{
 };
 use nix::sys::signal::Signal;
 
+mod db;
+
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 const INTERVAL: Duration = Duration::from_millis(100);
 const PRIORITIES: [u8; 3] = [150, 120, 100];
@@ -74,7 +76,18 @@ enum Kind {
     /// CLOCK_REALTIME stepped forward or back (an NTP step; the whole machine's clock),
     /// stepped back by as much when the fault ends.
     ClockStep,
+    /// `--db`: the node's database server killed (SIGKILL), started again when it ends.
+    DbKill,
+    /// `--db`: the two database hosts cannot reach each other's unicast addresses
+    /// (blackhole routes): replication and the agents' peer checks are cut, VRRP's
+    /// multicast still flows.
+    DbPartition,
+    /// `--db`: `ha-agent switchover` on the node holding the VIP (planned; nothing lost).
+    Switchover,
 }
+
+/// The database's faults, beside [`KINDS`] with `--db`.
+const DB_KINDS: [Kind; 3] = [Kind::DbKill, Kind::DbPartition, Kind::Switchover];
 
 const KINDS: [Kind; 10] = [
     Kind::Kill,
@@ -102,6 +115,9 @@ impl Kind {
             Kind::Check => "check script",
             Kind::Notify => "notify script",
             Kind::ClockStep => "clock step",
+            Kind::DbKill => "database killed",
+            Kind::DbPartition => "database partition",
+            Kind::Switchover => "switchover",
         }
     }
 
@@ -110,13 +126,44 @@ impl Kind {
     fn impairs(self) -> bool {
         !matches!(
             self,
-            Kind::Reload | Kind::Check | Kind::Notify | Kind::ClockStep
+            Kind::Reload
+                | Kind::Check
+                | Kind::Notify
+                | Kind::ClockStep
+                | Kind::DbKill
+                | Kind::DbPartition
+                | Kind::Switchover
+        )
+    }
+
+    /// Whether it may leave no node fit to hold the VIP (a server down makes its node
+    /// unfit; both down, no holder is right).
+    fn unfits(self) -> bool {
+        self.impairs() || self == Kind::DbKill
+    }
+
+    /// Whether a failover while it lasts may lose what the master acknowledged last: the
+    /// peer could not be fenced, or the master's binlog had not reached it (asynchronous
+    /// replication).
+    fn may_lose_writes(self) -> bool {
+        matches!(
+            self,
+            Kind::Kill
+                | Kind::StopLong
+                | Kind::LinkDown
+                | Kind::Partition
+                | Kind::Netem
+                | Kind::DbKill
+                | Kind::DbPartition
         )
     }
 
     /// Whether it strikes one node (a partition or a clock step strikes them all).
     fn per_node(self) -> bool {
-        !matches!(self, Kind::Partition | Kind::ClockStep)
+        !matches!(
+            self,
+            Kind::Partition | Kind::ClockStep | Kind::DbPartition | Kind::Switchover
+        )
     }
 
     fn color(self) -> &'static str {
@@ -130,6 +177,9 @@ impl Kind {
             Kind::Check => "#2ca02c",
             Kind::Notify => "#bcbd22",
             Kind::ClockStep => "#17becf",
+            Kind::DbKill => "#e377c2",
+            Kind::DbPartition => "#aec7e8",
+            Kind::Switchover => "#98df8a",
         }
     }
 }
@@ -163,11 +213,14 @@ pub struct Options {
     /// `vrrp_strict` on every agent: the RFC's drop of adverts configured otherwise, to see
     /// the runner catch the two masters of a one-sided reload.
     pub strict: bool,
+    /// The database pair, its writer and its faults.
+    pub db: bool,
 }
 
 struct Run<'a> {
     t: &'a Topology,
     strict: bool,
+    db: Option<db::Pair>,
     /// The clock step in force, in seconds, to be undone.
     clock_step: i64,
     names: Vec<String>,
@@ -181,6 +234,11 @@ impl Run<'_> {
         self.t
             .dir()
             .join(format!("ha-agent-{}.conf", self.names[node]))
+    }
+
+    /// The node holding the VIP, if one does.
+    fn holder(&self) -> Option<usize> {
+        (0..self.names.len()).find(|&n| self.t.host(&self.names[n]).has_address("eth0", VIP))
     }
 
     /// The file a node's check and notify scripts read their behaviour from (`ok`, `fail`,
@@ -202,15 +260,22 @@ impl Run<'_> {
             )
         };
         let mut conf = conf.clone();
+        if self.db.is_some() {
+            conf.extra
+                .push("track_replication {\n        DB1\n    }".to_owned());
+        }
         conf.extra.extend([
             "track_script {\n        chk\n    }".to_owned(),
             format!("notify_master \"{}\"", script("notify.sh", "notify")),
             format!("notify_backup \"{}\"", script("notify.sh", "notify")),
         ]);
-        let check = format!(
+        let mut check = format!(
             "vrrp_script chk {{\n    script \"{}\"\n    interval 0.2\n    timeout 0.5\n    weight -60\n}}\n",
             script("check.sh", "check")
         );
+        if let Some(pair) = &self.db {
+            check.push_str(&pair.block(node));
+        }
         let text = conf
             .render()
             .replace("    vrrp_skip_check_adv_addr\n", "")
@@ -321,6 +386,36 @@ impl Run<'_> {
                 step_clock(self.clock_step)?;
                 format!("{:+} s", self.clock_step)
             }
+            Kind::DbKill => {
+                if let Some(pair) = &mut self.db {
+                    pair.crash(node);
+                }
+                String::new()
+            }
+            Kind::DbPartition => {
+                self.db_routes("add");
+                String::new()
+            }
+            Kind::Switchover => match (self.holder(), &self.agents) {
+                (Some(n), agents) if agents[n].is_some() => {
+                    let state = agents[n].as_ref().map(|a| a.state_dir.clone());
+                    let out = std::process::Command::new(self.binary)
+                        .args(["switchover", "--state-dir"])
+                        .args(state)
+                        .output()?;
+                    format!(
+                        "from {}: {}",
+                        self.names[n],
+                        String::from_utf8_lossy(if out.status.success() {
+                            &out.stdout
+                        } else {
+                            &out.stderr
+                        })
+                        .trim()
+                    )
+                }
+                _ => "no master to switch over from".into(),
+            },
         })
     }
 
@@ -352,8 +447,24 @@ impl Run<'_> {
                 step_clock(-self.clock_step)?;
                 self.clock_step = 0;
             }
+            Kind::DbKill => {
+                if let Some(pair) = &mut self.db {
+                    pair.restart(node)?;
+                }
+            }
+            Kind::DbPartition => self.db_routes("del"),
+            Kind::Switchover => {}
         }
         Ok(())
+    }
+
+    /// Blackhole routes between the database hosts (a and b), added or deleted.
+    fn db_routes(&self, op: &str) {
+        let (a, b) = (self.t.host(&self.names[0]), self.t.host(&self.names[1]));
+        for (from, to) in [(a, b), (b, a)] {
+            let dst = format!("{}/32", to.ip);
+            let _ = from.run(&["ip", "route", op, "blackhole", &dst]);
+        }
     }
 }
 
@@ -409,6 +520,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     if !(2..=3).contains(&options.agents) {
         bail!("--agents is 2 or 3");
     }
+    if options.db && options.agents != 2 {
+        bail!("--db runs with 2 agents (the pair's hosts)");
+    }
     let names: Vec<String> = ["a", "b", "c"][..options.agents]
         .iter()
         .map(|s| s.to_string())
@@ -426,9 +540,15 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         std::fs::write(&path, CHECK_SH)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
+    let pair = if options.db {
+        Some(db::Pair::start(&t, binary)?)
+    } else {
+        None
+    };
     let mut run = Run {
         t: &t,
         strict: options.strict,
+        db: pair,
         clock_step: 0,
         agents: (0..options.agents).map(|_| None).collect(),
         names: names.clone(),
@@ -448,8 +568,10 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         t.host(&names[0])
             .sh(&["tc", "qdisc", "del", "dev", "eth0", "root"]);
     }
+    let db_kinds: &[Kind] = if options.db { &DB_KINDS } else { &[] };
     let kinds: Vec<Kind> = KINDS
         .into_iter()
+        .chain(db_kinds.iter().copied())
         .filter(|k| netem || *k != Kind::Netem)
         .collect();
     for node in 0..options.agents {
@@ -459,6 +581,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     let settle = Instant::now() + mdi * 2 + SLACK * 3;
     while Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(pair) = &mut run.db {
+        pair.start_traffic(t.host("o"), VIP);
     }
     let mut rng = Rng(options.seed);
     let mut active: Vec<Active> = Vec::new();
@@ -524,6 +649,8 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     let quiet_from = monotonic_ns() + (mdi + SLACK).as_nanos() as Ns;
     std::thread::sleep(mdi + SLACK + Duration::from_secs(2));
     let quiet_to = monotonic_ns();
+    let holder = run.holder();
+    let db_outcome = run.db.as_mut().map(|pair| pair.finish(holder));
     // A graceful stop leaves no VIP and no process behind.
     for (node, agent) in run.agents.iter_mut().enumerate() {
         if let Some(agent) = agent {
@@ -554,10 +681,27 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         .map(|m| held(&m.events(), started, finished))
         .collect();
     violations.extend(check(&holders, &done, mdi, (quiet_from, quiet_to)));
+    if let Some(outcome) = &db_outcome {
+        violations.extend(check_db(outcome, &done, mdi));
+    }
     violations.sort_by_key(|v| v.at);
     let dir = chaos_dir(options);
     std::fs::create_dir_all(&dir)?;
     let mut report = report(options, &done, &holders, &violations, started, mdi);
+    if let Some(o) = &db_outcome {
+        let _ = writeln!(
+            report,
+            "database: {} rows acknowledged through the VIP ({} inserts failed and were retried); \
+             read_only sampled {} times, both servers writable in {} samples (excused ones \
+             included); {} acknowledged rows missing from the final master's server \
+             (excused ones included)",
+            o.log.acks.len(),
+            o.log.failures,
+            o.rounds,
+            o.both_writable.len(),
+            o.lost.len()
+        );
+    }
     if !netem {
         report.push_str(
             "this kernel has no netem (sch_netem): no loss, delay, reordering or duplication faults\n",
@@ -627,6 +771,82 @@ fn holder_counts(holders: &[Vec<(Ns, Ns)>]) -> Vec<(Ns, i32)> {
 }
 
 /// The invariants, from outside the agents.
+/// The database's invariants: never both servers writable while the agents hear each
+/// other; no acknowledged row lost but in a failover that could not fence its peer.
+fn check_db(outcome: &db::Outcome, faults: &[Fault], mdi: Duration) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let impaired = excusing(faults, mdi, Kind::impairs);
+    let excused = |at: Ns, spans: &[(Ns, Ns)]| spans.iter().any(|&(s, e)| s <= at && at <= e);
+    let both: Vec<Ns> = outcome
+        .both_writable
+        .iter()
+        .copied()
+        .filter(|at| !excused(*at, &impaired))
+        .collect();
+    if let Some(first) = both.first() {
+        out.push(Violation {
+            at: *first,
+            what: format!(
+                "both servers writable in {} samples while the agents heard each other",
+                both.len()
+            ),
+        });
+    }
+    let lossy = excusing(faults, mdi, Kind::may_lose_writes);
+    // A row acknowledged shortly before a lossy fault began may be what it lost.
+    let before = (mdi + SLACK).as_nanos() as Ns;
+    let widened: Vec<(Ns, Ns)> = lossy.iter().map(|&(s, e)| (s - before, e)).collect();
+    let lost: Vec<&(Ns, u64)> = outcome
+        .lost
+        .iter()
+        .filter(|(at, _)| !excused(*at, &widened))
+        .collect();
+    if let Some((at, _)) = lost.first() {
+        out.push(Violation {
+            at: *at,
+            what: format!(
+                "{} acknowledged rows lost outside any failover that could lose them (first seq {:?})",
+                lost.len(),
+                lost.iter().map(|(_, seq)| seq).take(5).collect::<Vec<_>>()
+            ),
+        });
+    }
+    out
+}
+
+/// The spans during which faults of the kinds `pred` picks (and one Master_Down_Interval
+/// after each, plus the restart of a killed agent) excuse what the invariants forbid.
+fn excusing(faults: &[Fault], mdi: Duration, pred: impl Fn(Kind) -> bool) -> Vec<(Ns, Ns)> {
+    let ns = |d: Duration| d.as_nanos() as Ns;
+    faults
+        .iter()
+        .filter(|f| pred(f.kind))
+        .map(|f| {
+            let restart = if f.kind == Kind::Kill { ns(SLACK) } else { 0 };
+            (f.start, f.end + ns(mdi + SLACK) + restart)
+        })
+        .collect()
+}
+
+/// How much of [from, to) no span of `cover` excuses.
+fn unexcused(cover: &[(Ns, Ns)], from: Ns, to: Ns) -> Ns {
+    let mut spans: Vec<(Ns, Ns)> = cover
+        .iter()
+        .map(|&(s, e)| (s.max(from), e.min(to)))
+        .filter(|(s, e)| s < e)
+        .collect();
+    spans.sort();
+    let (mut covered, mut reach) = (0, from);
+    for (s, e) in spans {
+        let s = s.max(reach);
+        if e > s {
+            covered += e - s;
+            reach = e;
+        }
+    }
+    (to - from) - covered
+}
+
 fn check(
     holders: &[Vec<(Ns, Ns)>],
     faults: &[Fault],
@@ -634,39 +854,15 @@ fn check(
     quiet: (Ns, Ns),
 ) -> Vec<Violation> {
     let ns = |d: Duration| d.as_nanos() as Ns;
-    // While the agents may not hear each other, and for one Master_Down_Interval (plus the
-    // restart of a killed agent) after: two holders are VRRP's answer, not a fault.
-    let impaired: Vec<(Ns, Ns)> = faults
-        .iter()
-        .filter(|f| f.kind.impairs())
-        .map(|f| {
-            let restart = if f.kind == Kind::Kill { ns(SLACK) } else { 0 };
-            (f.start, f.end + ns(mdi + SLACK) + restart)
-        })
-        .collect();
-    // How much of [from, to) no impairment excuses.
-    let unexcused = |from: Ns, to: Ns| {
-        let mut cover: Vec<(Ns, Ns)> = impaired
-            .iter()
-            .map(|&(s, e)| (s.max(from), e.min(to)))
-            .filter(|(s, e)| s < e)
-            .collect();
-        cover.sort();
-        let (mut covered, mut reach) = (0, from);
-        for (s, e) in cover {
-            let s = s.max(reach);
-            if e > s {
-                covered += e - s;
-                reach = e;
-            }
-        }
-        (to - from) - covered
-    };
+    // While the agents may not hear each other, two holders are VRRP's answer, not a fault;
+    // while a node may be unfit, so is none.
+    let impaired = excusing(faults, mdi, Kind::impairs);
+    let unfit = excusing(faults, mdi, Kind::unfits);
     let counts = holder_counts(holders);
     let mut out = Vec::new();
     for w in counts.windows(2) {
         let ((at, count), (until, _)) = (w[0], w[1]);
-        let left = unexcused(at, until);
+        let left = unexcused(&impaired, at, until);
         if count >= 2 && left > ns(HANDOVER) {
             out.push(Violation {
                 at,
@@ -677,6 +873,7 @@ fn check(
                 ),
             });
         }
+        let left = unexcused(&unfit, at, until);
         if count == 0 && left > ns(mdi + SLACK) {
             out.push(Violation {
                 at,

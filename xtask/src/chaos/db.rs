@@ -1,0 +1,145 @@
+//! The database pair of `cargo xtask chaos --db`: MariaDB on the first two agents' hosts in
+//! GTID dual master, supervised by their agents (`mysql_replication`, `track_replication`),
+//! a writer on the observer inserting through the VIP, and both servers' `read_only`
+//! sampled from outside the agents.
+
+use std::{net::Ipv4Addr, path::Path, time::Instant};
+
+use anyhow::{Context as _, Result, bail};
+use ha_tests::{
+    Topology,
+    capture::{Ns, monotonic_ns},
+    mariadb::{self, ADMIN, APP, Mariadb, Sampler, Writer, WriterLog},
+};
+
+pub struct Pair {
+    servers: [Mariadb; 2],
+    ips: [Ipv4Addr; 2],
+    etc: std::path::PathBuf,
+    writer: Option<Writer>,
+    sampler: Option<Sampler>,
+    /// The writer's epoch, on CLOCK_MONOTONIC.
+    epoch: Ns,
+}
+
+/// What the run leaves to judge.
+pub struct Outcome {
+    pub log: WriterLog,
+    /// Acknowledged rows missing from the server that holds the VIP at the end: (when the
+    /// insert was acknowledged, on CLOCK_MONOTONIC; its sequence number).
+    pub lost: Vec<(Ns, u64)>,
+    pub rounds: u64,
+    /// Samples (CLOCK_MONOTONIC) with both servers writable.
+    pub both_writable: Vec<Ns>,
+}
+
+impl Pair {
+    /// Both servers, the agent's account (`ha-agent db setup` from host a) and the
+    /// application's table.
+    pub fn start(t: &Topology, binary: &Path) -> Result<Self> {
+        let (a, b, etc) = mariadb::start_pair(t, "chaos agent")?;
+        let ips = [a.ip(), b.ip()];
+        let pair = Self {
+            servers: [a, b],
+            ips,
+            etc,
+            writer: None,
+            sampler: None,
+            epoch: 0,
+        };
+        let conf = t.dir().join("db-setup.conf");
+        std::fs::write(&conf, pair.block(0))?;
+        let out = t
+            .host("a")
+            .command(binary.to_str().context("binary path")?)
+            .args(["db", "setup", "-f"])
+            .arg(&conf)
+            .args(["--admin-user", ADMIN.0, "--admin-password-file"])
+            .arg(pair.etc.join("admin.pass"))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "db setup: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        pair.servers[0].sql(
+            "CREATE DATABASE app; CREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+             seq BIGINT NOT NULL UNIQUE)",
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while pair.servers[1].try_sql("SELECT COUNT(*) FROM app.t").is_err() {
+            if Instant::now() > deadline {
+                bail!("the table did not reach b");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(pair)
+    }
+
+    /// The `mysql_replication` block of node `node` (0: a, 1: b). Anti-flap is out of the
+    /// way: the runner wants every failover it can get.
+    pub fn block(&self, node: usize) -> String {
+        format!(
+            "mysql_replication DB1 {{
+    local_address {}
+    peer_address {}
+    user ha_agent
+    password_file {etc}/agent.pass
+    repl_user repl
+    repl_password_file {etc}/repl.pass
+    check_interval 0.2
+    drain_timeout 10
+    min_failover_interval 0
+    max_auto_failovers 1000000
+}}
+",
+            self.ips[node],
+            self.ips[1 - node],
+            etc = self.etc.display()
+        )
+    }
+
+    /// The writer on `observer` through `vip`, and the read_only sampler.
+    pub fn start_traffic(&mut self, observer: &ha_tests::Host, vip: Ipv4Addr) {
+        self.epoch = monotonic_ns();
+        self.writer = Some(Writer::start(observer, vip, APP.0, APP.1, Instant::now()));
+        self.sampler = Some(Sampler::start(&self.servers[0], &self.servers[1]));
+    }
+
+    pub fn crash(&mut self, node: usize) {
+        self.servers[node].crash();
+    }
+
+    pub fn restart(&mut self, node: usize) -> Result<()> {
+        self.servers[node].restart()
+    }
+
+    /// Stops the writer and the sampler; `holder` is the node holding the VIP at the end,
+    /// whose server must hold every acknowledged row.
+    pub fn finish(&mut self, holder: Option<usize>) -> Outcome {
+        let log = self.writer.take().map(Writer::finish).unwrap_or_default();
+        let (rounds, both_writable) = self
+            .sampler
+            .take()
+            .map(Sampler::finish_times)
+            .unwrap_or_default();
+        let present: std::collections::HashSet<u64> = holder
+            .and_then(|n| self.servers[n].try_sql("SELECT seq FROM app.t").ok())
+            .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect())
+            .unwrap_or_default();
+        let lost = log
+            .acks
+            .iter()
+            .filter(|a| !present.contains(&a.seq))
+            .map(|a| (self.epoch + (a.at * 1e9) as Ns, a.seq))
+            .collect();
+        Outcome {
+            log,
+            lost,
+            rounds,
+            both_writable,
+        }
+    }
+}
