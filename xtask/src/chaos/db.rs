@@ -3,7 +3,17 @@
 //! a writer on the observer inserting through the VIP, and both servers' `read_only`
 //! sampled from outside the agents.
 
-use std::{net::Ipv4Addr, path::Path, time::Instant};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 use ha_tests::{
@@ -18,8 +28,72 @@ pub struct Pair {
     etc: std::path::PathBuf,
     writer: Option<Writer>,
     sampler: Option<Sampler>,
+    fitness: Option<Fitness>,
     /// The writer's epoch, on CLOCK_MONOTONIC.
     epoch: Ns,
+}
+
+/// Samples, every 200 ms from outside, whether each server could carry the data: it
+/// answers and its replica has no apply error (what the agents' `track_replication`
+/// follows). A node whose server cannot is not fit to hold the VIP.
+struct Fitness {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<(Ns, [Server; 2])>>>,
+}
+
+/// What a server looked like from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Fit,
+    Down,
+    /// Its replica stopped on an apply error (the number).
+    ApplyError(u32),
+}
+
+impl Fitness {
+    fn start(sockets: [PathBuf; 2]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                samples.push((monotonic_ns(), [fit(&sockets[0]), fit(&sockets[1])]));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            samples
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(Ns, [Server; 2])> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Whether the server behind `socket` answers and its replica has no apply error.
+fn fit(socket: &Path) -> Server {
+    let out = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg("-S")
+        .arg(socket)
+        .args(["-uroot", "-e", "SHOW SLAVE STATUS\\G"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Last_SQL_Errno:")?.trim().parse().ok())
+            .filter(|n| *n != 0)
+            .map_or(Server::Fit, Server::ApplyError),
+        _ => Server::Down,
+    }
 }
 
 /// What the run leaves to judge.
@@ -31,6 +105,11 @@ pub struct Outcome {
     pub rounds: u64,
     /// Samples (CLOCK_MONOTONIC) with both servers writable.
     pub both_writable: Vec<Ns>,
+    /// Spans during which neither server could carry the data (down, or its replica
+    /// stopped by an apply error): no node was fit to hold the VIP.
+    pub both_unfit: Vec<(Ns, Ns)>,
+    /// When each server was first seen with a replica apply error, if it was.
+    pub apply_error_at: [Option<Ns>; 2],
 }
 
 impl Pair {
@@ -45,6 +124,7 @@ impl Pair {
             etc,
             writer: None,
             sampler: None,
+            fitness: None,
             epoch: 0,
         };
         let conf = t.dir().join("db-setup.conf");
@@ -106,6 +186,10 @@ impl Pair {
         self.epoch = monotonic_ns();
         self.writer = Some(Writer::start(observer, vip, APP.0, APP.1, Instant::now()));
         self.sampler = Some(Sampler::start(&self.servers[0], &self.servers[1]));
+        self.fitness = Some(Fitness::start([
+            self.servers[0].socket(),
+            self.servers[1].socket(),
+        ]));
     }
 
     pub fn crash(&mut self, node: usize) {
@@ -129,6 +213,23 @@ impl Pair {
             .and_then(|n| self.servers[n].try_sql("SELECT seq FROM app.t").ok())
             .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect())
             .unwrap_or_default();
+        let samples = self.fitness.take().map(Fitness::finish).unwrap_or_default();
+        let mut both_unfit: Vec<(Ns, Ns)> = Vec::new();
+        for w in samples.windows(2) {
+            let ((at, servers), (next, _)) = (w[0], w[1]);
+            if !servers.contains(&Server::Fit) {
+                match both_unfit.last_mut() {
+                    Some((_, end)) if *end == at => *end = next,
+                    _ => both_unfit.push((at, next)),
+                }
+            }
+        }
+        let apply_error_at = [0, 1].map(|n| {
+            samples
+                .iter()
+                .find(|(_, servers)| matches!(servers[n], Server::ApplyError(_)))
+                .map(|(at, _)| *at)
+        });
         let lost = log
             .acks
             .iter()
@@ -140,6 +241,8 @@ impl Pair {
             lost,
             rounds,
             both_writable,
+            both_unfit,
+            apply_error_at,
         }
     }
 }

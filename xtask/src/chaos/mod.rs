@@ -680,7 +680,16 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         .iter()
         .map(|m| held(&m.events(), started, finished))
         .collect();
-    violations.extend(check(&holders, &done, mdi, (quiet_from, quiet_to)));
+    let no_fit_node = db_outcome
+        .as_ref()
+        .map_or(&[][..], |o| o.both_unfit.as_slice());
+    violations.extend(check(
+        &holders,
+        &done,
+        mdi,
+        (quiet_from, quiet_to),
+        no_fit_node,
+    ));
     if let Some(outcome) = &db_outcome {
         violations.extend(check_db(outcome, &done, mdi));
     }
@@ -701,6 +710,27 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
             o.both_writable.len(),
             o.lost.len()
         );
+        for (node, at) in o.apply_error_at.iter().enumerate() {
+            if let Some(at) = at {
+                let _ = writeln!(
+                    report,
+                    "database: the replica on {} stopped on an apply error at {:.3} s (the data \
+                     diverged: both sides took writes; its agent holds the node in FAULT until \
+                     an operator repairs it)",
+                    names[node],
+                    (at - started) as f64 / 1e9
+                );
+            }
+        }
+        let unfit: Ns = o.both_unfit.iter().map(|(s, e)| e - s).sum();
+        if unfit > 0 {
+            let _ = writeln!(
+                report,
+                "database: neither server fit to carry the data for {:.1} s in all (no holder \
+                 is right then)",
+                unfit as f64 / 1e9
+            );
+        }
     }
     if !netem {
         report.push_str(
@@ -725,11 +755,12 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
 
 fn chaos_dir(options: &Options) -> PathBuf {
     crate::workspace_root().join(format!(
-        "target/chaos/seed-{}-{}s-{}{}",
+        "target/chaos/seed-{}-{}s-{}{}{}",
         options.seed,
         options.duration.as_secs(),
         options.agents,
-        if options.strict { "-strict" } else { "" }
+        if options.strict { "-strict" } else { "" },
+        if options.db { "-db" } else { "" }
     ))
 }
 
@@ -847,17 +878,21 @@ fn unexcused(cover: &[(Ns, Ns)], from: Ns, to: Ns) -> Ns {
     (to - from) - covered
 }
 
+/// `no_fit_node`: spans seen from outside in which no node could hold the VIP (neither
+/// database server fit to carry the data).
 fn check(
     holders: &[Vec<(Ns, Ns)>],
     faults: &[Fault],
     mdi: Duration,
     quiet: (Ns, Ns),
+    no_fit_node: &[(Ns, Ns)],
 ) -> Vec<Violation> {
     let ns = |d: Duration| d.as_nanos() as Ns;
     // While the agents may not hear each other, two holders are VRRP's answer, not a fault;
     // while a node may be unfit, so is none.
     let impaired = excusing(faults, mdi, Kind::impairs);
-    let unfit = excusing(faults, mdi, Kind::unfits);
+    let mut unfit = excusing(faults, mdi, Kind::unfits);
+    unfit.extend(no_fit_node.iter().map(|&(s, e)| (s, e + ns(mdi + SLACK))));
     let counts = holder_counts(holders);
     let mut out = Vec::new();
     for w in counts.windows(2) {
@@ -896,7 +931,10 @@ fn check(
         .iter()
         .filter(|(at, _)| *at > quiet.0 && *at < quiet.1)
         .count();
-    if at_quiet != 1 || changes > 0 {
+    let none_fit = no_fit_node
+        .iter()
+        .any(|&(s, e)| s <= quiet.0 && quiet.1 <= e);
+    if (at_quiet != 1 && !(at_quiet == 0 && none_fit)) || changes > 0 {
         out.push(Violation {
             at: quiet.0,
             what: format!(
@@ -988,11 +1026,12 @@ fn report(
     if !violations.is_empty() {
         let _ = writeln!(
             out,
-            "replay: cargo xtask chaos --seed {} --minutes {} --agents {}{}",
+            "replay: cargo xtask chaos --seed {} --minutes {} --agents {}{}{}",
             options.seed,
             options.duration.as_secs_f64() / 60.0,
             options.agents,
-            if options.strict { " --strict" } else { "" }
+            if options.strict { " --strict" } else { "" },
+            if options.db { " --db" } else { "" }
         );
     }
     out
