@@ -38,8 +38,11 @@ pub struct Pair {
 /// follows). A node whose server cannot is not fit to hold the VIP.
 struct Fitness {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<(Ns, [Server; 2])>>>,
+    thread: Option<JoinHandle<Vec<Sample>>>,
 }
+
+/// Both servers as seen at one moment.
+type Sample = (Ns, [Server; 2]);
 
 /// What a server looked like from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +71,7 @@ impl Fitness {
         }
     }
 
-    fn finish(mut self) -> Vec<(Ns, [Server; 2])> {
+    fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
