@@ -54,6 +54,27 @@ pub fn start_pair(t: &Topology, agent_password: &str) -> Result<(Mariadb, Mariad
     Ok((a, b, etc))
 }
 
+/// The `mysql_replication DB1` block of the server at `local` paired with `peer`, the
+/// password files in `etc` (as [`start_pair`] writes them), health checked every 0.2 s and
+/// no anti-flap interval; `extra` lines go inside the block.
+pub fn replication_block(local: Ipv4Addr, peer: Ipv4Addr, etc: &Path, extra: &str) -> String {
+    format!(
+        "mysql_replication DB1 {{
+    local_address {local}
+    peer_address {peer}
+    user ha_agent
+    password_file {etc}/agent.pass
+    repl_user repl
+    repl_password_file {etc}/repl.pass
+    check_interval 0.2
+    drain_timeout 10
+    min_failover_interval 0
+{extra}}}
+",
+        etc = etc.display()
+    )
+}
+
 /// Whether this machine can run the database tests.
 pub fn available() -> bool {
     Command::new("mariadbd")

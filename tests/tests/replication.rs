@@ -51,18 +51,7 @@ impl Lab {
             "global_defs {{
     vrrp_version 3
 }}
-mysql_replication DB1 {{
-    local_address {local}
-    peer_address {peer}
-    user ha_agent
-    password_file {etc}/agent.pass
-    repl_user repl
-    repl_password_file {etc}/repl.pass
-    check_interval 0.2
-    drain_timeout 10
-    min_failover_interval 0
-{extra}}}
-vrrp_instance VI_1 {{
+{}vrrp_instance VI_1 {{
     state BACKUP
     interface eth0
     virtual_router_id 51
@@ -76,7 +65,7 @@ vrrp_instance VI_1 {{
     }}
 }}
 ",
-            etc = self.etc.display()
+            mariadb::replication_block(local, peer, &self.etc, extra)
         )
     }
 

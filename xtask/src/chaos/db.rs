@@ -92,7 +92,13 @@ fn fit(socket: &Path) -> Server {
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .lines()
-            .find_map(|l| l.trim().strip_prefix("Last_SQL_Errno:")?.trim().parse().ok())
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Last_SQL_Errno:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .filter(|n| *n != 0)
             .map_or(Server::Fit, Server::ApplyError),
         _ => Server::Down,
@@ -152,7 +158,10 @@ impl Pair {
              seq BIGINT NOT NULL UNIQUE)",
         );
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        while pair.servers[1].try_sql("SELECT COUNT(*) FROM app.t").is_err() {
+        while pair.servers[1]
+            .try_sql("SELECT COUNT(*) FROM app.t")
+            .is_err()
+        {
             if Instant::now() > deadline {
                 bail!("the table did not reach b");
             }
@@ -164,23 +173,11 @@ impl Pair {
     /// The `mysql_replication` block of node `node` (0: a, 1: b). Anti-flap is out of the
     /// way: the runner wants every failover it can get.
     pub fn block(&self, node: usize) -> String {
-        format!(
-            "mysql_replication DB1 {{
-    local_address {}
-    peer_address {}
-    user ha_agent
-    password_file {etc}/agent.pass
-    repl_user repl
-    repl_password_file {etc}/repl.pass
-    check_interval 0.2
-    drain_timeout 10
-    min_failover_interval 0
-    max_auto_failovers 1000000
-}}
-",
+        mariadb::replication_block(
             self.ips[node],
             self.ips[1 - node],
-            etc = self.etc.display()
+            &self.etc,
+            "    max_auto_failovers 1000000\n",
         )
     }
 

@@ -381,7 +381,7 @@ impl Run<'_> {
                 mode.into()
             }
             Kind::ClockStep => {
-                let secs = 1 + rng.below(3600) as i64;
+                let secs = 1 + rng.below(600) as i64;
                 self.clock_step = if rng.below(2) == 0 { secs } else { -secs };
                 step_clock(self.clock_step)?;
                 format!("{:+} s", self.clock_step)
