@@ -372,18 +372,21 @@ fn test(args: &[String]) -> Result<()> {
         eprintln!("interop suites on sockets took {:.0?}", step.elapsed());
     }
     if args.is_empty() {
-        // A minute of combined faults with a fixed seed (longer runs: `cargo xtask chaos`).
+        // A minute of combined faults with a fixed seed, and half a minute with three agents
+        // (longer runs: `cargo xtask chaos`).
         let step = Instant::now();
-        chaos::main(
-            &workspace_root().join("target/debug/ha-agent"),
-            &chaos::Options {
-                seed: CHAOS_SMOKE_SEED,
-                duration: std::time::Duration::from_secs(60),
-                agents: 2,
-                strict: false,
-                db: false,
-            },
-        )?;
+        for (agents, seconds) in [(2, 60), (3, 30)] {
+            chaos::main(
+                &workspace_root().join("target/debug/ha-agent"),
+                &chaos::Options {
+                    seed: CHAOS_SMOKE_SEED,
+                    duration: std::time::Duration::from_secs(seconds),
+                    agents,
+                    strict: false,
+                    db: false,
+                },
+            )?;
+        }
         eprintln!("chaos smoke took {:.0?}", step.elapsed());
     }
     if args.is_empty() {
