@@ -324,6 +324,13 @@ fn db_command(command: DbCommand) -> anyhow::Result<ExitCode> {
                 "{}: {count} automatic failover(s) acknowledged; {} more allowed",
                 cfg.name, cfg.max_auto_failovers
             );
+            // The operator accepts what the replica had received and lost: a promotion
+            // waits only for what it reports from now on.
+            let received = db::pair::received_path(&state_dir, &cfg.name);
+            if let Ok(text) = std::fs::read_to_string(&received) {
+                std::fs::remove_file(&received)?;
+                println!("{}: forgot the received position {}", cfg.name, text.trim());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

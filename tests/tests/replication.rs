@@ -430,6 +430,68 @@ fn a_crash_with_unapplied_relay_log_is_drained_before_the_backup_writes() {
     );
 }
 
+/// MariaDB forgets, when a replica's server restarts, the part of its relay log it had not
+/// applied: it fetches it again from its source. If the source is out of reach by then and
+/// then dies, the replica reports nothing missing, and a gate that trusted it promoted a
+/// server without rows the master had acknowledged (found by `cargo xtask chaos --db`).
+/// The agent remembers what its replica reported received and waits for that.
+#[test]
+fn a_restarted_backup_server_does_not_forget_what_it_received() {
+    let mut lab = Lab::new();
+    lab.setup_with_table();
+    let (mut a, b) = lab.agents("DB1", "", &[]);
+    lab.b.sql("STOP SLAVE SQL_THREAD");
+    let log = lab.write_until_b_received(&b, 200);
+    let applied = rows(&lab.b).len();
+    assert!(applied < log.acks.len(), "a backlog on b");
+    // The database hosts cut off from each other (VRRP's multicast still flows), then b's
+    // server crashes and comes back without what it had not applied.
+    let route = |from: &Host, to: &Mariadb, op: &str| {
+        from.sh(&["ip", "route", op, "blackhole", &format!("{}/32", to.ip())]);
+    };
+    route(lab.host("a"), &lab.b, "add");
+    route(lab.host("b"), &lab.a, "add");
+    lab.b.crash();
+    lab.b.restart().unwrap();
+    wait_until("b's replica forgot", Duration::from_secs(10), || {
+        let received = lab
+            .b
+            .try_sql("SHOW SLAVE STATUS")
+            .ok()?
+            .contains(&lab.a.sql("SELECT @@gtid_binlog_pos"));
+        (!received).then_some(())
+    });
+    wait_state(&b, "BACKUP", Duration::from_secs(10));
+    // The master dies.
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    let (why, _) = wait_until("b refuses", Duration::from_secs(20), || {
+        let st = db_status(&b);
+        (st["last_promotion"]["ok"] == false).then(|| {
+            st["last_promotion"]["result"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+    });
+    assert!(
+        why.contains("no longer in this server's relay log"),
+        "{why}"
+    );
+    assert_eq!(state(&b), "BACKUP");
+    assert!(!b.host.has_address("eth0", VIP));
+    assert!(lab.b.read_only());
+    assert_eq!(
+        rows(&lab.b).len(),
+        applied,
+        "nothing applied that b did not have"
+    );
+    eprintln!(
+        "restart: {} rows acknowledged, {} applied on b, promotion refused: {why}",
+        log.acks.len(),
+        applied
+    );
+}
+
 #[test]
 fn an_apply_error_refuses_promotion_and_says_why() {
     let mut lab = Lab::new();

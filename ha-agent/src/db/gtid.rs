@@ -64,6 +64,28 @@ impl Pos {
     }
 }
 
+impl Pos {
+    /// The later of the two in each domain (the higher sequence number: strict mode keeps
+    /// them increasing within a domain); `self` on a tie.
+    pub fn merge(&self, other: &Pos) -> Pos {
+        let mut out = self.clone();
+        for theirs in other.0.values() {
+            let later = out
+                .0
+                .get(&theirs.domain)
+                .is_none_or(|mine| theirs.seq > mine.seq);
+            if later {
+                out.0.insert(theirs.domain, *theirs);
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self.0.values().map(Gtid::to_string).collect();
@@ -106,6 +128,15 @@ mod tests {
 
     fn pos(text: &str) -> Pos {
         Pos::parse(text).unwrap()
+    }
+
+    #[test]
+    fn merge_keeps_the_later_transaction_of_each_domain() {
+        assert_eq!(
+            pos("0-1-10,1-2-4").merge(&pos("0-2-12,1-2-3,5-1-1")),
+            pos("0-2-12,1-2-4,5-1-1")
+        );
+        assert_eq!(pos("0-1-10").merge(&Pos::default()), pos("0-1-10"));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! running when that is safe. Each step is bounded and says what it did or why it refused.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -33,6 +33,11 @@ pub struct Pair {
     peer_lost: AtomicBool,
     /// The start-up check of the channel is still to be made.
     start_pending: AtomicBool,
+    /// MariaDB: the latest of what the local replica reported received, kept in the state
+    /// directory. A restarted server forgets the part of its relay log it had not applied
+    /// (it fetches it again from its source, which may be gone by then); the promotion
+    /// gate still waits for it.
+    received: Mutex<Pos>,
 }
 
 /// The fencing attempt's connect bound when the last health check did not reach the peer
@@ -51,12 +56,58 @@ impl Pair {
         Ok(Self {
             local: server(cfg.local.clone()),
             peer: server(Endpoint::Tcp(cfg.peer.0, cfg.peer.1)),
+            received: Mutex::new(load_received(&received_path(&state_dir, &cfg.name))),
             cfg,
             state_dir,
             channel_stopped: Arc::default(),
             peer_lost: AtomicBool::new(false),
             start_pending: AtomicBool::new(true),
         })
+    }
+
+    /// Remembers what the replica reports received, if it is later than what was.
+    fn remember_received(&self, health: &Health) {
+        let Some(now) = health
+            .replica
+            .as_ref()
+            .and_then(|r| Pos::parse(&r.received).ok())
+        else {
+            return;
+        };
+        let Ok(mut kept) = self.received.lock() else {
+            return;
+        };
+        let merged = kept.merge(&now);
+        if merged != *kept {
+            let path = received_path(&self.state_dir, &self.cfg.name);
+            let tmp = path.with_extension("tmp");
+            let saved = std::fs::create_dir_all(&self.state_dir)
+                .and_then(|()| std::fs::write(&tmp, merged.to_string()))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = saved {
+                warn!(db = %self.cfg.name, "keeping the received position in {}: {e}", path.display());
+            }
+            *kept = merged;
+        }
+    }
+
+    /// What a promotion must have applied: what the replica reports received and, with
+    /// MariaDB, what it reported before (see [`Pair::received`]); and the part of that the
+    /// replica no longer reports.
+    fn drain_target(&self, flavor: Flavor, received: &str) -> (String, String) {
+        if flavor != Flavor::Mariadb {
+            return (received.to_owned(), String::new());
+        }
+        let now = Pos::parse(received).unwrap_or_default();
+        let kept = self.received.lock().map(|k| k.clone()).unwrap_or_default();
+        let forgotten: Vec<String> = kept
+            .beyond(&now)
+            .iter()
+            .map(|b| match b {
+                gtid::Beyond::Ahead(mine, _) | gtid::Beyond::Diverged(mine, _) => mine.to_string(),
+            })
+            .collect();
+        (kept.merge(&now).to_string(), forgotten.join(", "))
     }
 
     /// Sessions fencing leaves alone: the agent's and replication's.
@@ -178,8 +229,20 @@ impl Pair {
             local.start_sql_thread().await?;
             notes.push("SQL thread started".into());
         }
-        let received = replica.received.clone();
-        notes.extend(self.drain(local, &received, &health).await?);
+        // The health checks wait while a promotion runs: what it sees counts too.
+        if local.flavor == Flavor::Mariadb {
+            self.remember_received(&health);
+        }
+        let (target, forgotten) = self.drain_target(local.flavor, &replica.received);
+        match self.drain(local, &target, &health).await {
+            Ok(note) => notes.extend(note),
+            Err(e) if !forgotten.is_empty() => {
+                return Err(format!(
+                    "{e}; received earlier but no longer in this server's relay log (restarted while its source was out of reach?): {forgotten}"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
         Ok((health, notes))
     }
 
@@ -360,6 +423,9 @@ impl Pair {
             }
         }
         local.close().await;
+        if health.flavor == Some(Flavor::Mariadb) {
+            self.remember_received(&health);
+        }
         (health, peer)
     }
 
@@ -380,5 +446,23 @@ impl Pair {
                 local.subtract(&peer.executed, &me.executed).await
             }
         }
+    }
+}
+
+/// Where [`Pair::received`] is kept: `received-<NAME>` in the state directory.
+pub fn received_path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join(format!("received-{name}"))
+}
+
+fn load_received(path: &Path) -> Pos {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Pos::parse(text.trim()).unwrap_or_else(|e| {
+            warn!(
+                "{}: {e}; starting from what the replica reports",
+                path.display()
+            );
+            Pos::default()
+        }),
+        Err(_) => Pos::default(),
     }
 }

@@ -33,9 +33,9 @@ pub struct Pair {
     epoch: Ns,
 }
 
-/// Samples, every 200 ms from outside, whether each server could carry the data: it
-/// answers and its replica has no apply error (what the agents' `track_replication`
-/// follows). A node whose server cannot is not fit to hold the VIP.
+/// Samples, every 200 ms from outside, whether each server could carry the data (what the
+/// agents' `track_replication` and promotion gate follow). A node whose server cannot is
+/// not fit to hold the VIP.
 struct Fitness {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Vec<Sample>>>,
@@ -51,6 +51,9 @@ enum Server {
     Down,
     /// Its replica stopped on an apply error (the number).
     ApplyError(u32),
+    /// It has not applied everything its replica received (or what it received diverged
+    /// from what it holds).
+    Behind,
 }
 
 impl Fitness {
@@ -59,8 +62,11 @@ impl Fitness {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
+            let mut seen = [Position::new(), Position::new()];
             while !flag.load(Ordering::Relaxed) {
-                samples.push((monotonic_ns(), [fit(&sockets[0]), fit(&sockets[1])]));
+                let [a, b] = &mut seen;
+                let servers = [judge(probe(&sockets[0]), a), judge(probe(&sockets[1]), b)];
+                samples.push((monotonic_ns(), servers));
                 std::thread::sleep(Duration::from_millis(200));
             }
             samples
@@ -80,45 +86,105 @@ impl Fitness {
     }
 }
 
-/// Whether the server behind `socket` answers and its replica has no apply error.
-fn fit(socket: &Path) -> Server {
+/// One look at the server behind `socket`: down, stopped on an apply error, or up with
+/// what its replica received and what it has applied.
+enum Probe {
+    Down,
+    ApplyError(u32),
+    Up {
+        received: Position,
+        applied: Position,
+    },
+}
+
+fn probe(socket: &Path) -> Probe {
     let out = Command::new("mariadb")
         .arg("--no-defaults")
         .arg("-S")
         .arg(socket)
-        .args(["-uroot", "-e", "SHOW SLAVE STATUS\\G"])
+        .args([
+            "-uroot",
+            "-e",
+            "SHOW SLAVE STATUS\\G SELECT @@gtid_current_pos AS Current_Pos\\G",
+        ])
         .stdin(Stdio::null())
         .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Last_SQL_Errno:")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .filter(|n| *n != 0)
-            .map_or(Server::Fit, Server::ApplyError),
-        _ => Server::Down,
+    let Ok(out) = out.map(|o| (o.status.success(), o.stdout)) else {
+        return Probe::Down;
+    };
+    if !out.0 {
+        return Probe::Down;
     }
+    let text = String::from_utf8_lossy(&out.1);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    match field("Last_SQL_Errno:")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n != 0)
+    {
+        Some(errno) => Probe::ApplyError(errno),
+        None => Probe::Up {
+            received: positions(&field("Gtid_IO_Pos:").unwrap_or_default()),
+            applied: positions(&field("Current_Pos:").unwrap_or_default()),
+        },
+    }
+}
+
+/// A MariaDB GTID position: domain → (server, sequence number).
+type Position = std::collections::HashMap<u64, (u64, u64)>;
+
+/// Whether a server that applied `applied` could carry the data, given everything its
+/// replica was ever seen to receive (`seen`, kept across its restarts, which forget the
+/// unapplied part of the relay log): the promotion gate's rule, from outside.
+fn judge(probe: Probe, seen: &mut Position) -> Server {
+    match probe {
+        Probe::Down => Server::Down,
+        Probe::ApplyError(errno) => Server::ApplyError(errno),
+        Probe::Up { received, applied } => {
+            for (domain, (server, seq)) in received {
+                let later = seen.get(&domain).is_none_or(|(_, q)| seq > *q);
+                if later {
+                    seen.insert(domain, (server, seq));
+                }
+            }
+            let behind = seen.iter().any(|(domain, (server, seq))| {
+                applied
+                    .get(domain)
+                    .is_none_or(|(s, q)| q < seq || (q == seq && s != server))
+            });
+            if behind { Server::Behind } else { Server::Fit }
+        }
+    }
+}
+
+fn positions(text: &str) -> Position {
+    text.split(',')
+        .filter_map(|g| {
+            let mut f = g.trim().split('-').map(|n| n.parse::<u64>().ok());
+            Some((f.next()??, (f.next()??, f.next()??)))
+        })
+        .collect()
 }
 
 /// What the run leaves to judge.
 pub struct Outcome {
     pub log: WriterLog,
     /// Acknowledged rows missing from the server that holds the VIP at the end: (when the
-    /// insert was acknowledged, on CLOCK_MONOTONIC; its sequence number).
-    pub lost: Vec<(Ns, u64)>,
+    /// insert was acknowledged, on CLOCK_MONOTONIC; its sequence number). `None` when no
+    /// node holds it at the end.
+    pub lost: Option<Vec<(Ns, u64)>>,
     pub rounds: u64,
     /// Samples (CLOCK_MONOTONIC) with both servers writable.
     pub both_writable: Vec<Ns>,
-    /// Spans during which neither server could carry the data (down, or its replica
-    /// stopped by an apply error): no node was fit to hold the VIP.
+    /// Spans during which neither server could carry the data (down, its replica stopped
+    /// by an apply error, or behind what it received): no node was fit to hold the VIP.
     pub both_unfit: Vec<(Ns, Ns)>,
     /// When each server was first seen with a replica apply error, if it was.
     pub apply_error_at: [Option<Ns>; 2],
+    /// Every sample of both servers, as text lines (time on CLOCK_MONOTONIC, then a and b).
+    pub fitness: String,
 }
 
 impl Pair {
@@ -209,10 +275,10 @@ impl Pair {
             .take()
             .map(Sampler::finish_times)
             .unwrap_or_default();
-        let present: std::collections::HashSet<u64> = holder
+        // Without a holder at the end there is no master whose rows to judge.
+        let present: Option<std::collections::HashSet<u64>> = holder
             .and_then(|n| self.servers[n].try_sql("SELECT seq FROM app.t").ok())
-            .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect())
-            .unwrap_or_default();
+            .map(|text| text.lines().filter_map(|l| l.parse().ok()).collect());
         let samples = self.fitness.take().map(Fitness::finish).unwrap_or_default();
         let mut both_unfit: Vec<(Ns, Ns)> = Vec::new();
         for w in samples.windows(2) {
@@ -230,13 +296,19 @@ impl Pair {
                 .find(|(_, servers)| matches!(servers[n], Server::ApplyError(_)))
                 .map(|(at, _)| *at)
         });
-        let lost = log
-            .acks
+        let lost = present.as_ref().map(|present| {
+            log.acks
+                .iter()
+                .filter(|a| !present.contains(&a.seq))
+                .map(|a| (self.epoch + (a.at * 1e9) as Ns, a.seq))
+                .collect()
+        });
+        let fitness = samples
             .iter()
-            .filter(|a| !present.contains(&a.seq))
-            .map(|a| (self.epoch + (a.at * 1e9) as Ns, a.seq))
+            .map(|(at, [a, b])| format!("{at} {a:?} {b:?}\n"))
             .collect();
         Outcome {
+            fitness,
             log,
             lost,
             rounds,

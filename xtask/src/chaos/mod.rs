@@ -702,13 +702,17 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
             report,
             "database: {} rows acknowledged through the VIP ({} inserts failed and were retried); \
              read_only sampled {} times, both servers writable in {} samples (excused ones \
-             included); {} acknowledged rows missing from the final master's server \
-             (excused ones included)",
+             included); acknowledged rows missing from the final master's server \
+             (excused ones included): {}",
             o.log.acks.len(),
             o.log.failures,
             o.rounds,
             o.both_writable.len(),
-            o.lost.len()
+            o.lost
+                .as_ref()
+                .map_or("not judged (no holder at the end)".into(), |l| l
+                    .len()
+                    .to_string())
         );
         for (node, at) in o.apply_error_at.iter().enumerate() {
             if let Some(at) = at {
@@ -738,6 +742,9 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         );
     }
     std::fs::write(dir.join("report.txt"), &report)?;
+    if let Some(o) = &db_outcome {
+        std::fs::write(dir.join("fitness.txt"), &o.fitness)?;
+    }
     std::fs::write(
         dir.join("timeline.svg"),
         svg(&names, &holders, &done, &violations, started, finished),
@@ -830,6 +837,7 @@ fn check_db(outcome: &db::Outcome, faults: &[Fault], mdi: Duration) -> Vec<Viola
     let lost: Vec<&(Ns, u64)> = outcome
         .lost
         .iter()
+        .flatten()
         .filter(|(at, _)| !excused(*at, &widened))
         .collect();
     if let Some((at, _)) = lost.first() {
