@@ -130,7 +130,9 @@ enum DbCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge the automatic failovers so far: anti-flap allows `max_auto_failovers` again.
+    /// Acknowledge the automatic failovers so far (anti-flap allows `max_auto_failovers` again)
+    /// and forget the received position kept for the promotion gate (the loss of what a
+    /// restarted replica had received and not applied is accepted).
     Ack {
         #[arg(short = 'f', long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
