@@ -492,6 +492,57 @@ fn a_restarted_backup_server_does_not_forget_what_it_received() {
     );
 }
 
+/// A promotion its instance gave up (a better master spoke while it drained the relay log)
+/// must not clear `read_only` when the drain ends: the demotion queued behind it would set it
+/// again a moment later, and meanwhile both servers were writable (found by `cargo xtask
+/// chaos --db`, seed 2: 4 ms).
+#[test]
+fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
+    let lab = Lab::new();
+    lab.setup_with_table();
+    let (a, b) = lab.agents("DB1", "", &[]);
+    // A session on b holds the table: b's SQL thread waits for it, the backlog grows.
+    let mut lock = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg("-S")
+        .arg(lab.b.socket())
+        .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.write_until_b_received(&b, 100);
+    // a's agent falls silent: b starts its promotion and waits on the locked relay log.
+    a.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    wait_until("b promoting", Duration::from_secs(10), || {
+        b.instance_field("promoting").as_bool().filter(|p| *p)
+    });
+    // a comes back, better: b gives the promotion up.
+    a.process.signal(nix::sys::signal::Signal::SIGCONT);
+    wait_until("b no longer promoting", Duration::from_secs(10), || {
+        (b.instance_field("promoting") == false).then_some(())
+    });
+    // The drain ends now; the promotion must end without clearing read_only.
+    let _ = lock.kill();
+    let _ = lock.wait();
+    let (why, _) = wait_until("the promotion's answer", Duration::from_secs(20), || {
+        let st = db_status(&b);
+        (st["last_promotion"]["ok"] == false).then(|| {
+            st["last_promotion"]["result"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+    });
+    assert!(why.contains("abandoned"), "{why}");
+    assert!(
+        !b.log_text().contains("read_only cleared"),
+        "{}",
+        b.log_text()
+    );
+    assert!(lab.b.read_only());
+    assert_eq!(state(&b), "BACKUP");
+}
+
 #[test]
 fn an_apply_error_refuses_promotion_and_says_why() {
     let mut lab = Lab::new();

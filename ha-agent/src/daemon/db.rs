@@ -3,7 +3,15 @@
 //! switchover hand-overs one at a time, in order. Neither ever blocks the advert loop:
 //! results come back as messages.
 
-use std::{collections::HashMap, path::Path, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -64,7 +72,11 @@ pub struct Report {
 /// One supervised pair as the loop sees it.
 pub struct Db {
     pub cfg: MysqlReplication,
-    ops: mpsc::UnboundedSender<(String, Op)>,
+    /// Each request with its number in the order asked.
+    ops: mpsc::UnboundedSender<(String, Op, u64)>,
+    /// The number of the latest request: a promotion that a later one superseded keeps
+    /// read_only.
+    requested: Arc<AtomicU64>,
     monitor: tokio::task::JoinHandle<()>,
     pub local: Option<Health>,
     pub peer: Option<Health>,
@@ -147,10 +159,12 @@ impl Dbs {
                 continue;
             };
             let (ops, ops_rx) = mpsc::unbounded_channel();
+            let requested = Arc::new(AtomicU64::new(0));
             let monitor = runtime.spawn(monitor(pair.clone(), self.reports_tx.clone()));
             runtime.spawn(worker(
                 pair,
                 ops_rx,
+                requested.clone(),
                 self.done_tx.clone(),
                 self.reports_tx.clone(),
             ));
@@ -160,6 +174,7 @@ impl Dbs {
                 Db {
                     cfg: cfg.clone(),
                     ops,
+                    requested,
                     monitor,
                     local: None,
                     peer: None,
@@ -178,7 +193,8 @@ impl Dbs {
     pub fn request(&self, db: &str, instance: &str, op: Op) {
         match self.by_name.get(db) {
             Some(d) => {
-                let _ = d.ops.send((instance.to_owned(), op));
+                let number = d.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = d.ops.send((instance.to_owned(), op, number));
             }
             None => warn!(db, instance, "no such mysql_replication"),
         }
@@ -296,16 +312,18 @@ async fn monitor(pair: Arc<Pair>, tx: mpsc::Sender<Report>) {
 /// instance does not wait for that check.
 async fn worker(
     pair: Arc<Pair>,
-    mut ops: mpsc::UnboundedReceiver<(String, Op)>,
+    mut ops: mpsc::UnboundedReceiver<(String, Op, u64)>,
+    requested: Arc<AtomicU64>,
     done: mpsc::UnboundedSender<Done>,
     reports: mpsc::Sender<Report>,
 ) {
-    while let Some((instance, op)) = ops.recv().await {
+    while let Some((instance, op, number)) = ops.recv().await {
         let (started, clock) = (unix_now(), Instant::now());
+        let superseded = || requested.load(Ordering::SeqCst) > number;
         let outcome = match op {
             Op::Promote { id, failover } => Outcome::Promoted {
                 id,
-                result: pair.promote(failover).await,
+                result: pair.promote(failover, &superseded).await,
             },
             Op::Demote { id } => Outcome::Demoted {
                 id,

@@ -127,7 +127,14 @@ impl Pair {
     /// The promotion gate: fence the peer if it answers, apply everything received (bounded),
     /// refuse on an apply error or errant transactions, then clear read_only. `Ok` says what
     /// was done, `Err` why the node stays BACKUP. `failover`: anti-flap applies.
-    pub async fn promote(&self, failover: bool) -> Result<String, String> {
+    /// `superseded` says whether the instance asked for something else since (a better
+    /// master appeared while this one drained): read_only then stays, as the demotion
+    /// queued behind would set it again a moment later, with the peer writable.
+    pub async fn promote(
+        &self,
+        failover: bool,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> Result<String, String> {
         let mut record = Record::load(&self.record_path())?;
         if failover {
             record.allows(
@@ -141,7 +148,7 @@ impl Pair {
             .open()
             .await
             .map_err(|e| format!("local database: {e}"))?;
-        let result = self.promote_with(&mut local).await;
+        let result = self.promote_with(&mut local, superseded).await;
         local.close().await;
         let done = result?;
         if failover {
@@ -151,7 +158,13 @@ impl Pair {
         Ok(done)
     }
 
-    async fn promote_with(&self, local: &mut Session) -> Result<String, String> {
+    async fn promote_with(
+        &self,
+        local: &mut Session,
+        superseded: &(dyn Fn() -> bool + Sync),
+    ) -> Result<String, String> {
+        const ABANDONED: &str =
+            "abandoned: the instance asked for something else meanwhile; read_only kept";
         // Fencing the peer and applying what we received run side by side: a peer that is
         // gone costs its connect timeout once, not on top of the drain.
         let (peer, drained) = tokio::join!(self.fence_peer(), self.drain_received(local));
@@ -159,6 +172,9 @@ impl Pair {
         let (health, drain_notes) = drained?;
         notes.extend(drain_notes);
         let Some(replica) = &health.replica else {
+            if superseded() {
+                return Err(ABANDONED.into());
+            }
             notes.push("no replication configured".into());
             local.set_read_only(false).await?;
             return Ok(notes.join("; "));
@@ -179,6 +195,9 @@ impl Pair {
             local.stop_io_thread().await?;
             self.channel_stopped.store(true, Ordering::Relaxed);
             notes.push("replication from the peer stopped until it is back and checked".into());
+        }
+        if superseded() {
+            return Err(ABANDONED.into());
         }
         local.set_read_only(false).await?;
         notes.push("read_only cleared".into());
