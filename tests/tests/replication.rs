@@ -509,7 +509,13 @@ fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
         .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the table locked on b", Duration::from_secs(5), || {
+        let in_use = lab
+            .b
+            .try_sql("SHOW OPEN TABLES FROM app WHERE In_use > 0")
+            .ok()?;
+        (!in_use.is_empty()).then_some(())
+    });
     lab.write_until_b_received(&b, 100);
     // a's agent falls silent: b starts its promotion and waits on the locked relay log.
     a.process.signal(nix::sys::signal::Signal::SIGSTOP);
