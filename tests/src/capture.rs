@@ -32,6 +32,17 @@ pub fn monotonic_ns() -> Ns {
     Ns::from(t.tv_sec()) * 1_000_000_000 + Ns::from(t.tv_nsec())
 }
 
+/// Steps CLOCK_REALTIME, the whole machine's, by `secs` (needs CAP_SYS_TIME): for the
+/// tests and fault runs of clock steps, which step back by as much.
+pub fn step_realtime(secs: i64) -> nix::Result<()> {
+    use nix::time::{ClockId, clock_gettime, clock_settime};
+    let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
+    clock_settime(
+        ClockId::CLOCK_REALTIME,
+        nix::sys::time::TimeSpec::new(now.tv_sec() + secs, now.tv_nsec()),
+    )
+}
+
 /// A frame the observer saw.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {

@@ -13,10 +13,7 @@ use ha_tests::{
     wait::assert_never,
     wait_until,
 };
-use nix::{
-    sys::{signal::Signal, time::TimeSpec},
-    time::{ClockId, clock_gettime, clock_settime},
-};
+use nix::sys::signal::Signal;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
 
@@ -37,12 +34,7 @@ impl Drop for Step {
 }
 
 fn shift(by: i64) {
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).expect("CLOCK_REALTIME");
-    clock_settime(
-        ClockId::CLOCK_REALTIME,
-        TimeSpec::new(now.tv_sec() + by, now.tv_nsec()),
-    )
-    .expect("stepping CLOCK_REALTIME (needs CAP_SYS_TIME)");
+    ha_tests::capture::step_realtime(by).expect("stepping CLOCK_REALTIME (needs CAP_SYS_TIME)");
 }
 
 #[test]

@@ -193,6 +193,39 @@ fn db_status(d: &Daemon) -> serde_json::Value {
     d.status()["replication"][0].clone()
 }
 
+/// A session on `server` holding `app.t` (its SQL thread waits behind it), once the lock is
+/// held; killing the child lets the replica go on.
+fn lock_table(server: &Mariadb) -> std::process::Child {
+    let lock = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg("-S")
+        .arg(server.socket())
+        .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
+        .spawn()
+        .unwrap();
+    wait_until("the table locked", Duration::from_secs(5), || {
+        let in_use = server
+            .try_sql("SHOW OPEN TABLES FROM app WHERE In_use > 0")
+            .ok()?;
+        (!in_use.is_empty()).then_some(())
+    });
+    lock
+}
+
+/// Waits (up to `limit`) until `agent`'s last promotion was refused; why.
+fn refusal(agent: &Daemon, what: &str, limit: Duration) -> String {
+    wait_until(what, limit, || {
+        let st = db_status(agent);
+        (st["last_promotion"]["ok"] == false).then(|| {
+            st["last_promotion"]["result"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+    })
+    .0
+}
+
 fn state(d: &Daemon) -> String {
     d.try_status()
         .map(|s| s["instances"][0]["state"].as_str().unwrap_or("").to_owned())
@@ -464,15 +497,7 @@ fn a_restarted_backup_server_does_not_forget_what_it_received() {
     wait_state(&b, "BACKUP", Duration::from_secs(10));
     // The master dies.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
-    let (why, _) = wait_until("b refuses", Duration::from_secs(20), || {
-        let st = db_status(&b);
-        (st["last_promotion"]["ok"] == false).then(|| {
-            st["last_promotion"]["result"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-    });
+    let why = refusal(&b, "b refuses", Duration::from_secs(20));
     assert!(
         why.contains("no longer in this server's relay log"),
         "{why}"
@@ -502,20 +527,7 @@ fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
     lab.setup_with_table();
     let (a, b) = lab.agents("DB1", "", &[]);
     // A session on b holds the table: b's SQL thread waits for it, the backlog grows.
-    let mut lock = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg("-S")
-        .arg(lab.b.socket())
-        .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
-        .spawn()
-        .unwrap();
-    wait_until("the table locked on b", Duration::from_secs(5), || {
-        let in_use = lab
-            .b
-            .try_sql("SHOW OPEN TABLES FROM app WHERE In_use > 0")
-            .ok()?;
-        (!in_use.is_empty()).then_some(())
-    });
+    let mut lock = lock_table(&lab.b);
     lab.write_until_b_received(&b, 100);
     // a's agent falls silent: b starts its promotion and waits on the locked relay log.
     a.process.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -530,15 +542,7 @@ fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
     // The drain ends now; the promotion must end without clearing read_only.
     let _ = lock.kill();
     let _ = lock.wait();
-    let (why, _) = wait_until("the promotion's answer", Duration::from_secs(20), || {
-        let st = db_status(&b);
-        (st["last_promotion"]["ok"] == false).then(|| {
-            st["last_promotion"]["result"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
-    });
+    let why = refusal(&b, "the promotion's answer", Duration::from_secs(20));
     assert!(why.contains("abandoned"), "{why}");
     assert!(
         !b.log_text().contains("read_only cleared"),
@@ -571,12 +575,7 @@ fn an_apply_error_refuses_promotion_and_says_why() {
         (b.instance_field("priority") == 90).then_some(())
     });
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
-    wait_until("b refuses", Duration::from_secs(10), || {
-        let st = db_status(&b);
-        (st["last_promotion"]["ok"] == false).then_some(st)
-    });
-    let st = db_status(&b);
-    let why = st["last_promotion"]["result"].as_str().unwrap().to_owned();
+    let why = refusal(&b, "b refuses", Duration::from_secs(10));
     assert!(why.contains("replication apply error 1062"), "{why}");
     assert!(
         b.log_text()
@@ -636,15 +635,8 @@ fn anti_flap_holds_the_second_automatic_failover_until_acknowledged() {
     switchover(&b, &a);
     // ... but a second crash is: B refuses until an operator acknowledges.
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
-    wait_until("b refuses", Duration::from_secs(10), || {
-        let st = db_status(&b);
-        (st["last_promotion"]["ok"] == false).then_some(())
-    });
-    let why = db_status(&b)["last_promotion"]["result"].clone();
-    assert!(
-        why.as_str().unwrap().contains("max_auto_failovers 1"),
-        "{why}"
-    );
+    let why = refusal(&b, "b refuses", Duration::from_secs(10));
+    assert!(why.contains("max_auto_failovers 1"), "{why}");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(state(&b), "BACKUP");
     assert!(lab.b.read_only());
@@ -703,21 +695,10 @@ fn a_relay_log_that_cannot_drain_in_time_is_refused_then_promoted_once_applied()
     let drain = "    drain_timeout 1\n";
     let (mut a, b) = lab.agents("DB1", drain, &[]);
     // A session on b holds the table: b's SQL thread waits for it, the backlog grows.
-    let mut lock = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg("-S")
-        .arg(lab.b.socket())
-        .args(["-uroot", "-e", "LOCK TABLES app.t WRITE; SELECT SLEEP(600)"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut lock = lock_table(&lab.b);
     let log = lab.write_until_b_received(&b, 300);
     crash_node(&lab.topo, &mut a, &mut lab.a, "a");
-    let (st, _) = wait_until("b refuses", Duration::from_secs(10), || {
-        let st = db_status(&b);
-        (st["last_promotion"]["ok"] == false).then_some(st)
-    });
-    let why = st["last_promotion"]["result"].as_str().unwrap().to_owned();
+    let why = refusal(&b, "b refuses", Duration::from_secs(10));
     assert!(
         why.contains("relay log not applied within drain_timeout 1s"),
         "{why}"

@@ -479,14 +479,7 @@ impl Drop for Run<'_> {
 
 /// Steps CLOCK_REALTIME by `secs`.
 fn step_clock(secs: i64) -> Result<()> {
-    use nix::time::{ClockId, clock_gettime, clock_settime};
-    let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
-    clock_settime(
-        ClockId::CLOCK_REALTIME,
-        nix::sys::time::TimeSpec::new(now.tv_sec() + secs, now.tv_nsec()),
-    )
-    .context("stepping CLOCK_REALTIME")?;
-    Ok(())
+    ha_tests::capture::step_realtime(secs).context("stepping CLOCK_REALTIME")
 }
 
 /// A check script and a notify script whose behaviour a file names: `fail` exits 1, `hang`
