@@ -21,4 +21,5 @@ pub mod db;
 pub mod net;
 pub mod track;
 pub mod vrrp;
+pub mod witness;
 pub mod xdp;

@@ -11,15 +11,23 @@ use crate::topology::Host;
 
 /// `METHOD path` over HTTP/1.0 from inside `host`: (status code, body).
 pub fn request(host: &Host, method: &str, addr: SocketAddr, path: &str) -> (u16, String) {
+    try_request(host, method, addr, path)
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+/// [`request`], with a failure to connect or read as an error.
+pub fn try_request(
+    host: &Host,
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     host.in_netns(|| {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
         let mut answer = String::new();
-        stream.read_to_string(&mut answer).expect("answer");
+        stream.read_to_string(&mut answer)?;
         let code = answer
             .split_whitespace()
             .nth(1)
@@ -29,7 +37,7 @@ pub fn request(host: &Host, method: &str, addr: SocketAddr, path: &str) -> (u16,
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
-        (code, body)
+        Ok((code, body))
     })
 }
 

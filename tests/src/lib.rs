@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod daemons;
+pub mod etcd;
 pub mod http;
 pub mod mariadb;
 pub mod topology;

@@ -22,6 +22,10 @@ const PACKAGES: &[&str] = &[
     "iputils-arping",
     "socat",
     "stress-ng",
+    // etcd-client compiles etcd's protocol files; the witness tests run a real cluster.
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "etcd-server",
     // bench steady: GRO on a veth gives it NAPI, so delivery can run on a kernel thread.
     "ethtool",
     // promtool checks /metrics; lintian the package; systemd-analyze the unit.

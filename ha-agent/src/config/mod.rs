@@ -8,6 +8,7 @@ mod model;
 mod peer;
 mod replication;
 mod tree;
+mod witness;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ pub use model::*;
 pub use peer::compare as compare_with_peer;
 pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
 pub use tree::MAX_NESTING;
+pub use witness::{EtcdWitness, OnUnreachable, Tls, WitnessRef};
 
 /// A parsed configuration and everything worth telling the user about it.
 #[derive(Debug)]

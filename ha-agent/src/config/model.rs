@@ -7,6 +7,7 @@ use super::{
     lexer::Token,
     replication::{MysqlReplication, TrackReplication},
     tree::Node,
+    witness::{EtcdWitness, WitnessRef},
 };
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -15,6 +16,7 @@ pub struct Config {
     pub instances: Vec<VrrpInstance>,
     pub scripts: Vec<VrrpScript>,
     pub replications: Vec<MysqlReplication>,
+    pub witnesses: Vec<EtcdWitness>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -173,6 +175,8 @@ pub struct VrrpInstance {
     pub track_interfaces: Vec<TrackInterface>,
     /// Databases whose promotion gates this instance's takeover.
     pub track_replication: Vec<TrackReplication>,
+    /// The etcd witness whose leader key this instance must hold to be MASTER.
+    pub witness: Option<WitnessRef>,
     pub notify: NotifyScripts,
 }
 
@@ -298,6 +302,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                     config.replications.push(r);
                 }
             }
+            "etcd_witness" => {
+                if let Some(w) = b.witness(node) {
+                    config.witnesses.push(w);
+                }
+            }
             _ => b.unknown(node, "top level"),
         }
     }
@@ -321,7 +330,7 @@ impl Builder<'_> {
     }
 
     /// A value keyword followed by a block: the block would be lost without a word.
-    fn no_block(&mut self, node: &Node) {
+    pub(super) fn no_block(&mut self, node: &Node) {
         if node.block.is_some() {
             self.diags.error(
                 node.loc(),
@@ -555,6 +564,7 @@ impl Builder<'_> {
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
             track_replication: Vec::new(),
+            witness: None,
             notify: NotifyScripts::default(),
         };
         for node in block.children() {
@@ -652,6 +662,7 @@ impl Builder<'_> {
                     let tracks = self.track_replication(node);
                     inst.track_replication.extend(tracks);
                 }
+                "witness" => inst.witness = self.witness_ref(node),
                 "notify_master" => inst.notify.master = self.script_line(node),
                 "notify_backup" => inst.notify.backup = self.script_line(node),
                 "notify_fault" => inst.notify.fault = self.script_line(node),
@@ -985,6 +996,14 @@ impl Builder<'_> {
                         ),
                     );
                 }
+            }
+            if let Some(w) = &inst.witness
+                && !config.witnesses.iter().any(|c| c.name == w.name)
+            {
+                self.diags.error(
+                    &w.loc,
+                    format!("witness {}: no etcd_witness of that name", w.name),
+                );
             }
             for track in &inst.track_scripts {
                 if !config.scripts.iter().any(|s| s.name == track.name) {

@@ -38,6 +38,28 @@ pub struct Status {
     /// How late the loop acted on its due timers (sending adverts, judging down timers).
     #[serde(default)]
     pub timer_lateness: Lateness,
+    /// Each `etcd_witness` the agent keeps a lease with.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessStatus>,
+}
+
+/// An etcd witness as this node sees it: its lease and the leader keys it holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct WitnessStatus {
+    pub name: String,
+    pub endpoints: Vec<String>,
+    pub reachable: bool,
+    /// Why etcd is not reachable (the last error), if it is not.
+    pub error: Option<String>,
+    /// The lease's id (hex), while there is one.
+    pub lease: Option<String>,
+    /// Seconds before etcd can expire the lease, as far as this node knows.
+    pub ttl_left_s: Option<f64>,
+    pub last_keepalive_unix: Option<f64>,
+    /// etcd's revision in its last answer.
+    pub revision: i64,
+    /// The leader keys this node holds.
+    pub keys: Vec<String>,
 }
 
 /// How late the loop acted on its due timers: a master that acts late sends late, and a
@@ -192,6 +214,18 @@ pub struct InstanceStatus {
     /// Transitions since the start, by new state and reason.
     #[serde(default)]
     pub transitions: Vec<TransitionCount>,
+    /// The instance's etcd witness: its leader key and why it was last refused.
+    #[serde(default)]
+    pub witness: Option<InstanceWitness>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InstanceWitness {
+    pub name: String,
+    pub key: String,
+    pub holder: bool,
+    /// Why the key was last refused (or the lease lost), until it is taken.
+    pub refused: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -18,11 +18,13 @@ use super::{
     db::{Op, Outcome},
     notify::{Event, Notifier},
     reload::Change,
+    witness::KEY_WAIT_SLACK,
 };
 use crate::{
     config::{Version, Vip, VrrpInstance},
     ctl::status::{
-        InstanceStatus, PeerMismatch, TrackerStatus, Transition, TransitionCount, unix_now,
+        InstanceStatus, InstanceWitness, PeerMismatch, TrackerStatus, Transition, TransitionCount,
+        unix_now,
     },
     net::{
         arp_watch::HeldVip,
@@ -37,6 +39,7 @@ use crate::{
         },
         receive::Target,
     },
+    witness::session::Outcome as WitnessOutcome,
 };
 
 /// Adverts of instances with the same key share one socket.
@@ -118,6 +121,19 @@ pub struct Running {
     conflict_garp: Option<Instant>,
     /// The last other router heard as master: the peer a takeover is logged against.
     known_master: Option<Ipv4Addr>,
+    /// The etcd witness's view of this instance (`witness`).
+    witness: WitnessView,
+}
+
+/// Whether this instance holds its leader key, and why it was last refused.
+#[derive(Default)]
+struct WitnessView {
+    /// The leader key's name in etcd.
+    key: String,
+    holder: bool,
+    refused: Option<String>,
+    /// The promotion waiting for the key: whether it is a failover (for the database).
+    failover: bool,
 }
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
@@ -156,7 +172,7 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         primary_ip,
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,
-        gated: !cfg.track_replication.is_empty(),
+        gated: !cfg.track_replication.is_empty() || cfg.witness.is_some(),
     }
 }
 
@@ -212,6 +228,11 @@ impl Running {
         };
         world.socket(socket_key, &cfg.interface)?;
         let fsm = Instance::new(params(&cfg, primary_ip));
+        let cfg_key = cfg
+            .witness
+            .as_ref()
+            .and_then(|w| world.witnesses.key(&w.name, &cfg.name))
+            .unwrap_or_default();
         info!(
             instance = %cfg.name, interface = %cfg.interface, vrid = cfg.vrid,
             priority = cfg.priority, version = cfg.version.number(), src = %primary_ip,
@@ -234,6 +255,10 @@ impl Running {
             disagreement: None,
             conflict_garp: None,
             known_master: None,
+            witness: WitnessView {
+                key: cfg_key,
+                ..WitnessView::default()
+            },
         })
     }
 
@@ -607,12 +632,34 @@ impl Running {
                     }
                     self.vips_held = false;
                     world.kernel_dirty.set(true);
+                    // The key goes only once the VIPs and the database are released.
+                    if let Some(w) = &self.cfg.witness {
+                        world.witnesses.release(&w.name, &self.cfg.name);
+                        self.witness.holder = false;
+                    }
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips),
                 Action::Promote { id, failover } => {
                     world.kernel_dirty.set(true);
-                    self.db_request(world, Op::Promote { id, failover })
+                    match &self.cfg.witness {
+                        // The key first; the database once it is held.
+                        Some(w) => {
+                            self.witness.failover = failover;
+                            let wait = world.witnesses.ttl(&w.name) + KEY_WAIT_SLACK;
+                            if !world.witnesses.acquire(
+                                &w.name,
+                                &self.cfg.name,
+                                id,
+                                self.primary_ip,
+                                wait,
+                            ) {
+                                error!(instance = %self.cfg.name, witness = %w.name, "the witness's session is gone: the promotion cannot proceed");
+                            }
+                        }
+                        None => self.db_request(world, Op::Promote { id, failover }),
+                    }
                 }
+                Action::Demote { id } if self.gate().is_none() => self.fsm.demoted(id),
                 Action::Demote { id } => self.db_request(world, Op::Demote { id }),
                 Action::Transition { from, to, reason } => {
                     world.kernel_dirty.set(true);
@@ -663,6 +710,50 @@ impl Running {
         if let Some(db) = self.gate() {
             world.dbs.request(db, &self.cfg.name, op);
         }
+    }
+
+    /// The witness's answer for this instance: the key taken (the promotion goes on to the
+    /// database, if any), refused (it stays BACKUP), or the lease lost (a MASTER steps down).
+    pub async fn on_witness_done(&mut self, outcome: WitnessOutcome, now: Duration, world: &World) {
+        world.kernel_dirty.set(true);
+        let current = self.fsm.promotion_id();
+        match outcome {
+            WitnessOutcome::Acquired { id, result: Ok(()) } if current == Some(id) => {
+                self.witness.holder = true;
+                self.witness.refused = None;
+                match self.gate() {
+                    Some(_) => {
+                        let failover = self.witness.failover;
+                        self.db_request(world, Op::Promote { id, failover });
+                    }
+                    None => self.fsm.promotion_done(now, id, true),
+                }
+            }
+            WitnessOutcome::Acquired { result: Ok(()), .. } => {
+                // Taken for a promotion given up meanwhile.
+                if let Some(w) = &self.cfg.witness {
+                    world.witnesses.release(&w.name, &self.cfg.name);
+                }
+            }
+            WitnessOutcome::Acquired {
+                id,
+                result: Err(why),
+            } => {
+                if current == Some(id) {
+                    if self.witness.refused.as_ref() != Some(&why) {
+                        warn!(instance = %self.cfg.name, %why, "not taking over: the witness refused the leader key");
+                    }
+                    self.witness.refused = Some(why);
+                    self.fsm.promotion_done(now, id, false);
+                }
+            }
+            WitnessOutcome::Lost { why } => {
+                self.witness.holder = false;
+                self.witness.refused = Some(why);
+                self.fsm.witness_lost(now);
+            }
+        }
+        self.execute(world).await;
     }
 
     /// A database worker's answer for this instance.
@@ -837,6 +928,12 @@ impl Running {
                     count: *count,
                 })
                 .collect(),
+            witness: self.cfg.witness.as_ref().map(|w| InstanceWitness {
+                name: w.name.clone(),
+                key: self.witness.key.clone(),
+                holder: self.witness.holder,
+                refused: self.witness.refused.clone(),
+            }),
         }
     }
 }

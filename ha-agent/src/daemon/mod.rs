@@ -9,6 +9,7 @@ mod notify;
 pub mod realtime;
 pub mod reload;
 mod systemd;
+mod witness;
 pub mod xdp;
 
 use std::{
@@ -134,6 +135,8 @@ pub(crate) struct World {
     kernel_dirty: Cell<bool>,
     /// The supervised databases (`mysql_replication`).
     dbs: db::Dbs,
+    /// The etcd witnesses (`etcd_witness`).
+    witnesses: witness::Witnesses,
     /// Set when an instance changed state: systemd's STATUS= line is due.
     roles_changed: Cell<bool>,
     /// Adverts the instances sent since the last [`World::flush`], by socket.
@@ -253,6 +256,15 @@ struct Daemon {
     lateness: ctl::status::Lateness,
 }
 
+/// This node's name in the witness's keys: global_defs' `router_id`, else the host name.
+fn node_name(config: &Config) -> String {
+    config.global.router_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into())
+    })
+}
+
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
 fn load_config(path: &Path) -> Result<Config, DaemonError> {
     let loaded = config::load(path).map_err(|e| DaemonError::Config(e.to_string()))?;
@@ -308,6 +320,10 @@ async fn reloaded(
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     let config = load_config(&options.config)?;
     let (dbs, mut db_inbox) = db::Dbs::new();
+    let (mut witnesses, mut witness_inbox) = witness::Witnesses::new(node_name(&config));
+    witnesses
+        .configure(&config.witnesses)
+        .map_err(DaemonError::Config)?;
     if !config.global.startup_delay.is_zero() {
         info!(delay = ?config.global.startup_delay, "vrrp_startup_delay");
         tokio::time::sleep(config.global.startup_delay).await;
@@ -321,6 +337,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         sockets: HashMap::new(),
         kernel_dirty: Cell::new(true),
         dbs,
+        witnesses,
         roles_changed: Cell::new(false),
         outbox: RefCell::default(),
     };
@@ -478,6 +495,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
             Some(report) = db_inbox.reports.recv() => daemon.on_db_report(report).await,
             Some(done) = db_inbox.done.recv() => daemon.on_db_done(done).await,
+            Some(done) = witness_inbox.recv() => daemon.on_witness_done(done).await,
             Some(command) = status_requests.recv() => daemon.on_command(command),
         }
     }
@@ -490,6 +508,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     daemon.world.flush();
     daemon.finish_demotions(&mut db_inbox).await;
+    // The leases revoked: a peer takes the keys without waiting for them to expire.
+    daemon.world.witnesses.close(NOTIFY_AT_EXIT).await;
     // notify_stop (and anything still queued) runs before the agent exits, for a while.
     futures::future::join_all(
         daemon
@@ -605,6 +625,17 @@ impl Daemon {
                     let _ = reply.send(Err(format!("instance {} is gone", done.instance)));
                 }
             }
+        }
+    }
+
+    async fn on_witness_done(&mut self, done: crate::witness::session::Done) {
+        let at = now();
+        if let Some(running) = self
+            .instances
+            .iter_mut()
+            .find(|r| r.cfg.name == done.instance)
+        {
+            running.on_witness_done(done.outcome, at, &self.world).await;
         }
     }
 
@@ -980,6 +1011,9 @@ impl Daemon {
         {
             error!("mysql_replication: {e}; keeping the databases as they were");
         }
+        if let Err(e) = self.world.witnesses.configure(&config.witnesses) {
+            error!("etcd_witness: {e}; keeping the witnesses as they were");
+        }
         if let Some(kernel) = &mut self.kernel
             && let Err(e) = kernel.attach(&xdp::interfaces(&config.instances))
         {
@@ -1154,6 +1188,7 @@ impl Daemon {
             xdp_unused: self.xdp_unused.clone(),
             replication: self.world.dbs.status(),
             timer_lateness: self.lateness,
+            witnesses: self.world.witnesses.status(),
         }
     }
 }

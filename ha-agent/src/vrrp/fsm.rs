@@ -89,6 +89,8 @@ pub enum Reason {
     FaultCleared,
     /// A planned handover (`ha-agent switchover`): we resigned with priority 0.
     Switchover,
+    /// The witness can no longer vouch for this node (its etcd lease may expire).
+    WitnessLost,
 }
 
 impl Reason {
@@ -105,6 +107,7 @@ impl Reason {
             Reason::FaultOn => "fault",
             Reason::FaultCleared => "fault_cleared",
             Reason::Switchover => "switchover",
+            Reason::WitnessLost => "witness_lost",
         }
     }
 }
@@ -129,6 +132,7 @@ impl fmt::Display for Reason {
             Reason::FaultOn => write!(f, "fault"),
             Reason::FaultCleared => write!(f, "fault cleared"),
             Reason::Switchover => write!(f, "switchover"),
+            Reason::WitnessLost => write!(f, "witness lost"),
         }
     }
 }
@@ -470,6 +474,28 @@ impl Instance {
         self.leave_master();
         self.become_backup(now, Reason::Switchover);
         true
+    }
+
+    /// The witness can no longer vouch for this node: a MASTER steps down as for a
+    /// resignation (priority-0 advert, database read-only, VIPs released); a promotion under
+    /// way is given up and tried again after Master_Down_Interval.
+    pub fn witness_lost(&mut self, now: Time) {
+        match self.state {
+            State::Master => {
+                self.leave_master();
+                self.become_backup(now, Reason::WitnessLost);
+            }
+            State::Backup if self.promotion.is_some() => {
+                self.abort_promotion();
+                self.down_timer = Some(now + self.master_down_interval());
+            }
+            _ => {}
+        }
+    }
+
+    /// The id of the promotion under way, if any.
+    pub fn promotion_id(&self) -> Option<u64> {
+        self.promotion.map(|(id, _)| id)
     }
 
     /// Whether an out-of-schedule advert may go now (at most one per advert interval).

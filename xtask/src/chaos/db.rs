@@ -54,6 +54,10 @@ enum Server {
     /// It has not applied everything its replica received (or what it received diverged
     /// from what it holds).
     Behind,
+    /// Each server holds transactions the other lacks (both took writes, as two masters do
+    /// in a partition): neither can carry the pair's data until an operator repairs it,
+    /// and the promotion gate refuses both.
+    Diverged,
 }
 
 impl Fitness {
@@ -65,7 +69,19 @@ impl Fitness {
             let mut seen = [Position::new(), Position::new()];
             while !flag.load(Ordering::Relaxed) {
                 let [a, b] = &mut seen;
-                let servers = [judge(probe(&sockets[0]), a), judge(probe(&sockets[1]), b)];
+                let probes = [probe(&sockets[0]), probe(&sockets[1])];
+                let diverged = match &probes {
+                    [Probe::Up { written: x, .. }, Probe::Up { written: y, .. }] => {
+                        lacks(x, y) && lacks(y, x)
+                    }
+                    _ => false,
+                };
+                let [pa, pb] = probes;
+                let servers = if diverged {
+                    [Server::Diverged; 2]
+                } else {
+                    [judge(pa, a), judge(pb, b)]
+                };
                 samples.push((monotonic_ns(), servers));
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -87,13 +103,14 @@ impl Fitness {
 }
 
 /// One look at the server behind `socket`: down, stopped on an apply error, or up with
-/// what its replica received and what it has applied.
+/// what its replica received, what it has applied and what its binary log holds.
 enum Probe {
     Down,
     ApplyError(u32),
     Up {
         received: Position,
         applied: Position,
+        written: BinlogState,
     },
 }
 
@@ -105,7 +122,8 @@ fn probe(socket: &Path) -> Probe {
         .args([
             "-uroot",
             "-e",
-            "SHOW SLAVE STATUS\\G SELECT @@gtid_current_pos AS Current_Pos\\G",
+            "SHOW SLAVE STATUS\\G SELECT @@gtid_current_pos AS Current_Pos, \
+             @@gtid_binlog_state AS Binlog_State\\G",
         ])
         .stdin(Stdio::null())
         .output();
@@ -128,12 +146,25 @@ fn probe(socket: &Path) -> Probe {
         None => Probe::Up {
             received: positions(&field("Gtid_IO_Pos:").unwrap_or_default()),
             applied: positions(&field("Current_Pos:").unwrap_or_default()),
+            written: gtids(&field("Binlog_State:").unwrap_or_default())
+                .map(|(domain, server, seq)| ((domain, server), seq))
+                .collect(),
         },
     }
 }
 
 /// A MariaDB GTID position: domain → (server, sequence number).
 type Position = std::collections::HashMap<u64, (u64, u64)>;
+
+/// `gtid_binlog_state`: (domain, server) → the last sequence number that server wrote there.
+type BinlogState = std::collections::HashMap<(u64, u64), u64>;
+
+/// Whether `theirs` holds a transaction `mine` lacks.
+fn lacks(mine: &BinlogState, theirs: &BinlogState) -> bool {
+    theirs
+        .iter()
+        .any(|(key, seq)| mine.get(key).is_none_or(|m| m < seq))
+}
 
 /// Whether a server that applied `applied` could carry the data, given everything its
 /// replica was ever seen to receive (`seen`, kept across its restarts, which forget the
@@ -142,7 +173,9 @@ fn judge(probe: Probe, seen: &mut Position) -> Server {
     match probe {
         Probe::Down => Server::Down,
         Probe::ApplyError(errno) => Server::ApplyError(errno),
-        Probe::Up { received, applied } => {
+        Probe::Up {
+            received, applied, ..
+        } => {
             for (domain, (server, seq)) in received {
                 let later = seen.get(&domain).is_none_or(|(_, q)| seq > *q);
                 if later {
@@ -160,12 +193,17 @@ fn judge(probe: Probe, seen: &mut Position) -> Server {
 }
 
 fn positions(text: &str) -> Position {
-    text.split(',')
-        .filter_map(|g| {
-            let mut f = g.trim().split('-').map(|n| n.parse::<u64>().ok());
-            Some((f.next()??, (f.next()??, f.next()??)))
-        })
+    gtids(text)
+        .map(|(domain, server, seq)| (domain, (server, seq)))
         .collect()
+}
+
+/// The GTIDs of a list such as `0-1-41850,0-2-7`: (domain, server, sequence number).
+fn gtids(text: &str) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    text.split(',').filter_map(|g| {
+        let mut f = g.trim().split('-').map(|n| n.parse::<u64>().ok());
+        Some((f.next()??, f.next()??, f.next()??))
+    })
 }
 
 /// What the run leaves to judge.
@@ -183,6 +221,8 @@ pub struct Outcome {
     pub both_unfit: Vec<(Ns, Ns)>,
     /// When each server was first seen with a replica apply error, if it was.
     pub apply_error_at: [Option<Ns>; 2],
+    /// When the servers were first seen to have diverged, if they were.
+    pub diverged_at: Option<Ns>,
     /// Every sample of both servers, as text lines (time on CLOCK_MONOTONIC, then a and b).
     pub fitness: String,
 }
@@ -296,6 +336,10 @@ impl Pair {
                 .find(|(_, servers)| matches!(servers[n], Server::ApplyError(_)))
                 .map(|(at, _)| *at)
         });
+        let diverged_at = samples
+            .iter()
+            .find(|(_, servers)| servers[0] == Server::Diverged)
+            .map(|(at, _)| *at);
         let lost = present.as_ref().map(|present| {
             log.acks
                 .iter()
@@ -315,6 +359,7 @@ impl Pair {
             both_writable,
             both_unfit,
             apply_error_at,
+            diverged_at,
         }
     }
 }

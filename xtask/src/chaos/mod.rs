@@ -719,6 +719,14 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
                 );
             }
         }
+        if let Some(at) = o.diverged_at {
+            let _ = writeln!(
+                report,
+                "database: the servers' data diverged at {:.3} s (each holds writes the other \
+                 lacks): neither can carry the pair's data until an operator repairs it",
+                (at - started) as f64 / 1e9
+            );
+        }
         let unfit: Ns = o.both_unfit.iter().map(|(s, e)| e - s).sum();
         if unfit > 0 {
             let _ = writeln!(

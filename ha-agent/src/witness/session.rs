@@ -1,0 +1,492 @@
+//! One `etcd_witness`: a session with the etcd cluster that keeps this agent's lease alive
+//! and takes and gives back the instances' leader keys, beside the advert loop. What the
+//! loop must act on (a key taken or refused, a lease that can no longer be relied on) comes
+//! back as messages.
+
+use std::{collections::HashMap, time::Duration};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::lease::Lease;
+use crate::{
+    config::EtcdWitness,
+    ctl::status::{WitnessStatus, unix_now},
+};
+
+/// What the loop asks of a session.
+pub enum Request {
+    /// Take `key` for `instance` (promotion `id`), with `value` saying who holds it,
+    /// waiting up to `wait` for a holder's key to go (its lease expiring, or its release).
+    Acquire {
+        instance: String,
+        id: u64,
+        key: String,
+        value: String,
+        wait: Duration,
+    },
+    /// Give `key` back (only if this node's lease holds it).
+    Release { instance: String, key: String },
+    /// Revoke the lease (every key goes with it), then end.
+    Close,
+}
+
+/// A session's message to the loop, routed to the instance by name.
+pub struct Done {
+    pub instance: String,
+    pub outcome: Outcome,
+}
+
+pub enum Outcome {
+    /// The answer to [`Request::Acquire`].
+    Acquired { id: u64, result: Result<(), String> },
+    /// The lease this node's keys hang on can no longer be relied on: a master steps down.
+    Lost { why: String },
+}
+
+/// Runs the session until [`Request::Close`] (or the loop drops its sender).
+pub async fn run(
+    cfg: EtcdWitness,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    done: mpsc::UnboundedSender<Done>,
+    status: watch::Sender<WitnessStatus>,
+) {
+    let (answers, mut answered) = mpsc::unbounded_channel();
+    let mut s = Session {
+        cfg,
+        client: None,
+        lease: None,
+        keeper: None,
+        held: HashMap::new(),
+        done,
+        answers,
+        status,
+        started: tokio::time::Instant::now(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_keepalive = s.started;
+    loop {
+        let step_down = s.step_down_deadline();
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some(Request::Close) | None => {
+                    s.close().await;
+                    return;
+                }
+                Some(request) => s.serve(request),
+            },
+            Some(answer) = answered.recv() => s.answered(answer),
+            _ = tick.tick() => {
+                if tokio::time::Instant::now() >= next_keepalive {
+                    s.keep_alive().await;
+                    let every = s.lease.as_ref().map_or(Duration::from_millis(500), Lease::keepalive_every);
+                    next_keepalive = tokio::time::Instant::now() + every;
+                }
+            }
+            _ = sleep_until(step_down) => s.lose("the lease may expire before etcd hears from this node again".into()),
+        }
+        s.publish();
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+type Keeper = (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream);
+
+/// An acquisition's result, before it is passed on: the lease it was taken under must
+/// still be this session's, and usable.
+struct Answer {
+    instance: String,
+    id: u64,
+    key: String,
+    lease: i64,
+    result: Result<(), String>,
+}
+
+struct Session {
+    cfg: EtcdWitness,
+    client: Option<Client>,
+    lease: Option<Lease>,
+    keeper: Option<Keeper>,
+    /// Keys this node holds, and for which instance.
+    held: HashMap<String, String>,
+    done: mpsc::UnboundedSender<Done>,
+    /// Acquisitions under way report here first.
+    answers: mpsc::UnboundedSender<Answer>,
+    status: watch::Sender<WitnessStatus>,
+    /// The session's clock starts here (tokio's monotonic clock).
+    started: tokio::time::Instant,
+}
+
+impl Session {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// How long a request may take: etcd on a LAN answers in milliseconds, and a
+    /// keep-alive that takes longer counts as failed.
+    fn timeout(&self) -> Duration {
+        (self.cfg.lease_ttl / 3).min(Duration::from_secs(1))
+    }
+
+    /// When a master must have stepped down, while keys hang on the lease.
+    fn step_down_deadline(&self) -> Option<tokio::time::Instant> {
+        let lease = self.lease.as_ref()?;
+        (!self.held.is_empty()).then(|| self.started + lease.step_down_at())
+    }
+
+    async fn connect(&mut self) -> Result<Client, String> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(self.timeout())
+            .with_timeout(self.timeout())
+            // A member cut from the quorum answers nothing rather than stale data.
+            .with_require_leader(true);
+        if let Some(tls) = &self.cfg.tls {
+            options = options.with_tls(tls_options(tls)?);
+        }
+        let client = Client::connect(&self.cfg.endpoints, Some(options))
+            .await
+            .map_err(|e| format!("connecting to etcd: {e}"))?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Grants a lease when there is none, else sends one keep-alive and waits for its answer.
+    async fn keep_alive(&mut self) {
+        let result = match self.lease.is_some() {
+            false => self.grant().await,
+            true => self.renew().await,
+        };
+        if let Err(why) = result {
+            self.status.send_modify(|s| {
+                if s.reachable {
+                    warn!(witness = %self.cfg.name, error = %why, "etcd unreachable");
+                }
+                s.reachable = false;
+                s.error = Some(why.clone());
+            });
+            self.keeper = None;
+            let now = self.now();
+            if let Some(lease) = &mut self.lease {
+                lease.failed(now);
+                if !lease.usable(now) && !self.held.is_empty() {
+                    self.lose(format!("etcd unreachable: {why}"));
+                }
+            }
+        }
+    }
+
+    async fn grant(&mut self) -> Result<(), String> {
+        let mut client = self.connect().await?;
+        let sent = self.now();
+        let ttl = self.cfg.lease_ttl.as_secs() as i64;
+        let granted = client
+            .lease_grant(ttl, None)
+            .await
+            .map_err(|e| format!("granting a lease: {e}"))?;
+        let lease = Lease::granted(
+            granted.id(),
+            sent,
+            Duration::from_secs(granted.ttl().max(0) as u64),
+            self.cfg.on_unreachable,
+        );
+        info!(witness = %self.cfg.name, lease = format!("{:x}", lease.id), ttl_s = granted.ttl(), "etcd lease granted");
+        self.lease = Some(lease);
+        self.reached(granted.header().map(|h| h.revision()));
+        Ok(())
+    }
+
+    async fn renew(&mut self) -> Result<(), String> {
+        let Some(id) = self.lease.as_ref().map(|l| l.id) else {
+            return Ok(());
+        };
+        // A master's step-down is not delayed by a keep-alive waiting for its answer.
+        let limit = match self.step_down_deadline() {
+            Some(at) => self
+                .timeout()
+                .min(at.saturating_duration_since(tokio::time::Instant::now())),
+            None => self.timeout(),
+        };
+        let keeper = match self.keeper.take() {
+            Some(keeper) => keeper,
+            None => {
+                let mut client = self.connect().await?;
+                tokio::time::timeout(limit, client.lease_keep_alive(id))
+                    .await
+                    .map_err(|_| "opening the keep-alive stream: timed out".to_owned())?
+                    .map_err(|e| format!("opening the keep-alive stream: {e}"))?
+            }
+        };
+        let sent = self.now();
+        let (keeper, stream) = self.keeper.insert(keeper);
+        keeper
+            .keep_alive()
+            .await
+            .map_err(|e| format!("keep-alive: {e}"))?;
+        let answer = tokio::time::timeout(limit, stream.message())
+            .await
+            .map_err(|_| "keep-alive: no answer in time".to_owned())?
+            .map_err(|e| format!("keep-alive: {e}"))?
+            .ok_or_else(|| "keep-alive: the stream ended".to_owned())?;
+        let ttl = Duration::from_secs(answer.ttl().max(0) as u64);
+        if let Some(lease) = &mut self.lease {
+            lease.renewed(sent, ttl);
+        }
+        if ttl.is_zero() {
+            warn!(witness = %self.cfg.name, lease = format!("{id:x}"), "etcd lease expired");
+            self.lose("the lease expired".into());
+            self.lease = None;
+            self.keeper = None;
+        }
+        self.reached(answer.header().map(|h| h.revision()));
+        Ok(())
+    }
+
+    fn reached(&mut self, revision: Option<i64>) {
+        self.status.send_modify(|s| {
+            if !s.reachable {
+                info!(witness = %self.cfg.name, "etcd reachable");
+            }
+            s.reachable = true;
+            s.error = None;
+            s.last_keepalive_unix = Some(unix_now());
+            if let Some(r) = revision {
+                s.revision = r;
+            }
+        });
+    }
+
+    /// Every instance holding a key under the lease steps down; the keys are forgotten (etcd
+    /// deletes them with the lease, or they are given back once it answers again).
+    fn lose(&mut self, why: String) {
+        if self.held.is_empty() {
+            return;
+        }
+        warn!(witness = %self.cfg.name, %why, "stepping down: the etcd lease cannot be relied on");
+        for (key, instance) in self.held.drain() {
+            let _ = self.done.send(Done {
+                instance,
+                outcome: Outcome::Lost { why: why.clone() },
+            });
+            // Given back if etcd answers again before the lease goes.
+            if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
+                tokio::spawn(release(client.clone(), key, lease.id));
+            }
+        }
+        // A fresh lease once etcd answers: the old one may be gone by then.
+        self.lease = None;
+        self.keeper = None;
+    }
+
+    fn serve(&mut self, request: Request) {
+        match request {
+            Request::Acquire {
+                instance,
+                id,
+                key,
+                value,
+                wait,
+            } => {
+                let usable = self
+                    .lease
+                    .as_ref()
+                    .filter(|l| l.usable(self.now()))
+                    .map(|l| l.id);
+                let (Some(client), Some(lease)) = (self.client.clone(), usable) else {
+                    let why = self
+                        .status
+                        .borrow()
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "no etcd lease yet".into());
+                    let _ = self.done.send(Done {
+                        instance,
+                        outcome: Outcome::Acquired {
+                            id,
+                            result: Err(format!("etcd witness {}: {why}", self.cfg.name)),
+                        },
+                    });
+                    return;
+                };
+                let answers = self.answers.clone();
+                tokio::spawn(async move {
+                    let result = acquire(client, &key, &value, lease, wait).await;
+                    let _ = answers.send(Answer {
+                        instance,
+                        id,
+                        key,
+                        lease,
+                        result,
+                    });
+                });
+            }
+            Request::Release { instance, key } => {
+                if self.held.get(&key) == Some(&instance) {
+                    self.held.remove(&key);
+                }
+                if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
+                    tokio::spawn(release(client.clone(), key, lease.id));
+                }
+            }
+            Request::Close => {}
+        }
+    }
+
+    /// Passes an acquisition's result on, unless the lease it was taken under was lost
+    /// meanwhile (then the key is given back).
+    fn answered(&mut self, answer: Answer) {
+        let now = self.now();
+        let current = self.lease.as_ref().filter(|l| l.usable(now)).map(|l| l.id);
+        let result = match answer.result {
+            Ok(()) if current == Some(answer.lease) => {
+                info!(witness = %self.cfg.name, instance = %answer.instance, key = %answer.key, "leader key taken");
+                self.held.insert(answer.key, answer.instance.clone());
+                Ok(())
+            }
+            Ok(()) => {
+                if let Some(client) = &self.client {
+                    tokio::spawn(release(client.clone(), answer.key, answer.lease));
+                }
+                Err("the etcd lease was lost while taking the key".into())
+            }
+            Err(why) => Err(why),
+        };
+        let _ = self.done.send(Done {
+            instance: answer.instance,
+            outcome: Outcome::Acquired {
+                id: answer.id,
+                result,
+            },
+        });
+    }
+
+    async fn close(&mut self) {
+        if let (Some(client), Some(lease)) = (&mut self.client, &self.lease) {
+            let revoked =
+                tokio::time::timeout(self.cfg.lease_ttl / 3, client.lease_revoke(lease.id)).await;
+            match revoked {
+                Ok(Ok(_)) => info!(witness = %self.cfg.name, "etcd lease revoked"),
+                _ => {
+                    warn!(witness = %self.cfg.name, "could not revoke the etcd lease: it expires on its own")
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let now = self.now();
+        self.status.send_modify(|s| {
+            s.lease = self.lease.as_ref().map(|l| format!("{:x}", l.id));
+            s.ttl_left_s = self.lease.as_ref().map(|l| l.ttl_left(now).as_secs_f64());
+            s.keys = self.held.keys().cloned().collect();
+            s.keys.sort();
+        });
+    }
+}
+
+/// Puts `key` = `value` bound to `lease` unless another lease holds it; waits up to `wait` for
+/// such a holder's key to go, then tries once more.
+async fn acquire(
+    mut client: Client,
+    key: &str,
+    value: &str,
+    lease: i64,
+    wait: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let answer = client
+            .txn(txn)
+            .await
+            .map_err(|e| format!("taking {key}: {e}"))?;
+        if answer.succeeded() {
+            return Ok(());
+        }
+        let holder = answer.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
+                (
+                    kv.lease(),
+                    kv.value_str().unwrap_or("?").to_owned(),
+                    kv.mod_revision(),
+                )
+            }),
+            _ => None,
+        });
+        let Some((their_lease, holder, revision)) = holder else {
+            continue; // deleted in between: try again
+        };
+        if their_lease == lease {
+            return Ok(());
+        }
+        let held = format!("{key} is held by {holder} (lease {their_lease:x})");
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(held);
+        }
+        match tokio::time::timeout(left, deleted(&mut client, key, revision + 1)).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => return Err(format!("{held}; watching it: {e}")),
+            Err(_) => return Err(held),
+        }
+    }
+}
+
+/// Returns once `key` is deleted at or after `revision`.
+async fn deleted(client: &mut Client, key: &str, revision: i64) -> Result<(), String> {
+    let mut stream = client
+        .watch(key, Some(WatchOptions::new().with_start_revision(revision)))
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(answer) = stream.message().await.map_err(|e| e.to_string())? {
+        if answer
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete)
+        {
+            return Ok(());
+        }
+    }
+    Err("the watch ended".into())
+}
+
+/// Deletes `key` if `lease` still holds it.
+async fn release(mut client: Client, key: String, lease: i64) {
+    let txn = Txn::new()
+        .when([Compare::lease(key.as_str(), CompareOp::Equal, lease)])
+        .and_then([TxnOp::delete(key.as_str(), None)]);
+    if let Err(e) = client.txn(txn).await {
+        warn!(%key, error = %e, "giving back the leader key (it goes with the lease)");
+    }
+}
+
+fn tls_options(tls: &crate::config::Tls) -> Result<etcd_client::TlsOptions, String> {
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    let mut options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?));
+    if let Some((cert, key)) = &tls.identity {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
+}
