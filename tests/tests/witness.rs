@@ -248,3 +248,127 @@ fn quorum_loss_with_on_unreachable_fault_steps_down_at_once() {
         "a stepped down {a_gone:?} after quorum loss"
     );
 }
+
+#[test]
+fn a_graceful_stop_hands_the_key_over_at_once() {
+    let t = Topology::new(HOSTS);
+    let ttl = Duration::from_secs(2);
+    let (_cluster, mut agent_a, agent_b) = start(&t, 2, "hold");
+    let holders = Holders::start(&t);
+    let stop = Instant::now();
+    agent_a.stop();
+    wait_until("b took over", ttl + SLACK, || {
+        t.host("b").has_address("eth0", VIP).then_some(())
+    });
+    let took = stop.elapsed();
+    assert_one_holder_at_most(&holders.finish());
+    // The key went with a's stop (given back, its lease revoked), not with its lease's
+    // expiry: b waited Skew_Time and the moment a's release took.
+    assert!(
+        took < ttl / 2,
+        "b took over {took:?} after a's stop (lease TTL {ttl:?})"
+    );
+    eprintln!("graceful stop: b took over in {took:?}");
+    assert_eq!(witness_field(&agent_b, "holder"), true);
+}
+
+/// With the database following the VIP (`track_replication`): a partition between the nodes
+/// under continuous writes through the VIP leaves one writable server, and every row the
+/// writer saw acknowledged is on it.
+#[test]
+fn a_partition_with_the_database_leaves_one_writable_server() {
+    use ha_tests::mariadb::{self, ADMIN, APP, Sampler, Writer};
+    let t = Topology::new(HOSTS);
+    let cluster = etcd::Cluster::start(&t, ETCD).expect("etcd cluster");
+    let (sa, sb, etc) = mariadb::start_pair(&t, "agent pass").expect("MariaDB pair");
+    let config = |me: &str, state: &'static str, priority: u8| {
+        let (local, peer) = if me == "a" {
+            (sa.ip(), sb.ip())
+        } else {
+            (sb.ip(), sa.ip())
+        };
+        let mut instance = VrrpConf::v3(state, priority, "0.1");
+        instance.extra.push("witness W1".into());
+        instance
+            .extra
+            .push("track_replication {\n        DB1\n    }".into());
+        format!(
+            "{}{}etcd_witness W1 {{\n    endpoints {}\n    lease_ttl 2\n}}\n",
+            instance.render(),
+            mariadb::replication_block(local, peer, &etc, ""),
+            cluster.endpoints()
+        )
+    };
+    let setup_conf = t.dir().join("setup.conf");
+    std::fs::write(&setup_conf, config("a", "MASTER", 150)).unwrap();
+    let out = t
+        .host("a")
+        .command(ha_tests::daemons::agent_binary().to_str().unwrap())
+        .args(["db", "setup", "-f"])
+        .arg(&setup_conf)
+        .args(["--admin-user", ADMIN.0, "--admin-password-file"])
+        .arg(etc.join("admin.pass"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "db setup: {out:?}");
+    sa.sql(
+        "CREATE DATABASE app; CREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, \
+         seq BIGINT NOT NULL UNIQUE)",
+    );
+    wait_until("the table on b", Duration::from_secs(10), || {
+        sb.try_sql("SELECT COUNT(*) FROM app.t").ok()
+    });
+    let agent_a = Daemon::agent(t.host("a"), t.dir(), &config("a", "MASTER", 150));
+    let agent_b = Daemon::agent(t.host("b"), t.dir(), &config("b", "BACKUP", 120));
+    wait_until("a MASTER, writable", Duration::from_secs(15), || {
+        (agent_a.try_status()?["instances"][0]["state"] == "MASTER" && !sa.read_only())
+            .then_some(())
+    });
+    let sampler = Sampler::start(&sa, &sb);
+    let writer = Writer::start(t.host("c"), VIP, APP.0, APP.1, Instant::now());
+    let holders = Holders::start(&t);
+    std::thread::sleep(Duration::from_millis(500));
+    t.set_isolated("a", true);
+    t.set_isolated("b", true);
+    wait_until(
+        "b refused the key",
+        mdi(120) + Duration::from_secs(2) + SLACK,
+        || {
+            witness_field(&agent_b, "refused")
+                .as_str()
+                .is_some_and(|why| why.contains("held by"))
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    t.set_isolated("a", false);
+    t.set_isolated("b", false);
+    std::thread::sleep(Duration::from_secs(1));
+    let log = writer.finish();
+    assert_one_holder_at_most(&holders.finish());
+    let (rounds, both) = sampler.finish();
+    assert!(rounds > 50, "sampled {rounds} rounds");
+    assert_eq!(
+        both, 0,
+        "both servers writable in {both} of {rounds} samples"
+    );
+    assert!(sb.read_only(), "b became writable");
+    let present: std::collections::HashSet<u64> = sa
+        .sql("SELECT seq FROM app.t")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let lost: Vec<u64> = log
+        .acks
+        .iter()
+        .map(|a| a.seq)
+        .filter(|s| !present.contains(s))
+        .collect();
+    assert!(log.acks.len() > 100, "{} rows acknowledged", log.acks.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows missing on a",
+        lost.len()
+    );
+    assert_eq!(agent_a.instance_field("state"), "MASTER");
+}

@@ -694,3 +694,74 @@ fn unreadable_password_files_are_errors_on_this_host() {
     assert_eq!(read_secret(&good).unwrap(), "secret");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+const WITNESS: &str = "
+etcd_witness W1 {
+    endpoints http://10.0.0.5:2379 http://10.0.0.6:2379
+    key_prefix /ha-agent/pair1/
+    lease_ttl 2
+    on_unreachable fault
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 7
+    virtual_ipaddress { 10.0.0.100 }
+    witness W1
+}
+";
+
+#[test]
+fn etcd_witness_and_its_instances() {
+    let loaded = parse_str(WITNESS, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let w = &loaded.config.witnesses[0];
+    assert_eq!(w.endpoints.len(), 2);
+    assert_eq!(w.lease_ttl, Duration::from_secs(2));
+    assert_eq!(w.on_unreachable, OnUnreachable::Fault);
+    assert_eq!(w.key("VI_1"), "/ha-agent/pair1/VI_1");
+    assert_eq!(w.tls, None);
+    let instance = &loaded.config.instances[0];
+    assert_eq!(
+        instance.witness.as_ref().map(|r| r.name.as_str()),
+        Some("W1")
+    );
+    // Defaults: the same prefix on every node, hold.
+    let text = WITNESS
+        .replace("    key_prefix /ha-agent/pair1/\n", "")
+        .replace("    on_unreachable fault\n", "");
+    let w = &parse_str(&text, "t.conf").config.witnesses[0];
+    assert_eq!(w.key("VI_1"), "/ha-agent/VI_1");
+    assert_eq!(w.on_unreachable, OnUnreachable::Hold);
+}
+
+#[test]
+fn etcd_witness_errors_carry_their_line() {
+    let text = WITNESS.replace("    witness W1", "    witness W2");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:12: error: witness W2: no etcd_witness of that name"]
+    );
+    let text = WITNESS.replace("http://10.0.0.6:2379", "10.0.0.6:2379");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:3: error: endpoint `10.0.0.6:2379`: http://HOST:PORT or https://"]
+    );
+    let text = WITNESS.replace("on_unreachable fault", "on_unreachable panic");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:6: error: unknown on_unreachable `panic` (hold or fault)"]
+    );
+    let text = WITNESS.replace("lease_ttl 2", "lease_ttl 0");
+    assert_eq!(errors(&text).len(), 1);
+    let text = WITNESS.replace(
+        "    lease_ttl 2\n",
+        "    lease_ttl 2\n    tls_ca /etc/ca.pem\n",
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "t.conf:2: error: etcd_witness W1: https:// endpoints need `tls_ca`, and `tls_ca` needs https://",
+            "t.conf:13: error: witness W1: no etcd_witness of that name",
+        ]
+    );
+}

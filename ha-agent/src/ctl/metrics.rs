@@ -46,6 +46,11 @@ pub const EXPORTED: &[&str] = &[
     "ha_agent_replication_healthy",
     "ha_agent_replication_auto_failovers",
     "ha_agent_replication_last_promotion_ok",
+    "ha_agent_witness_reachable",
+    "ha_agent_witness_lease_ttl_left_seconds",
+    "ha_agent_witness_last_keepalive_timestamp_seconds",
+    "ha_agent_witness_revision",
+    "ha_agent_witness_key_held",
 ];
 
 /// A registry filled from one snapshot (counters start from their running totals).
@@ -322,6 +327,7 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         }
     }
     replication(&m, status)?;
+    witnesses(&m, status)?;
     TextEncoder::new().encode_to_string(&m.registry.gather())
 }
 
@@ -430,6 +436,57 @@ fn replication(m: &Metrics, status: &Status) -> prometheus::Result<()> {
                     .with_label_values(&[db, server, "sql"])
                     .set(f64::from(rep.last_sql_errno));
             }
+        }
+    }
+    Ok(())
+}
+
+fn witnesses(m: &Metrics, status: &Status) -> prometheus::Result<()> {
+    if status.witnesses.is_empty() {
+        return Ok(());
+    }
+    let reachable = m.gauge(
+        "ha_agent_witness_reachable",
+        "1 while etcd answers this node's keep-alives.",
+        &["witness"],
+    )?;
+    let ttl_left = m.gauge(
+        "ha_agent_witness_lease_ttl_left_seconds",
+        "Seconds before etcd can expire this node's lease, as far as it knows (absent without a lease).",
+        &["witness"],
+    )?;
+    let last = m.gauge(
+        "ha_agent_witness_last_keepalive_timestamp_seconds",
+        "When etcd last answered this node (Unix time).",
+        &["witness"],
+    )?;
+    let revision = m.gauge(
+        "ha_agent_witness_revision",
+        "etcd's revision in its last answer.",
+        &["witness"],
+    )?;
+    let held = m.gauge(
+        "ha_agent_witness_key_held",
+        "1 while the instance holds its leader key.",
+        &["instance", "witness"],
+    )?;
+    for w in &status.witnesses {
+        let l = [w.name.as_str()];
+        reachable
+            .with_label_values(&l)
+            .set(f64::from(u8::from(w.reachable)));
+        if let Some(ttl) = w.ttl_left_s {
+            ttl_left.with_label_values(&l).set(ttl);
+        }
+        if let Some(at) = w.last_keepalive_unix {
+            last.with_label_values(&l).set(at);
+        }
+        revision.with_label_values(&l).set(w.revision as f64);
+    }
+    for i in &status.instances {
+        if let Some(w) = &i.witness {
+            held.with_label_values(&[i.name.as_str(), w.name.as_str()])
+                .set(f64::from(u8::from(w.holder)));
         }
     }
     Ok(())

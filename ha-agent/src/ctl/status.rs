@@ -478,6 +478,19 @@ impl Status {
                     }
                 );
             }
+            if let Some(w) = &i.witness {
+                let _ = writeln!(
+                    out,
+                    "  witness {}: {} {}{}",
+                    w.name,
+                    w.key,
+                    if w.holder { "held here" } else { "not held" },
+                    w.refused
+                        .as_deref()
+                        .map(|why| format!(" (last refused: {why})"))
+                        .unwrap_or_default()
+                );
+            }
             if let Some(n) = i.notify_runs.last() {
                 let _ = writeln!(
                     out,
@@ -498,6 +511,27 @@ impl Status {
         }
         for r in &self.replication {
             out.push_str(&r.render(now));
+        }
+        for w in &self.witnesses {
+            let _ = writeln!(
+                out,
+                "etcd witness {} ({}): {}, lease {}{}{}",
+                w.name,
+                w.endpoints.join(" "),
+                if w.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                },
+                w.lease.as_deref().unwrap_or("none"),
+                w.ttl_left_s
+                    .map(|s| format!(" ({s:.1} s left)"))
+                    .unwrap_or_default(),
+                w.error
+                    .as_deref()
+                    .map(|e| format!("; {e}"))
+                    .unwrap_or_default()
+            );
         }
         for (interface, path) in &self.receive_path {
             let verdicts = self

@@ -67,16 +67,21 @@ impl Fitness {
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
             let mut seen = [Position::new(), Position::new()];
+            // What each server's binary log last held, kept while it is down: a server down
+            // still holds the writes it took.
+            let mut written: [Option<BinlogState>; 2] = [None, None];
             while !flag.load(Ordering::Relaxed) {
                 let [a, b] = &mut seen;
-                let probes = [probe(&sockets[0]), probe(&sockets[1])];
-                let diverged = match &probes {
-                    [Probe::Up { written: x, .. }, Probe::Up { written: y, .. }] => {
-                        lacks(x, y) && lacks(y, x)
+                let [(pa, wa), (pb, wb)] = [probe(&sockets[0]), probe(&sockets[1])];
+                for (last, now) in written.iter_mut().zip([wa, wb]) {
+                    if now.is_some() {
+                        *last = now;
                     }
+                }
+                let diverged = match &written {
+                    [Some(x), Some(y)] => lacks(x, y) && lacks(y, x),
                     _ => false,
                 };
-                let [pa, pb] = probes;
                 let servers = if diverged {
                     [Server::Diverged; 2]
                 } else {
@@ -103,18 +108,18 @@ impl Fitness {
 }
 
 /// One look at the server behind `socket`: down, stopped on an apply error, or up with
-/// what its replica received, what it has applied and what its binary log holds.
+/// what its replica received and what it has applied.
 enum Probe {
     Down,
     ApplyError(u32),
     Up {
         received: Position,
         applied: Position,
-        written: BinlogState,
     },
 }
 
-fn probe(socket: &Path) -> Probe {
+/// The probe, and what the server's binary log holds when it answers.
+fn probe(socket: &Path) -> (Probe, Option<BinlogState>) {
     let out = Command::new("mariadb")
         .arg("--no-defaults")
         .arg("-S")
@@ -128,17 +133,20 @@ fn probe(socket: &Path) -> Probe {
         .stdin(Stdio::null())
         .output();
     let Ok(out) = out.map(|o| (o.status.success(), o.stdout)) else {
-        return Probe::Down;
+        return (Probe::Down, None);
     };
     if !out.0 {
-        return Probe::Down;
+        return (Probe::Down, None);
     }
     let text = String::from_utf8_lossy(&out.1);
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
     };
-    match field("Last_SQL_Errno:")
+    let written = gtids(&field("Binlog_State:").unwrap_or_default())
+        .map(|(domain, server, seq)| ((domain, server), seq))
+        .collect();
+    let probe = match field("Last_SQL_Errno:")
         .and_then(|n| n.parse().ok())
         .filter(|n| *n != 0)
     {
@@ -146,11 +154,9 @@ fn probe(socket: &Path) -> Probe {
         None => Probe::Up {
             received: positions(&field("Gtid_IO_Pos:").unwrap_or_default()),
             applied: positions(&field("Current_Pos:").unwrap_or_default()),
-            written: gtids(&field("Binlog_State:").unwrap_or_default())
-                .map(|(domain, server, seq)| ((domain, server), seq))
-                .collect(),
         },
-    }
+    };
+    (probe, Some(written))
 }
 
 /// A MariaDB GTID position: domain → (server, sequence number).
@@ -173,9 +179,7 @@ fn judge(probe: Probe, seen: &mut Position) -> Server {
     match probe {
         Probe::Down => Server::Down,
         Probe::ApplyError(errno) => Server::ApplyError(errno),
-        Probe::Up {
-            received, applied, ..
-        } => {
+        Probe::Up { received, applied } => {
             for (domain, (server, seq)) in received {
                 let later = seen.get(&domain).is_none_or(|(_, q)| seq > *q);
                 if later {

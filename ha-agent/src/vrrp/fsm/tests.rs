@@ -954,3 +954,74 @@ fn a_v2_backup_follows_a_master_configured_with_another_interval() {
         [took_over, took_over + ms(1000), took_over + ms(2000)]
     );
 }
+
+#[test]
+fn a_master_whose_witness_is_lost_steps_down_and_releases_after_the_database() {
+    let mut sim = Sim::started(gated(Version::V3, 150, 10));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    sim.inst.promotion_done(mdi, last_promote(&sim), true);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Master);
+    // Between two scheduled adverts.
+    let t = mdi + ms(550);
+    sim.run_until(t);
+    sim.inst.witness_lost(t);
+    sim.drain();
+    let id = last_demote(&sim);
+    // As a resignation: priority 0, the database read-only first, the VIPs after.
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::Demote { id },
+            Action::Transition {
+                from: State::Master,
+                to: State::Backup,
+                reason: Reason::WitnessLost
+            },
+        ]
+    );
+    sim.inst.demoted(id);
+    sim.drain();
+    assert_eq!(sim.count(Action::RemoveVips), 1);
+    // It tries again (through the witness) once Master_Down_Interval passes unheard.
+    let promotions = sim
+        .log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Promote { .. }))
+        .count();
+    sim.run_until(t + mdi);
+    assert!(sim.inst.promoting());
+    assert_eq!(
+        sim.log
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Promote { .. }))
+            .count(),
+        promotions + 1
+    );
+}
+
+#[test]
+fn a_promotion_whose_witness_is_lost_is_given_up() {
+    let mut sim = Sim::started(gated(Version::V3, 150, 10));
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    let id = sim.inst.promotion_id().expect("promoting");
+    let t = mdi + ms(5);
+    sim.run_until(t);
+    sim.inst.witness_lost(t);
+    sim.drain();
+    assert!(!sim.inst.promoting());
+    assert!(sim.since(t).contains(&Action::Demote { id: id + 1 }));
+    // A late answer to the abandoned promotion changes nothing.
+    sim.inst.promotion_done(t, id, true);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::AddVips), 0);
+    // A backup that is not promoting has nothing to lose.
+    let before = sim.log.len();
+    sim.inst.witness_lost(t);
+    sim.drain();
+    assert_eq!(sim.log.len(), before);
+}
