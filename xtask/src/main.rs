@@ -60,6 +60,11 @@ enum Cmd {
         /// database faults (server killed, database-only partition, planned switchover).
         #[arg(long)]
         db: bool,
+        /// A three-member etcd cluster as every instance's witness (`etcd_witness`), its
+        /// faults (a node cut from etcd, quorum lost), and two holders during partitions
+        /// judged as violations.
+        #[arg(long)]
+        witness: bool,
     },
     /// Fuzz the advert codec, IPv4 parser, configuration loader and status request parser.
     Fuzz {
@@ -195,6 +200,7 @@ fn main() -> Result<()> {
             agents,
             strict,
             db,
+            witness,
         } => {
             setup::install()?;
             build()?;
@@ -206,6 +212,7 @@ fn main() -> Result<()> {
                     agents,
                     strict,
                     db,
+                    witness,
                 },
             )
         }
@@ -384,6 +391,7 @@ fn test(args: &[String]) -> Result<()> {
                     agents,
                     strict: false,
                     db: false,
+                    witness: false,
                 },
             )?;
         }

@@ -84,10 +84,21 @@ enum Kind {
     DbPartition,
     /// `--db`: `ha-agent switchover` on the node holding the VIP (planned; nothing lost).
     Switchover,
+    /// `--witness`: the node cannot reach the etcd members (blackhole routes); the agents
+    /// still hear each other.
+    EtcdCut,
+    /// `--witness`: two of the three etcd members stopped (SIGSTOP): no quorum.
+    EtcdQuorum,
 }
 
 /// The database's faults, beside [`KINDS`] with `--db`.
 const DB_KINDS: [Kind; 3] = [Kind::DbKill, Kind::DbPartition, Kind::Switchover];
+
+/// The witness's faults, beside [`KINDS`] with `--witness`.
+const WITNESS_KINDS: [Kind; 2] = [Kind::EtcdCut, Kind::EtcdQuorum];
+
+/// The lease TTL of the agents' `etcd_witness` with `--witness`.
+const LEASE_TTL: Duration = Duration::from_secs(2);
 
 const KINDS: [Kind; 10] = [
     Kind::Kill,
@@ -118,6 +129,8 @@ impl Kind {
             Kind::DbKill => "database killed",
             Kind::DbPartition => "database partition",
             Kind::Switchover => "switchover",
+            Kind::EtcdCut => "cut from etcd",
+            Kind::EtcdQuorum => "etcd quorum lost",
         }
     }
 
@@ -133,13 +146,21 @@ impl Kind {
                 | Kind::DbKill
                 | Kind::DbPartition
                 | Kind::Switchover
+                | Kind::EtcdCut
+                | Kind::EtcdQuorum
         )
     }
 
+    /// With the witness, whether two holders are still excused while it lasts: a killed or
+    /// stopped agent cannot remove the VIP it holds once its lease has gone to the peer.
+    fn leaves_a_vip_behind(self) -> bool {
+        matches!(self, Kind::Kill | Kind::StopLong)
+    }
+
     /// Whether it may leave no node fit to hold the VIP (a server down makes its node
-    /// unfit; both down, no holder is right).
+    /// unfit; both down, no holder is right; without etcd, nobody may take the key).
     fn unfits(self) -> bool {
-        self.impairs() || self == Kind::DbKill
+        self.impairs() || matches!(self, Kind::DbKill | Kind::EtcdCut | Kind::EtcdQuorum)
     }
 
     /// Whether a failover while it lasts may lose what the master acknowledged last: the
@@ -162,7 +183,11 @@ impl Kind {
     fn per_node(self) -> bool {
         !matches!(
             self,
-            Kind::Partition | Kind::ClockStep | Kind::DbPartition | Kind::Switchover
+            Kind::Partition
+                | Kind::ClockStep
+                | Kind::DbPartition
+                | Kind::Switchover
+                | Kind::EtcdQuorum
         )
     }
 
@@ -180,6 +205,8 @@ impl Kind {
             Kind::DbKill => "#e377c2",
             Kind::DbPartition => "#aec7e8",
             Kind::Switchover => "#98df8a",
+            Kind::EtcdCut => "#c5b0d5",
+            Kind::EtcdQuorum => "#c49c94",
         }
     }
 }
@@ -215,12 +242,16 @@ pub struct Options {
     pub strict: bool,
     /// The database pair, its writer and its faults.
     pub db: bool,
+    /// An etcd cluster on three more hosts as every instance's witness, and its faults;
+    /// partitions then no longer excuse two holders.
+    pub witness: bool,
 }
 
 struct Run<'a> {
     t: &'a Topology,
     strict: bool,
     db: Option<db::Pair>,
+    witness: Option<ha_tests::etcd::Cluster>,
     /// The clock step in force, in seconds, to be undone.
     clock_step: i64,
     names: Vec<String>,
@@ -275,6 +306,15 @@ impl Run<'_> {
         );
         if let Some(pair) = &self.db {
             check.push_str(&pair.block(node));
+        }
+        if let Some(cluster) = &self.witness {
+            conf.extra.push("witness W1".to_owned());
+            let _ = write!(
+                check,
+                "etcd_witness W1 {{\n    endpoints {}\n    lease_ttl {}\n}}\n",
+                cluster.endpoints(),
+                LEASE_TTL.as_secs()
+            );
         }
         let text = conf
             .render()
@@ -396,6 +436,14 @@ impl Run<'_> {
                 self.db_routes("add");
                 String::new()
             }
+            Kind::EtcdCut => {
+                self.etcd_routes(node, "add");
+                String::new()
+            }
+            Kind::EtcdQuorum => {
+                self.freeze_etcd(true);
+                String::new()
+            }
             Kind::Switchover => match (self.holder(), &self.agents) {
                 (Some(n), agents) if agents[n].is_some() => {
                     let state = agents[n].as_ref().map(|a| a.state_dir.clone());
@@ -454,8 +502,25 @@ impl Run<'_> {
             }
             Kind::DbPartition => self.db_routes("del"),
             Kind::Switchover => {}
+            Kind::EtcdCut => self.etcd_routes(node, "del"),
+            Kind::EtcdQuorum => self.freeze_etcd(false),
         }
         Ok(())
+    }
+
+    /// Blackhole routes from `node` to every etcd member, added or deleted.
+    fn etcd_routes(&self, node: usize, op: &str) {
+        let host = self.t.host(&self.names[node]);
+        for ip in self.witness.iter().flat_map(ha_tests::etcd::Cluster::ips) {
+            let _ = host.run(&["ip", "route", op, "blackhole", &format!("{ip}/32")]);
+        }
+    }
+
+    /// Two of the three etcd members stopped (or continued).
+    fn freeze_etcd(&self, on: bool) {
+        for member in self.witness.iter().flat_map(|c| c.members.iter().skip(1)) {
+            member.freeze(on);
+        }
     }
 
     /// Blackhole routes between the database hosts (a and b), added or deleted.
@@ -522,6 +587,10 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
         .collect();
     let mut hosts: Vec<&str> = names.iter().map(String::as_str).collect();
     hosts.push("o");
+    const ETCD: [&str; 3] = ["e1", "e2", "e3"];
+    if options.witness {
+        hosts.extend(ETCD);
+    }
     let t = Topology::new(&hosts);
     // The lowest priority's Master_Down_Interval: the slowest takeover there is.
     let mdi = master_down_interval(3, INTERVAL, PRIORITIES[options.agents - 1]);
@@ -538,10 +607,15 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     } else {
         None
     };
+    let witness = match options.witness {
+        true => Some(ha_tests::etcd::Cluster::start(&t, &ETCD)?),
+        false => None,
+    };
     let mut run = Run {
         t: &t,
         strict: options.strict,
         db: pair,
+        witness,
         clock_step: 0,
         agents: (0..options.agents).map(|_| None).collect(),
         names: names.clone(),
@@ -562,9 +636,11 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
             .sh(&["tc", "qdisc", "del", "dev", "eth0", "root"]);
     }
     let db_kinds: &[Kind] = if options.db { &DB_KINDS } else { &[] };
+    let witness_kinds: &[Kind] = if options.witness { &WITNESS_KINDS } else { &[] };
     let kinds: Vec<Kind> = KINDS
         .into_iter()
         .chain(db_kinds.iter().copied())
+        .chain(witness_kinds.iter().copied())
         .filter(|k| netem || *k != Kind::Netem)
         .collect();
     for node in 0..options.agents {
@@ -676,15 +752,19 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
     let no_fit_node = db_outcome
         .as_ref()
         .map_or(&[][..], |o| o.both_unfit.as_slice());
+    let judge = Judge {
+        mdi,
+        witness: options.witness,
+    };
     violations.extend(check(
         &holders,
         &done,
-        mdi,
+        judge,
         (quiet_from, quiet_to),
         no_fit_node,
     ));
     if let Some(outcome) = &db_outcome {
-        violations.extend(check_db(outcome, &done, mdi));
+        violations.extend(check_db(outcome, &done, judge));
     }
     violations.sort_by_key(|v| v.at);
     let dir = chaos_dir(options);
@@ -763,12 +843,13 @@ pub fn run(binary: &Path, options: &Options) -> Result<Outcome> {
 
 fn chaos_dir(options: &Options) -> PathBuf {
     crate::workspace_root().join(format!(
-        "target/chaos/seed-{}-{}s-{}{}{}",
+        "target/chaos/seed-{}-{}s-{}{}{}{}",
         options.seed,
         options.duration.as_secs(),
         options.agents,
         if options.strict { "-strict" } else { "" },
-        if options.db { "-db" } else { "" }
+        if options.db { "-db" } else { "" },
+        if options.witness { "-witness" } else { "" }
     ))
 }
 
@@ -812,9 +893,9 @@ fn holder_counts(holders: &[Vec<(Ns, Ns)>]) -> Vec<(Ns, i32)> {
 /// The invariants, from outside the agents.
 /// The database's invariants: never both servers writable while the agents hear each
 /// other; no acknowledged row lost but in a failover that could not fence its peer.
-fn check_db(outcome: &db::Outcome, faults: &[Fault], mdi: Duration) -> Vec<Violation> {
+fn check_db(outcome: &db::Outcome, faults: &[Fault], judge: Judge) -> Vec<Violation> {
     let mut out = Vec::new();
-    let impaired = excusing(faults, mdi, Kind::impairs);
+    let impaired = judge.excusing(faults, |k| judge.two_holders_excused(k));
     let excused = |at: Ns, spans: &[(Ns, Ns)]| spans.iter().any(|&(s, e)| s <= at && at <= e);
     let both: Vec<Ns> = outcome
         .both_writable
@@ -831,9 +912,9 @@ fn check_db(outcome: &db::Outcome, faults: &[Fault], mdi: Duration) -> Vec<Viola
             ),
         });
     }
-    let lossy = excusing(faults, mdi, Kind::may_lose_writes);
+    let lossy = judge.excusing(faults, Kind::may_lose_writes);
     // A row acknowledged shortly before a lossy fault began may be what it lost.
-    let before = (mdi + SLACK).as_nanos() as Ns;
+    let before = (judge.mdi + SLACK).as_nanos() as Ns;
     let widened: Vec<(Ns, Ns)> = lossy.iter().map(|&(s, e)| (s - before, e)).collect();
     let lost: Vec<&(Ns, u64)> = outcome
         .lost
@@ -854,18 +935,49 @@ fn check_db(outcome: &db::Outcome, faults: &[Fault], mdi: Duration) -> Vec<Viola
     out
 }
 
-/// The spans during which faults of the kinds `pred` picks (and one Master_Down_Interval
-/// after each, plus the restart of a killed agent) excuse what the invariants forbid.
-fn excusing(faults: &[Fault], mdi: Duration, pred: impl Fn(Kind) -> bool) -> Vec<(Ns, Ns)> {
-    let ns = |d: Duration| d.as_nanos() as Ns;
-    faults
-        .iter()
-        .filter(|f| pred(f.kind))
-        .map(|f| {
-            let restart = if f.kind == Kind::Kill { ns(SLACK) } else { 0 };
-            (f.start, f.end + ns(mdi + SLACK) + restart)
-        })
-        .collect()
+/// How the invariants are judged: the protocol's slowest takeover, and whether a witness
+/// gates mastership.
+#[derive(Clone, Copy)]
+struct Judge {
+    mdi: Duration,
+    witness: bool,
+}
+
+impl Judge {
+    /// How long after a fault its effects last: one Master_Down_Interval and slack, and with
+    /// the witness a lease that may outlive the fault (a takeover waits for it to expire).
+    fn after(self) -> Duration {
+        let lease = if self.witness {
+            LEASE_TTL + Duration::from_millis(500)
+        } else {
+            Duration::ZERO
+        };
+        self.mdi + SLACK + lease
+    }
+
+    /// Whether two holders are excused while a fault of `kind` lasts: without a witness
+    /// whenever the agents may not hear each other; with it only when an agent cannot
+    /// remove the VIP it holds.
+    fn two_holders_excused(self, kind: Kind) -> bool {
+        match self.witness {
+            true => kind.leaves_a_vip_behind(),
+            false => kind.impairs(),
+        }
+    }
+
+    /// The spans during which faults of the kinds `pred` picks (and their aftermath, plus
+    /// the restart of a killed agent) excuse what the invariants forbid.
+    fn excusing(self, faults: &[Fault], pred: impl Fn(Kind) -> bool) -> Vec<(Ns, Ns)> {
+        let ns = |d: Duration| d.as_nanos() as Ns;
+        faults
+            .iter()
+            .filter(|f| pred(f.kind))
+            .map(|f| {
+                let restart = if f.kind == Kind::Kill { ns(SLACK) } else { 0 };
+                (f.start, f.end + ns(self.after()) + restart)
+            })
+            .collect()
+    }
 }
 
 /// How much of [from, to) no span of `cover` excuses.
@@ -892,15 +1004,16 @@ fn unexcused(cover: &[(Ns, Ns)], from: Ns, to: Ns) -> Ns {
 fn check(
     holders: &[Vec<(Ns, Ns)>],
     faults: &[Fault],
-    mdi: Duration,
+    judge: Judge,
     quiet: (Ns, Ns),
     no_fit_node: &[(Ns, Ns)],
 ) -> Vec<Violation> {
     let ns = |d: Duration| d.as_nanos() as Ns;
-    // While the agents may not hear each other, two holders are VRRP's answer, not a fault;
-    // while a node may be unfit, so is none.
-    let impaired = excusing(faults, mdi, Kind::impairs);
-    let mut unfit = excusing(faults, mdi, Kind::unfits);
+    let mdi = judge.mdi;
+    // While the agents may not hear each other, two holders are VRRP's answer, not a fault
+    // (unless a witness gates mastership); while a node may be unfit, so is none.
+    let impaired = judge.excusing(faults, |k| judge.two_holders_excused(k));
+    let mut unfit = judge.excusing(faults, Kind::unfits);
     unfit.extend(no_fit_node.iter().map(|&(s, e)| (s, e + ns(mdi + SLACK))));
     let counts = holder_counts(holders);
     let mut out = Vec::new();
@@ -971,10 +1084,22 @@ fn report(
         options.duration.as_secs(),
         options.agents,
         mdi.as_secs_f64() * 1e3,
-        if options.strict { ", vrrp_strict" } else { "" }
+        match (options.strict, options.witness) {
+            (true, true) => ", vrrp_strict, etcd witness (lease TTL 2 s)",
+            (true, false) => ", vrrp_strict",
+            (false, true) => ", etcd witness (lease TTL 2 s)",
+            (false, false) => "",
+        }
     );
     let _ = writeln!(out, "faults injected, by kind (count, seconds in force):");
-    for kind in KINDS {
+    let mut kinds: Vec<Kind> = KINDS.to_vec();
+    if options.db {
+        kinds.extend(DB_KINDS);
+    }
+    if options.witness {
+        kinds.extend(WITNESS_KINDS);
+    }
+    for kind in kinds {
         let of: Vec<&Fault> = faults.iter().filter(|f| f.kind == kind).collect();
         let total = of
             .iter()
@@ -1003,7 +1128,7 @@ fn report(
     let ms = |w: &[&(Ns, Ns)]| w.iter().fold(0.0, |sum, (s, e)| sum + (e - s) as f64 / 1e6);
     let _ = writeln!(
         out,
-        "two masters during partitions (what two-node VRRP does; a witness closes it): {} windows, {:.0} ms",
+        "two masters during partitions (what two-node VRRP does without a witness): {} windows, {:.0} ms",
         partition.len(),
         ms(&partition)
     );
@@ -1035,12 +1160,13 @@ fn report(
     if !violations.is_empty() {
         let _ = writeln!(
             out,
-            "replay: cargo xtask chaos --seed {} --minutes {} --agents {}{}{}",
+            "replay: cargo xtask chaos --seed {} --minutes {} --agents {}{}{}{}",
             options.seed,
             options.duration.as_secs_f64() / 60.0,
             options.agents,
             if options.strict { " --strict" } else { "" },
-            if options.db { " --db" } else { "" }
+            if options.db { " --db" } else { "" },
+            if options.witness { " --witness" } else { "" }
         );
     }
     out
@@ -1061,7 +1187,14 @@ fn svg(
     const ROW: f64 = 22.0;
     let span = (to - from).max(1) as f64;
     let x = |at: Ns| LEFT + (at.saturating_sub(from) as f64 / span) * (WIDTH - LEFT - 10.0);
-    let rows = names.len() + KINDS.len();
+    // The base kinds always, the database's and the witness's when they struck.
+    let mut kinds: Vec<Kind> = KINDS.to_vec();
+    for f in faults {
+        if !kinds.contains(&f.kind) {
+            kinds.push(f.kind);
+        }
+    }
+    let rows = names.len() + kinds.len();
     let height = ROW * (rows as f64 + 2.0);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -1094,7 +1227,7 @@ fn svg(
             );
         }
     }
-    for (i, kind) in KINDS.iter().enumerate() {
+    for (i, kind) in kinds.iter().enumerate() {
         let row = names.len() + i;
         let _ = writeln!(
             out,
