@@ -63,6 +63,11 @@ pub struct MysqlReplication {
     pub max_auto_failovers: u32,
     /// Connect and query timeout of health checks and fencing.
     pub connect_timeout: Duration,
+    /// Semi-synchronous replication (`AFTER_SYNC`) managed by the agent.
+    pub semi_sync: bool,
+    /// How long a commit waits for a replica's acknowledgement before the master falls back
+    /// to asynchronous replication.
+    pub semi_sync_timeout: Duration,
 }
 
 /// `track_replication { NAME [weight N] }` in an instance.
@@ -102,6 +107,8 @@ impl Builder<'_> {
             min_failover_interval: Duration::from_secs(300),
             max_auto_failovers: 3,
             connect_timeout: Duration::from_secs(1),
+            semi_sync: false,
+            semi_sync_timeout: Duration::from_secs(1),
         };
         for node in block.children() {
             match node.name() {
@@ -172,6 +179,22 @@ impl Builder<'_> {
                 "connect_timeout" => {
                     if let Some(d) = self.seconds(node, 0.05, 60.0) {
                         r.connect_timeout = d;
+                    }
+                }
+                "semi_sync" => {
+                    if let Some(t) = self.arg(node) {
+                        match t.text.as_str() {
+                            "on" => r.semi_sync = true,
+                            "off" => r.semi_sync = false,
+                            other => self
+                                .diags
+                                .error(&t.loc, format!("semi_sync `{other}`: on or off")),
+                        }
+                    }
+                }
+                "semi_sync_timeout" => {
+                    if let Some(ms) = self.int(node, 1, 3_600_000) {
+                        r.semi_sync_timeout = Duration::from_millis(ms as u64);
                     }
                 }
                 _ => self.unknown(node, "mysql_replication"),

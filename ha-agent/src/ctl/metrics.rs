@@ -46,6 +46,8 @@ pub const EXPORTED: &[&str] = &[
     "ha_agent_replication_healthy",
     "ha_agent_replication_auto_failovers",
     "ha_agent_replication_last_promotion_ok",
+    "ha_agent_replication_semi_sync_active",
+    "ha_agent_replication_semi_sync_not_acknowledged",
     "ha_agent_witness_reachable",
     "ha_agent_witness_lease_ttl_left_seconds",
     "ha_agent_witness_last_keepalive_timestamp_seconds",
@@ -391,8 +393,28 @@ fn replication(m: &Metrics, status: &Status) -> prometheus::Result<()> {
         "1 if the last promotion made the server writable, 0 if it was refused.",
         &["db"],
     )?;
+    let semi_sync = m.gauge(
+        "ha_agent_replication_semi_sync_active",
+        "On the writable server with semi_sync on: 1 while commits wait for a replica, 0 once it fell back to asynchronous.",
+        &["db"],
+    )?;
+    let not_acked = m.gauge(
+        "ha_agent_replication_semi_sync_not_acknowledged",
+        "Commits the local server sent without a replica's acknowledgement since it started.",
+        &["db"],
+    )?;
     for r in &status.replication {
         let db = r.name.as_str();
+        if let Some(s) = r.local.as_ref().and_then(|h| h.semi_sync.as_ref()) {
+            if s.master_enabled {
+                semi_sync
+                    .with_label_values(&[db])
+                    .set(f64::from(u8::from(s.master_active)));
+            }
+            not_acked
+                .with_label_values(&[db])
+                .set(s.not_acknowledged as f64);
+        }
         healthy
             .with_label_values(&[db])
             .set(f64::from(u8::from(r.problem.is_none())));

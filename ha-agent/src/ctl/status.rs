@@ -356,6 +356,19 @@ impl ReplicationStatus {
                             );
                         }
                     }
+                    if let Some(s) = &h.semi_sync {
+                        let _ = writeln!(
+                            out,
+                            "    semi-sync: {}, replica side {}, {} commits not acknowledged",
+                            match (s.master_enabled, s.master_active) {
+                                (true, true) => "ACTIVE (commits wait for the peer)",
+                                (true, false) => "FALLEN BACK to asynchronous",
+                                (false, _) => "master side off (read-only)",
+                            },
+                            if s.replica_enabled { "on" } else { "off" },
+                            s.not_acknowledged
+                        );
+                    }
                 }
             }
         }

@@ -214,6 +214,22 @@ impl Dbs {
                 None => {}
             }
         }
+        let fallen = |h: &Option<Health>| {
+            h.as_ref()
+                .and_then(|h| h.semi_sync.as_ref())
+                .map(crate::db::health::SemiSync::fallen_back)
+        };
+        match (fallen(&db.local), fallen(&Some(report.local.clone()))) {
+            (Some(false) | None, Some(true)) => warn!(
+                db = %report.db,
+                "semi-synchronous replication fell back to asynchronous (no replica acknowledged \
+                 within semi_sync_timeout): a crash of this master can lose acknowledged rows"
+            ),
+            (Some(true), Some(false)) => {
+                info!(db = %report.db, "semi-synchronous replication active again")
+            }
+            _ => {}
+        }
         db.local = Some(report.local);
         db.peer = Some(report.peer);
         db.failovers = report.failovers;

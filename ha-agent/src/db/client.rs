@@ -7,7 +7,7 @@ use mysql_async::{Conn, OptsBuilder, Row, Value, prelude::Queryable as _};
 
 use super::{
     gtid::{self, Pos},
-    health::{Columns, Flavor, Health, Replica},
+    health::{Columns, Flavor, Health, Replica, SemiSync},
 };
 use crate::config::Endpoint;
 
@@ -263,6 +263,57 @@ impl Session {
             Flavor::Mysql => "START REPLICA",
         })
         .await
+    }
+
+    /// Semi-synchronous replication as this server has it (MariaDB's built-in names; MySQL
+    /// names it after a plugin, not supported here).
+    pub async fn semi_sync(&mut self) -> Result<SemiSync, String> {
+        if self.flavor != Flavor::Mariadb {
+            return Err("semi_sync: supported with MariaDB only".into());
+        }
+        let sql = "SELECT @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, \
+                   (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'), \
+                   (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_NO_TX')";
+        let row = self.first_row(sql).await?.ok_or("no answer")?;
+        Ok(SemiSync {
+            master_enabled: is_on(field(&row, 0)),
+            replica_enabled: is_on(field(&row, 1)),
+            master_active: is_on(field(&row, 2)),
+            not_acknowledged: field(&row, 3).and_then(|v| v.parse().ok()).unwrap_or(0),
+        })
+    }
+
+    /// The master's side of semi-synchronous replication on or off: a commit waits (at
+    /// most `timeout_ms`) until a replica has the transaction in its relay log, before the
+    /// engine commits it (`AFTER_SYNC`: no client sees a row a crash could lose).
+    pub async fn set_semi_sync_master(&mut self, on: bool, timeout_ms: u64) -> Result<(), String> {
+        if on {
+            self.drop_query("SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC")
+                .await?;
+            self.drop_query(&format!(
+                "SET GLOBAL rpl_semi_sync_master_timeout = {timeout_ms}"
+            ))
+            .await?;
+        }
+        self.drop_query(if on {
+            "SET GLOBAL rpl_semi_sync_master_enabled = ON"
+        } else {
+            "SET GLOBAL rpl_semi_sync_master_enabled = OFF"
+        })
+        .await
+    }
+
+    /// The replica's side on; its I/O thread reconnects for it to take effect.
+    pub async fn enable_semi_sync_replica(&mut self, io_running: bool) -> Result<(), String> {
+        self.drop_query("SET GLOBAL rpl_semi_sync_slave_enabled = ON")
+            .await?;
+        if io_running {
+            self.drop_query("STOP SLAVE IO_THREAD").await?;
+            self.drop_query("START SLAVE IO_THREAD").await?;
+        }
+        Ok(())
     }
 
     pub async fn stop_io_thread(&mut self) -> Result<(), String> {

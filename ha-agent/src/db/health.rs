@@ -118,6 +118,30 @@ pub struct Health {
     pub backlog: String,
     /// Age of the last replication heartbeat or event from the peer, if the server says.
     pub heartbeat_age_ms: Option<u64>,
+    /// Semi-synchronous replication, when the block asks for it (`semi_sync on`).
+    #[serde(default)]
+    pub semi_sync: Option<SemiSync>,
+}
+
+/// Semi-synchronous replication on one server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SemiSync {
+    /// The master's side enabled (the agent keeps it so on the writable server only).
+    pub master_enabled: bool,
+    /// The replica's side enabled (the agent keeps it so on both).
+    pub replica_enabled: bool,
+    /// Commits wait for a replica's acknowledgement now; enabled but not active: it has
+    /// fallen back to asynchronous replication (a timeout, no replica connected).
+    pub master_active: bool,
+    /// Commits that went out without an acknowledgement since the server started.
+    pub not_acknowledged: u64,
+}
+
+impl SemiSync {
+    /// Enabled on the master's side but not waiting for replicas: a crash can lose rows.
+    pub fn fallen_back(&self) -> bool {
+        self.master_enabled && !self.master_active
+    }
 }
 
 impl Health {

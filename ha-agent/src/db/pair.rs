@@ -17,7 +17,7 @@ use super::{
     antiflap::Record,
     client::{Server, Session},
     gtid::{self, Pos},
-    health::{Flavor, Health},
+    health::{Flavor, Health, SemiSync},
 };
 use crate::config::{DrainPolicy, Endpoint, MysqlReplication, read_secret};
 
@@ -199,6 +199,13 @@ impl Pair {
         if superseded() {
             return Err(ABANDONED.into());
         }
+        // The first write already waits for the peer.
+        if self.cfg.semi_sync {
+            local
+                .set_semi_sync_master(true, self.semi_sync_timeout_ms())
+                .await?;
+            notes.push("semi-sync on".into());
+        }
         local.set_read_only(false).await?;
         notes.push("read_only cleared".into());
         Ok(notes.join("; "))
@@ -334,7 +341,51 @@ impl Pair {
 
     async fn fence(&self, server: &mut Session) -> Result<u32, String> {
         server.set_read_only(true).await?;
-        server.kill_sessions(&self.keep()).await
+        let killed = server.kill_sessions(&self.keep()).await?;
+        // A read-only server's commits are replicated ones: none waits for the peer.
+        if self.cfg.semi_sync
+            && let Err(e) = server.set_semi_sync_master(false, 0).await
+        {
+            warn!(db = %self.cfg.name, "turning semi-sync off on a read-only server: {e}");
+        }
+        Ok(killed)
+    }
+
+    fn semi_sync_timeout_ms(&self) -> u64 {
+        self.cfg.semi_sync_timeout.as_millis() as u64
+    }
+
+    /// Semi-sync as the roles say: the master's side on the writable server only, the
+    /// replica's side on (each agent keeps its own server so); what the server has then.
+    async fn keep_semi_sync(&self, local: &mut Session, health: &Health) -> Option<SemiSync> {
+        let mut state = match local.semi_sync().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(db = %self.cfg.name, "semi-sync: {e}");
+                return None;
+            }
+        };
+        let writable = !health.read_only;
+        if state.master_enabled != writable {
+            match local
+                .set_semi_sync_master(writable, self.semi_sync_timeout_ms())
+                .await
+            {
+                Ok(()) => state.master_enabled = writable,
+                Err(e) => warn!(db = %self.cfg.name, "semi-sync: {e}"),
+            }
+        }
+        if !state.replica_enabled {
+            let io = health
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.io_running != "No");
+            match local.enable_semi_sync_replica(io).await {
+                Ok(()) => state.replica_enabled = true,
+                Err(e) => warn!(db = %self.cfg.name, "semi-sync: {e}"),
+            }
+        }
+        Some(state)
     }
 
     /// Demotion: read-only and application sessions ended (before the VIPs go).
@@ -440,6 +491,9 @@ impl Pair {
                 ),
                 Err(e) => warn!(db = %self.cfg.name, "comparing with the peer: {e}"),
             }
+        }
+        if self.cfg.semi_sync && health.error.is_none() {
+            health.semi_sync = self.keep_semi_sync(&mut local, &health).await;
         }
         local.close().await;
         if health.flavor == Some(Flavor::Mariadb) {
