@@ -748,3 +748,95 @@ fn the_status_follows_a_promotion_and_a_demotion_at_once() {
     eprintln!("status caught up {took:?} after b became MASTER");
     assert!(!lab.b.read_only() && lab.a.read_only());
 }
+
+/// `semi_sync on`: the master's commits wait (AFTER_SYNC) until the peer's relay log has
+/// them, so a crash of the master under continuous writes loses no acknowledged row; the
+/// new master, without a replica, falls back to asynchronous replication after
+/// `semi_sync_timeout`, and says so.
+#[test]
+fn semi_sync_loses_nothing_in_a_crash_and_reports_its_fallback() {
+    let mut lab = Lab::new();
+    lab.setup_with_table();
+    let extra = "    semi_sync on\n    semi_sync_timeout 500\n";
+    let (mut a, b) = lab.agents("DB1", extra, &[]);
+    let semi_sync = |d: &Daemon| db_status(d)["local"]["semi_sync"].clone();
+    wait_until("semi-sync active on a", Duration::from_secs(10), || {
+        (semi_sync(&a)["master_active"] == true).then_some(())
+    });
+    wait_until("b's replica side on", Duration::from_secs(10), || {
+        (semi_sync(&b)["replica_enabled"] == true && semi_sync(&b)["master_enabled"] == false)
+            .then_some(())
+    });
+    // The crash comes in the middle of the writes, with no wait for b to catch up.
+    let writer = lab.writer();
+    wait_until("rows on a", Duration::from_secs(20), || {
+        (rows(&lab.a).len() > 300).then_some(())
+    });
+    crash_node(&lab.topo, &mut a, &mut lab.a, "a");
+    wait_state(&b, "MASTER", Duration::from_secs(15));
+    wait_until("writes on b", Duration::from_secs(15), || {
+        (rows(&lab.b).len() > 400).then_some(())
+    });
+    // No replica acknowledges b's commits: it falls back, and the agent says so.
+    wait_until(
+        "b fallen back to asynchronous",
+        Duration::from_secs(15),
+        || {
+            let s = semi_sync(&b);
+            (s["master_enabled"] == true && s["master_active"] == false).then_some(())
+        },
+    );
+    let log = writer.finish();
+    assert_no_loss(&log, &lab.b);
+    assert!(
+        b.log_text().contains("fell back to asynchronous"),
+        "{}",
+        b.log_text()
+    );
+    assert!(b.status_text().contains("FALLEN BACK to asynchronous"));
+    eprintln!(
+        "semi-sync crash: {} rows acknowledged ({} failed and retried), all on b",
+        log.acks.len(),
+        log.failures
+    );
+}
+
+/// An old master that stepped down before its peer received its last writes (the peer's
+/// replica was cut) holds the pair's newest data: when it comes back it promotes (the peer
+/// fetches the rest from it), where the gate used to call its own writes "errant" and
+/// refuse, while the peer could not drain them either, leaving no master at all (found by
+/// `cargo xtask chaos --db --witness`, where the witness makes a master step down so).
+#[test]
+fn an_old_master_ahead_of_its_peer_promotes_again() {
+    let lab = Lab::new();
+    lab.setup_with_table();
+    let sampler = Sampler::start(&lab.a, &lab.b);
+    let extra = "    drain_timeout 2\n";
+    let (mut a, b) = lab.agents("DB1", extra, &[]);
+    // b stops receiving: a's next writes never reach it.
+    lab.b.sql("STOP SLAVE IO_THREAD");
+    let writer = lab.writer();
+    wait_until("rows on a", Duration::from_secs(20), || {
+        (rows(&lab.a).len() > 200).then_some(())
+    });
+    let log = writer.finish();
+    assert!(rows(&lab.b).len() < log.acks.len(), "b is behind");
+    // a steps down (read-only, VIP gone); b cannot drain what it never received.
+    a.stop();
+    let why = refusal(&b, "b's promotion refused", Duration::from_secs(15));
+    assert!(why.contains("relay log not applied"), "{why}");
+    assert_eq!(state(&b), "BACKUP");
+    // a comes back and takes over with every row.
+    let a = lab.agent("a", 150, "DB1", extra);
+    wait_state(&a, "MASTER", Duration::from_secs(20));
+    assert_no_loss(&log, &lab.a);
+    assert!(!lab.a.read_only());
+    let promotion = db_status(&a)["last_promotion"]["result"].clone();
+    assert!(
+        promotion
+            .as_str()
+            .is_some_and(|r| r.contains("the peer lacks our")),
+        "{promotion}"
+    );
+    never_both_writable(sampler);
+}

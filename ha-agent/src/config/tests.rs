@@ -582,6 +582,8 @@ mysql_replication DB1 {
     on_drain_timeout promote
     min_failover_interval 60
     max_auto_failovers 1
+    semi_sync on
+    semi_sync_timeout 250
 }
 vrrp_instance VI_1 {
     interface eth0
@@ -619,6 +621,8 @@ fn mysql_replication_and_track_replication() {
     assert_eq!(r.on_drain_timeout, DrainPolicy::Promote);
     assert_eq!(r.min_failover_interval, Duration::from_secs(60));
     assert_eq!(r.max_auto_failovers, 1);
+    assert!(r.semi_sync);
+    assert_eq!(r.semi_sync_timeout, Duration::from_millis(250));
     let tracks: Vec<_> = loaded
         .config
         .instances
@@ -652,8 +656,8 @@ fn mysql_replication_errors_carry_their_line() {
         errors(&text),
         [
             "t.conf:2: error: mysql_replication DB1: `peer_address` missing",
-            "t.conf:21: error: track_replication DB1: no mysql_replication of that name",
-            "t.conf:29: error: track_replication DB1: no mysql_replication of that name",
+            "t.conf:23: error: track_replication DB1: no mysql_replication of that name",
+            "t.conf:31: error: track_replication DB1: no mysql_replication of that name",
         ]
     );
     let text = REPLICATION.replace(
@@ -663,7 +667,7 @@ fn mysql_replication_errors_carry_their_line() {
     assert_eq!(
         errors(&text),
         [
-            "t.conf:31: error: track_replication: one database per instance (its promotion gates the takeover)"
+            "t.conf:33: error: track_replication: one database per instance (its promotion gates the takeover)"
         ]
     );
     let text = REPLICATION.replace("on_drain_timeout promote", "on_drain_timeout wait");

@@ -761,7 +761,20 @@ impl Running {
         // A promotion that ends (either way) changes what the kernel absorbs.
         world.kernel_dirty.set(true);
         match outcome {
-            Outcome::Promoted { id, result } => self.fsm.promotion_done(now, id, result.is_ok()),
+            Outcome::Promoted { id, result } => {
+                // A node whose database cannot take over does not keep the peer from it
+                // (unless a later promotion holds the key now).
+                let current = self.fsm.promotion_id();
+                let later = current.is_some_and(|c| c != id) || self.is_master();
+                if result.is_err()
+                    && !later
+                    && let Some(w) = &self.cfg.witness
+                {
+                    world.witnesses.release(&w.name, &self.cfg.name);
+                    self.witness.holder = false;
+                }
+                self.fsm.promotion_done(now, id, result.is_ok())
+            }
             Outcome::Demoted { id, .. } => self.fsm.demoted(id),
             Outcome::HandedOver { result, reply } => {
                 let result = match result {

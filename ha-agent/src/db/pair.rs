@@ -38,6 +38,8 @@ pub struct Pair {
     /// (it fetches it again from its source, which may be gone by then); the promotion
     /// gate still waits for it.
     received: Mutex<Pos>,
+    /// The semi-sync problem last logged, if one persists.
+    semi_sync_error: Mutex<Option<String>>,
 }
 
 /// The fencing attempt's connect bound when the last health check did not reach the peer
@@ -57,6 +59,7 @@ impl Pair {
             local: server(cfg.local.clone()),
             peer: server(Endpoint::Tcp(cfg.peer.0, cfg.peer.1)),
             received: Mutex::new(load_received(&received_path(&state_dir, &cfg.name))),
+            semi_sync_error: Mutex::default(),
             cfg,
             state_dir,
             channel_stopped: Arc::default(),
@@ -124,8 +127,9 @@ impl Pair {
         Record::path(&self.state_dir, &self.cfg.name)
     }
 
-    /// The promotion gate: fence the peer if it answers, apply everything received (bounded),
-    /// refuse on an apply error or errant transactions, then clear read_only. `Ok` says what
+    /// The promotion gate: fence the peer if it answers, apply everything received and
+    /// everything the fenced peer wrote (bounded), refuse on an apply error, then clear
+    /// read_only. `Ok` says what
     /// was done, `Err` why the node stays BACKUP. `failover`: anti-flap applies.
     /// `superseded` says whether the instance asked for something else since (a better
     /// master appeared while this one drained): read_only then stays, as the demotion
@@ -184,10 +188,11 @@ impl Pair {
             if let Some(note) = self.drain(local, &p.binlog, &health).await? {
                 notes.push(note);
             }
-            // Transactions of our own that the peer never had.
-            let errant = local.errant(&health, p).await?;
-            if !errant.is_empty() {
-                return Err(format!("errant transactions on this node: {errant}"));
+            // Everything the peer wrote is applied here; what we wrote that it lacks (an
+            // old master that stepped down before shipping it) it fetches from us.
+            let ahead = local.errant(&health, p).await?;
+            if !ahead.is_empty() {
+                notes.push(format!("the peer lacks our {ahead}; it fetches it from us"));
             }
         } else if replica.io_running != "No" {
             // A peer that is gone may come back with writes it never shipped: pull nothing
@@ -361,7 +366,7 @@ impl Pair {
         let mut state = match local.semi_sync().await {
             Ok(s) => s,
             Err(e) => {
-                warn!(db = %self.cfg.name, "semi-sync: {e}");
+                self.semi_sync_problem(Some(e));
                 return None;
             }
         };
@@ -372,7 +377,10 @@ impl Pair {
                 .await
             {
                 Ok(()) => state.master_enabled = writable,
-                Err(e) => warn!(db = %self.cfg.name, "semi-sync: {e}"),
+                Err(e) => {
+                    self.semi_sync_problem(Some(e));
+                    return Some(state);
+                }
             }
         }
         if !state.replica_enabled {
@@ -382,10 +390,27 @@ impl Pair {
                 .is_some_and(|r| r.io_running != "No");
             match local.enable_semi_sync_replica(io).await {
                 Ok(()) => state.replica_enabled = true,
-                Err(e) => warn!(db = %self.cfg.name, "semi-sync: {e}"),
+                Err(e) => {
+                    self.semi_sync_problem(Some(e));
+                    return Some(state);
+                }
             }
         }
+        self.semi_sync_problem(None);
         Some(state)
+    }
+
+    /// Logs a semi-sync problem once, and its end.
+    fn semi_sync_problem(&self, now: Option<String>) {
+        if let Ok(mut last) = self.semi_sync_error.lock()
+            && *last != now
+        {
+            match &now {
+                Some(e) => warn!(db = %self.cfg.name, "semi-sync: {e}"),
+                None => info!(db = %self.cfg.name, "semi-sync: as configured again"),
+            }
+            *last = now;
+        }
     }
 
     /// Demotion: read-only and application sessions ended (before the VIPs go).
@@ -450,9 +475,11 @@ impl Pair {
 
     /// One health check of both servers, and the channel from the peer started where that is
     /// safe: at the first check that reaches both servers (they start with
-    /// `skip_slave_start`), or after a promotion stopped it. A writable peer is the active node and always pulled from; a
-    /// read-only one only if it holds no transactions of its own that we lack (a returning
-    /// old master with writes it never shipped stays cut off, and the log says so).
+    /// `skip_slave_start`), or after a promotion stopped it. A writable peer is the active
+    /// node and always pulled from; a read-only one if it holds no transactions of its own
+    /// that we lack, or if we are read-only and wrote nothing it lacks (catching up with an
+    /// old master that stepped down); a returning old master with writes it never shipped,
+    /// when we wrote since, stays cut off, and the log says so.
     pub async fn check(&self) -> (Health, Health) {
         let (local, peer) = tokio::join!(self.local.open(), self.peer.health());
         self.peer_lost.store(!peer.reachable, Ordering::Relaxed);
@@ -474,8 +501,16 @@ impl Pair {
         // still starting).
         let at_start = both && self.start_pending.swap(false, Ordering::Relaxed);
         if stopped && (at_start || ours) && both {
+            // A read-only peer's writes of its own that we lack: an old master that had not
+            // shipped them. Catching up is safe while we are read-only and wrote nothing it
+            // lacks; pulled into a server that writes, they would land after newer writes.
+            let catch_up = health.read_only
+                && local
+                    .errant(&health, &peer)
+                    .await
+                    .is_ok_and(|ours| ours.is_empty());
             match self.peer_errant(&mut local, &peer).await {
-                Ok(errant) if errant.is_empty() || !peer.read_only => {
+                Ok(errant) if errant.is_empty() || !peer.read_only || catch_up => {
                     match local.start_replica().await {
                         Ok(()) => {
                             info!(db = %self.cfg.name, "replication from the peer started");
@@ -487,7 +522,7 @@ impl Pair {
                 }
                 Ok(errant) => warn!(
                     db = %self.cfg.name,
-                    "replication from the peer stays stopped: it holds transactions this node lacks ({errant}); resolve them, then START SLAVE/REPLICA"
+                    "replication from the peer stays stopped: it holds transactions this node lacks ({errant}) and this node wrote since; resolve them, then START SLAVE/REPLICA"
                 ),
                 Err(e) => warn!(db = %self.cfg.name, "comparing with the peer: {e}"),
             }

@@ -16,8 +16,9 @@ use crate::config::{Endpoint, MysqlReplication, read_secret};
 pub fn agent_grants(flavor: Flavor) -> &'static str {
     match flavor {
         Flavor::Mariadb => {
-            "SLAVE MONITOR, BINLOG MONITOR, REPLICATION SLAVE ADMIN, READ_ONLY ADMIN, \
-             CONNECTION ADMIN, PROCESS"
+            // REPLICATION MASTER ADMIN: the master's side of semi-sync (`semi_sync on`).
+            "SLAVE MONITOR, BINLOG MONITOR, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
+             READ_ONLY ADMIN, CONNECTION ADMIN, PROCESS"
         }
         Flavor::Mysql => {
             "REPLICATION CLIENT, REPLICATION_SLAVE_ADMIN, SYSTEM_VARIABLES_ADMIN, \
@@ -325,6 +326,18 @@ async fn setup(
     if mine.offset == theirs.offset {
         wrong = true;
         report.push("both servers have the same auto_increment_offset: use 1 and 2".into());
+    }
+    if cfg.semi_sync {
+        for node in [&mut *local, &mut *peer] {
+            if let Err(e) = node.session.semi_sync().await {
+                wrong = true;
+                report.push(format!(
+                    "{}: semi_sync on, but the server has no semi-synchronous replication \
+                     (MariaDB has it built in since 10.3): {e}",
+                    node.name
+                ));
+            }
+        }
     }
     if wrong {
         return Err(report.join("\n"));
