@@ -184,7 +184,14 @@ impl Pair {
             return Ok(notes.join("; "));
         };
         if let Some(p) = peer.as_ref().filter(|p| p.reachable && p.error.is_none()) {
-            // The fenced peer's binlog is final: everything in it must be applied here.
+            // The fenced peer's binlog is final: everything in it must be applied here. A
+            // stopped channel is started to fetch it, unless we wrote what the peer lacks
+            // (then its writes would land after ours).
+            if replica.io_running == "No" && local.errant(&health, p).await?.is_empty() {
+                local.start_replica().await?;
+                self.channel_stopped.store(false, Ordering::Relaxed);
+                notes.push("replication from the fenced peer started".into());
+            }
             if let Some(note) = self.drain(local, &p.binlog, &health).await? {
                 notes.push(note);
             }
