@@ -173,6 +173,7 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,
         gated: !cfg.track_replication.is_empty() || cfg.witness.is_some(),
+        witnessed: cfg.witness.is_some(),
     }
 }
 
@@ -721,6 +722,7 @@ impl Running {
             WitnessOutcome::Acquired { id, result: Ok(()) } if current == Some(id) => {
                 self.witness.holder = true;
                 self.witness.refused = None;
+                self.fsm.key_held(now, id);
                 match self.gate() {
                     Some(_) => {
                         let failover = self.witness.failover;

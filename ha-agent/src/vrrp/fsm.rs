@@ -37,6 +37,11 @@ pub struct Params {
     /// [`Action::Promote`] and [`Instance::promotion_done`], and leaves MASTER through
     /// [`Action::Demote`], releasing its VIPs only at [`Instance::demoted`].
     pub gated: bool,
+    /// A witness gates the takeover (`witness`): a promotion claims the VRID with adverts
+    /// only once [`Instance::key_held`] says the leader key is ours, unless it preempts a
+    /// master it hears (which must hear the claim to give the key up). A node that cannot
+    /// get the key must not make a live master yield.
+    pub witnessed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,6 +205,8 @@ pub struct Instance {
     last_transition: Option<(Time, Reason)>,
     /// The promotion under way (gated instances): its id and why we take over.
     promotion: Option<(u64, Reason)>,
+    /// Whether the promotion under way claims the VRID with adverts.
+    claiming: bool,
     /// The demotion whose end releases the VIPs still held.
     demotion: Option<u64>,
     /// A master was heard and went silent; cleared once we are master.
@@ -226,6 +233,7 @@ impl Instance {
             actions: VecDeque::new(),
             last_transition: None,
             promotion: None,
+            claiming: false,
             demotion: None,
             lost_master: false,
             next_db_id: 0,
@@ -415,14 +423,25 @@ impl Instance {
             self.abort_promotion();
             self.accept_master(advert);
             self.down_timer = Some(now + self.master_down_interval());
-        } else if self.may_answer(now) {
+        } else if self.claiming && self.may_answer(now) {
             self.send_advert(ours);
+        }
+    }
+
+    /// The witness gave us the leader key for promotion `id`: the claim starts, if it had
+    /// not.
+    pub fn key_held(&mut self, now: Time, id: u64) {
+        if self.promotion.is_some_and(|(current, _)| current == id) && !self.claiming {
+            self.claiming = true;
+            self.send_advert(self.priority());
+            self.adver_timer = Some(now + self.advert_interval());
         }
     }
 
     /// Gives up a promotion under way; the database is made read-only again in case the
     /// promotion got as far as clearing it.
     fn abort_promotion(&mut self) {
+        self.claiming = false;
         if self.promotion.take().is_some() {
             self.adver_timer = None;
             let id = self.db_id();
@@ -446,6 +465,7 @@ impl Instance {
             return;
         }
         self.promotion = None;
+        self.claiming = false;
         if promoted && self.state == State::Backup {
             self.become_master(now, reason);
         } else {
@@ -657,8 +677,11 @@ impl Instance {
         self.resigned = false;
         let id = self.db_id();
         self.promotion = Some((id, reason));
-        self.send_advert(self.priority());
-        self.adver_timer = Some(now + self.advert_interval());
+        self.claiming = !self.params.witnessed || matches!(reason, Reason::Preempt { .. });
+        if self.claiming {
+            self.send_advert(self.priority());
+            self.adver_timer = Some(now + self.advert_interval());
+        }
         self.actions.push_back(Action::Promote {
             id,
             failover: self.lost_master,

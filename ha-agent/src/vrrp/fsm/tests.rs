@@ -27,6 +27,7 @@ fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
         garp_delay: Duration::from_secs(5),
         garp_refresh: None,
         gated: false,
+        witnessed: false,
     }
 }
 
@@ -1024,4 +1025,35 @@ fn a_promotion_whose_witness_is_lost_is_given_up() {
     sim.inst.witness_lost(t);
     sim.drain();
     assert_eq!(sim.log.len(), before);
+}
+
+#[test]
+fn a_witnessed_takeover_claims_the_vrid_only_once_the_key_is_held() {
+    let witnessed = Params {
+        witnessed: true,
+        ..gated(Version::V3, 150, 10)
+    };
+    let mut sim = Sim::started(witnessed.clone());
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    let id = last_promote(&sim);
+    // No advert while the key is asked for: a node cut from etcd must not make a live
+    // master it cannot hear (or that hears it) yield.
+    sim.run_until(mdi + ms(300));
+    assert_eq!(sim.adverts().len(), 0);
+    let t = sim.now;
+    sim.inst.key_held(t, id);
+    sim.drain();
+    assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
+    sim.run_until(t + ms(250));
+    assert_eq!(sim.adverts().len(), 3);
+    // Preempting a master it hears, it claims at once: the master must hear the claim to
+    // give the key up.
+    let mut p = witnessed;
+    p.fast_preempt = true;
+    let mut sim = Sim::started(p);
+    let until = Duration::from_secs(2);
+    sim.peer_master(PEER_LOW, 100, 10, until);
+    assert!(sim.inst.promoting());
+    assert!(!sim.adverts().is_empty());
 }
