@@ -186,6 +186,15 @@ impl Session {
                     self.lose(format!("etcd unreachable: {why}"));
                 }
             }
+            // A lease past the time it was sure to live may be gone on etcd's side (it says
+            // "lease not found" then): the next attempt asks for a new one.
+            if self
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.ttl_left(now).is_zero())
+            {
+                self.lease = None;
+            }
         }
     }
 
