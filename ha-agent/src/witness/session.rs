@@ -383,9 +383,12 @@ impl Session {
     }
 
     async fn close(&mut self) {
-        if let (Some(client), Some(lease)) = (&mut self.client, &self.lease) {
+        let lease = self.lease.as_ref().map(|l| l.id);
+        // A session closed by a reload takes its keys with it: their masters step down.
+        self.lose("the etcd witness was reconfigured".into());
+        if let (Some(client), Some(lease)) = (&mut self.client, lease) {
             let revoked =
-                tokio::time::timeout(self.cfg.lease_ttl / 3, client.lease_revoke(lease.id)).await;
+                tokio::time::timeout(self.cfg.lease_ttl / 3, client.lease_revoke(lease)).await;
             match revoked {
                 Ok(Ok(_)) => info!(witness = %self.cfg.name, "etcd lease revoked"),
                 _ => {
