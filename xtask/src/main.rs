@@ -89,6 +89,12 @@ enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// Crash and graceful takeover with the etcd witness, beside plain VRRP and keepalived
+    /// (v2 1 s, v3 0.1 s).
+    Witness {
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+    },
     /// Forged adverts at the highest rate one thread sends, at a MASTER/BACKUP pair.
     Flood {
         /// Seconds of flood per implementation.
@@ -144,6 +150,11 @@ fn main() -> Result<()> {
                     &workspace_root(),
                     "failover",
                     bench::failover(&binary, trials)?,
+                ),
+                BenchCmd::Witness { trials } => bench::report::save(
+                    &workspace_root(),
+                    "witness",
+                    bench::witness(&binary, trials)?,
                 ),
                 BenchCmd::Flood { window } => bench::report::save(
                     &workspace_root(),

@@ -38,9 +38,9 @@ pub struct Params {
     /// [`Action::Demote`], releasing its VIPs only at [`Instance::demoted`].
     pub gated: bool,
     /// A witness gates the takeover (`witness`): a promotion claims the VRID with adverts
-    /// only once [`Instance::key_held`] says the leader key is ours, unless it preempts a
-    /// master it hears (which must hear the claim to give the key up). A node that cannot
-    /// get the key must not make a live master yield.
+    /// only once [`Instance::key_held`] says the leader key is ours, or once it hears a
+    /// worse router (which must hear the claim to give the key up), as when it preempts. A
+    /// node that cannot get the key must not make a master it does not hear yield.
     pub witnessed: bool,
 }
 
@@ -423,7 +423,13 @@ impl Instance {
             self.abort_promotion();
             self.accept_master(advert);
             self.down_timer = Some(now + self.master_down_interval());
-        } else if self.claiming && self.may_answer(now) {
+        } else if !self.claiming {
+            // A worse router we hear may hold the key we wait for: it gives it up only once
+            // it hears our claim.
+            self.claiming = true;
+            self.send_advert(ours);
+            self.adver_timer = Some(now + self.advert_interval());
+        } else if self.may_answer(now) {
             self.send_advert(ours);
         }
     }

@@ -62,6 +62,7 @@ pub async fn run(
         lease: None,
         keeper: None,
         held: HashMap::new(),
+        retired: Vec::new(),
         done,
         answers,
         status,
@@ -120,6 +121,8 @@ struct Session {
     keeper: Option<Keeper>,
     /// Keys this node holds, and for which instance.
     held: HashMap<String, String>,
+    /// Leases this session dropped, to revoke once etcd answers again.
+    retired: Vec<i64>,
     done: mpsc::UnboundedSender<Done>,
     /// Acquisitions under way report here first.
     answers: mpsc::UnboundedSender<Answer>,
@@ -193,7 +196,7 @@ impl Session {
                 .as_ref()
                 .is_some_and(|l| l.ttl_left(now).is_zero())
             {
-                self.lease = None;
+                self.retire();
             }
         }
     }
@@ -214,6 +217,12 @@ impl Session {
         );
         info!(witness = %self.cfg.name, lease = format!("{:x}", lease.id), ttl_s = granted.ttl(), "etcd lease granted");
         self.lease = Some(lease);
+        for old in std::mem::take(&mut self.retired) {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let _ = client.lease_revoke(old).await;
+            });
+        }
         self.reached(granted.header().map(|h| h.revision()));
         Ok(())
     }
@@ -257,8 +266,7 @@ impl Session {
         if ttl.is_zero() {
             warn!(witness = %self.cfg.name, lease = format!("{id:x}"), "etcd lease expired");
             self.lose("the lease expired".into());
-            self.lease = None;
-            self.keeper = None;
+            self.retire();
         }
         self.reached(answer.header().map(|h| h.revision()));
         Ok(())
@@ -296,7 +304,16 @@ impl Session {
             }
         }
         // A fresh lease once etcd answers: the old one may be gone by then.
-        self.lease = None;
+        self.retire();
+    }
+
+    /// Drops the lease: its masters have stepped down (or it held nothing). etcd may keep
+    /// it (and a key on it) until it expires, longer if etcd changes leader meanwhile; it is
+    /// revoked once a new lease is granted, and a key found on it is this node's to delete.
+    fn retire(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.retired.push(lease.id);
+        }
         self.keeper = None;
     }
 

@@ -40,7 +40,13 @@ pub struct Case {
     pub garp_ms: Vec<f64>,
     pub vip_overhead: Summary,
     pub garp_overhead: Summary,
+    /// Both agents with an etcd witness (`bench witness`), lease TTL [`LEASE_TTL`].
+    #[serde(default)]
+    pub witness: bool,
 }
+
+/// The lease TTL of the agents' witness in `bench witness`.
+pub const LEASE_TTL: Duration = Duration::from_secs(2);
 
 fn ms(ns: Ns) -> f64 {
     ns as f64 / 1e6
@@ -57,14 +63,47 @@ pub fn run(binary: &Path, trials: usize) -> Result<Vec<Case>> {
                     timing.version,
                     timing.interval
                 );
-                let case =
-                    run_case(binary, implementation, mode, timing, trials).with_context(|| {
+                let case = run_case(binary, implementation, mode, timing, trials, false)
+                    .with_context(|| {
                         format!("{} {mode:?} v{}", implementation.name(), timing.version)
                     })?;
-                eprintln!(
-                    "  VIP overhead p50 {:.3} ms, max {:.3} ms; GARP p50 {:.3} ms",
-                    case.vip_overhead.p50, case.vip_overhead.max, case.garp_overhead.p50
+                report(&case);
+                cases.push(case);
+            }
+        }
+    }
+    Ok(cases)
+}
+
+fn report(case: &Case) {
+    eprintln!(
+        "  VIP overhead p50 {:.3} ms, max {:.3} ms; GARP p50 {:.3} ms",
+        case.vip_overhead.p50, case.vip_overhead.max, case.garp_overhead.p50
+    );
+}
+
+/// `bench witness`: crash and graceful takeover with the etcd witness (three members on
+/// their own hosts) beside plain VRRP and keepalived, v2 1 s and v3 0.1 s.
+pub fn witness(binary: &Path, trials: usize) -> Result<Vec<Case>> {
+    let mut cases = Vec::new();
+    for timing in [Timing::V2_1S, Timing::V3_100MS] {
+        for (implementation, witness) in [
+            (Impl::Keepalived, false),
+            (Impl::HaAgentDefault, false),
+            (Impl::HaAgentDefault, true),
+        ] {
+            for mode in [Mode::Crash, Mode::Graceful] {
+                let what = format!(
+                    "{}{} {mode:?} v{} {:?}",
+                    implementation.name(),
+                    if witness { " + etcd witness" } else { "" },
+                    timing.version,
+                    timing.interval
                 );
+                eprintln!("bench witness: {what}, {trials} trials");
+                let case = run_case(binary, implementation, mode, timing, trials, witness)
+                    .with_context(|| what.clone())?;
+                report(&case);
                 cases.push(case);
             }
         }
@@ -78,18 +117,36 @@ fn run_case(
     mode: Mode,
     timing: Timing,
     trials: usize,
+    witness: bool,
 ) -> Result<Case> {
-    let t = Topology::new(&["a", "b", "c"]);
+    let hosts: &[&str] = if witness {
+        &["a", "b", "c", "e1", "e2", "e3"]
+    } else {
+        &["a", "b", "c"]
+    };
+    let t = Topology::new(hosts);
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let cluster = match witness {
+        true => Some(ha_tests::etcd::Cluster::start(&t, &hosts[3..])?),
+        false => None,
+    };
+    let conf = |state, priority| {
+        let mut conf = timing.conf(state, priority);
+        let Some(cluster) = &cluster else {
+            return conf.render();
+        };
+        conf.extra.push("witness W1".into());
+        format!(
+            "{}etcd_witness W1 {{\n    endpoints {}\n    lease_ttl {}\n}}\n",
+            conf.render(),
+            cluster.endpoints(),
+            LEASE_TTL.as_secs()
+        )
+    };
     let observer = Observer::start(c, t.dir(), "failover")?;
     let monitor = AddrMonitor::start(b)?;
-    let master_conf = timing.conf("MASTER", MASTER_PRIORITY).render();
-    let _backup = implementation.start(
-        b,
-        t.dir(),
-        &timing.conf("BACKUP", BACKUP_PRIORITY).render(),
-        binary,
-    );
+    let master_conf = conf("MASTER", MASTER_PRIORITY);
+    let _backup = implementation.start(b, t.dir(), &conf("BACKUP", BACKUP_PRIORITY), binary);
     let floor = match mode {
         Mode::Crash => timing.master_down(BACKUP_PRIORITY),
         Mode::Graceful => timing.skew(BACKUP_PRIORITY),
@@ -121,9 +178,11 @@ fn run_case(
         }
         // Watch the monitor, not `ip addr`: spawning processes now would load the CPUs
         // under measurement.
+        // With the witness a crashed master's key lives out its lease.
+        let lease = if witness { LEASE_TTL } else { Duration::ZERO };
         wait_for(
             "the VIP on the backup",
-            floor + timing.interval + Duration::from_secs(2),
+            floor.max(lease) + timing.interval + Duration::from_secs(2),
             || monitor.events().iter().any(|e| e.added && e.addr == VIP),
         )?;
         // The observer's capture of the GARP burst lands within a few ms.
@@ -157,6 +216,7 @@ fn run_case(
         garp_overhead: overhead(&garp_ms),
         vip_ms,
         garp_ms,
+        witness,
     })
 }
 

@@ -18,7 +18,7 @@ use ha_tests::{
 };
 
 pub use database::{DbCase, run as database};
-pub use failover::run as failover;
+pub use failover::{run as failover, witness};
 pub use flood::run as flood;
 pub use steady::run as steady;
 pub use switchover::run as switchover;

@@ -5,7 +5,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context as _, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{DbCase, Impl, failover::Case, flood::Flood, steady::Steady, switchover};
+use super::{DbCase, Impl, Summary, failover::Case, flood::Flood, steady::Steady, switchover};
 
 const FAILOVER_JSON: &str = "docs/bench/failover.json";
 const STEADY_JSON: &str = "docs/bench/steady.json";
@@ -14,6 +14,7 @@ const FLOOD_JSON: &str = "docs/bench/flood.json";
 const DB_SWITCHOVER_JSON: &str = "docs/bench/db-switchover.json";
 const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const STEADY_LARGEST_JSON: &str = "docs/bench/steady-largest.json";
+const WITNESS_JSON: &str = "docs/bench/witness.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -53,6 +54,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "steady-largest" => STEADY_LARGEST_JSON,
         "flood" => FLOOD_JSON,
         "db-switchover" => DB_SWITCHOVER_JSON,
+        "witness" => WITNESS_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -326,7 +328,67 @@ pub fn write_markdown(root: &Path) -> Result<()> {
         }
         md.push('\n');
     }
+    witness_table(root, &mut md)?;
     std::fs::write(root.join(MARKDOWN), md)?;
     eprintln!("wrote {MARKDOWN}");
+    Ok(())
+}
+
+/// `bench witness`: takeover latency (reference → VIP on b) with the etcd witness beside
+/// plain VRRP and keepalived, from the same run.
+fn witness_table(root: &Path, md: &mut String) -> Result<()> {
+    let Some(run) = load::<Case>(&root.join(WITNESS_JSON))? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "\n## Takeover with the etcd witness ({}, kernel {}, {} CPUs)\n\n\
+         `cargo xtask bench witness`: three etcd 3.4 members on their own hosts, `lease_ttl {}`.\n\
+         Reference → VIP on the backup, ms (floor: Master_Down_Interval after a crash, Skew_Time \
+         after a stop). With the witness a crashed master's key lives until its lease expires.\n\n\
+         | mode | v | interval | floor ms | keepalived p50 / max | ha-agent p50 / max | ha-agent + witness p50 / max | witness ÷ keepalived (p50) |\n|---|---|---|---|---|---|---|---|",
+        run.date,
+        run.kernel,
+        run.cpus,
+        super::failover::LEASE_TTL.as_secs()
+    );
+    for k in run
+        .results
+        .iter()
+        .filter(|c| c.implementation == Impl::Keepalived)
+    {
+        let find = |witness: bool| {
+            run.results.iter().find(|c| {
+                c.implementation != Impl::Keepalived
+                    && c.witness == witness
+                    && c.mode == k.mode
+                    && c.version == k.version
+                    && c.interval_ms == k.interval_ms
+            })
+        };
+        let cell = |c: Option<&Case>| {
+            c.map_or("–".into(), |c| {
+                let s = Summary::of(&c.vip_ms);
+                format!("{:.1} / {:.1}", s.p50, s.max)
+            })
+        };
+        let ratio = find(true).map_or("–".into(), |w| {
+            format!(
+                "{:.2}",
+                Summary::of(&w.vip_ms).p50 / Summary::of(&k.vip_ms).p50
+            )
+        });
+        let _ = writeln!(
+            md,
+            "| {:?} | {} | {} ms | {:.1} | {} | {} | {} | {ratio} |",
+            k.mode,
+            k.version,
+            k.interval_ms,
+            k.floor_ms,
+            cell(Some(k)),
+            cell(find(false)),
+            cell(find(true)),
+        );
+    }
     Ok(())
 }

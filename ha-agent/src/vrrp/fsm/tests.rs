@@ -1057,3 +1057,24 @@ fn a_witnessed_takeover_claims_the_vrid_only_once_the_key_is_held() {
     assert!(sim.inst.promoting());
     assert!(!sim.adverts().is_empty());
 }
+
+#[test]
+fn a_witnessed_promotion_claims_once_it_hears_a_worse_router() {
+    // Both started at once: the worse one took the key; the better one, waiting for it,
+    // hears it and claims, so that it yields the key.
+    let mut sim = Sim::started(Params {
+        witnessed: true,
+        ..gated(Version::V3, 150, 10)
+    });
+    let mdi = sim.inst.master_down_interval();
+    sim.run_until(mdi);
+    assert!(sim.inst.promoting());
+    assert_eq!(sim.adverts().len(), 0);
+    let t = mdi + ms(20);
+    sim.run_until(t);
+    sim.advert(PEER_LOW, 100, 10);
+    sim.drain();
+    assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
+    sim.run_until(t + ms(250));
+    assert!(sim.adverts().len() >= 3);
+}
