@@ -75,6 +75,20 @@ pub fn replication_block(local: Ipv4Addr, peer: Ipv4Addr, etc: &Path, extra: &st
     )
 }
 
+/// The writer's acknowledged rows (sequence numbers) that `server`'s `app.t` lacks.
+pub fn missing_rows(log: &WriterLog, server: &Mariadb) -> Vec<u64> {
+    let present: std::collections::HashSet<u64> = server
+        .sql("SELECT seq FROM app.t")
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    log.acks
+        .iter()
+        .map(|a| a.seq)
+        .filter(|s| !present.contains(s))
+        .collect()
+}
+
 /// Whether this machine can run the database tests.
 pub fn available() -> bool {
     Command::new("mariadbd")

@@ -149,6 +149,23 @@ impl Lab {
         log
     }
 
+    /// Setup, both agents (`extra` in the block), then b's replica cut (its I/O thread
+    /// stopped) while more than 200 rows are written through the VIP: (a, b, the read_only
+    /// sampler, the writer's log).
+    fn with_b_behind(&self, extra: &str) -> (Daemon, Daemon, Sampler, WriterLog) {
+        self.setup_with_table();
+        let sampler = Sampler::start(&self.a, &self.b);
+        let (a, b) = self.agents("DB1", extra, &[]);
+        self.b.sql("STOP SLAVE IO_THREAD");
+        let writer = self.writer();
+        wait_until("rows on a", Duration::from_secs(20), || {
+            (rows(&self.a).len() > 200).then_some(())
+        });
+        let log = writer.finish();
+        assert!(rows(&self.b).len() < log.acks.len(), "b is behind");
+        (a, b, sampler, log)
+    }
+
     fn writer(&self) -> Writer {
         Writer::start(self.host("c"), VIP, APP.0, APP.1, std::time::Instant::now())
     }
@@ -164,13 +181,7 @@ fn rows(server: &Mariadb) -> Vec<u64> {
 
 /// Every acknowledged row is on `server` once, and no key was given twice.
 fn assert_no_loss(log: &WriterLog, server: &Mariadb) {
-    let present: std::collections::HashSet<u64> = rows(server).into_iter().collect();
-    let lost: Vec<u64> = log
-        .acks
-        .iter()
-        .map(|a| a.seq)
-        .filter(|s| !present.contains(s))
-        .collect();
+    let lost = mariadb::missing_rows(log, server);
     assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
     let mut ids: Vec<u64> = log.acks.iter().map(|a| a.id).collect();
     ids.sort_unstable();
@@ -809,17 +820,7 @@ fn semi_sync_loses_nothing_in_a_crash_and_reports_its_fallback() {
 #[test]
 fn an_old_master_ahead_of_its_peer_promotes_again() {
     let lab = Lab::new();
-    lab.setup_with_table();
-    let sampler = Sampler::start(&lab.a, &lab.b);
-    let (mut a, mut b) = lab.agents("DB1", "", &[]);
-    // b stops receiving: a's next writes never reach it.
-    lab.b.sql("STOP SLAVE IO_THREAD");
-    let writer = lab.writer();
-    wait_until("rows on a", Duration::from_secs(20), || {
-        (rows(&lab.a).len() > 200).then_some(())
-    });
-    let log = writer.finish();
-    assert!(rows(&lab.b).len() < log.acks.len(), "b is behind");
+    let (mut a, mut b, sampler, log) = lab.with_b_behind("");
     // b's agent goes, then a steps down (read-only, VIP gone) and comes back alone.
     b.stop();
     a.stop();
@@ -850,17 +851,7 @@ fn an_old_master_ahead_of_its_peer_promotes_again() {
 #[test]
 fn a_promotion_fetches_what_the_fenced_peer_wrote() {
     let lab = Lab::new();
-    lab.setup_with_table();
-    let sampler = Sampler::start(&lab.a, &lab.b);
-    let extra = "    drain_timeout 30\n";
-    let (mut a, b) = lab.agents("DB1", extra, &[]);
-    lab.b.sql("STOP SLAVE IO_THREAD");
-    let writer = lab.writer();
-    wait_until("rows on a", Duration::from_secs(20), || {
-        (rows(&lab.a).len() > 200).then_some(())
-    });
-    let log = writer.finish();
-    assert!(rows(&lab.b).len() < log.acks.len(), "b is behind");
+    let (mut a, b, sampler, log) = lab.with_b_behind("    drain_timeout 30\n");
     let stopped = std::time::Instant::now();
     a.stop();
     wait_state(&b, "MASTER", Duration::from_secs(10));

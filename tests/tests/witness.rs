@@ -357,17 +357,7 @@ fn a_partition_with_the_database_leaves_one_writable_server() {
         "both servers writable in {both} of {rounds} samples"
     );
     assert!(sb.read_only(), "b became writable");
-    let present: std::collections::HashSet<u64> = sa
-        .sql("SELECT seq FROM app.t")
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect();
-    let lost: Vec<u64> = log
-        .acks
-        .iter()
-        .map(|a| a.seq)
-        .filter(|s| !present.contains(s))
-        .collect();
+    let lost = mariadb::missing_rows(&log, &sa);
     assert!(log.acks.len() > 100, "{} rows acknowledged", log.acks.len());
     assert!(
         lost.is_empty(),
