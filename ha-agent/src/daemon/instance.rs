@@ -732,8 +732,11 @@ impl Running {
                 }
             }
             WitnessOutcome::Acquired { result: Ok(()), .. } => {
-                // Taken for a promotion given up meanwhile.
-                if let Some(w) = &self.cfg.witness {
+                // Taken for a promotion given up meanwhile (a later one shares the key).
+                if current.is_none()
+                    && !self.is_master()
+                    && let Some(w) = &self.cfg.witness
+                {
                     world.witnesses.release(&w.name, &self.cfg.name);
                 }
             }

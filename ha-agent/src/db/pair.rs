@@ -184,10 +184,13 @@ impl Pair {
             return Ok(notes.join("; "));
         };
         if let Some(p) = peer.as_ref().filter(|p| p.reachable && p.error.is_none()) {
+            // What we wrote that the peer lacks (an old master that stepped down before
+            // shipping it): the peer fetches it from us once we are master.
+            let ahead = local.errant(&health, p).await?;
             // The fenced peer's binlog is final: everything in it must be applied here. A
             // stopped channel is started to fetch it, unless we wrote what the peer lacks
             // (then its writes would land after ours).
-            if replica.io_running == "No" && local.errant(&health, p).await?.is_empty() {
+            if replica.io_running == "No" && ahead.is_empty() {
                 local.start_replica().await?;
                 self.channel_stopped.store(false, Ordering::Relaxed);
                 notes.push("replication from the fenced peer started".into());
@@ -195,9 +198,6 @@ impl Pair {
             if let Some(note) = self.drain(local, &p.binlog, &health).await? {
                 notes.push(note);
             }
-            // Everything the peer wrote is applied here; what we wrote that it lacks (an
-            // old master that stepped down before shipping it) it fetches from us.
-            let ahead = local.errant(&health, p).await?;
             if !ahead.is_empty() {
                 notes.push(format!("the peer lacks our {ahead}; it fetches it from us"));
             }
