@@ -264,15 +264,7 @@ fn planned(implementation: Impl, daemon: &mut Daemon, binary: &Path) -> Result<(
 }
 
 fn lost(log: &WriterLog, server: &Mariadb) -> u64 {
-    let present: std::collections::HashSet<u64> = server
-        .sql("SELECT seq FROM app.t")
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect();
-    log.acks
-        .iter()
-        .filter(|a| !present.contains(&a.seq))
-        .count() as u64
+    ha_tests::mariadb::missing_rows(log, server).len() as u64
 }
 
 fn duplicates(log: &WriterLog) -> u64 {
