@@ -23,6 +23,10 @@ const NETNS_DIR: &str = "/run/netns";
 const PREFIX: &str = "hat-";
 /// The hosts' subnet. It exists only inside the namespaces this harness creates.
 pub const SUBNET: [u8; 3] = [192, 168, 2];
+/// The second subnet of a routed topology ([`Topology::routed`]), on a bridge of its own.
+pub const SUBNET2: [u8; 3] = [192, 168, 3];
+/// The router's address (the last host octet) on each subnet of a routed topology.
+const ROUTER_OCTET: u8 = 254;
 pub const PREFIX_LEN: u8 = 24;
 
 /// One host on the LAN.
@@ -159,10 +163,14 @@ impl Topology {
     }
 
     fn add_host(&self, name: &str, index: u8) -> Host {
+        self.add_host_on(name, index, "br0", SUBNET)
+    }
+
+    fn add_host_on(&self, name: &str, index: u8, bridge: &str, subnet: [u8; 3]) -> Host {
         let netns = format!("{}-{name}", self.prefix);
         self.add_netns(&netns);
         let octet = 10 + index;
-        let ip = Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], octet);
+        let ip = Ipv4Addr::new(subnet[0], subnet[1], subnet[2], octet);
         let mac = format!("02:00:00:00:00:{octet:02x}");
         let lan_port = format!("p-{name}");
         sh(&[
@@ -170,7 +178,7 @@ impl Topology {
             "eth0", "netns", &netns,
         ]);
         sh(&[
-            "ip", "-n", &self.lan, "link", "set", &lan_port, "master", "br0", "up",
+            "ip", "-n", &self.lan, "link", "set", &lan_port, "master", bridge, "up",
         ]);
         sh(&["ip", "-n", &netns, "link", "set", "lo", "up"]);
         sh(&[
@@ -194,6 +202,73 @@ impl Topology {
             mac,
             lan_port,
         }
+    }
+
+    /// Two subnets joined by a router namespace: `first` on [`SUBNET`] (the LAN of
+    /// [`Topology::new`]), `second` on [`SUBNET2`], a bridge of its own. No multicast or
+    /// broadcast crosses between them; unicast is routed.
+    pub fn routed(first: &[&str], second: &[&str]) -> Self {
+        let mut t = Self::new(first);
+        let lan = t.lan.clone();
+        sh(&[
+            "ip",
+            "-n",
+            &lan,
+            "link",
+            "add",
+            "br1",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ]);
+        sh(&["ip", "-n", &lan, "link", "set", "br1", "up"]);
+        let router = format!("{}-router", t.prefix);
+        t.add_netns(&router);
+        netns_sysctl(&router, "net.ipv4.ip_forward", "1");
+        sh(&["ip", "-n", &router, "link", "set", "lo", "up"]);
+        for (i, (bridge, subnet)) in [("br0", SUBNET), ("br1", SUBNET2)].iter().enumerate() {
+            let port = format!("r-{bridge}");
+            let eth = format!("eth{i}");
+            sh(&[
+                "ip", "-n", &lan, "link", "add", &port, "type", "veth", "peer", "name", &eth,
+                "netns", &router,
+            ]);
+            sh(&[
+                "ip", "-n", &lan, "link", "set", &port, "master", bridge, "up",
+            ]);
+            sh(&["ip", "-n", &router, "link", "set", &eth, "up"]);
+            let [a, b, c] = *subnet;
+            let addr = format!("{a}.{b}.{c}.{ROUTER_OCTET}/{PREFIX_LEN}");
+            sh(&["ip", "-n", &router, "addr", "add", &addr, "dev", &eth]);
+        }
+        let index = t.hosts.len();
+        for (j, name) in second.iter().enumerate() {
+            let host = t.add_host_on(name, (index + j) as u8, "br1", SUBNET2);
+            t.hosts.push(host);
+        }
+        for host in &t.hosts {
+            let (local, other) = if host.ip.octets()[..3] == SUBNET {
+                (SUBNET, SUBNET2)
+            } else {
+                (SUBNET2, SUBNET)
+            };
+            let [a, b, c] = other;
+            let [x, y, z] = local;
+            sh(&[
+                "ip",
+                "-n",
+                &host.netns,
+                "route",
+                "add",
+                &format!("{a}.{b}.{c}.0/{PREFIX_LEN}"),
+                "via",
+                &format!("{x}.{y}.{z}.{ROUTER_OCTET}"),
+            ]);
+        }
+        t
     }
 
     pub fn host(&self, name: &str) -> &Host {

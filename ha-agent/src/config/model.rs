@@ -712,7 +712,8 @@ impl Builder<'_> {
                 format!("instance {}: `virtual_router_id` missing", inst.name),
             ),
         }
-        if inst.vips.is_empty() {
+        // An elected instance may only run notify scripts (no gratuitous ARP across subnets).
+        if inst.vips.is_empty() && !inst.witness.as_ref().is_some_and(|w| w.election) {
             self.diags.warn(
                 block.loc(),
                 format!("instance {} has no virtual_ipaddress", inst.name),

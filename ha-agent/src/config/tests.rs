@@ -736,6 +736,17 @@ fn etcd_witness_and_its_instances() {
     let w = &parse_str(&text, "t.conf").config.witnesses[0];
     assert_eq!(w.key("VI_1"), "/ha-agent/VI_1");
     assert_eq!(w.on_unreachable, OnUnreachable::Hold);
+    assert!(!instance.witness.as_ref().unwrap().election);
+    let text = WITNESS.replace("    witness W1", "    witness W1 election");
+    let loaded = parse_str(&text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    assert!(
+        loaded.config.instances[0]
+            .witness
+            .as_ref()
+            .unwrap()
+            .election
+    );
 }
 
 #[test]
@@ -744,6 +755,11 @@ fn etcd_witness_errors_carry_their_line() {
     assert_eq!(
         errors(&text),
         ["t.conf:12: error: witness W2: no etcd_witness of that name"]
+    );
+    let text = WITNESS.replace("    witness W1", "    witness W1 elect");
+    assert_eq!(
+        errors(&text),
+        ["t.conf:12: error: `witness NAME` takes only `election` after the name, not `elect`"]
     );
     let text = WITNESS.replace("http://10.0.0.6:2379", "10.0.0.6:2379");
     assert_eq!(

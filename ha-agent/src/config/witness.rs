@@ -37,11 +37,14 @@ pub struct Tls {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
-/// `witness NAME` in an instance.
+/// `witness NAME [election]` in an instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessRef {
     pub name: String,
     pub loc: Loc,
+    /// `election`: no VRRP adverts; the nodes campaign on etcd's election API and its
+    /// leader is MASTER (nodes on different subnets, or where multicast cannot go).
+    pub election: bool,
 }
 
 impl EtcdWitness {
@@ -143,12 +146,32 @@ impl Builder<'_> {
         Some(w)
     }
 
-    /// `witness NAME` in an instance.
+    /// `witness NAME [election]` in an instance.
     pub(super) fn witness_ref(&mut self, node: &Node) -> Option<WitnessRef> {
-        let t = self.arg(node)?;
+        self.no_block(node);
+        let Some(name) = node.args.first() else {
+            self.diags
+                .error(node.loc(), "`witness` needs the name of an etcd_witness");
+            return None;
+        };
+        let election = match node.args.get(1) {
+            None => false,
+            Some(t) if t.text == "election" && node.args.len() == 2 => true,
+            Some(t) => {
+                self.diags.error(
+                    &t.loc,
+                    format!(
+                        "`witness NAME` takes only `election` after the name, not `{}`",
+                        t.text
+                    ),
+                );
+                return None;
+            }
+        };
         Some(WitnessRef {
-            name: t.text.clone(),
+            name: name.text.clone(),
             loc: node.loc().clone(),
+            election,
         })
     }
 }

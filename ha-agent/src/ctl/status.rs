@@ -60,6 +60,20 @@ pub struct WitnessStatus {
     pub revision: i64,
     /// The leader keys this node holds.
     pub keys: Vec<String>,
+    /// Election mode: each elected instance's election as last read.
+    #[serde(default)]
+    pub elections: BTreeMap<String, ElectionStatus>,
+}
+
+/// An instance's election (`witness NAME election`) as this node last read it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ElectionStatus {
+    /// The leading node's name.
+    pub leader: Option<String>,
+    /// Candidate node → published priority.
+    pub candidates: BTreeMap<String, u8>,
+    /// This node waits in the election's queue (it is the best candidate after the leader).
+    pub campaigning: bool,
 }
 
 /// How late the loop acted on its due timers: a master that acts late sends late, and a
@@ -222,6 +236,9 @@ pub struct InstanceStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct InstanceWitness {
     pub name: String,
+    /// `witness NAME election`: the election, not VRRP, makes the master.
+    #[serde(default)]
+    pub election: bool,
     pub key: String,
     pub holder: bool,
     /// Why the key was last refused (or the lease lost), until it is taken.
@@ -545,6 +562,20 @@ impl Status {
                     .map(|e| format!("; {e}"))
                     .unwrap_or_default()
             );
+            for (instance, e) in &w.elections {
+                let candidates: Vec<String> = e
+                    .candidates
+                    .iter()
+                    .map(|(node, p)| format!("{node} {p}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  election {instance}: leader {}, candidates [{}]{}",
+                    e.leader.as_deref().unwrap_or("none"),
+                    candidates.join(", "),
+                    if e.campaigning { ", campaigning" } else { "" }
+                );
+            }
         }
         for (interface, path) in &self.receive_path {
             let verdicts = self

@@ -134,6 +134,9 @@ struct WitnessView {
     refused: Option<String>,
     /// The promotion waiting for the key: whether it is a failover (for the database).
     failover: bool,
+    /// Election mode: the candidacy last sent to the witness (priority, `None`: standing
+    /// aside; preemption), if any was.
+    candidacy: Option<(Option<u8>, bool)>,
 }
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
@@ -172,9 +175,16 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         primary_ip,
         garp_delay: cfg.garp.delay,
         garp_refresh: cfg.garp.refresh,
-        gated: !cfg.track_replication.is_empty() || cfg.witness.is_some(),
+        // Elected, the leadership is the key: only a database gates the takeover.
+        gated: !cfg.track_replication.is_empty() || (cfg.witness.is_some() && !elected(cfg)),
         witnessed: cfg.witness.is_some(),
+        elected: elected(cfg),
     }
+}
+
+/// Whether the witness's election, not VRRP, makes this instance MASTER.
+fn elected(cfg: &VrrpInstance) -> bool {
+    cfg.witness.as_ref().is_some_and(|w| w.election)
 }
 
 /// Where `vip` lives: its `dev`, else the instance's interface.
@@ -606,6 +616,27 @@ impl Running {
         if let Some(master) = self.fsm.master().filter(|m| *m != self.primary_ip) {
             self.known_master = Some(master);
         }
+        self.stand(world);
+    }
+
+    /// Election mode: tells the witness this node's candidacy when it changes: its
+    /// priority (trackers included), or none while it cannot serve (FAULT, stopped).
+    fn stand(&mut self, world: &World) {
+        let Some(w) = self.cfg.witness.as_ref().filter(|w| w.election) else {
+            return;
+        };
+        let serving = matches!(self.fsm.state(), State::Backup | State::Master);
+        let candidacy = (
+            serving.then(|| self.fsm.priority()),
+            self.fsm.params().preempt,
+        );
+        if self.witness.candidacy != Some(candidacy) {
+            self.witness.candidacy = Some(candidacy);
+            let (priority, preempt) = candidacy;
+            world
+                .witnesses
+                .stand(&w.name, &self.cfg.name, self.primary_ip, priority, preempt);
+        }
     }
 
     async fn execute_actions(&mut self, world: &World) {
@@ -643,6 +674,11 @@ impl Running {
                 Action::Promote { id, failover } => {
                     world.kernel_dirty.set(true);
                     match &self.cfg.witness {
+                        // Elected: the leadership is the key.
+                        Some(w) if w.election => {
+                            self.witness.holder = true;
+                            self.db_request(world, Op::Promote { id, failover });
+                        }
                         // The key first; the database once it is held.
                         Some(w) => {
                             self.witness.failover = failover;
@@ -756,6 +792,19 @@ impl Running {
                 self.witness.holder = false;
                 self.witness.refused = Some(why);
                 self.fsm.witness_lost(now);
+            }
+            WitnessOutcome::Elected { failover } => {
+                self.witness.refused = None;
+                if self.fsm.elected(now, failover) {
+                    self.witness.holder = true;
+                } else if let Some(w) = &self.cfg.witness {
+                    info!(instance = %self.cfg.name, state = %self.fsm.state(), "elected but cannot serve: resigning");
+                    world.witnesses.release(&w.name, &self.cfg.name);
+                }
+            }
+            WitnessOutcome::Outranked { why } => {
+                info!(instance = %self.cfg.name, %why, "yielding to a better candidate");
+                self.fsm.outranked(now);
             }
         }
         self.execute(world).await;
@@ -948,6 +997,7 @@ impl Running {
                 .collect(),
             witness: self.cfg.witness.as_ref().map(|w| InstanceWitness {
                 name: w.name.clone(),
+                election: w.election,
                 key: self.witness.key.clone(),
                 holder: self.witness.holder,
                 refused: self.witness.refused.clone(),

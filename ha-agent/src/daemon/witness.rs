@@ -117,6 +117,28 @@ impl Witnesses {
         }
     }
 
+    /// Election mode: `instance` stands with `priority` (`None`: stands aside), as this
+    /// node at address `from` (`router_id@address`: a router_id shared by every node, as
+    /// configurations copied between nodes often have, still names each one apart).
+    pub fn stand(
+        &self,
+        witness: &str,
+        instance: &str,
+        from: std::net::Ipv4Addr,
+        priority: Option<u8>,
+        preempt: bool,
+    ) {
+        if let Some(w) = self.by_name.get(witness) {
+            let _ = w.requests.send(Request::Stand {
+                instance: instance.to_owned(),
+                key: w.cfg.key(instance),
+                node: format!("{}@{from}", self.me),
+                priority,
+                preempt,
+            });
+        }
+    }
+
     /// How long a dead holder's key can outlive it: its lease's TTL.
     pub fn ttl(&self, witness: &str) -> Duration {
         self.by_name

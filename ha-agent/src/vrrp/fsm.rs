@@ -42,6 +42,10 @@ pub struct Params {
     /// worse router (which must hear the claim to give the key up), as when it preempts. A
     /// node that cannot get the key must not make a master it does not hear yield.
     pub witnessed: bool,
+    /// Election mode (`witness NAME election`): no adverts are sent or heard and no down
+    /// timer runs; the witness's election makes the instance MASTER ([`Instance::elected`])
+    /// and the loss of its lease or a better candidate ends it.
+    pub elected: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +100,10 @@ pub enum Reason {
     Switchover,
     /// The witness can no longer vouch for this node (its etcd lease may expire).
     WitnessLost,
+    /// Election mode: this node won the witness's election.
+    Elected,
+    /// Election mode: a better candidate stands (priority, preemption): the leader yields.
+    Outranked,
 }
 
 impl Reason {
@@ -113,6 +121,8 @@ impl Reason {
             Reason::FaultCleared => "fault_cleared",
             Reason::Switchover => "switchover",
             Reason::WitnessLost => "witness_lost",
+            Reason::Elected => "elected",
+            Reason::Outranked => "outranked",
         }
     }
 }
@@ -138,6 +148,8 @@ impl fmt::Display for Reason {
             Reason::FaultCleared => write!(f, "fault cleared"),
             Reason::Switchover => write!(f, "switchover"),
             Reason::WitnessLost => write!(f, "witness lost"),
+            Reason::Elected => write!(f, "elected by the witness"),
+            Reason::Outranked => write!(f, "a better candidate stands"),
         }
     }
 }
@@ -321,7 +333,7 @@ impl Instance {
         }
         if self.fault {
             self.transition(now, State::Fault, Reason::FaultOn);
-        } else if self.priority() == 255 {
+        } else if self.priority() == 255 && !self.params.elected {
             self.take_over(now, Reason::AddressOwner);
         } else {
             self.become_backup(now, Reason::Startup);
@@ -329,6 +341,9 @@ impl Instance {
     }
 
     pub fn handle_advert(&mut self, now: Time, advert: Received) {
+        if self.params.elected {
+            return;
+        }
         match self.state {
             State::Backup if self.promotion.is_some() => self.promoting_rx(now, advert),
             State::Backup => self.backup_rx(now, advert),
@@ -476,7 +491,7 @@ impl Instance {
             self.become_master(now, reason);
         } else {
             self.adver_timer = None;
-            self.down_timer = Some(now + self.master_down_interval());
+            self.down_timer = self.down_after(now);
         }
     }
 
@@ -506,17 +521,45 @@ impl Instance {
     /// resignation (priority-0 advert, database read-only, VIPs released); a promotion under
     /// way is given up and tried again after Master_Down_Interval.
     pub fn witness_lost(&mut self, now: Time) {
+        self.step_down(now, Reason::WitnessLost);
+    }
+
+    /// Election mode: this node won the election. It becomes MASTER (through the database's
+    /// promotion when gated) unless it cannot (FAULT, or a promotion under way); returns
+    /// whether it takes over, else the caller gives the leadership back. `failover`: another
+    /// node led before (anti-flap counts it).
+    pub fn elected(&mut self, now: Time, failover: bool) -> bool {
+        if !self.params.elected || self.state != State::Backup || self.promotion.is_some() {
+            return self.state == State::Master;
+        }
+        self.lost_master = failover;
+        self.take_over(now, Reason::Elected);
+        true
+    }
+
+    /// Election mode: a better candidate stands; the MASTER yields as for a lost witness.
+    pub fn outranked(&mut self, now: Time) {
+        self.step_down(now, Reason::Outranked);
+    }
+
+    fn step_down(&mut self, now: Time, reason: Reason) {
         match self.state {
             State::Master => {
                 self.leave_master();
-                self.become_backup(now, Reason::WitnessLost);
+                self.become_backup(now, reason);
             }
             State::Backup if self.promotion.is_some() => {
                 self.abort_promotion();
-                self.down_timer = Some(now + self.master_down_interval());
+                self.down_timer = self.down_after(now);
             }
             _ => {}
         }
+    }
+
+    /// When the master is declared down if nothing is heard from now on (never in
+    /// election mode: the witness decides).
+    fn down_after(&self, now: Time) -> Option<Time> {
+        (!self.params.elected).then(|| now + self.master_down_interval())
     }
 
     /// The id of the promotion under way, if any.
@@ -610,7 +653,11 @@ impl Instance {
         let before = self.priority();
         self.priority_delta = delta;
         let after = self.priority();
-        if self.state == State::Master && after != before && self.may_answer(now) {
+        if self.state == State::Master
+            && after != before
+            && !self.params.elected
+            && self.may_answer(now)
+        {
             self.send_advert(after);
             self.adver_timer = Some(now + self.advert_interval());
         }
@@ -703,7 +750,7 @@ impl Instance {
         self.send_advert(self.priority());
         self.actions.push_back(Action::AddVips);
         self.actions.push_back(Action::SendGarp);
-        self.adver_timer = Some(now + self.advert_interval());
+        self.adver_timer = (!self.params.elected).then(|| now + self.advert_interval());
         self.garp_timer = if !self.params.garp_delay.is_zero() {
             Some(now + self.params.garp_delay)
         } else {
@@ -716,12 +763,14 @@ impl Instance {
         self.master_adver_int_cs = self.params.advert_int_cs;
         self.master = None;
         self.resigned = false;
-        self.down_timer = Some(now + self.master_down_interval());
+        self.down_timer = self.down_after(now);
         self.transition(now, State::Backup, reason);
     }
 
     fn send_advert(&mut self, priority: u8) {
-        self.actions.push_back(Action::SendAdvert { priority });
+        if !self.params.elected {
+            self.actions.push_back(Action::SendAdvert { priority });
+        }
     }
 
     fn transition(&mut self, now: Time, to: State, reason: Reason) {

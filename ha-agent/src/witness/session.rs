@@ -6,16 +6,19 @@
 use std::{collections::HashMap, time::Duration};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::lease::Lease;
+use super::{
+    election::{self, Me, Step, View},
+    lease::Lease,
+};
 use crate::{
     config::EtcdWitness,
-    ctl::status::{WitnessStatus, unix_now},
+    ctl::status::{ElectionStatus, WitnessStatus, unix_now},
 };
 
 /// What the loop asks of a session.
@@ -29,8 +32,18 @@ pub enum Request {
         value: String,
         wait: Duration,
     },
-    /// Give `key` back (only if this node's lease holds it).
+    /// Give `key` back (only if this node's lease holds it); in election mode, resign
+    /// the leadership (or leave the queue).
     Release { instance: String, key: String },
+    /// Election mode: stand as `node` in `instance`'s election under `key` with `priority`,
+    /// or stand aside (`None`: the candidacy is withdrawn).
+    Stand {
+        instance: String,
+        key: String,
+        node: String,
+        priority: Option<u8>,
+        preempt: bool,
+    },
     /// Revoke the lease (every key goes with it), then end.
     Close,
 }
@@ -46,6 +59,10 @@ pub enum Outcome {
     Acquired { id: u64, result: Result<(), String> },
     /// The lease this node's keys hang on can no longer be relied on: a master steps down.
     Lost { why: String },
+    /// Election mode: this node leads; `failover`: another node led before.
+    Elected { failover: bool },
+    /// Election mode: a better candidate stands; the leader yields (then releases).
+    Outranked { why: String },
 }
 
 /// Runs the session until [`Request::Close`] (or the loop drops its sender).
@@ -63,6 +80,8 @@ pub async fn run(
         keeper: None,
         held: HashMap::new(),
         retired: Vec::new(),
+        elections: HashMap::new(),
+        campaigner: None,
         done,
         answers,
         status,
@@ -88,6 +107,10 @@ pub async fn run(
                     let every = s.lease.as_ref().map_or(Duration::from_millis(500), Lease::keepalive_every);
                     next_keepalive = tokio::time::Instant::now() + every;
                 }
+                if !s.elections.is_empty() && s.campaigner.is_none() && s.client.is_some() {
+                    s.campaigner = s.open(None).await.ok();
+                }
+                s.poll_elections();
             }
             _ = sleep_until(step_down) => s.lose("the lease may expire before etcd hears from this node again".into()),
         }
@@ -104,14 +127,49 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 type Keeper = (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream);
 
-/// An acquisition's result, before it is passed on: the lease it was taken under must
-/// still be this session's, and usable.
-struct Answer {
-    instance: String,
-    id: u64,
+/// A task's result, before it is passed on: the lease it was taken under must still be
+/// this session's, and usable.
+enum Answer {
+    Acquired {
+        instance: String,
+        id: u64,
+        key: String,
+        lease: i64,
+        result: Result<(), String>,
+    },
+    /// An election's keys as read (after publishing our candidacy, if it had changed).
+    Polled {
+        instance: String,
+        view: Result<View, String>,
+    },
+    /// A campaign under `lease` ended: the leader key, or why not.
+    Campaigned {
+        instance: String,
+        lease: i64,
+        result: Result<String, String>,
+    },
+}
+
+/// An instance in election mode.
+struct Election {
+    /// The instance's key: candidacies and the election live under it.
     key: String,
-    lease: i64,
-    result: Result<(), String>,
+    node: String,
+    priority: Option<u8>,
+    preempt: bool,
+    view: View,
+    /// A read is under way.
+    polling: bool,
+    campaign: Option<(i64, tokio::task::JoinHandle<()>)>,
+    /// The leader key, while this node leads.
+    leading: Option<String>,
+    /// Told the loop to yield; waiting for its release.
+    yielding: bool,
+    /// Another node led at some point: the next election of this one is a failover.
+    other_led: bool,
+    /// No campaign before then: a node that just started sees the others first, one that
+    /// just resigned does not win again at once.
+    calm_until: Option<tokio::time::Instant>,
 }
 
 struct Session {
@@ -123,6 +181,11 @@ struct Session {
     held: HashMap<String, String>,
     /// Leases this session dropped, to revoke once etcd answers again.
     retired: Vec<i64>,
+    /// Instances in election mode, by name.
+    elections: HashMap<String, Election>,
+    /// The client campaigns wait on: a campaign lasts until it wins, beyond any request
+    /// timeout.
+    campaigner: Option<Client>,
     done: mpsc::UnboundedSender<Done>,
     /// Acquisitions under way report here first.
     answers: mpsc::UnboundedSender<Answer>,
@@ -152,19 +215,25 @@ impl Session {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
+        let client = self.open(Some(self.timeout())).await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn open(&self, timeout: Option<Duration>) -> Result<Client, String> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.timeout())
-            .with_timeout(self.timeout())
             // A member cut from the quorum answers nothing rather than stale data.
             .with_require_leader(true);
+        if let Some(timeout) = timeout {
+            options = options.with_timeout(timeout);
+        }
         if let Some(tls) = &self.cfg.tls {
             options = options.with_tls(tls_options(tls)?);
         }
-        let client = Client::connect(&self.cfg.endpoints, Some(options))
+        Client::connect(&self.cfg.endpoints, Some(options))
             .await
-            .map_err(|e| format!("connecting to etcd: {e}"))?;
-        self.client = Some(client.clone());
-        Ok(client)
+            .map_err(|e| format!("connecting to etcd: {e}"))
     }
 
     /// Grants a lease when there is none, else sends one keep-alive and waits for its answer.
@@ -315,6 +384,14 @@ impl Session {
             self.retired.push(lease.id);
         }
         self.keeper = None;
+        // Campaigns and leaderships hung on it (the loop was told by `lose`).
+        for e in self.elections.values_mut() {
+            if let Some((_, task)) = e.campaign.take() {
+                task.abort();
+            }
+            e.leading = None;
+            e.yielding = false;
+        }
     }
 
     fn serve(&mut self, request: Request) {
@@ -350,7 +427,7 @@ impl Session {
                 let answers = self.answers.clone();
                 tokio::spawn(async move {
                     let result = acquire(client, &key, &value, lease, wait).await;
-                    let _ = answers.send(Answer {
+                    let _ = answers.send(Answer::Acquired {
                         instance,
                         id,
                         key,
@@ -358,6 +435,51 @@ impl Session {
                         result,
                     });
                 });
+            }
+            Request::Release { instance, .. } if self.elections.contains_key(&instance) => {
+                self.resign(&instance);
+            }
+            Request::Stand {
+                instance,
+                key,
+                node,
+                priority: None,
+                ..
+            } => {
+                // Out of the running: the candidacy and any place in the queue go.
+                self.resign(&instance);
+                self.elections.remove(&instance);
+                if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
+                    tokio::spawn(release(
+                        client.clone(),
+                        election::candidate_key(&key, &node),
+                        lease.id,
+                    ));
+                }
+            }
+            Request::Stand {
+                instance,
+                key,
+                node,
+                priority,
+                preempt,
+            } => {
+                let e = self.elections.entry(instance).or_insert_with(|| Election {
+                    key: key.clone(),
+                    node: node.clone(),
+                    priority,
+                    preempt,
+                    view: View::default(),
+                    polling: false,
+                    campaign: None,
+                    leading: None,
+                    yielding: false,
+                    other_led: false,
+                    // A node just started waits a TTL before it campaigns, so that the
+                    // candidates starting with it are seen (as VRRP's down timer waits).
+                    calm_until: Some(tokio::time::Instant::now() + self.cfg.lease_ttl),
+                });
+                (e.key, e.node, e.priority, e.preempt) = (key, node, priority, preempt);
             }
             Request::Release { instance, key } => {
                 if self.held.get(&key) == Some(&instance) {
@@ -371,32 +493,191 @@ impl Session {
         }
     }
 
-    /// Passes an acquisition's result on, unless the lease it was taken under was lost
-    /// meanwhile (then the key is given back).
-    fn answered(&mut self, answer: Answer) {
+    /// The lease's id while it may be acted on.
+    fn usable_lease(&self) -> Option<i64> {
         let now = self.now();
-        let current = self.lease.as_ref().filter(|l| l.usable(now)).map(|l| l.id);
-        let result = match answer.result {
-            Ok(()) if current == Some(answer.lease) => {
-                info!(witness = %self.cfg.name, instance = %answer.instance, key = %answer.key, "leader key taken");
-                self.held.insert(answer.key, answer.instance.clone());
-                Ok(())
-            }
-            Ok(()) => {
-                if let Some(client) = &self.client {
-                    tokio::spawn(release(client.clone(), answer.key, answer.lease));
-                }
-                Err("the etcd lease was lost while taking the key".into())
-            }
-            Err(why) => Err(why),
-        };
-        let _ = self.done.send(Done {
-            instance: answer.instance,
-            outcome: Outcome::Acquired {
-                id: answer.id,
+        self.lease.as_ref().filter(|l| l.usable(now)).map(|l| l.id)
+    }
+
+    /// Passes a task's result on, unless the lease it was taken under was lost meanwhile
+    /// (then a key taken is given back).
+    fn answered(&mut self, answer: Answer) {
+        match answer {
+            Answer::Acquired {
+                instance,
+                id,
+                key,
+                lease,
                 result,
-            },
+            } => {
+                let result = match result {
+                    Ok(()) if self.usable_lease() == Some(lease) => {
+                        info!(witness = %self.cfg.name, %instance, %key, "leader key taken");
+                        self.held.insert(key, instance.clone());
+                        Ok(())
+                    }
+                    Ok(()) => {
+                        self.give_back(key, lease);
+                        Err("the etcd lease was lost while taking the key".into())
+                    }
+                    Err(why) => Err(why),
+                };
+                let _ = self.done.send(Done {
+                    instance,
+                    outcome: Outcome::Acquired { id, result },
+                });
+            }
+            Answer::Polled { instance, view } => self.polled(instance, view),
+            Answer::Campaigned {
+                instance,
+                lease,
+                result,
+            } => self.campaigned(instance, lease, result),
+        }
+    }
+
+    fn give_back(&self, key: String, lease: i64) {
+        if let Some(client) = &self.client {
+            tokio::spawn(release(client.clone(), key, lease));
+        }
+    }
+
+    /// Reads every election's keys (publishing this node's candidacy first when etcd shows
+    /// another), one read at a time per election.
+    fn poll_elections(&mut self) {
+        let (Some(client), Some(lease)) = (self.client.clone(), self.usable_lease()) else {
+            return;
+        };
+        for (instance, e) in &mut self.elections {
+            if e.polling {
+                continue;
+            }
+            e.polling = true;
+            let shown = e.view.candidates.get(&e.node).copied();
+            let publish = e.priority.filter(|p| shown != Some((*p, lease)));
+            let (key, node, answers) = (e.key.clone(), e.node.clone(), self.answers.clone());
+            let (instance, client) = (instance.clone(), client.clone());
+            tokio::spawn(async move {
+                let view = poll(client, &key, &node, publish, lease).await;
+                let _ = answers.send(Answer::Polled { instance, view });
+            });
+        }
+    }
+
+    fn polled(&mut self, instance: String, view: Result<View, String>) {
+        let lease = self.usable_lease();
+        let Some(e) = self.elections.get_mut(&instance) else {
+            return;
+        };
+        e.polling = false;
+        let view = match view {
+            Ok(view) => view,
+            Err(why) => {
+                warn!(witness = %self.cfg.name, %instance, error = %why, "reading the election");
+                return;
+            }
+        };
+        if view
+            .leader
+            .as_ref()
+            .is_some_and(|(node, _)| *node != e.node)
+        {
+            e.other_led = true;
+        }
+        e.view = view;
+        let Some(lease) = lease else {
+            return;
+        };
+        let me = Me {
+            node: &e.node,
+            mine: e.priority,
+            lease,
+            preempt: e.preempt,
+            campaigning: e.campaign.is_some(),
+            leading: e.leading.is_some(),
+        };
+        match election::decide(&me, &e.view) {
+            Step::Campaign => {
+                let calm = e
+                    .calm_until
+                    .is_some_and(|t| tokio::time::Instant::now() < t);
+                let Some(client) = self.campaigner.clone().filter(|_| !calm) else {
+                    return;
+                };
+                let name = election::election_name(&e.key);
+                let (node, answers) = (e.node.clone(), self.answers.clone());
+                info!(witness = %self.cfg.name, %instance, "campaigning: the best candidate after the leader");
+                let task = tokio::spawn(campaign(client, name, node, lease, instance, answers));
+                e.campaign = Some((lease, task));
+            }
+            Step::Withdraw => {
+                info!(witness = %self.cfg.name, %instance, "leaving the election's queue: a better candidate stands");
+                self.resign(&instance);
+            }
+            Step::Yield(why) if !e.yielding => {
+                e.yielding = true;
+                let _ = self.done.send(Done {
+                    instance,
+                    outcome: Outcome::Outranked { why },
+                });
+            }
+            Step::Yield(_) | Step::Wait => {}
+        }
+    }
+
+    fn campaigned(&mut self, instance: String, lease: i64, result: Result<String, String>) {
+        let current = self.usable_lease();
+        let Some(e) = self.elections.get_mut(&instance) else {
+            if let Ok(key) = result {
+                self.give_back(key, lease);
+            }
+            return;
+        };
+        if e.campaign.as_ref().is_some_and(|(l, _)| *l == lease) {
+            e.campaign = None;
+        }
+        match result {
+            Ok(key) if current == Some(lease) && e.priority.is_some() => {
+                info!(witness = %self.cfg.name, %instance, %key, "elected");
+                e.leading = Some(key.clone());
+                let failover = e.other_led;
+                self.held.insert(key, instance.clone());
+                let _ = self.done.send(Done {
+                    instance,
+                    outcome: Outcome::Elected { failover },
+                });
+            }
+            Ok(key) => self.give_back(key, lease),
+            Err(why) => {
+                warn!(witness = %self.cfg.name, %instance, error = %why, "campaign ended");
+            }
+        }
+    }
+
+    /// Gives up `instance`'s leadership or its place in the queue.
+    fn resign(&mut self, instance: &str) {
+        let Some(e) = self.elections.get_mut(instance) else {
+            return;
+        };
+        e.yielding = false;
+        e.calm_until = Some(tokio::time::Instant::now() + RESIGN_CALM);
+        let campaign = e.campaign.take().map(|(lease, task)| {
+            task.abort();
+            lease
         });
+        let key = election::election_name(&e.key);
+        if let Some(leader) = e.leading.take() {
+            info!(witness = %self.cfg.name, %instance, "resigning the leadership");
+            self.held.remove(&leader);
+            if let Some(lease) = self.lease.as_ref().map(|l| l.id) {
+                self.give_back(leader, lease);
+            }
+        }
+        // The queued key etcd made for the campaign (`<election>/<lease in hex>`); etcd
+        // deletes it too when the campaign is cancelled.
+        if let Some(lease) = campaign {
+            self.give_back(format!("{key}/{lease:x}"), lease);
+        }
     }
 
     async fn close(&mut self) {
@@ -422,6 +703,23 @@ impl Session {
             s.ttl_left_s = self.lease.as_ref().map(|l| l.ttl_left(now).as_secs_f64());
             s.keys = self.held.keys().cloned().collect();
             s.keys.sort();
+            s.elections = self
+                .elections
+                .iter()
+                .map(|(instance, e)| {
+                    let status = ElectionStatus {
+                        leader: e.view.leader.as_ref().map(|(node, _)| node.clone()),
+                        candidates: e
+                            .view
+                            .candidates
+                            .iter()
+                            .map(|(n, (p, _))| (n.clone(), *p))
+                            .collect(),
+                        campaigning: e.campaign.is_some(),
+                    };
+                    (instance.clone(), status)
+                })
+                .collect();
         });
     }
 }
@@ -497,6 +795,72 @@ async fn deleted(client: &mut Client, key: &str, revision: i64) -> Result<(), St
         }
     }
     Err("the watch ended".into())
+}
+
+/// How long a node that resigned waits before it campaigns again.
+const RESIGN_CALM: Duration = Duration::from_secs(1);
+
+/// Publishes `node`'s candidacy under `key` (when `publish` says so), then reads the
+/// election's keys.
+async fn poll(
+    mut client: Client,
+    key: &str,
+    node: &str,
+    publish: Option<u8>,
+    lease: i64,
+) -> Result<View, String> {
+    if let Some(priority) = publish {
+        let options = PutOptions::new().with_lease(lease);
+        client
+            .put(
+                election::candidate_key(key, node),
+                priority.to_string(),
+                Some(options),
+            )
+            .await
+            .map_err(|e| format!("publishing the candidacy: {e}"))?;
+    }
+    let got = client
+        .get(format!("{key}/"), Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let kvs: Vec<_> = got
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (
+                text(kv.key()),
+                text(kv.value()),
+                kv.lease(),
+                kv.create_revision(),
+            )
+        })
+        .collect();
+    Ok(election::view(key, &kvs))
+}
+
+/// Queues in etcd's election `name` as `node` under `lease` until this node leads.
+async fn campaign(
+    mut client: Client,
+    name: String,
+    node: String,
+    lease: i64,
+    instance: String,
+    answers: mpsc::UnboundedSender<Answer>,
+) {
+    let result = match client.campaign(name, node, lease).await {
+        Ok(won) => won
+            .leader()
+            .map(|l| String::from_utf8_lossy(l.key()).into_owned())
+            .ok_or_else(|| "etcd answered the campaign without a leader key".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = answers.send(Answer::Campaigned {
+        instance,
+        lease,
+        result,
+    });
 }
 
 /// Deletes `key` if `lease` still holds it.

@@ -28,6 +28,7 @@ fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
         garp_refresh: None,
         gated: false,
         witnessed: false,
+        elected: false,
     }
 }
 
@@ -1077,4 +1078,108 @@ fn a_witnessed_promotion_claims_once_it_hears_a_worse_router() {
     assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
     sim.run_until(t + ms(250));
     assert!(sim.adverts().len() >= 3);
+}
+
+fn elected(priority: u8, gated: bool) -> Params {
+    Params {
+        witnessed: true,
+        elected: true,
+        gated,
+        ..params(Version::V3, priority, 10)
+    }
+}
+
+#[test]
+fn an_elected_instance_sends_nothing_and_waits_for_the_witness() {
+    // Even priority 255 (an address owner in VRRP) waits for the election.
+    for priority in [100, 255] {
+        let mut sim = Sim::started(elected(priority, false));
+        assert_eq!(sim.inst.state(), State::Backup);
+        // No down timer: silence is not a reason to take over, and no advert goes out.
+        assert_eq!(sim.inst.poll_timeout(), None);
+        sim.advert(PEER_LOW, 100, 10);
+        sim.drain();
+        sim.run_until(Duration::from_secs(60));
+        assert_eq!(sim.inst.state(), State::Backup);
+        assert!(sim.adverts().is_empty());
+        assert_eq!(sim.count(Action::AddVips), 0);
+    }
+}
+
+#[test]
+fn an_elected_instance_becomes_master_and_yields_without_adverts() {
+    let mut sim = Sim::started(elected(100, false));
+    let t = ms(500);
+    sim.run_until(t);
+    assert!(sim.inst.elected(t, true));
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Master);
+    assert_eq!(
+        sim.inst.last_transition().map(|(_, r)| r),
+        Some(Reason::Elected)
+    );
+    assert_eq!(sim.count(Action::AddVips), 1);
+    assert_eq!(
+        sim.inst.poll_timeout(),
+        Some(t + Duration::from_secs(5)),
+        "GARP only"
+    );
+    // Elected again while master: nothing changes, nothing to give back.
+    assert!(sim.inst.elected(t, true));
+    sim.run_until(Duration::from_secs(10));
+    sim.inst.set_priority_delta(sim.now, -20);
+    sim.drain();
+    assert!(sim.adverts().is_empty());
+    let t = sim.now;
+    sim.inst.outranked(t);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::RemoveVips), 1);
+    assert_eq!(
+        sim.inst.last_transition().map(|(_, r)| r),
+        Some(Reason::Outranked)
+    );
+    assert_eq!(sim.inst.poll_timeout(), None);
+    assert!(sim.adverts().is_empty());
+}
+
+#[test]
+fn an_elected_instance_in_fault_does_not_take_over() {
+    let mut sim = Sim::started(elected(100, false));
+    sim.inst.set_fault(ms(10), true);
+    assert!(!sim.inst.elected(ms(20), false));
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Fault);
+    assert_eq!(sim.count(Action::AddVips), 0);
+}
+
+#[test]
+fn an_elected_gated_instance_promotes_its_database_first() {
+    let mut sim = Sim::started(elected(100, true));
+    assert!(sim.inst.elected(ms(100), true));
+    sim.drain();
+    let id = last_promote(&sim);
+    assert!(
+        sim.log
+            .iter()
+            .any(|(_, a)| *a == Action::Promote { id, failover: true })
+    );
+    assert_eq!(sim.inst.state(), State::Backup);
+    // Refused: it stays BACKUP with no down timer; the caller gives the leadership back.
+    sim.inst.promotion_done(ms(200), id, false);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.inst.poll_timeout(), None);
+    assert!(sim.inst.elected(ms(300), false));
+    sim.drain();
+    let id = last_promote(&sim);
+    sim.inst.promotion_done(ms(400), id, true);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Master);
+    // Lease lost: the database is made read-only first, the VIPs go after.
+    sim.inst.witness_lost(ms(500));
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::RemoveVips), 0);
+    assert!(sim.adverts().is_empty());
 }
