@@ -95,6 +95,12 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         trials: usize,
     },
+    /// Crash failover of the MariaDB pair under writes, asynchronous and with `semi_sync on`:
+    /// rows lost and the time per insert.
+    SemiSync {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
     /// Forged adverts at the highest rate one thread sends, at a MASTER/BACKUP pair.
     Flood {
         /// Seconds of flood per implementation.
@@ -155,6 +161,11 @@ fn main() -> Result<()> {
                     &workspace_root(),
                     "witness",
                     bench::witness(&binary, trials)?,
+                ),
+                BenchCmd::SemiSync { trials } => bench::report::save(
+                    &workspace_root(),
+                    "semi-sync",
+                    bench::semi_sync(&binary, trials)?,
                 ),
                 BenchCmd::Flood { window } => bench::report::save(
                     &workspace_root(),

@@ -29,6 +29,11 @@ pub struct Session {
     timeout: Duration,
 }
 
+/// How long a semi-sync replica's STOP SLAVE may spend connecting to its master to end
+/// the master's dump thread (MariaDB does so; 5 s by default, which a failover from a dead
+/// master would wait out).
+const SEMI_SYNC_KILL_CONN_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Runs `fut` within `limit`, naming `what` if it fails.
 async fn bounded<T>(
     what: &str,
@@ -307,21 +312,28 @@ impl Session {
 
     /// The replica's side on; its I/O thread reconnects for it to take effect.
     pub async fn enable_semi_sync_replica(&mut self, io_running: bool) -> Result<(), String> {
+        self.drop_query(&format!(
+            "SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = {}",
+            SEMI_SYNC_KILL_CONN_TIMEOUT.as_secs()
+        ))
+        .await?;
         self.drop_query("SET GLOBAL rpl_semi_sync_slave_enabled = ON")
             .await?;
         if io_running {
-            self.drop_query("STOP SLAVE IO_THREAD").await?;
+            self.stop_io_thread().await?;
             self.drop_query("START SLAVE IO_THREAD").await?;
         }
         Ok(())
     }
 
+    /// Stops the I/O thread; a semi-sync replica's may first try to reach the master.
     pub async fn stop_io_thread(&mut self) -> Result<(), String> {
-        self.drop_query(match self.flavor {
+        let sql = match self.flavor {
             Flavor::Mariadb => "STOP SLAVE IO_THREAD",
             Flavor::Mysql => "STOP REPLICA IO_THREAD",
-        })
-        .await
+        };
+        let limit = self.timeout + SEMI_SYNC_KILL_CONN_TIMEOUT;
+        bounded(sql, limit, self.conn.query_drop(sql)).await
     }
 
     /// Waits until everything in `target` is applied here, up to `limit`: true when it is.

@@ -60,12 +60,24 @@ pub struct Trial {
     /// read_only samples of both servers, and those with both writable.
     pub samples: u64,
     pub both_writable: u64,
+    /// Time per acknowledged insert before the event (the writer inserts back to back:
+    /// the time between acknowledgements), p50 and p99 in ms.
+    #[serde(default)]
+    pub insert_p50_ms: f64,
+    #[serde(default)]
+    pub insert_p99_ms: f64,
+    /// `semi_sync on`: whether a's agent reported semi-sync active just before the event.
+    #[serde(default)]
+    pub semi_sync_active: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DbCase {
     pub implementation: Impl,
     pub scenario: Scenario,
+    /// ha-agent with `semi_sync on`.
+    #[serde(default)]
+    pub semi_sync: bool,
     pub trials: Vec<Trial>,
     pub writes_again: Summary,
 }
@@ -79,32 +91,64 @@ pub fn run(binary: &Path, trials: usize) -> Result<Vec<DbCase>> {
                 implementation.name(),
                 scenario.name()
             );
-            let mut results = Vec::new();
-            for i in 0..trials {
-                let trial = run_trial(binary, implementation, scenario).with_context(|| {
-                    format!("{} {} trial {i}", implementation.name(), scenario.name())
-                })?;
-                eprintln!(
-                    "  writes again after {:.0} ms; {} acknowledged, {} lost, {} duplicate keys, {} of {} samples both writable",
-                    trial.writes_again_ms,
-                    trial.acknowledged,
-                    trial.lost,
-                    trial.duplicate_keys,
-                    trial.both_writable,
-                    trial.samples
-                );
-                results.push(trial);
-            }
-            let again: Vec<f64> = results.iter().map(|t| t.writes_again_ms).collect();
-            cases.push(DbCase {
-                implementation,
-                scenario,
-                writes_again: Summary::of(&again),
-                trials: results,
-            });
+            cases.push(run_case(binary, implementation, scenario, false, trials)?);
         }
     }
     Ok(cases)
+}
+
+/// ha-agent's crash failover with asynchronous replication and with `semi_sync on`, in the
+/// same run: acknowledged rows lost, and what semi-sync costs each insert.
+pub fn semi_sync(binary: &Path, trials: usize) -> Result<Vec<DbCase>> {
+    [false, true]
+        .into_iter()
+        .map(|semi| run_case(binary, Impl::HaAgent, Scenario::Crash, semi, trials))
+        .collect()
+}
+
+fn run_case(
+    binary: &Path,
+    implementation: Impl,
+    scenario: Scenario,
+    semi_sync: bool,
+    trials: usize,
+) -> Result<DbCase> {
+    let name = format!(
+        "{}{} {}",
+        implementation.name(),
+        if semi_sync { " semi_sync on" } else { "" },
+        scenario.name()
+    );
+    eprintln!("bench database: {name}, {trials} trials");
+    let mut results = Vec::new();
+    for i in 0..trials {
+        let trial = run_trial(binary, implementation, scenario, semi_sync)
+            .with_context(|| format!("{name} trial {i}"))?;
+        eprintln!(
+            "  writes again after {:.0} ms; {} acknowledged, {} lost, {} duplicate keys, {} of {} samples both writable; insert p50 {:.2} ms p99 {:.2} ms{}",
+            trial.writes_again_ms,
+            trial.acknowledged,
+            trial.lost,
+            trial.duplicate_keys,
+            trial.both_writable,
+            trial.samples,
+            trial.insert_p50_ms,
+            trial.insert_p99_ms,
+            match trial.semi_sync_active {
+                Some(active) => format!("; semi-sync active at the crash: {active}"),
+                None => String::new(),
+            }
+        );
+        results.push(trial);
+    }
+    let again: Vec<f64> = results.iter().map(|t| t.writes_again_ms).collect();
+    Ok(DbCase {
+        implementation,
+        scenario,
+        semi_sync,
+        writes_again: Summary::of(&again),
+        trials: results,
+    })
 }
 
 fn script(path: &Path, body: &str) -> Result<()> {
@@ -119,9 +163,9 @@ fn node_conf(
     implementation: Impl,
     state: &'static str,
     priority: u8,
-    me: &Mariadb,
-    peer: &Mariadb,
+    (me, peer): (&Mariadb, &Mariadb),
     etc: &Path,
+    extra: &str,
 ) -> Result<String> {
     let mut conf = VrrpConf::seed(state, priority);
     match implementation {
@@ -151,28 +195,34 @@ fn node_conf(
             Ok(format!(
                 "{}{}",
                 config(&[conf]),
-                replication_block(me.ip(), peer.ip(), etc)
+                replication_block(me.ip(), peer.ip(), etc, extra)
             ))
         }
     }
 }
 
-fn replication_block(local: Ipv4Addr, peer: Ipv4Addr, etc: &Path) -> String {
+fn replication_block(local: Ipv4Addr, peer: Ipv4Addr, etc: &Path, extra: &str) -> String {
     format!(
         "mysql_replication DB1 {{\n    local_address {local}\n    peer_address {peer}\n    \
          user ha_agent\n    password_file {etc}/agent.pass\n    repl_user repl\n    \
-         repl_password_file {etc}/repl.pass\n    min_failover_interval 0\n}}\n",
+         repl_password_file {etc}/repl.pass\n    min_failover_interval 0\n{extra}}}\n",
         etc = etc.display()
     )
 }
 
-fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<Trial> {
+fn run_trial(
+    binary: &Path,
+    implementation: Impl,
+    scenario: Scenario,
+    semi_sync: bool,
+) -> Result<Trial> {
+    let extra = if semi_sync { "    semi_sync on\n" } else { "" };
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
     let (mut server_a, server_b, etc) = ha_tests::mariadb::start_pair(&t, "agentpass")?;
     // The pair set up the same way for both (the state the seed's users reach by hand).
     let setup_conf = etc.join("setup.conf");
-    std::fs::write(&setup_conf, replication_block(a.ip, b.ip, &etc))?;
+    std::fs::write(&setup_conf, replication_block(a.ip, b.ip, &etc, extra))?;
     let out = a
         .command(binary.to_str().context("utf-8 path")?)
         .args(["db", "setup", "-f"])
@@ -190,8 +240,22 @@ fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<
     wait_for("the table on b", Duration::from_secs(10), || {
         server_b.try_sql("SELECT 1 FROM app.t LIMIT 1").is_ok()
     })?;
-    let conf_a = node_conf(implementation, "MASTER", 150, &server_a, &server_b, &etc)?;
-    let conf_b = node_conf(implementation, "BACKUP", 100, &server_b, &server_a, &etc)?;
+    let conf_a = node_conf(
+        implementation,
+        "MASTER",
+        150,
+        (&server_a, &server_b),
+        &etc,
+        extra,
+    )?;
+    let conf_b = node_conf(
+        implementation,
+        "BACKUP",
+        100,
+        (&server_b, &server_a),
+        &etc,
+        extra,
+    )?;
     let mut daemon_a = implementation.start(a, t.dir(), &conf_a, binary);
     std::thread::sleep(Duration::from_millis(500));
     let _daemon_b = implementation.start(b, t.dir(), &conf_b, binary);
@@ -206,6 +270,9 @@ fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<
         server_b.sql("STOP SLAVE SQL_THREAD");
         std::thread::sleep(Duration::from_secs(1));
     }
+    let semi_sync_active = semi_sync.then(|| {
+        daemon_a.status()["replication"][0]["local"]["semi_sync"]["master_active"] == true
+    });
     let event = epoch.elapsed().as_secs_f64();
     match scenario {
         Scenario::Planned => planned(implementation, &mut daemon_a, binary)?,
@@ -228,7 +295,24 @@ fn run_trial(binary: &Path, implementation: Impl, scenario: Scenario) -> Result<
         // The old master's last rows may still be on their way to b.
         std::thread::sleep(Duration::from_millis(500));
     }
+    let before: Vec<f64> = log
+        .acks
+        .iter()
+        .map(|a| a.at)
+        .filter(|at| *at < event)
+        .collect();
+    let mut per_insert: Vec<f64> = before.windows(2).map(|w| (w[1] - w[0]) * 1e3).collect();
+    per_insert.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        per_insert
+            .get(((per_insert.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Ok(Trial {
+        insert_p50_ms: quantile(0.5),
+        insert_p99_ms: quantile(0.99),
+        semi_sync_active,
         writes_again_ms: log
             .acks
             .iter()

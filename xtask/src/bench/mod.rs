@@ -17,7 +17,7 @@ use ha_tests::{
     wait::poll_until,
 };
 
-pub use database::{DbCase, run as database};
+pub use database::{DbCase, run as database, semi_sync};
 pub use failover::{run as failover, witness};
 pub use flood::run as flood;
 pub use steady::run as steady;

@@ -15,6 +15,7 @@ const DB_SWITCHOVER_JSON: &str = "docs/bench/db-switchover.json";
 const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const STEADY_LARGEST_JSON: &str = "docs/bench/steady-largest.json";
 const WITNESS_JSON: &str = "docs/bench/witness.json";
+const SEMI_SYNC_JSON: &str = "docs/bench/semi-sync.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -55,6 +56,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "flood" => FLOOD_JSON,
         "db-switchover" => DB_SWITCHOVER_JSON,
         "witness" => WITNESS_JSON,
+        "semi-sync" => SEMI_SYNC_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -329,6 +331,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
         md.push('\n');
     }
     witness_table(root, &mut md)?;
+    semi_sync_table(root, &mut md)?;
     std::fs::write(root.join(MARKDOWN), md)?;
     eprintln!("wrote {MARKDOWN}");
     Ok(())
@@ -388,6 +391,59 @@ fn witness_table(root: &Path, md: &mut String) -> Result<()> {
             cell(Some(k)),
             cell(find(false)),
             cell(find(true)),
+        );
+    }
+    Ok(())
+}
+
+/// `bench semi-sync`: ha-agent's crash failover under writes with asynchronous replication
+/// and with `semi_sync on`, from the same run.
+fn semi_sync_table(root: &Path, md: &mut String) -> Result<()> {
+    let Some(run) = load::<DbCase>(&root.join(SEMI_SYNC_JSON))? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "\n## Crash failover with semi-synchronous replication ({}, kernel {}, {} CPUs)\n\n\
+         `cargo xtask bench semi-sync`: the database pair and crash of the section above \
+         (ha-agent on sockets, VRRPv2 1 s), with asynchronous replication and with `semi_sync on` \
+         (AFTER_SYNC, `semi_sync_timeout` 1000 ms). Per insert = the time between two \
+         acknowledgements of the back-to-back writer before the crash (its p50 and p99 per trial, \
+         then the median of those over the trials).\n\n\
+         | replication | trials | semi-sync active at the crash | rows acknowledged | rows lost | trials losing rows | per insert p50 ms | per insert p99 ms | writes again ms p50 / max |\n|---|---|---|---|---|---|---|---|---|",
+        run.date, run.kernel, run.cpus
+    );
+    for r in &run.results {
+        let median = |f: fn(&super::database::Trial) -> f64| {
+            let v: Vec<f64> = r.trials.iter().map(f).collect();
+            Summary::of(&v).p50
+        };
+        let active = r
+            .trials
+            .iter()
+            .filter(|t| t.semi_sync_active == Some(true))
+            .count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.0} / {:.0} |",
+            if r.semi_sync {
+                "semi-sync"
+            } else {
+                "asynchronous"
+            },
+            r.trials.len(),
+            if r.semi_sync {
+                format!("{active} of {}", r.trials.len())
+            } else {
+                "–".into()
+            },
+            r.trials.iter().map(|t| t.acknowledged).sum::<u64>(),
+            r.trials.iter().map(|t| t.lost).sum::<u64>(),
+            r.trials.iter().filter(|t| t.lost > 0).count(),
+            median(|t| t.insert_p50_ms),
+            median(|t| t.insert_p99_ms),
+            r.writes_again.p50,
+            r.writes_again.max,
         );
     }
     Ok(())
