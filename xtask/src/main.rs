@@ -94,6 +94,12 @@ enum BenchCmd {
     Witness {
         #[arg(long, default_value_t = 5)]
         trials: usize,
+        /// Seconds of idle pair per case for the keep-alives' cost (with and without).
+        #[arg(long, default_value_t = 60)]
+        cost_window: u64,
+        /// Only the cost.
+        #[arg(long)]
+        cost_only: bool,
     },
     /// Crash failover of the MariaDB pair under writes, asynchronous and with `semi_sync on`:
     /// rows lost and the time per insert.
@@ -157,11 +163,25 @@ fn main() -> Result<()> {
                     "failover",
                     bench::failover(&binary, trials)?,
                 ),
-                BenchCmd::Witness { trials } => bench::report::save(
-                    &workspace_root(),
-                    "witness",
-                    bench::witness(&binary, trials)?,
-                ),
+                BenchCmd::Witness {
+                    trials,
+                    cost_window,
+                    cost_only,
+                } => {
+                    if !cost_only {
+                        bench::report::save(
+                            &workspace_root(),
+                            "witness",
+                            bench::witness(&binary, trials)?,
+                        )?;
+                    }
+                    let window = std::time::Duration::from_secs(cost_window);
+                    bench::report::save(
+                        &workspace_root(),
+                        "witness-cost",
+                        bench::witness_cost::run(&binary, window)?,
+                    )
+                }
                 BenchCmd::SemiSync { trials } => bench::report::save(
                     &workspace_root(),
                     "semi-sync",

@@ -87,11 +87,15 @@ pub async fn run(
         status,
         started: tokio::time::Instant::now(),
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_keepalive = s.started;
+    let mut next_read = s.started;
     loop {
         let step_down = s.step_down_deadline();
+        // Awake for the next keep-alive only, unless elections are to be read.
+        let wake = match s.elections.is_empty() {
+            true => next_keepalive,
+            false => next_keepalive.min(next_read),
+        };
         tokio::select! {
             request = requests.recv() => match request {
                 Some(Request::Close) | None => {
@@ -101,16 +105,19 @@ pub async fn run(
                 Some(request) => s.serve(request),
             },
             Some(answer) = answered.recv() => s.answered(answer),
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(wake) => {
                 if tokio::time::Instant::now() >= next_keepalive {
                     s.keep_alive().await;
                     let every = s.lease.as_ref().map_or(Duration::from_millis(500), Lease::keepalive_every);
                     next_keepalive = tokio::time::Instant::now() + every;
                 }
-                if !s.elections.is_empty() && s.campaigner.is_none() && s.client.is_some() {
-                    s.campaigner = s.open(None).await.ok();
+                if !s.elections.is_empty() && tokio::time::Instant::now() >= next_read {
+                    if s.campaigner.is_none() && s.client.is_some() {
+                        s.campaigner = s.open(None).await.ok();
+                    }
+                    s.poll_elections();
+                    next_read = tokio::time::Instant::now() + ELECTION_READ_EVERY;
                 }
-                s.poll_elections();
             }
             _ = sleep_until(step_down) => s.lose("the lease may expire before etcd hears from this node again".into()),
         }
@@ -142,6 +149,8 @@ enum Answer {
         instance: String,
         view: Result<View, String>,
     },
+    /// A dropped lease's revocation: done (or the lease is gone), or to be tried again.
+    Revoked { lease: i64, revoked: bool },
     /// A campaign under `lease` ended: the leader key, or why not.
     Campaigned {
         instance: String,
@@ -286,12 +295,6 @@ impl Session {
         );
         info!(witness = %self.cfg.name, lease = format!("{:x}", lease.id), ttl_s = granted.ttl(), "etcd lease granted");
         self.lease = Some(lease);
-        for old in std::mem::take(&mut self.retired) {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                let _ = client.lease_revoke(old).await;
-            });
-        }
         self.reached(granted.header().map(|h| h.revision()));
         Ok(())
     }
@@ -341,7 +344,28 @@ impl Session {
         Ok(())
     }
 
+    /// Revokes the leases this session dropped, now that etcd answers; one that cannot be
+    /// revoked yet is tried again after the next answered keep-alive (etcd renews every
+    /// lease when it elects a leader, so a dropped one would otherwise outlive an outage by
+    /// a TTL and keep its keys from this node).
+    fn revoke_retired(&mut self) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        for lease in std::mem::take(&mut self.retired) {
+            let (mut client, answers) = (client.clone(), self.answers.clone());
+            tokio::spawn(async move {
+                let revoked = match client.lease_revoke(lease).await {
+                    Ok(_) => true,
+                    Err(e) => e.to_string().contains("lease not found"),
+                };
+                let _ = answers.send(Answer::Revoked { lease, revoked });
+            });
+        }
+    }
+
     fn reached(&mut self, revision: Option<i64>) {
+        self.revoke_retired();
         self.status.send_modify(|s| {
             if !s.reachable {
                 info!(witness = %self.cfg.name, "etcd reachable");
@@ -528,6 +552,11 @@ impl Session {
                 });
             }
             Answer::Polled { instance, view } => self.polled(instance, view),
+            Answer::Revoked { lease, revoked } => {
+                if !revoked {
+                    self.retired.push(lease);
+                }
+            }
             Answer::Campaigned {
                 instance,
                 lease,
@@ -734,6 +763,7 @@ async fn acquire(
     wait: Duration,
 ) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + wait;
+    let mut reclaimed = false;
     loop {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
@@ -766,6 +796,13 @@ async fn acquire(
         if their_lease == lease {
             return Ok(());
         }
+        if holder == value && !reclaimed {
+            // Ours under a lease this node dropped (etcd may keep it alive a while after an
+            // outage): nobody else can hold it meanwhile, so it is given back and taken anew.
+            reclaimed = true;
+            release(client.clone(), key.to_owned(), their_lease).await;
+            continue;
+        }
         let held = format!("{key} is held by {holder} (lease {their_lease:x})");
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
@@ -796,6 +833,10 @@ async fn deleted(client: &mut Client, key: &str, revision: i64) -> Result<(), St
     }
     Err("the watch ended".into())
 }
+
+/// How often an election's candidacies and queue are read (a change of leader needs no
+/// read: the heir's campaign returns the moment it leads).
+const ELECTION_READ_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a node that resigned waits before it campaigns again.
 const RESIGN_CALM: Duration = Duration::from_secs(1);

@@ -7,6 +7,7 @@ mod flood;
 pub mod report;
 mod steady;
 mod switchover;
+pub mod witness_cost;
 
 use std::{path::Path, time::Duration};
 

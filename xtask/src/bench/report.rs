@@ -16,6 +16,7 @@ const STEADY_STRESS_JSON: &str = "docs/bench/steady-stress.json";
 const STEADY_LARGEST_JSON: &str = "docs/bench/steady-largest.json";
 const WITNESS_JSON: &str = "docs/bench/witness.json";
 const SEMI_SYNC_JSON: &str = "docs/bench/semi-sync.json";
+const WITNESS_COST_JSON: &str = "docs/bench/witness-cost.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -57,6 +58,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "db-switchover" => DB_SWITCHOVER_JSON,
         "witness" => WITNESS_JSON,
         "semi-sync" => SEMI_SYNC_JSON,
+        "witness-cost" => WITNESS_COST_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -391,6 +393,30 @@ fn witness_table(root: &Path, md: &mut String) -> Result<()> {
             cell(Some(k)),
             cell(find(false)),
             cell(find(true)),
+        );
+    }
+    let Some(run) = load::<super::witness_cost::Cost>(&root.join(WITNESS_COST_JSON))? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "\nWhat the witness costs in steady state ({}): an idle ha-agent pair (VRRPv2 1 s), \
+         the same etcd cluster running either way, {:.0} s per case; CPU time of each agent's \
+         process group and the times it was put on a CPU.\n\n\
+         | witness | master CPU ms/min | master wake-ups/s | backup CPU ms/min | backup wake-ups/s | VIP events |\n|---|---|---|---|---|---|",
+        run.date,
+        run.results.first().map_or(0.0, |c| c.window_s)
+    );
+    for c in &run.results {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            if c.witness { "`lease_ttl 2`" } else { "none" },
+            c.master_cpu_ms_per_min,
+            c.master_wakeups_per_s,
+            c.backup_cpu_ms_per_min,
+            c.backup_wakeups_per_s,
+            c.vip_events
         );
     }
     Ok(())
