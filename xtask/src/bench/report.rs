@@ -79,7 +79,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
 
 pub fn write_markdown(root: &Path) -> Result<()> {
     let mut md = String::from(
-        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady`, `switchover` and `flood` (raw numbers in\n\
+        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady`, `switchover`, `flood`, `witness` and `semi-sync` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
          namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
          Method: crash = SIGKILL of the daemon's process\n\
