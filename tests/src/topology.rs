@@ -360,6 +360,24 @@ impl Topology {
                 "-c",
                 &format!("echo 1 > /sys/class/net/{port}/threaded"),
             ]);
+            // A queue in front of the veth, as a NIC has (a veth has none): a burst the
+            // bridge's thread has not drained waits there (the veth stops its queue while
+            // its 256-frame ring is full) instead of being dropped.
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &host.netns,
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                "eth0",
+                "root",
+                "pfifo",
+                "limit",
+                "1000",
+            ]);
         }
     }
 

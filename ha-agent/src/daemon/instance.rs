@@ -27,6 +27,7 @@ use crate::{
         unix_now,
     },
     net::{
+        advert_socket::multicast_frame,
         arp_watch::HeldVip,
         garp::GarpSocket,
         link::{Link, mac_string},
@@ -103,6 +104,8 @@ pub struct Running {
     pub stats: Stats,
     fsm: Instance,
     primary_ip: Ipv4Addr,
+    /// The interface's MAC: the source of adverts sent as whole frames.
+    mac: [u8; 6],
     /// The advert last sent, per destination, and its priority: built again only when the
     /// priority or the configuration changes.
     advert: Option<(u8, Vec<(Ipv4Addr, bytes::Bytes)>)>,
@@ -141,7 +144,7 @@ struct WitnessView {
 
 /// At most one log line per period for a recurring event; the rest are counted into it.
 #[derive(Default)]
-struct RateLimit {
+pub(super) struct RateLimit {
     last: Option<Instant>,
     suppressed: u64,
 }
@@ -150,7 +153,7 @@ impl RateLimit {
     const PERIOD: Duration = Duration::from_secs(10);
 
     /// Whether to log now, and how many occurrences were not logged since the last line.
-    fn allow(&mut self) -> Option<u64> {
+    pub(super) fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
         if self.last.is_some_and(|t| now < t + Self::PERIOD) {
             self.suppressed += 1;
@@ -254,6 +257,7 @@ impl Running {
             fsm,
             socket_key,
             primary_ip,
+            mac: link.mac,
             stats: Stats::default(),
             advert: None,
             vips,
@@ -866,7 +870,11 @@ impl Running {
 
     fn send_advert(&mut self, priority: u8, world: &World) {
         if self.advert.as_ref().is_none_or(|(p, _)| *p != priority) {
-            self.advert = Some((priority, self.build_advert(priority)));
+            let frames = world
+                .sockets
+                .get(&self.socket_key)
+                .is_some_and(|s| s.sends_frames());
+            self.advert = Some((priority, self.build_advert(priority, frames)));
         }
         for (dst, msg) in self.advert.iter().flat_map(|(_, msgs)| msgs) {
             world.send(self.socket_key, msg.clone(), *dst);
@@ -874,8 +882,9 @@ impl Running {
         }
     }
 
-    /// The advert at `priority`, for each destination (the group, or each unicast peer).
-    fn build_advert(&self, priority: u8) -> Vec<(Ipv4Addr, bytes::Bytes)> {
+    /// The advert at `priority`, for each destination (the group, or each unicast peer); as
+    /// a whole Ethernet frame when the socket sends `frames`.
+    fn build_advert(&self, priority: u8, frames: bool) -> Vec<(Ipv4Addr, bytes::Bytes)> {
         let advert = Advert {
             vrid: self.cfg.vrid,
             priority,
@@ -896,6 +905,9 @@ impl Running {
             .map(|&dst| {
                 let mut msg = Vec::with_capacity(64);
                 advert.emit(&mut msg, ChecksumForm::PseudoHeader, self.primary_ip, dst);
+                if frames {
+                    msg = multicast_frame(&self.mac, self.primary_ip, &msg);
+                }
                 (dst, bytes::Bytes::from(msg))
             })
             .collect()

@@ -141,6 +141,8 @@ pub(crate) struct World {
     roles_changed: Cell<bool>,
     /// Adverts the instances sent since the last [`World::flush`], by socket.
     outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, Ipv4Addr)>>>,
+    /// Adverts the kernel refused (a full device queue): logged at most every 10 s.
+    send_errors: RefCell<instance::RateLimit>,
 }
 
 impl World {
@@ -165,7 +167,7 @@ impl World {
     }
 
     /// Sends the queued adverts: one `sendmmsg` per socket for every instance due in the
-    /// same tick. A message the kernel refuses is logged and skipped.
+    /// same tick. A message the kernel refuses is skipped (logged at most every 10 s).
     fn flush(&self) {
         let mut outbox = self.outbox.borrow_mut();
         for (key, queued) in outbox.iter_mut().filter(|(_, q)| !q.is_empty()) {
@@ -181,8 +183,10 @@ impl World {
                         let error = result
                             .err()
                             .map_or_else(|| "nothing sent".into(), |e| e.to_string());
-                        let dst = rest.first().map(|(_, dst)| *dst);
-                        warn!(?dst, %error, "sending advert");
+                        if let Some(suppressed) = self.send_errors.borrow_mut().allow() {
+                            let dst = rest.first().map(|(_, dst)| *dst);
+                            warn!(?dst, %error, suppressed, "sending advert");
+                        }
                         done += 1;
                     }
                 }
@@ -340,6 +344,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         witnesses,
         roles_changed: Cell::new(false),
         outbox: RefCell::default(),
+        send_errors: RefCell::default(),
     };
     let interfaces = xdp::interfaces(&config.instances)
         .into_iter()

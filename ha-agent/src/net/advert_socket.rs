@@ -1,9 +1,10 @@
-//! Raw IPv4 socket for VRRP adverts (protocol 112) on one interface.
+//! Raw IPv4 socket for VRRP adverts (protocol 112) on one interface, and the packet socket
+//! multicast adverts go out through as whole frames.
 
 use std::{
     io::{self, IoSlice, IoSliceMut},
     net::{Ipv4Addr, SocketAddrV4},
-    os::fd::AsRawFd as _,
+    os::fd::{AsRawFd as _, OwnedFd},
     sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll, ready},
     time::Duration,
@@ -21,7 +22,7 @@ use nix::sys::{
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::vrrp::packet::{IPPROTO_VRRP, TTL, VRRP_GROUP_V4};
+use crate::vrrp::packet::{IPPROTO_VRRP, TTL, VRRP_GROUP_V4, checksum};
 
 /// DSCP CS6 (network control), as keepalived sends.
 const TOS_NETWORK_CONTROL: u32 = 0xc0;
@@ -30,6 +31,8 @@ const RECV_BUFFER: usize = 4 << 20;
 
 pub struct AdvertSocket {
     socket: AsyncFd<Socket>,
+    /// Multicast sockets send whole frames through this, when it could be opened.
+    frames: Option<FrameSender>,
     /// When a read last found the socket empty (CLOCK_MONOTONIC, ns): every packet read
     /// since arrived after that.
     empty_at: AtomicU64,
@@ -61,16 +64,35 @@ impl AdvertSocket {
         socket.set_nonblocking(true)?;
         // SAFETY: the Socket owns its descriptor for as long as the AsyncFd holds it.
         let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        let frames = match unicast_src {
+            Some(_) => None,
+            None => FrameSender::open(ifindex)
+                .inspect_err(|e| {
+                    tracing::warn!(%iface, error = %e, "adverts go through the IP stack: no packet socket");
+                })
+                .ok(),
+        };
         Ok(Self {
             socket,
+            frames,
             empty_at: AtomicU64::new(0),
         })
     }
 
-    /// Sends VRRP messages, each to its destination, in one `sendmmsg`; the kernel adds the
-    /// IP headers. Returns how many went out: fewer than all when the kernel took only
-    /// some, an error only when it took none.
+    /// Whether [`AdvertSocket::send_batch`] takes whole Ethernet frames
+    /// ([`multicast_frame`]) rather than VRRP messages.
+    pub fn sends_frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    /// Sends adverts in one `sendmmsg`: whole frames when [`AdvertSocket::sends_frames`],
+    /// else VRRP messages, each to its destination, the kernel adding the IP headers.
+    /// Returns how many went out: fewer than all when the kernel took only some, an error
+    /// only when it took none.
     pub fn send_batch(&self, batch: &[(Bytes, Ipv4Addr)]) -> io::Result<usize> {
+        if let Some(frames) = &self.frames {
+            return frames.send_batch(batch);
+        }
         let slices: Vec<[IoSlice<'_>; 1]> =
             batch.iter().map(|(msg, _)| [IoSlice::new(msg)]).collect();
         let addrs: Vec<Option<SockaddrIn>> = batch
@@ -127,6 +149,82 @@ impl AdvertSocket {
     }
 }
 
+/// Multicast adverts as whole Ethernet frames, through a packet socket bound to the
+/// interface: no route lookup or IP output per advert, which is most of what a master with
+/// many instances spends (the frame is built once per priority). The frames still pass the
+/// qdisc and the interface's taps (tcpdump on the master sees its adverts).
+struct FrameSender {
+    fd: OwnedFd,
+}
+
+impl FrameSender {
+    fn open(ifindex: u32) -> io::Result<Self> {
+        let fd = super::packet_socket()?;
+        // Bound with protocol 0: it sends only, nothing is queued to it.
+        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: addr outlives the call; the length is its own.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    fn send_batch(&self, batch: &[(Bytes, Ipv4Addr)]) -> io::Result<usize> {
+        let slices: Vec<[IoSlice<'_>; 1]> = batch
+            .iter()
+            .map(|(frame, _)| [IoSlice::new(frame)])
+            .collect();
+        let addrs: Vec<Option<SockaddrIn>> = vec![None; batch.len()];
+        let mut headers = MultiHeaders::preallocate(batch.len(), None);
+        let sent = sendmmsg(
+            self.fd.as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        Ok(sent.count())
+    }
+}
+
+/// The Ethernet frame of VRRP message `msg` from `src` (interface MAC `mac`) to the VRRP
+/// group, as the kernel's IPv4 output makes it (TOS CS6, TTL 255, DF), with IP ID 0 (an
+/// atomic datagram's ID has no use: RFC 6864).
+pub fn multicast_frame(mac: &[u8; 6], src: Ipv4Addr, msg: &[u8]) -> Vec<u8> {
+    let group = VRRP_GROUP_V4.octets();
+    let mut frame = Vec::with_capacity(14 + 20 + msg.len());
+    // 01:00:5e and the group's low 23 bits.
+    frame.extend_from_slice(&[0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]]);
+    frame.extend_from_slice(mac);
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = (20 + msg.len()) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[1] = TOS_NETWORK_CONTROL as u8;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[6] = 0x40; // DF
+    ip[8] = TTL;
+    ip[9] = IPPROTO_VRRP;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&group);
+    let sum = checksum(&ip, None);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(msg);
+    frame
+}
+
 /// SO_RCVBUF is capped by `net.core.rmem_max` (208 KiB by default: some 250 adverts, 10 ms of
 /// 255 instances at 10 ms, so a loop held up for longer than that loses adverts and takes over
 /// falsely). SO_RCVBUFFORCE, with CAP_NET_ADMIN, is not; without it the cap applies.
@@ -171,4 +269,26 @@ fn recv_stamped(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<Du
         _ => None,
     });
     Ok((msg.bytes, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multicast_frame_is_what_the_ip_stack_would_send() {
+        let mac = [2, 0, 0, 0, 0, 0x0a];
+        let msg = [0x31, 107, 150, 1, 0, 10, 0, 0, 192, 168, 2, 200];
+        let f = multicast_frame(&mac, Ipv4Addr::new(192, 168, 2, 10), &msg);
+        assert_eq!(
+            &f[..14],
+            &[1, 0, 0x5e, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x0a, 8, 0]
+        );
+        let ip = &f[14..34];
+        // Version 4, 20 bytes, CS6, length, ID 0, DF, TTL 255, VRRP.
+        assert_eq!(&ip[..10], &[0x45, 0xc0, 0, 32, 0, 0, 0x40, 0, 255, 112]);
+        assert_eq!(&ip[12..], &[192, 168, 2, 10, 224, 0, 0, 18]);
+        assert_eq!(checksum(ip, None), 0);
+        assert_eq!(&f[34..], &msg);
+    }
 }

@@ -167,6 +167,11 @@ pub fn write_markdown(root: &Path) -> Result<()> {
             run.cpus,
             run.results.first().map_or(0.0, |r| r.window_s)
         );
+        md.push_str(
+            "LAN delivery `threads`: each bridge port's frames are delivered by a kernel thread \
+             (threaded NAPI), not in the sender's context, and each host's veth has a queue in \
+             front (pfifo, 1000 frames) as a NIC has; `sender`: the veth's own way.\n\n",
+        );
         md.push_str("| instances | v | interval | implementation | MASTER CPU % | BACKUP CPU % | wake-ups/s MASTER / BACKUP | MASTER RSS / PSS MiB | BACKUP RSS / PSS MiB | adverts/s sent (expected) | largest advert gap ms (VRID 1) | spurious transitions | CPU ratio MASTER / BACKUP (÷ keepalived) | user-space CPU % MASTER / BACKUP | LAN delivery | master's timers, worst lateness ms | steal % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &run.results {
             let keepalived = run.results.iter().find(|k| {
