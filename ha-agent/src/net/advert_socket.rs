@@ -90,25 +90,12 @@ impl AdvertSocket {
     /// Returns how many went out: fewer than all when the kernel took only some, an error
     /// only when it took none.
     pub fn send_batch(&self, batch: &[(Bytes, Ipv4Addr)]) -> io::Result<usize> {
-        if let Some(frames) = &self.frames {
-            return frames.send_batch(batch);
+        match &self.frames {
+            Some(frames) => send_all(frames.fd.as_raw_fd(), batch, |_| None),
+            None => send_all(self.socket.get_ref().as_raw_fd(), batch, |dst| {
+                Some(SockaddrIn::from(SocketAddrV4::new(dst, 0)))
+            }),
         }
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            batch.iter().map(|(msg, _)| [IoSlice::new(msg)]).collect();
-        let addrs: Vec<Option<SockaddrIn>> = batch
-            .iter()
-            .map(|(_, dst)| Some(SockaddrIn::from(SocketAddrV4::new(*dst, 0))))
-            .collect();
-        let mut headers = MultiHeaders::preallocate(batch.len(), None);
-        let sent = sendmmsg(
-            self.socket.get_ref().as_raw_fd(),
-            &mut headers,
-            &slices,
-            &addrs,
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        Ok(sent.count())
     }
 
     /// Polls for one packet (IP header included) into `buf`: its length and the kernel's
@@ -160,42 +147,31 @@ struct FrameSender {
 impl FrameSender {
     fn open(ifindex: u32) -> io::Result<Self> {
         let fd = super::packet_socket()?;
-        // Bound with protocol 0: it sends only, nothing is queued to it.
-        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: addr outlives the call; the length is its own.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Protocol 0: it sends only, nothing is queued to it.
+        super::bind_packet(&fd, 0, ifindex)?;
         Ok(Self { fd })
     }
+}
 
-    fn send_batch(&self, batch: &[(Bytes, Ipv4Addr)]) -> io::Result<usize> {
-        let slices: Vec<[IoSlice<'_>; 1]> = batch
-            .iter()
-            .map(|(frame, _)| [IoSlice::new(frame)])
-            .collect();
-        let addrs: Vec<Option<SockaddrIn>> = vec![None; batch.len()];
-        let mut headers = MultiHeaders::preallocate(batch.len(), None);
-        let sent = sendmmsg(
-            self.fd.as_raw_fd(),
-            &mut headers,
-            &slices,
-            &addrs,
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        )?;
-        Ok(sent.count())
-    }
+/// Sends `batch` in one `sendmmsg` on `fd`, each message to `to(its destination)` (`None`:
+/// the socket's own). Returns how many the kernel took.
+fn send_all(
+    fd: std::os::fd::RawFd,
+    batch: &[(Bytes, Ipv4Addr)],
+    to: impl Fn(Ipv4Addr) -> Option<SockaddrIn>,
+) -> io::Result<usize> {
+    let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|(msg, _)| [IoSlice::new(msg)]).collect();
+    let addrs: Vec<Option<SockaddrIn>> = batch.iter().map(|(_, dst)| to(*dst)).collect();
+    let mut headers = MultiHeaders::preallocate(batch.len(), None);
+    let sent = sendmmsg(
+        fd,
+        &mut headers,
+        &slices,
+        &addrs,
+        [],
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    Ok(sent.count())
 }
 
 /// The Ethernet frame of VRRP message `msg` from `src` (interface MAC `mac`) to the VRRP

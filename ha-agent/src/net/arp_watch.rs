@@ -63,21 +63,7 @@ impl ArpWatch {
         // Unbound, it receives nothing: the filter is in place before frames are bound to it.
         let fd = super::packet_socket()?;
         attach(&fd, &filter(&[]))?;
-        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ARP.to_be();
-        // SAFETY: addr outlives the call; the length is its own.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::bind_packet(&fd, ETH_P_ARP, 0)?;
         Ok(Self {
             // SAFETY: the OwnedFd owns its descriptor for as long as the AsyncFd holds it.
             fd: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?,

@@ -9,7 +9,7 @@ pub mod vip;
 
 use std::{
     io,
-    os::fd::{FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 /// The ARP ethertype.
@@ -30,4 +30,26 @@ fn packet_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: fd is a fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Binds a packet socket to `protocol` (network order is done here; 0: none, it receives
+/// nothing) on interface `ifindex` (0: every interface).
+fn bind_packet(fd: &OwnedFd, protocol: u16, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: addr outlives the call; the length is its own.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

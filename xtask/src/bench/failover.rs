@@ -130,19 +130,7 @@ fn run_case(
         true => Some(ha_tests::etcd::Cluster::start(&t, &hosts[3..])?),
         false => None,
     };
-    let conf = |state, priority| {
-        let mut conf = timing.conf(state, priority);
-        let Some(cluster) = &cluster else {
-            return conf.render();
-        };
-        conf.extra.push("witness W1".into());
-        format!(
-            "{}etcd_witness W1 {{\n    endpoints {}\n    lease_ttl {}\n}}\n",
-            conf.render(),
-            cluster.endpoints(),
-            LEASE_TTL.as_secs()
-        )
-    };
+    let conf = |state, priority| witnessed(timing.conf(state, priority), cluster.as_ref());
     let observer = Observer::start(c, t.dir(), "failover")?;
     let monitor = AddrMonitor::start(b)?;
     let master_conf = conf("MASTER", MASTER_PRIORITY);
@@ -218,6 +206,23 @@ fn run_case(
         garp_ms,
         witness,
     })
+}
+
+/// `conf` rendered, naming `cluster` (if any) as its witness W1 with [`LEASE_TTL`].
+pub fn witnessed(
+    mut conf: ha_tests::VrrpConf,
+    cluster: Option<&ha_tests::etcd::Cluster>,
+) -> String {
+    let Some(cluster) = cluster else {
+        return conf.render();
+    };
+    conf.extra.push("witness W1".into());
+    format!(
+        "{}etcd_witness W1 {{\n    endpoints {}\n    lease_ttl {}\n}}\n",
+        conf.render(),
+        cluster.endpoints(),
+        LEASE_TTL.as_secs()
+    )
 }
 
 fn stop(daemon: &mut Daemon) -> Result<()> {

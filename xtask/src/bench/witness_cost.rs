@@ -49,16 +49,9 @@ fn measure(binary: &Path, window: Duration, witness: bool) -> Result<Cost> {
     let t = Topology::new(&hosts);
     let cluster = etcd::Cluster::start(&t, &hosts[2..])?;
     let conf = |state, priority| {
-        let mut conf = Timing::V2_1S.conf(state, priority);
-        if !witness {
-            return conf.render();
-        }
-        conf.extra.push("witness W1".into());
-        format!(
-            "{}etcd_witness W1 {{\n    endpoints {}\n    lease_ttl {}\n}}\n",
-            conf.render(),
-            cluster.endpoints(),
-            super::failover::LEASE_TTL.as_secs()
+        super::failover::witnessed(
+            Timing::V2_1S.conf(state, priority),
+            witness.then_some(&cluster),
         )
     };
     let (a, b) = (t.host("a"), t.host("b"));
