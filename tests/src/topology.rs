@@ -130,13 +130,24 @@ impl Topology {
         };
         topology.add_netns(&lan);
         sh(&["ip", "-n", &lan, "link", "set", "lo", "up"]);
+        topology.add_bridge("br0");
+        for (i, name) in names.iter().enumerate() {
+            let host = topology.add_host(name, i as u8);
+            topology.hosts.push(host);
+        }
+        topology
+    }
+
+    /// A bridge in the lan namespace that forwards at once and floods multicast to every
+    /// port (no snooping: VRRP's group has no IGMP member reports).
+    fn add_bridge(&self, name: &str) {
         sh(&[
             "ip",
             "-n",
-            &lan,
+            &self.lan,
             "link",
             "add",
-            "br0",
+            name,
             "type",
             "bridge",
             "stp_state",
@@ -146,12 +157,7 @@ impl Topology {
             "mcast_snooping",
             "0",
         ]);
-        sh(&["ip", "-n", &lan, "link", "set", "br0", "up"]);
-        for (i, name) in names.iter().enumerate() {
-            let host = topology.add_host(name, i as u8);
-            topology.hosts.push(host);
-        }
-        topology
+        sh(&["ip", "-n", &self.lan, "link", "set", name, "up"]);
     }
 
     fn add_netns(&self, name: &str) {
@@ -210,21 +216,7 @@ impl Topology {
     pub fn routed(first: &[&str], second: &[&str]) -> Self {
         let mut t = Self::new(first);
         let lan = t.lan.clone();
-        sh(&[
-            "ip",
-            "-n",
-            &lan,
-            "link",
-            "add",
-            "br1",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-            "forward_delay",
-            "0",
-        ]);
-        sh(&["ip", "-n", &lan, "link", "set", "br1", "up"]);
+        t.add_bridge("br1");
         let router = format!("{}-router", t.prefix);
         t.add_netns(&router);
         netns_sysctl(&router, "net.ipv4.ip_forward", "1");

@@ -58,18 +58,19 @@ pub struct Me<'a> {
 /// greater wins, as VRRP's greater address does), so that every node ranks them alike.
 pub fn decide(me: &Me, view: &View) -> Step {
     let rank = |node: &str, priority: u8| (priority, node.to_owned());
+    let others = || {
+        view.candidates
+            .iter()
+            .filter(|(node, _)| node.as_str() != me.node)
+    };
     // Our own priority as we know it now, not as last published.
-    let ranked = view
-        .candidates
-        .iter()
-        .filter(|(node, _)| node.as_str() != me.node)
+    let ranked = others()
         .map(|(node, (p, _))| rank(node, *p))
         .chain(me.mine.map(|p| rank(me.node, p)));
     // Only a better candidate already queued: it leads the moment we resign.
     let better = |mine: u8| {
-        view.candidates
-            .iter()
-            .filter(|(node, _)| node.as_str() != me.node && view.queued.contains(node))
+        others()
+            .filter(|(node, _)| view.queued.contains(node))
             .map(|(node, (p, _))| rank(node, *p))
             .filter(|r| *r > rank(me.node, mine))
             .max()

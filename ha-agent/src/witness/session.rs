@@ -386,15 +386,14 @@ impl Session {
             return;
         }
         warn!(witness = %self.cfg.name, %why, "stepping down: the etcd lease cannot be relied on");
-        for (key, instance) in self.held.drain() {
+        let held: Vec<(String, String)> = self.held.drain().collect();
+        for (key, instance) in held {
             let _ = self.done.send(Done {
                 instance,
                 outcome: Outcome::Lost { why: why.clone() },
             });
             // Given back if etcd answers again before the lease goes.
-            if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
-                tokio::spawn(release(client.clone(), key, lease.id));
-            }
+            self.give_back_current(key);
         }
         // A fresh lease once etcd answers: the old one may be gone by then.
         self.retire();
@@ -473,13 +472,7 @@ impl Session {
                 // Out of the running: the candidacy and any place in the queue go.
                 self.resign(&instance);
                 self.elections.remove(&instance);
-                if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
-                    tokio::spawn(release(
-                        client.clone(),
-                        election::candidate_key(&key, &node),
-                        lease.id,
-                    ));
-                }
+                self.give_back_current(election::candidate_key(&key, &node));
             }
             Request::Stand {
                 instance,
@@ -509,9 +502,7 @@ impl Session {
                 if self.held.get(&key) == Some(&instance) {
                     self.held.remove(&key);
                 }
-                if let (Some(client), Some(lease)) = (&self.client, &self.lease) {
-                    tokio::spawn(release(client.clone(), key, lease.id));
-                }
+                self.give_back_current(key);
             }
             Request::Close => {}
         }
@@ -565,9 +556,17 @@ impl Session {
         }
     }
 
+    /// Deletes `key` if `lease` still holds it, beside the session.
     fn give_back(&self, key: String, lease: i64) {
         if let Some(client) = &self.client {
             tokio::spawn(release(client.clone(), key, lease));
+        }
+    }
+
+    /// [`Session::give_back`] under the current lease, if there is one.
+    fn give_back_current(&self, key: String) {
+        if let Some(lease) = &self.lease {
+            self.give_back(key, lease.id);
         }
     }
 
@@ -698,9 +697,7 @@ impl Session {
         if let Some(leader) = e.leading.take() {
             info!(witness = %self.cfg.name, %instance, "resigning the leadership");
             self.held.remove(&leader);
-            if let Some(lease) = self.lease.as_ref().map(|l| l.id) {
-                self.give_back(leader, lease);
-            }
+            self.give_back_current(leader);
         }
         // The queued key etcd made for the campaign (`<election>/<lease in hex>`); etcd
         // deletes it too when the campaign is cancelled.
