@@ -362,7 +362,10 @@ impl Running {
         self.fsm.poll_timeout()
     }
 
-    pub async fn on_timeout(&mut self, now: Duration, world: &World) {
+    pub async fn on_timeout(&mut self, now: Duration, stalled: Option<Duration>, world: &World) {
+        if let Some(stalled) = stalled {
+            self.fsm.stalled(now, stalled);
+        }
         if self.fsm.poll_timeout().is_some_and(|t| t <= now) {
             self.fsm.handle_timeout(now);
             self.execute(world).await;
@@ -582,7 +585,7 @@ impl Running {
                 .filter(|t| t.vip.addr == vip)
                 .map(|t| (t.ifindex, t.mac, t.vip.addr))
                 .collect();
-            garp_burst(&world.garp, &targets);
+            world.garp.burst(&targets);
         }
     }
 
@@ -922,7 +925,7 @@ impl Running {
         let garp = &self.cfg.garp;
         if garp.interval.is_zero() {
             for _ in 0..garp.repeat {
-                garp_burst(&world.garp, &targets);
+                world.garp.burst(&targets);
             }
             return;
         }
@@ -933,7 +936,7 @@ impl Running {
                 if i > 0 {
                     tokio::time::sleep(gap).await;
                 }
-                garp_burst(&socket, &targets);
+                socket.burst(&targets);
             }
         });
     }
@@ -1033,11 +1036,29 @@ async fn remove_leftover(
     Ok(())
 }
 
-/// One gratuitous ARP for each (interface, MAC, VIP).
-fn garp_burst(socket: &GarpSocket, targets: &[(u32, [u8; 6], Ipv4Addr)]) {
-    for &(ifindex, mac, addr) in targets {
-        if let Err(e) = socket.send(ifindex, &mac, addr) {
-            warn!(vip = %addr, error = %e, "sending gratuitous ARP");
+/// The gratuitous ARP socket, whose errors (a full device queue in a takeover of hundreds
+/// of VIPs) are logged at most every 10 s.
+pub(super) struct Garp {
+    socket: GarpSocket,
+    errors: std::sync::Mutex<RateLimit>,
+}
+
+impl Garp {
+    pub(super) fn new(socket: GarpSocket) -> Self {
+        Self {
+            socket,
+            errors: std::sync::Mutex::default(),
+        }
+    }
+
+    /// One gratuitous ARP for each (interface, MAC, VIP).
+    fn burst(&self, targets: &[(u32, [u8; 6], Ipv4Addr)]) {
+        for &(ifindex, mac, addr) in targets {
+            if let Err(e) = self.socket.send(ifindex, &mac, addr)
+                && let Some(suppressed) = self.errors.lock().ok().and_then(|mut l| l.allow())
+            {
+                warn!(vip = %addr, error = %e, suppressed, "sending gratuitous ARP");
+            }
         }
     }
 }

@@ -126,7 +126,7 @@ pub(crate) struct World {
     vips: Vips,
     /// The VIPs this agent's instances hold, by (ifindex, address): never "left behind".
     held: RefCell<HashSet<(u32, Ipv4Addr)>>,
-    garp: Arc<GarpSocket>,
+    garp: Arc<instance::Garp>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
     /// `script_user` of global_defs: notify scripts without a user of their own run as it.
     script_user: Option<String>,
@@ -337,7 +337,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         held: RefCell::default(),
         script_user: script_user(&config).map(str::to_owned),
         notify_timeout: config.global.notify_timeout,
-        garp: Arc::new(GarpSocket::open().map_err(io_error("opening the ARP socket"))?),
+        garp: Arc::new(instance::Garp::new(
+            GarpSocket::open().map_err(io_error("opening the ARP socket"))?,
+        )),
         sockets: HashMap::new(),
         kernel_dirty: Cell::new(true),
         dbs,
@@ -476,7 +478,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 // a down timer is judged against them.
                 daemon.drain(&mut buf).await;
                 daemon.sweep_kernel().await;
-                daemon.on_timer().await;
+                daemon.on_timer(late).await;
             }
             events = kernel_events(&mut daemon.kernel) => {
                 daemon.on_kernel_events(events, &mut buf).await
@@ -581,6 +583,10 @@ fn tracker(name: String, up: bool, effect: Effect, last_result: Option<String>) 
         last_duration_ms: None,
     }
 }
+
+/// How late the loop may wake before it counts as a stall of this host: well above the
+/// wake-up latency of a real-time task (tens of microseconds), well below an advert interval.
+const STALL_TOLERANCE: Duration = Duration::from_millis(1);
 
 /// Packets read per socket before an expired timer is handled.
 const DRAIN_LIMIT: usize = 4096;
@@ -915,10 +921,13 @@ impl Daemon {
         }
     }
 
-    async fn on_timer(&mut self) {
+    /// Handles the due timers of a loop that woke `late` (a stall longer than
+    /// [`STALL_TOLERANCE`] gives a master that stopped with us time to be heard again).
+    async fn on_timer(&mut self, late: Duration) {
         let at = now();
+        let stalled = (late > STALL_TOLERANCE).then_some(late);
         for running in &mut self.instances {
-            running.on_timeout(at, &self.world).await;
+            running.on_timeout(at, stalled, &self.world).await;
         }
     }
 

@@ -28,6 +28,7 @@ use crate::vrrp::packet::{IPPROTO_VRRP, TTL, VRRP_GROUP_V4, checksum};
 const TOS_NETWORK_CONTROL: u32 = 0xc0;
 /// Room for 255 instances at 10 ms without drops while the loop is busy.
 const RECV_BUFFER: usize = 4 << 20;
+const SEND_BUFFER: usize = 2 << 20;
 
 pub struct AdvertSocket {
     socket: AsyncFd<Socket>,
@@ -52,7 +53,9 @@ impl AdvertSocket {
         socket.set_ttl_v4(u32::from(TTL))?;
         socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
         socket.set_multicast_loop_v4(false)?;
-        force_recv_buffer(&socket, RECV_BUFFER);
+        // 208 KiB by default: some 250 adverts, 10 ms of 255 instances at 10 ms, so a loop
+        // held up for longer than that would lose adverts and take over falsely.
+        super::force_buffer(socket.as_raw_fd(), libc::SO_RCVBUFFORCE, RECV_BUFFER);
         // The kernel's receive time comes with each packet: an advert that arrived in time
         // counts from then, however late the loop reads it.
         setsockopt(&socket, ReceiveTimestampns, &true)?;
@@ -149,6 +152,10 @@ impl FrameSender {
         let fd = super::packet_socket()?;
         // Protocol 0: it sends only, nothing is queued to it.
         super::bind_packet(&fd, 0, ifindex)?;
+        // A frame counts against the buffer until the interface's queue lets it go: one tick
+        // of 255 instances is ~230 KiB, more than the default 208 KiB, and the tail of the
+        // batch would fail with EAGAIN whenever the queue is not yet drained.
+        super::force_buffer(fd.as_raw_fd(), libc::SO_SNDBUFFORCE, SEND_BUFFER);
         Ok(Self { fd })
     }
 }
@@ -199,26 +206,6 @@ pub fn multicast_frame(mac: &[u8; 6], src: Ipv4Addr, msg: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(msg);
     frame
-}
-
-/// SO_RCVBUF is capped by `net.core.rmem_max` (208 KiB by default: some 250 adverts, 10 ms of
-/// 255 instances at 10 ms, so a loop held up for longer than that loses adverts and takes over
-/// falsely). SO_RCVBUFFORCE, with CAP_NET_ADMIN, is not; without it the cap applies.
-fn force_recv_buffer(socket: &Socket, bytes: usize) {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads an int from a pointer that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        let _ = socket.set_recv_buffer_size(bytes);
-    }
 }
 
 fn monotonic_ns() -> u64 {

@@ -30,9 +30,11 @@ pub fn garp_frame(mac: &[u8; 6], vip: Ipv4Addr) -> [u8; 42] {
 
 impl GarpSocket {
     pub fn open() -> io::Result<Self> {
-        Ok(Self {
-            fd: super::packet_socket()?,
-        })
+        let fd = super::packet_socket()?;
+        // A takeover of 255 instances sends 5 each at once (garp_master_repeat): some 1 MiB of
+        // frames in flight, five times the default buffer.
+        super::force_buffer(fd.as_raw_fd(), libc::SO_SNDBUFFORCE, 2 << 20);
+        Ok(Self { fd })
     }
 
     /// Sends one gratuitous ARP for `vip` out of interface `ifindex` with source `mac`.

@@ -53,3 +53,29 @@ fn bind_packet(fd: &OwnedFd, protocol: u16, ifindex: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sets a socket buffer's size with `force` (SO_RCVBUFFORCE or SO_SNDBUFFORCE), which with
+/// CAP_NET_ADMIN is not capped by `net.core.{r,w}mem_max`; without it, the capped option.
+fn force_buffer(fd: std::os::fd::RawFd, force: libc::c_int, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |option| {
+        // SAFETY: setsockopt reads an int from a pointer that outlives the call.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(force) != 0 {
+        let capped = if force == libc::SO_SNDBUFFORCE {
+            libc::SO_SNDBUF
+        } else {
+            libc::SO_RCVBUF
+        };
+        set(capped);
+    }
+}

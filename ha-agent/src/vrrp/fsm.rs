@@ -223,6 +223,9 @@ pub struct Instance {
     demotion: Option<u64>,
     /// A master was heard and went silent; cleared once we are master.
     lost_master: bool,
+    /// The down timer was already extended for a stall of this host since the master was
+    /// last heard.
+    stall_forgiven: bool,
     next_db_id: u64,
 }
 
@@ -248,6 +251,7 @@ impl Instance {
             claiming: false,
             demotion: None,
             lost_master: false,
+            stall_forgiven: false,
             next_db_id: 0,
         }
     }
@@ -397,6 +401,7 @@ impl Instance {
         }
         self.master = Some((advert.from, advert.priority));
         self.resigned = false;
+        self.stall_forgiven = false;
     }
 
     fn master_rx(&mut self, now: Time, advert: Received) {
@@ -608,6 +613,23 @@ impl Instance {
         }
         if !self.params.preempt || old.preempt_delay != self.params.preempt_delay {
             self.preempt_at = None;
+        }
+    }
+
+    /// This host could not run us for `stalled` up to `now` (the loop woke that late). When
+    /// the whole machine stops (a hypervisor pausing a VM, or the master a VM beside us), the
+    /// master stopped as well, and the adverts it sent on waking are still on their way: a down
+    /// timer that ran out meanwhile is judged again after as long again (at most one of the
+    /// master's intervals), once per silence of the master, so a real failure costs at most
+    /// that much more.
+    pub fn stalled(&mut self, now: Time, stalled: Duration) {
+        if self.state == State::Backup
+            && !self.resigned
+            && !self.stall_forgiven
+            && self.down_timer.is_some_and(|at| at <= now)
+        {
+            self.stall_forgiven = true;
+            self.down_timer = Some(now + stalled.min(self.master_adver_interval()));
         }
     }
 

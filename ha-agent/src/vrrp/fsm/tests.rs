@@ -246,6 +246,49 @@ fn backup_takes_over_master_down_interval_after_the_last_advert() {
     );
 }
 
+/// The whole machine stops for 33 ms (VRRPv3, 10 ms): the master's adverts stop with it and
+/// the backup wakes 8 ms after its down timer ran out. The master's advert sent on waking
+/// arrives 0.1 ms later and keeps the backup a backup.
+#[test]
+fn a_stall_of_the_whole_machine_is_not_a_dead_master() {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let due = sim.inst.poll_timeout().expect("down timer");
+    let woke = due + ms(8);
+    sim.now = woke;
+    sim.inst.stalled(woke, ms(8));
+    sim.inst.handle_timeout(woke);
+    sim.drain();
+    assert_eq!(sim.inst.state(), State::Backup);
+    sim.run_until(woke + us(100));
+    sim.peer_master(PEER_HIGH, 150, 1, woke + ms(1000));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.transitions().len(), 1, "{:?}", sim.transitions());
+}
+
+/// A master that really died while the backup was stalled is taken over at most one of its
+/// intervals later, and a second stall in the same silence adds nothing.
+#[test]
+fn a_stall_delays_a_real_takeover_once_by_at_most_one_interval() {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let due = sim.inst.poll_timeout().expect("down timer");
+    let woke = due + ms(25);
+    sim.now = woke;
+    sim.inst.stalled(woke, ms(25));
+    sim.inst.handle_timeout(woke);
+    assert_eq!(sim.inst.poll_timeout(), Some(woke + ms(10)));
+    let again = woke + ms(12);
+    sim.now = again;
+    sim.inst.stalled(again, ms(2));
+    sim.inst.handle_timeout(again);
+    sim.drain();
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(again, State::Master, Reason::MasterDown))
+    );
+}
+
 #[test]
 fn priority_zero_means_take_over_after_skew() {
     let mut sim = Sim::started(params(Version::V3, 120, 10));
