@@ -246,19 +246,25 @@ fn backup_takes_over_master_down_interval_after_the_last_advert() {
     );
 }
 
+/// A VRRPv3 10 ms backup of a live master whose loop wakes `late` after its down timer ran
+/// out, and is told so before the timers are handled; returns it and when it woke.
+fn stalled_past_the_down_timer(late: Duration) -> (Sim, Time) {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let woke = sim.inst.poll_timeout().expect("down timer") + late;
+    sim.now = woke;
+    sim.inst.stalled(woke, late);
+    sim.inst.handle_timeout(woke);
+    sim.drain();
+    (sim, woke)
+}
+
 /// The whole machine stops for 33 ms (VRRPv3, 10 ms): the master's adverts stop with it and
 /// the backup wakes 8 ms after its down timer ran out. The master's advert sent on waking
 /// arrives 0.1 ms later and keeps the backup a backup.
 #[test]
 fn a_stall_of_the_whole_machine_is_not_a_dead_master() {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
-    let due = sim.inst.poll_timeout().expect("down timer");
-    let woke = due + ms(8);
-    sim.now = woke;
-    sim.inst.stalled(woke, ms(8));
-    sim.inst.handle_timeout(woke);
-    sim.drain();
+    let (mut sim, woke) = stalled_past_the_down_timer(ms(8));
     assert_eq!(sim.inst.state(), State::Backup);
     sim.run_until(woke + us(100));
     sim.peer_master(PEER_HIGH, 150, 1, woke + ms(1000));
@@ -270,13 +276,7 @@ fn a_stall_of_the_whole_machine_is_not_a_dead_master() {
 /// intervals later, and a second stall in the same silence adds nothing.
 #[test]
 fn a_stall_delays_a_real_takeover_once_by_at_most_one_interval() {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
-    let due = sim.inst.poll_timeout().expect("down timer");
-    let woke = due + ms(25);
-    sim.now = woke;
-    sim.inst.stalled(woke, ms(25));
-    sim.inst.handle_timeout(woke);
+    let (mut sim, woke) = stalled_past_the_down_timer(ms(25));
     assert_eq!(sim.inst.poll_timeout(), Some(woke + ms(10)));
     let again = woke + ms(12);
     sim.now = again;
