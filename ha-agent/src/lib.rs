@@ -19,6 +19,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod db;
 pub mod net;
+pub mod preflight;
 pub mod track;
 pub mod vrrp;
 pub mod witness;

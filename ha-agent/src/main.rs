@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ha_agent::{config, ctl, daemon, net::link::Link};
+use ha_agent::{config, ctl, daemon, net::link::Link, preflight};
 
 const DEFAULT_CONFIG: &str = "/etc/keepalived/keepalived.conf";
 const DEFAULT_STATE_DIR: &str = "/run/ha-agent";
@@ -222,7 +222,7 @@ fn main() -> anyhow::Result<ExitCode> {
 
 /// The `mysql_replication` block `name` of `path` (default: the only one).
 fn replication(path: &Path, name: Option<&str>) -> anyhow::Result<config::MysqlReplication> {
-    let loaded = config::load(path)?;
+    let loaded = preflight::load(path)?;
     if loaded.diagnostics.has_errors() {
         let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
         anyhow::bail!("{}", errors.join("\n"));
@@ -397,7 +397,7 @@ fn realtime(priority: u8) {
 }
 
 fn check_config(path: &Path, peer: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let mut loaded = config::load(path)?;
+    let mut loaded = preflight::load(path)?;
     if let Some(peer) = peer {
         // The peer's file is read without looking at this host (its scripts live there).
         let other = config::load_from(&config::FileSystem, peer)?;
@@ -406,7 +406,7 @@ fn check_config(path: &Path, peer: Option<&Path>) -> anyhow::Result<ExitCode> {
                 .diagnostics
                 .error(&d.loc, format!("in the peer's file: {}", d.message));
         }
-        config::compare_with_peer(&loaded.config, &other.config, &mut loaded.diagnostics);
+        preflight::compare_with_peer(&loaded.config, &other.config, &mut loaded.diagnostics);
     }
     for d in loaded.diagnostics.iter() {
         println!("{d}");

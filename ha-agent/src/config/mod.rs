@@ -1,23 +1,29 @@
 //! keepalived.conf: lexer → block tree → typed [`Config`], with diagnostics carrying
 //! `file:line`. Unknown keywords are warnings; values that cannot work are errors.
 
+mod build;
 mod diag;
-mod host;
+mod file;
+mod global;
+mod instance;
+mod keywords;
 mod lexer;
-mod model;
-mod peer;
 mod replication;
+mod script;
+mod secret;
 mod tree;
 mod witness;
 
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
-pub use host::read_secret;
+pub use file::Config;
+pub use global::{GarpParams, GlobalDefs};
+pub use instance::{InitialState, NotifyScripts, TrackInterface, TrackScript, Vip, VrrpInstance};
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
-pub use model::*;
-pub use peer::compare as compare_with_peer;
 pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
+pub use script::{Script, VrrpScript};
+pub use secret::read_secret;
 pub use tree::MAX_NESTING;
 pub use witness::{EtcdWitness, OnUnreachable, Tls, WitnessRef};
 
@@ -33,14 +39,6 @@ pub struct Loaded {
 pub struct ReadError {
     pub path: String,
     pub source: ReadFailure,
-}
-
-/// Reads and checks `path` (and what it includes), and that the scripts it names and the
-/// users they run as exist on this host.
-pub fn load(path: &Path) -> Result<Loaded, ReadError> {
-    let mut loaded = load_from(&FileSystem, path)?;
-    host::check(&loaded.config, &mut loaded.diagnostics);
-    Ok(loaded)
 }
 
 /// Reads and checks `path` and its includes from `source`, without looking at the host.
@@ -62,7 +60,7 @@ pub fn parse_str(text: &str, name: &str) -> Loaded {
 
 fn build(tokens: Vec<lexer::Token>, mut diagnostics: Diagnostics) -> Loaded {
     let nodes = tree::parse(tokens, &mut diagnostics);
-    let config = model::build(&nodes, &mut diagnostics);
+    let config = file::build(&nodes, &mut diagnostics);
     Loaded {
         config,
         diagnostics,

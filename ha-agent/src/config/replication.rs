@@ -3,7 +3,7 @@
 
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use super::{diag::Loc, model::Builder, tree::Node};
+use super::{build::Builder, diag::Loc, tree::Node};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {

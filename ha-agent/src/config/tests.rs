@@ -3,6 +3,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use super::*;
+use crate::vrrp::Version;
 
 /// The seed configuration, verbatim (stray `}` included).
 const SEED: &str = include_str!("../../../docs/seed-keepalived.conf");
@@ -104,7 +105,7 @@ fn include_is_relative_to_the_including_file() {
         "vrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n 10.0.0.2\n }\n}\n",
     )
     .unwrap();
-    let loaded = load(&dir.join("main.conf")).unwrap();
+    let loaded = load_from(&FileSystem, &dir.join("main.conf")).unwrap();
     let names: Vec<&str> = loaded
         .config
         .instances
@@ -122,7 +123,13 @@ fn include_is_relative_to_the_including_file() {
 
 #[test]
 fn unreadable_file_is_an_error() {
-    assert!(load(std::path::Path::new("/nonexistent/keepalived.conf")).is_err());
+    assert!(
+        load_from(
+            &FileSystem,
+            std::path::Path::new("/nonexistent/keepalived.conf")
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -272,45 +279,6 @@ fn a_value_keyword_with_a_block_is_an_error() {
     );
 }
 
-#[test]
-fn missing_scripts_and_users_are_errors() {
-    let dir = std::env::temp_dir().join(format!("ha-agent-scripts-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let not_executable = dir.join("plain.sh");
-    std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
-    let conf = dir.join("k.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global_defs {{\n script_user no_such_user_ha\n}}\n\
-             vrrp_script chk {{\n script \"/no/such/check.sh arg\"\n}}\n\
-             vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 10.0.0.1\n }}\n\
-             track_script {{\n chk\n }}\n notify_master {}\n notify_backup /bin/true root\n}}\n",
-            not_executable.display()
-        ),
-    )
-    .unwrap();
-    let loaded = load(&conf).unwrap();
-    let errors: Vec<String> = loaded
-        .diagnostics
-        .errors()
-        .map(|d| d.to_string().replace(&*conf.to_string_lossy(), "F"))
-        .collect();
-    assert_eq!(
-        errors,
-        [
-            "F:2: error: script user `no_such_user_ha` does not exist on this host".to_owned(),
-            "F:5: error: script `/no/such/check.sh`: No such file or directory (os error 2)"
-                .to_owned(),
-            format!(
-                "F:16: error: script `{}` is not an executable file",
-                not_executable.display()
-            ),
-        ]
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 /// Loads `main` from files held in memory.
 fn load_memory(files: &[(&str, Vec<u8>)]) -> Loaded {
     let source = Memory(
@@ -447,7 +415,7 @@ fn devices_and_recursive_globs_are_not_included() {
         "include /dev/zero\ninclude /**/*.conf\n",
     )
     .unwrap();
-    let loaded = load(&dir.join("main.conf")).unwrap();
+    let loaded = load_from(&FileSystem, &dir.join("main.conf")).unwrap();
     let main = dir.join("main.conf").display().to_string();
     assert_eq!(
         all_errors(&loaded),
@@ -523,48 +491,6 @@ fn script_lines_split_like_keepalived_with_users_and_groups() {
         n.backup.as_ref().unwrap().user.as_deref(),
         Some("nobody:nogroup")
     );
-}
-
-#[test]
-fn script_security_refuses_root_scripts_others_can_change() {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("ha-agent-sec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script = dir.join("check.sh");
-    std::fs::write(&script, "#!/bin/sh\n").unwrap();
-    let conf = dir.join("k.conf");
-    let text = |user: &str| {
-        format!(
-            "global_defs {{\n enable_script_security\n{user}}}\nvrrp_script chk {{\n script {}\n}}\n",
-            script.display()
-        )
-    };
-    let errors_for = |text: String| {
-        std::fs::write(&conf, text).unwrap();
-        load(&conf)
-            .unwrap()
-            .diagnostics
-            .errors()
-            .map(|d| d.message.clone())
-            .collect::<Vec<_>>()
-    };
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    assert_eq!(errors_for(text("")), Vec::<String>::new());
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o757)).unwrap();
-    assert_eq!(
-        errors_for(text("")),
-        [format!(
-            "enable_script_security: `{0}` would run as root but {0} can be changed by a user other than root (set a script user, or fix ownership and mode)",
-            script.display()
-        )]
-    );
-    // Run as another user, the same script is allowed.
-    assert_eq!(
-        errors_for(text(" script_user nobody\n")),
-        Vec::<String>::new()
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 const REPLICATION: &str = "
@@ -675,28 +601,6 @@ fn mysql_replication_errors_carry_their_line() {
         errors(&text),
         ["t.conf:13: error: unknown on_drain_timeout `wait` (refuse or promote)"]
     );
-}
-
-#[test]
-fn unreadable_password_files_are_errors_on_this_host() {
-    let dir = std::env::temp_dir().join(format!("ha-agent-pass-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let good = dir.join("db.pass");
-    std::fs::write(&good, "secret\n").unwrap();
-    let text = REPLICATION
-        .replace("/etc/ha-agent/db.pass", good.to_str().unwrap())
-        .replace(
-            "/etc/ha-agent/repl.pass",
-            dir.join("missing").to_str().unwrap(),
-        );
-    let mut loaded = parse_str(&text, "t.conf");
-    host::check(&loaded.config, &mut loaded.diagnostics);
-    let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with("t.conf:2: error: mysql_replication DB1: password file"));
-    assert!(errors[0].ends_with("No such file or directory (os error 2)"));
-    assert_eq!(read_secret(&good).unwrap(), "secret");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 const WITNESS: &str = "

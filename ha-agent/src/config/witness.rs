@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::{diag::Loc, model::Builder, tree::Node};
+use super::{build::Builder, diag::Loc, tree::Node};
 
 /// What a master does when it cannot reach etcd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

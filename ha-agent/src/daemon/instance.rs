@@ -21,7 +21,7 @@ use super::{
     witness::KEY_WAIT_SLACK,
 };
 use crate::{
-    config::{Version, Vip, VrrpInstance},
+    config::{Vip, VrrpInstance},
     ctl::status::{
         InstanceStatus, InstanceWitness, PeerMismatch, TrackerStatus, Transition, TransitionCount,
         unix_now,
@@ -33,6 +33,7 @@ use crate::{
         link::{Link, mac_string},
     },
     vrrp::{
+        Version,
         fsm::{Action, Instance, Params, Reason, Received, State},
         packet::{
             Accepted, Advert, ChecksumForm, Disagreement, DropReason, Expect, Interval,

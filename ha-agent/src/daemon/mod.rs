@@ -29,7 +29,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{self, Config, Severity, Vip, VrrpInstance},
+    config::{Config, Severity, Vip, VrrpInstance},
     ctl::status::TrackerStatus,
     ctl::{self, Status},
     net::{
@@ -39,6 +39,7 @@ use crate::{
         link_watch,
         vip::{VipError, Vips},
     },
+    preflight,
     track::check::{Effect, effect},
     vrrp::{
         packet::DropReason,
@@ -271,7 +272,7 @@ fn node_name(config: &Config) -> String {
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
 fn load_config(path: &Path) -> Result<Config, DaemonError> {
-    let loaded = config::load(path).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let loaded = preflight::load(path).map_err(|e| DaemonError::Config(e.to_string()))?;
     for d in loaded.diagnostics.iter() {
         match d.severity {
             Severity::Warning => warn!("{d}"),

@@ -7,7 +7,7 @@
 
 use std::{collections::VecDeque, fmt, net::Ipv4Addr, time::Duration};
 
-use crate::config::Version;
+use super::Version;
 
 /// A point in time: the duration since an epoch chosen by the caller.
 pub type Time = Duration;

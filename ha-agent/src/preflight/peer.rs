@@ -4,7 +4,7 @@
 
 use crate::track::check::{Effect, effect};
 
-use super::{Config, Diagnostics, InitialState, VrrpInstance};
+use crate::config::{Config, Diagnostics, InitialState, VrrpInstance};
 
 /// The priorities one instance can advertise through its weighted trackers (trackers with
 /// weight 0 mean FAULT, which always moves the VIP, and are left out).
@@ -126,7 +126,7 @@ fn disagreement(a: &VrrpInstance, b: &VrrpInstance, strict: bool, diags: &mut Di
             b.loc
         ));
     }
-    if a.version == super::Version::V2 && a.advert_int_cs != b.advert_int_cs {
+    if a.version == crate::vrrp::Version::V2 && a.advert_int_cs != b.advert_int_cs {
         fields.push(format!(
             "advert_int {} s here, {} s at {}",
             f64::from(a.advert_int_cs) / 100.0,

@@ -6,7 +6,7 @@ use std::{os::unix::fs::PermissionsExt as _, path::Path};
 
 use crate::track::runner::Identity;
 
-use super::{Config, Diagnostics, Loc, Script};
+use crate::config::{Config, Diagnostics, Loc, Script, read_secret};
 
 pub fn check(config: &Config, diags: &mut Diagnostics) {
     if let Some((user, loc)) = &config.global.script_user {
@@ -52,17 +52,6 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
             }
         }
     }
-}
-
-/// A password file's first line (a trailing newline is not part of the password).
-pub fn read_secret(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("password file {}: {e}", path.display()))?;
-    let line = text.lines().next().unwrap_or_default();
-    if line.is_empty() {
-        return Err(format!("password file {} is empty", path.display()));
-    }
-    Ok(line.to_owned())
 }
 
 fn check_user(spec: &str, loc: &Loc, diags: &mut Diagnostics) {

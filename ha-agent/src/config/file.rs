@@ -1,0 +1,122 @@
+//! The whole file: its top-level blocks in order, and the checks that span blocks (names that
+//! must resolve, VRIDs that must not collide).
+
+use std::collections::HashMap;
+
+use super::{
+    build::Builder,
+    diag::{Diagnostics, Loc},
+    global::GlobalDefs,
+    instance::VrrpInstance,
+    replication::MysqlReplication,
+    script::VrrpScript,
+    tree::Node,
+    witness::EtcdWitness,
+};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    pub global: GlobalDefs,
+    pub instances: Vec<VrrpInstance>,
+    pub scripts: Vec<VrrpScript>,
+    pub replications: Vec<MysqlReplication>,
+    pub witnesses: Vec<EtcdWitness>,
+}
+
+pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
+    let mut b = Builder { diags };
+    let mut config = Config::default();
+    // global_defs first: instances inherit its defaults wherever it is in the file.
+    for node in nodes.iter().filter(|n| n.name() == "global_defs") {
+        b.global_defs(node, &mut config.global);
+    }
+    for node in nodes {
+        match node.name() {
+            "global_defs" => {}
+            "vrrp_instance" => {
+                if let Some(instance) = b.instance(node, &config.global) {
+                    config.instances.push(instance);
+                }
+            }
+            "vrrp_script" => {
+                if let Some(script) = b.script(node) {
+                    config.scripts.push(script);
+                }
+            }
+            "mysql_replication" => {
+                if let Some(r) = b.replication(node) {
+                    config.replications.push(r);
+                }
+            }
+            "etcd_witness" => {
+                if let Some(w) = b.witness(node) {
+                    config.witnesses.push(w);
+                }
+            }
+            _ => b.unknown(node, "top level"),
+        }
+    }
+    b.check(&config);
+    config
+}
+
+impl Builder<'_> {
+    /// Checks across instances and scripts.
+    fn check(&mut self, config: &Config) {
+        let mut names: HashMap<&str, &Loc> = HashMap::new();
+        let mut vrids: HashMap<(&str, u8), &str> = HashMap::new();
+        for inst in &config.instances {
+            if let Some(first) = names.insert(&inst.name, &inst.loc) {
+                self.diags.error(
+                    &inst.loc,
+                    format!("instance name {} already used at {first}", inst.name),
+                );
+            }
+            if inst.vrid != 0
+                && !inst.interface.is_empty()
+                && let Some(other) = vrids.insert((&inst.interface, inst.vrid), &inst.name)
+            {
+                self.diags.error(
+                    &inst.loc,
+                    format!(
+                        "virtual_router_id {} on {} is already used by instance {other}",
+                        inst.vrid, inst.interface
+                    ),
+                );
+            }
+            if let Some(second) = inst.track_replication.get(1) {
+                self.diags.error(
+                    &second.loc,
+                    "track_replication: one database per instance (its promotion gates the takeover)",
+                );
+            }
+            for track in &inst.track_replication {
+                if !config.replications.iter().any(|r| r.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!(
+                            "track_replication {}: no mysql_replication of that name",
+                            track.name
+                        ),
+                    );
+                }
+            }
+            if let Some(w) = &inst.witness
+                && !config.witnesses.iter().any(|c| c.name == w.name)
+            {
+                self.diags.error(
+                    &w.loc,
+                    format!("witness {}: no etcd_witness of that name", w.name),
+                );
+            }
+            for track in &inst.track_scripts {
+                if !config.scripts.iter().any(|s| s.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!("track_script {}: no vrrp_script of that name", track.name),
+                    );
+                }
+            }
+        }
+    }
+}

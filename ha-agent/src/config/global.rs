@@ -1,0 +1,158 @@
+//! `global_defs { ... }`: defaults every instance inherits.
+
+use std::time::Duration;
+
+use super::{build::Builder, diag::Loc, script::user_spec, tree::Node};
+use crate::vrrp::Version;
+
+/// Gratuitous ARP bursts on becoming master (keepalived's `garp_master_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GarpParams {
+    /// Delay of the second burst after becoming master; zero: no second burst.
+    pub delay: Duration,
+    /// GARPs per VIP in each burst.
+    pub repeat: u32,
+    /// Period of refresh bursts while master, if any.
+    pub refresh: Option<Duration>,
+    pub refresh_repeat: u32,
+    /// Gap between two GARPs on one interface (`vrrp_garp_interval`).
+    pub interval: Duration,
+}
+
+impl Default for GarpParams {
+    fn default() -> Self {
+        Self {
+            delay: Duration::from_secs(5),
+            repeat: 5,
+            refresh: None,
+            refresh_repeat: 1,
+            interval: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalDefs {
+    pub router_id: Option<String>,
+    /// Default user for scripts, and where it was set.
+    pub script_user: Option<(String, Loc)>,
+    pub enable_script_security: bool,
+    pub skip_check_adv_addr: bool,
+    /// `vrrp_strict`: adverts configured otherwise (address list, VRRPv2 interval) are
+    /// dropped as the RFC says, instead of proving their sender alive.
+    pub strict: bool,
+    /// `vrrp_check_unicast_src`: every unicast instance checks adverts' sources.
+    pub check_unicast_src: bool,
+    pub gna_interval: Duration,
+    pub vrrp_version: Version,
+    pub garp: GarpParams,
+    pub startup_delay: Duration,
+    /// ha-agent extension `notify_timeout`: how long a notify script may run.
+    pub notify_timeout: Duration,
+}
+
+impl Default for GlobalDefs {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            script_user: None,
+            enable_script_security: false,
+            skip_check_adv_addr: false,
+            strict: false,
+            check_unicast_src: false,
+            gna_interval: Duration::ZERO,
+            vrrp_version: Version::V2,
+            garp: GarpParams::default(),
+            startup_delay: Duration::ZERO,
+            notify_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Builder<'_> {
+    pub(super) fn garp_keyword(
+        &mut self,
+        node: &Node,
+        garp: &mut GarpParams,
+        prefix: &str,
+    ) -> bool {
+        let Some(key) = node.name().strip_prefix(prefix) else {
+            return false;
+        };
+        match key {
+            "garp_master_delay" => {
+                if let Some(d) = self.seconds(node, 0.0, 1000.0) {
+                    garp.delay = d;
+                }
+            }
+            "garp_master_repeat" => {
+                if let Some(n) = self.int(node, 1, 255) {
+                    garp.repeat = n as u32;
+                }
+            }
+            "garp_master_refresh" => {
+                if let Some(d) = self.seconds(node, 0.0, 1_000_000.0) {
+                    garp.refresh = (!d.is_zero()).then_some(d);
+                }
+            }
+            "garp_master_refresh_repeat" => {
+                if let Some(n) = self.int(node, 1, 255) {
+                    garp.refresh_repeat = n as u32;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub(super) fn global_defs(&mut self, block: &Node, g: &mut GlobalDefs) {
+        for node in block.children() {
+            if self.garp_keyword(node, &mut g.garp, "vrrp_") {
+                continue;
+            }
+            match node.name() {
+                "router_id" => g.router_id = self.arg(node).map(|t| t.text.clone()),
+                "script_user" => {
+                    g.script_user = user_spec(&node.args)
+                        .zip(node.args.first())
+                        .map(|(spec, t)| (spec, t.loc.clone()));
+                    if g.script_user.is_none() {
+                        self.diags
+                            .error(node.loc(), "`script_user` needs a user name");
+                    }
+                }
+                "enable_script_security" => g.enable_script_security = true,
+                "vrrp_skip_check_adv_addr" => g.skip_check_adv_addr = true,
+                "vrrp_strict" => g.strict = true,
+                "vrrp_check_unicast_src" => g.check_unicast_src = true,
+                // keepalived rejects a literal 0 and keeps its default, which is 0: same result.
+                "vrrp_garp_interval" => {
+                    if let Some(d) = self.seconds(node, 0.0, 4294.967295) {
+                        g.garp.interval = d;
+                    }
+                }
+                "vrrp_gna_interval" => {
+                    if let Some(d) = self.seconds(node, 0.0, 4294.967295) {
+                        g.gna_interval = d;
+                    }
+                }
+                "vrrp_version" => {
+                    if let Some(v) = self.version(node) {
+                        g.vrrp_version = v;
+                    }
+                }
+                "notify_timeout" => {
+                    if let Some(d) = self.seconds(node, 0.01, 3600.0) {
+                        g.notify_timeout = d;
+                    }
+                }
+                "vrrp_startup_delay" => {
+                    if let Some(d) = self.seconds(node, 0.0, 3600.0) {
+                        g.startup_delay = d;
+                    }
+                }
+                _ => self.unknown(node, "global_defs"),
+            }
+        }
+    }
+}

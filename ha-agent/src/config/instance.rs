@@ -1,0 +1,413 @@
+//! `vrrp_instance NAME { ... }`: one virtual router, its VIPs, trackers and notify scripts.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use super::{
+    build::Builder,
+    diag::Loc,
+    global::{GarpParams, GlobalDefs},
+    lexer::Token,
+    replication::TrackReplication,
+    script::Script,
+    tree::Node,
+    witness::WitnessRef,
+};
+use crate::vrrp::Version;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    Master,
+    Backup,
+}
+
+/// A virtual IP: `ADDR[/PREFIX] [dev IF] [label L]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub dev: Option<String>,
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackScript {
+    pub name: String,
+    /// Overrides the script's own weight.
+    pub weight: Option<i32>,
+    pub reverse: bool,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackInterface {
+    pub name: String,
+    pub weight: i32,
+    pub reverse: bool,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyScripts {
+    pub master: Option<Script>,
+    pub backup: Option<Script>,
+    pub fault: Option<Script>,
+    pub stop: Option<Script>,
+    pub generic: Option<Script>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub loc: Loc,
+    pub initial: InitialState,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    /// Advertisement interval in centiseconds (v2: a whole number of seconds).
+    pub advert_int_cs: u16,
+    pub version: Version,
+    /// VRRPv2 PASS authentication data, zero padded to 8 bytes.
+    pub auth_pass: Option<[u8; 8]>,
+    pub vips: Vec<Vip>,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// ha-agent extension `fast_preempt`: preempt a lower-priority master after Skew_Time.
+    pub fast_preempt: bool,
+    /// `check_unicast_src` (or global `vrrp_check_unicast_src`): with unicast peers, adverts
+    /// from any other source are dropped.
+    pub check_unicast_src: bool,
+    pub unicast_src_ip: Option<Ipv4Addr>,
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub garp: GarpParams,
+    pub track_scripts: Vec<TrackScript>,
+    pub track_interfaces: Vec<TrackInterface>,
+    /// Databases whose promotion gates this instance's takeover.
+    pub track_replication: Vec<TrackReplication>,
+    /// The etcd witness whose leader key this instance must hold to be MASTER.
+    pub witness: Option<WitnessRef>,
+    pub notify: NotifyScripts,
+}
+
+impl Builder<'_> {
+    pub(super) fn instance(&mut self, block: &Node, g: &GlobalDefs) -> Option<VrrpInstance> {
+        let Some(name) = block.args.first() else {
+            self.diags
+                .error(block.loc(), "`vrrp_instance` needs a name");
+            return None;
+        };
+        let mut interface = None;
+        let mut vrid = None;
+        let mut initial = None;
+        let mut advert_int = Duration::from_secs(1);
+        let mut advert_loc = block.loc().clone();
+        let mut version = None;
+        let mut auth = None;
+        let mut inst = VrrpInstance {
+            name: name.text.clone(),
+            loc: block.loc().clone(),
+            initial: InitialState::Backup,
+            interface: String::new(),
+            vrid: 0,
+            priority: 100,
+            advert_int_cs: 100,
+            version: g.vrrp_version,
+            auth_pass: None,
+            vips: Vec::new(),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            fast_preempt: false,
+            check_unicast_src: g.check_unicast_src,
+            unicast_src_ip: None,
+            unicast_peers: Vec::new(),
+            garp: g.garp,
+            track_scripts: Vec::new(),
+            track_interfaces: Vec::new(),
+            track_replication: Vec::new(),
+            witness: None,
+            notify: NotifyScripts::default(),
+        };
+        for node in block.children() {
+            if self.garp_keyword(node, &mut inst.garp, "") {
+                continue;
+            }
+            match node.name() {
+                "state" => {
+                    initial = self.arg(node).map(|t| match t.text.as_str() {
+                        "MASTER" => (InitialState::Master, node.loc().clone()),
+                        "BACKUP" => (InitialState::Backup, node.loc().clone()),
+                        other => {
+                            self.diags.warn(
+                                &t.loc,
+                                format!("unknown state `{other}` (MASTER or BACKUP); using BACKUP"),
+                            );
+                            (InitialState::Backup, node.loc().clone())
+                        }
+                    })
+                }
+                "interface" => interface = self.arg(node).map(|t| t.text.clone()),
+                "virtual_router_id" => vrid = self.int(node, 1, 255).map(|v| v as u8),
+                "priority" => {
+                    if let Some(p) = self.int(node, 1, 255) {
+                        inst.priority = p as u8;
+                    }
+                }
+                "advert_int" => {
+                    if let Some(d) = self.seconds(node, 0.01, 255.0) {
+                        advert_int = d;
+                        advert_loc = node.loc().clone();
+                    }
+                }
+                "version" => version = self.version(node).map(|v| (v, node.loc().clone())),
+                "authentication" => auth = self.authentication(node),
+                "virtual_ipaddress" => {
+                    for child in node.children() {
+                        if let Some(vip) = self.vip(child) {
+                            inst.vips.push(vip);
+                        }
+                    }
+                }
+                "nopreempt" => {
+                    self.flag(node);
+                    inst.preempt = false;
+                }
+                "preempt" => self.flag(node),
+                "fast_preempt" => {
+                    self.flag(node);
+                    inst.fast_preempt = true;
+                }
+                "check_unicast_src" => {
+                    self.flag(node);
+                    inst.check_unicast_src = true;
+                }
+                "preempt_delay" => {
+                    if let Some(d) = self.seconds(node, 0.0, 1000.0) {
+                        inst.preempt_delay = d;
+                    }
+                }
+                "unicast_src_ip" => {
+                    inst.unicast_src_ip =
+                        self.arg(node).and_then(|t| self.ipv4(t, "unicast_src_ip"))
+                }
+                "unicast_peer" => {
+                    for child in node.children() {
+                        if let Some(ip) = self.ipv4(&child.keyword, "unicast peer") {
+                            inst.unicast_peers.push(ip);
+                        }
+                    }
+                }
+                "track_script" => {
+                    for child in node.children() {
+                        let (weight, reverse) = self.weight(child);
+                        inst.track_scripts.push(TrackScript {
+                            name: child.name().to_owned(),
+                            weight,
+                            reverse,
+                            loc: child.loc().clone(),
+                        });
+                    }
+                }
+                "track_interface" => {
+                    for child in node.children() {
+                        let (weight, reverse) = self.weight(child);
+                        inst.track_interfaces.push(TrackInterface {
+                            name: child.name().to_owned(),
+                            weight: weight.unwrap_or(0),
+                            reverse,
+                            loc: child.loc().clone(),
+                        });
+                    }
+                }
+                "track_replication" => {
+                    let tracks = self.track_replication(node);
+                    inst.track_replication.extend(tracks);
+                }
+                "witness" => inst.witness = self.witness_ref(node),
+                "notify_master" => inst.notify.master = self.script_line(node),
+                "notify_backup" => inst.notify.backup = self.script_line(node),
+                "notify_fault" => inst.notify.fault = self.script_line(node),
+                "notify_stop" => inst.notify.stop = self.script_line(node),
+                "notify" => inst.notify.generic = self.script_line(node),
+                _ => self.unknown(node, "vrrp_instance"),
+            }
+        }
+
+        inst.version = version.as_ref().map(|(v, _)| *v).unwrap_or(g.vrrp_version);
+        inst.advert_int_cs = self.advert_int(inst.version, advert_int, &advert_loc);
+        match (inst.version, auth) {
+            (Version::V2, Some(pass)) => inst.auth_pass = Some(pass),
+            (Version::V3, Some(_)) => self.diags.warn(
+                block.loc(),
+                format!(
+                    "instance {}: VRRPv3 has no authentication; `authentication` ignored",
+                    inst.name
+                ),
+            ),
+            _ => {}
+        }
+        match initial {
+            Some((state, loc)) => {
+                inst.initial = state;
+                if state == InitialState::Master && !inst.preempt {
+                    self.diags.error(
+                        &loc,
+                        "`nopreempt` needs `state BACKUP` (a MASTER start would preempt anyway)",
+                    );
+                }
+            }
+            None if inst.priority == 255 => inst.initial = InitialState::Master,
+            None => {}
+        }
+        match interface {
+            Some(i) => inst.interface = i,
+            None => self.diags.error(
+                block.loc(),
+                format!("instance {}: `interface` missing", inst.name),
+            ),
+        }
+        match vrid {
+            Some(v) => inst.vrid = v,
+            None => self.diags.error(
+                block.loc(),
+                format!("instance {}: `virtual_router_id` missing", inst.name),
+            ),
+        }
+        // An elected instance may only run notify scripts (no gratuitous ARP across subnets).
+        if inst.vips.is_empty() && !inst.witness.as_ref().is_some_and(|w| w.election) {
+            self.diags.warn(
+                block.loc(),
+                format!("instance {} has no virtual_ipaddress", inst.name),
+            );
+        }
+        Some(inst)
+    }
+
+    /// The advertisement interval in centiseconds, as the version allows.
+    pub(super) fn advert_int(&mut self, version: Version, d: Duration, loc: &Loc) -> u16 {
+        let cs = (d.as_secs_f64() * 100.0).round() as u64;
+        match version {
+            Version::V2 => {
+                let secs = (cs as f64 / 100.0).round().max(1.0);
+                if (secs * 100.0) as u64 != cs {
+                    self.diags.warn(
+                        loc,
+                        format!("VRRPv2 advert_int must be whole seconds; using {secs} s"),
+                    );
+                }
+                (secs as u16) * 100
+            }
+            Version::V3 => {
+                if cs > 4095 {
+                    self.diags
+                        .error(loc, "VRRPv3 advert_int is at most 40.95 s");
+                    4095
+                } else {
+                    cs.max(1) as u16
+                }
+            }
+        }
+    }
+
+    pub(super) fn authentication(&mut self, block: &Node) -> Option<[u8; 8]> {
+        let mut kind = None;
+        let mut pass = None;
+        for node in block.children() {
+            match node.name() {
+                "auth_type" => kind = self.arg(node).map(|t| (t.text.clone(), t.loc.clone())),
+                "auth_pass" => pass = self.arg(node).map(|t| (t.text.clone(), t.loc.clone())),
+                _ => self.unknown(node, "authentication"),
+            }
+        }
+        match kind {
+            Some((k, _)) if k == "PASS" => {}
+            Some((k, loc)) if k == "AH" => {
+                self.diags
+                    .error(&loc, "auth_type AH is not supported (use PASS or none)");
+                return None;
+            }
+            Some((k, loc)) => {
+                self.diags
+                    .error(&loc, format!("unknown auth_type `{k}` (PASS or AH)"));
+                return None;
+            }
+            None => {
+                self.diags
+                    .error(block.loc(), "`authentication` needs `auth_type PASS`");
+                return None;
+            }
+        }
+        let Some((text, loc)) = pass else {
+            self.diags
+                .error(block.loc(), "`auth_type PASS` needs `auth_pass`");
+            return None;
+        };
+        if text.len() > 8 {
+            self.diags.warn(
+                &loc,
+                "auth_pass is longer than 8 characters; truncated to 8",
+            );
+        }
+        let mut data = [0u8; 8];
+        for (d, s) in data.iter_mut().zip(text.bytes()) {
+            *d = s;
+        }
+        Some(data)
+    }
+
+    pub(super) fn vip(&mut self, node: &Node) -> Option<Vip> {
+        let text = &node.keyword.text;
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.as_str(), None),
+        };
+        let addr_token = Token {
+            text: addr.to_owned(),
+            ..node.keyword.clone()
+        };
+        let addr = self.ipv4(&addr_token, "virtual_ipaddress")?;
+        let prefix = match prefix {
+            None => 32,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= 32 => p,
+                _ => {
+                    self.diags
+                        .error(node.loc(), format!("bad prefix length in `{text}`"));
+                    return None;
+                }
+            },
+        };
+        let mut vip = Vip {
+            addr,
+            prefix,
+            dev: None,
+            label: None,
+        };
+        let mut args = node.args.iter();
+        while let Some(word) = args.next() {
+            let slot = match word.text.as_str() {
+                "dev" => &mut vip.dev,
+                "label" => &mut vip.label,
+                other => {
+                    self.diags.warn(
+                        &word.loc,
+                        format!("VIP option `{other}` is not supported; ignored"),
+                    );
+                    // Options like `brd X`, `scope X` carry a value; skip it too.
+                    if !matches!(
+                        other,
+                        "home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin" | "no_track"
+                    ) {
+                        args.next();
+                    }
+                    continue;
+                }
+            };
+            match args.next() {
+                Some(value) => *slot = Some(value.text.clone()),
+                None => self
+                    .diags
+                    .error(&word.loc, format!("`{}` needs a value", word.text)),
+            }
+        }
+        Some(vip)
+    }
+}

@@ -1,0 +1,23 @@
+//! What `check-config` and `run` check beyond the file itself: that the scripts and users it
+//! names exist on this host, and (`check-config --peer`) that its weights work against the
+//! peer's configuration. These look at the host and at trackers, so they sit above `config`.
+
+mod host;
+mod peer;
+
+use std::path::Path;
+
+use crate::config::{self, FileSystem, Loaded, ReadError};
+
+pub use peer::compare as compare_with_peer;
+
+/// Reads and checks `path` (and what it includes), and that the scripts it names and the
+/// users they run as exist on this host.
+pub fn load(path: &Path) -> Result<Loaded, ReadError> {
+    let mut loaded = config::load_from(&FileSystem, path)?;
+    host::check(&loaded.config, &mut loaded.diagnostics);
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests;
