@@ -63,6 +63,10 @@ enum Command {
         /// this address (off by default; bind to localhost or a management network).
         #[arg(long, value_name = "ADDR:PORT")]
         http_listen: Option<std::net::SocketAddr>,
+        /// Run although the file uses keywords ha-agent does not support (each one is an
+        /// error otherwise: docs/keywords.md says what ignoring it changes).
+        #[arg(long)]
+        allow_unsupported: bool,
     },
     /// Show the running agent's instances.
     Status {
@@ -97,6 +101,10 @@ enum Command {
         /// move the VIP, or that make the configured MASTER the lower node.
         #[arg(long, value_name = "PEER_CONFIG")]
         peer: Option<PathBuf>,
+        /// Accept the file uses keywords ha-agent does not support (each one is an
+        /// error otherwise: docs/keywords.md says what ignoring it changes).
+        #[arg(long)]
+        allow_unsupported: bool,
     },
 }
 
@@ -153,6 +161,7 @@ fn main() -> anyhow::Result<ExitCode> {
             xdp,
             log_format,
             http_listen,
+            allow_unsupported,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info".into());
@@ -184,6 +193,7 @@ fn main() -> anyhow::Result<ExitCode> {
                     XdpArg::Skb => daemon::xdp::Choice::Generic,
                     XdpArg::Off => daemon::xdp::Choice::Off,
                 },
+                allow_unsupported,
             })) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -216,13 +226,17 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Db { command } => db_command(command),
         Command::Manpages { dir } => manpages(&dir),
-        Command::CheckConfig { config, peer } => check_config(&config, peer.as_deref()),
+        Command::CheckConfig {
+            config,
+            peer,
+            allow_unsupported,
+        } => check_config(&config, peer.as_deref(), allow_unsupported),
     }
 }
 
 /// The `mysql_replication` block `name` of `path` (default: the only one).
 fn replication(path: &Path, name: Option<&str>) -> anyhow::Result<config::MysqlReplication> {
-    let loaded = preflight::load(path)?;
+    let loaded = preflight::load(path, false)?;
     if loaded.diagnostics.has_errors() {
         let errors: Vec<String> = loaded.diagnostics.errors().map(|d| d.to_string()).collect();
         anyhow::bail!("{}", errors.join("\n"));
@@ -396,8 +410,12 @@ fn realtime(priority: u8) {
     }
 }
 
-fn check_config(path: &Path, peer: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let mut loaded = preflight::load(path)?;
+fn check_config(
+    path: &Path,
+    peer: Option<&Path>,
+    allow_unsupported: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut loaded = preflight::load(path, allow_unsupported)?;
     if let Some(peer) = peer {
         // The peer's file is read without looking at this host (its scripts live there).
         let other = config::load_from(&config::FileSystem, peer)?;

@@ -158,4 +158,24 @@ impl Builder<'_> {
         }
         (weight, reverse)
     }
+
+    /// A keyword with an optional keepalived boolean (`true`/`yes`/`on` or
+    /// `false`/`no`/`off`); absent means true.
+    pub(super) fn bool_flag(&mut self, node: &Node) -> bool {
+        self.no_block(node);
+        let Some(word) = node.args.first() else {
+            return true;
+        };
+        match word.text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => true,
+            "false" | "no" | "off" => false,
+            other => {
+                self.diags.error(
+                    &word.loc,
+                    format!("`{}` takes true or false, not `{other}`", node.name()),
+                );
+                false
+            }
+        }
+    }
 }

@@ -34,6 +34,8 @@ pub enum Severity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// A keyword ha-agent does not implement, whose absence changes what the pair does.
+    pub unsupported: bool,
     pub loc: Loc,
     pub message: String,
 }
@@ -58,6 +60,8 @@ pub struct Diagnostics {
     list: Vec<Diagnostic>,
     errors: usize,
     warnings: usize,
+    /// Errors from unsupported keywords, kept or not.
+    unsupported: usize,
 }
 
 impl Diagnostics {
@@ -69,7 +73,28 @@ impl Diagnostics {
         self.push(Severity::Error, loc, message.into());
     }
 
-    fn push(&mut self, severity: Severity, loc: &Loc, message: String) {
+    /// A keyword that is not supported: an error until [`Self::allow_unsupported`].
+    pub fn unsupported(&mut self, loc: &Loc, message: impl Into<String>) {
+        if let Some(d) = self.push(Severity::Error, loc, message.into()) {
+            d.unsupported = true;
+        }
+        self.unsupported += 1;
+    }
+
+    /// `--allow-unsupported`: the user accepts what the unsupported keywords mean, so they
+    /// become warnings.
+    pub fn allow_unsupported(&mut self) {
+        for d in self.list.iter_mut().filter(|d| d.unsupported) {
+            d.severity = Severity::Warning;
+            d.message.push_str(" (allowed by --allow-unsupported)");
+        }
+        self.errors -= self.unsupported;
+        self.warnings += self.unsupported;
+        self.unsupported = 0;
+    }
+
+    /// Counts a diagnostic and keeps it if there is room; the one kept, if it was.
+    fn push(&mut self, severity: Severity, loc: &Loc, message: String) -> Option<&mut Diagnostic> {
         match severity {
             Severity::Warning => self.warnings += 1,
             Severity::Error => self.errors += 1,
@@ -77,9 +102,13 @@ impl Diagnostics {
         if self.list.len() < MAX_DIAGNOSTICS {
             self.list.push(Diagnostic {
                 severity,
+                unsupported: false,
                 loc: loc.clone(),
                 message,
             });
+            self.list.last_mut()
+        } else {
+            None
         }
     }
 

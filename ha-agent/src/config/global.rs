@@ -146,6 +146,13 @@ impl Builder<'_> {
                         g.notify_timeout = d;
                     }
                 }
+                // One gratuitous ARP per VIP on takeover and no second burst.
+                "vrrp_min_garp" => {
+                    if self.bool_flag(node) {
+                        g.garp.repeat = 1;
+                        g.garp.delay = Duration::ZERO;
+                    }
+                }
                 "vrrp_startup_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 3600.0) {
                         g.startup_delay = d;

@@ -170,7 +170,8 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.preempt = false;
                 }
-                "preempt" => self.flag(node),
+                // VIPs always accept traffic here: what `accept` asks for.
+                "preempt" | "accept" => self.flag(node),
                 "fast_preempt" => {
                     self.flag(node);
                     inst.fast_preempt = true;

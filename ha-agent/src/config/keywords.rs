@@ -1,55 +1,657 @@
-//! Keywords ha-agent does not read: each one gets a line saying what it means here.
+//! Every keyword of keepalived.conf(5) on the VRRP side and in `global_defs`, with what it
+//! means here. The builder reads the supported ones; this table gives each of the others a
+//! line at `file:line`, and `docs/keywords.md` is generated from it.
 
 use super::{build::Builder, tree::Node};
 
-/// Keywords keepalived knows that ha-agent does not implement (yet): warned, not silent.
-const UNSUPPORTED: &[&str] = &[
-    "vrrp_sync_group",
-    "use_vmac",
-    "vmac_xmit_base",
-    "use_ipvlan",
-    "virtual_routes",
-    "virtual_rules",
-    "virtual_ipaddress_excluded",
-    "track_file",
-    "track_process",
-    "track_bfd",
-    "auth_hmac",
-    "mcast_src_ip",
-    "mcast_dst_ip",
-    "strict_mode",
-    "notify_fifo",
-    "vrrp_notify_fifo",
-    "enable_dbus",
-    "enable_snmp_vrrp",
-    "smtp_alert",
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "virtual_server",
-    "virtual_server_group",
-    "real_server",
-    "bfd_instance",
-    "garp_group",
-    "linkbeat_interfaces",
-    "dont_track_primary",
-    "track_src_ip",
-    "accept",
-    "no_accept",
+/// What ha-agent does with a keyword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Read and acted on.
+    Supported,
+    /// Read and ignored, for the reason given: nothing the pair does on failover depends on it.
+    Ignored(&'static str),
+    /// Not implemented, and ignoring it would change what the pair does (the text says how):
+    /// an error unless the user allows it explicitly (`--allow-unsupported`).
+    Unsupported(&'static str),
+}
+
+use Status::{Ignored, Supported, Unsupported};
+
+/// One keyword in one block (`top level` for the blocks themselves).
+pub struct Keyword {
+    pub block: &'static str,
+    pub name: &'static str,
+    pub status: Status,
+}
+
+const fn kw(block: &'static str, name: &'static str, status: Status) -> Keyword {
+    Keyword {
+        block,
+        name,
+        status,
+    }
+}
+
+const TOP: &str = "top level";
+const GLOBAL: &str = "global_defs";
+const INSTANCE: &str = "vrrp_instance";
+const SCRIPT: &str = "vrrp_script";
+
+const LVS_TEXT: &str = "LVS load balancing is not part of ha-agent";
+const LVS: Status = Ignored(LVS_TEXT);
+const NO_MAIL: Status = Ignored("no e-mail alerts: alert on the notify scripts or on /metrics");
+const NO_SNMP: Status = Ignored("no SNMP: state is in `status --json` and /metrics");
+const ONE_PROCESS: Status = Ignored("ha-agent is one process with its own name and pid");
+const SCHEDULING: Status = Ignored(
+    "scheduling is ha-agent's own: the loop runs SCHED_RR with memory locked by default \
+     (README: Real-time scheduling)",
+);
+const BUFFERS: Status = Ignored("socket buffer sizes are ha-agent's own");
+const FIREWALL: Status =
+    Ignored("ha-agent installs no firewall rules: VIPs accept traffic, as keepalived's `accept`");
+const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
+const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
+const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
+const FIFO: Status = Unsupported("no notify FIFO is written: a reader of it sees no state changes");
+const VMAC: Status = Unsupported(
+    "no macvlan is created: adverts and VIPs use the interface's own MAC, so the VIP's MAC \
+     changes on failover",
+);
+const LOWER_PRIO: Status = Unsupported(
+    "a master that hears a lower priority advert does not answer it at once; it waits for its \
+     next advert",
+);
+const HIGHER_PRIO: Status = Unsupported(
+    "a master that hears a higher priority does not send one more advert before yielding",
+);
+const SYNC_GROUP: Status = Unsupported(
+    "members fail over one by one, not together: one member's failure does not move the others",
+);
+const TRACK_FILE: Status =
+    Unsupported("the file is not watched: its value never changes the priority or causes FAULT");
+const TRACK_PROCESS: Status =
+    Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
+const TRACK_BFD: Status =
+    Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
+const MCAST_GROUP: Status = Unsupported(
+    "adverts still go to 224.0.0.18: peers listening on another group do not hear them",
+);
+const NO_IPV6: Status = Unsupported("IPv6 adverts are not supported yet");
+const DOWN_TIMER: Status =
+    Unsupported("the down timer stays 3 intervals plus skew, as the RFC says");
+const EXTRA_IF: Status = Unsupported("no periodic gratuitous ARP on the VIPs' other interfaces");
+const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
+
+/// keepalived.conf(5) of keepalived 2.2.7, VRRP side and `global_defs`, plus ha-agent's
+/// own extensions.
+const KEYWORDS: &[Keyword] = &[
+    kw(TOP, "global_defs", Supported),
+    kw(TOP, "vrrp_instance", Supported),
+    kw(TOP, "vrrp_script", Supported),
+    kw(TOP, "mysql_replication", Supported),
+    kw(TOP, "etcd_witness", Supported),
+    kw(TOP, "include", Supported),
+    kw(TOP, "vrrp_sync_group", SYNC_GROUP),
+    kw(
+        TOP,
+        "garp_group",
+        Unsupported(
+            "gratuitous ARP pacing per interface group is not applied: bursts follow \
+         vrrp_garp_interval",
+        ),
+    ),
+    kw(TOP, "vrrp_track_file", TRACK_FILE),
+    kw(TOP, "track_file", TRACK_FILE),
+    kw(TOP, "vrrp_track_process", TRACK_PROCESS),
+    kw(TOP, "bfd_instance", TRACK_BFD),
+    kw(
+        TOP,
+        "track_group",
+        Unsupported("static addresses are not tracked: none are added"),
+    ),
+    kw(
+        TOP,
+        "static_ipaddress",
+        Unsupported("these addresses are not added"),
+    ),
+    kw(
+        TOP,
+        "static_routes",
+        Unsupported("these routes are not added"),
+    ),
+    kw(
+        TOP,
+        "static_rules",
+        Unsupported("these rules are not added"),
+    ),
+    kw(TOP, "linkbeat_interfaces", NETLINK_LINKS),
+    kw(
+        TOP,
+        "interface_up_down_delays",
+        Unsupported(
+            "a link change moves the instance to FAULT and back at once, without the delay",
+        ),
+    ),
+    kw(TOP, "virtual_server", LVS),
+    kw(TOP, "virtual_server_group", LVS),
+    kw(GLOBAL, "router_id", Supported),
+    kw(GLOBAL, "script_user", Supported),
+    kw(GLOBAL, "enable_script_security", Supported),
+    kw(GLOBAL, "vrrp_version", Supported),
+    kw(GLOBAL, "vrrp_garp_master_delay", Supported),
+    kw(GLOBAL, "vrrp_garp_master_repeat", Supported),
+    kw(GLOBAL, "vrrp_garp_master_refresh", Supported),
+    kw(GLOBAL, "vrrp_garp_master_refresh_repeat", Supported),
+    kw(GLOBAL, "vrrp_garp_interval", Supported),
+    kw(GLOBAL, "vrrp_gna_interval", Supported),
+    kw(GLOBAL, "vrrp_min_garp", Supported),
+    kw(GLOBAL, "vrrp_check_unicast_src", Supported),
+    kw(GLOBAL, "vrrp_skip_check_adv_addr", Supported),
+    kw(GLOBAL, "vrrp_strict", Supported),
+    kw(GLOBAL, "vrrp_startup_delay", Supported),
+    kw(GLOBAL, "notify_timeout", Supported),
+    kw(
+        GLOBAL,
+        "net_namespace",
+        Unsupported(
+            "ha-agent runs in the namespace it is started in (start it with `ip netns exec`)",
+        ),
+    ),
+    kw(GLOBAL, "net_namespace_ipvs", LVS),
+    kw(GLOBAL, "namespace_with_ipsets", FIREWALL),
+    kw(
+        GLOBAL,
+        "instance",
+        Ignored("files are per --state-dir, not per instance name"),
+    ),
+    kw(
+        GLOBAL,
+        "use_pid_dir",
+        Ignored("files are under --state-dir"),
+    ),
+    kw(GLOBAL, "linkbeat_use_polling", NETLINK_LINKS),
+    kw(GLOBAL, "child_wait_time", ONE_PROCESS),
+    kw(GLOBAL, "tmp_config_directory", NOT_COPIED),
+    kw(GLOBAL, "config_save_dir", NOT_COPIED),
+    kw(GLOBAL, "process_names", ONE_PROCESS),
+    kw(GLOBAL, "process_name", ONE_PROCESS),
+    kw(GLOBAL, "vrrp_process_name", ONE_PROCESS),
+    kw(GLOBAL, "checker_process_name", ONE_PROCESS),
+    kw(GLOBAL, "bfd_process_name", ONE_PROCESS),
+    kw(
+        GLOBAL,
+        "startup_script",
+        Unsupported("the script is not run at start"),
+    ),
+    kw(
+        GLOBAL,
+        "startup_script_timeout",
+        Unsupported("no startup script is run"),
+    ),
+    kw(
+        GLOBAL,
+        "shutdown_script",
+        Unsupported("the script is not run at stop"),
+    ),
+    kw(
+        GLOBAL,
+        "shutdown_script_timeout",
+        Unsupported("no shutdown script is run"),
+    ),
+    kw(GLOBAL, "notification_email", NO_MAIL),
+    kw(GLOBAL, "notification_email_from", NO_MAIL),
+    kw(GLOBAL, "smtp_server", NO_MAIL),
+    kw(GLOBAL, "smtp_helo_name", NO_MAIL),
+    kw(GLOBAL, "smtp_connect_timeout", NO_MAIL),
+    kw(GLOBAL, "smtp_alert", NO_MAIL),
+    kw(GLOBAL, "smtp_alert_vrrp", NO_MAIL),
+    kw(GLOBAL, "smtp_alert_checker", NO_MAIL),
+    kw(GLOBAL, "no_email_faults", NO_MAIL),
+    kw(GLOBAL, "checker_log_all_failures", LVS),
+    kw(GLOBAL, "vrrp_mcast_group4", MCAST_GROUP),
+    kw(GLOBAL, "vrrp_mcast_group6", NO_IPV6),
+    kw(
+        GLOBAL,
+        "default_interface",
+        Ignored("used only by static addresses, which are not added"),
+    ),
+    kw(GLOBAL, "lvs_sync_daemon", LVS),
+    kw(GLOBAL, "lvs_timeouts", LVS),
+    kw(GLOBAL, "lvs_flush", LVS),
+    kw(GLOBAL, "lvs_flush_on_stop", LVS),
+    kw(GLOBAL, "vrrp_garp_lower_prio_delay", LOWER_PRIO),
+    kw(GLOBAL, "vrrp_garp_lower_prio_repeat", LOWER_PRIO),
+    kw(GLOBAL, "vrrp_down_timer_adverts", DOWN_TIMER),
+    kw(GLOBAL, "vrrp_garp_extra_if", EXTRA_IF),
+    kw(GLOBAL, "vrrp_lower_prio_no_advert", LOWER_PRIO),
+    kw(GLOBAL, "vrrp_higher_prio_send_advert", HIGHER_PRIO),
+    kw(GLOBAL, "nftables", FIREWALL),
+    kw(GLOBAL, "nftables_priority", FIREWALL),
+    kw(GLOBAL, "nftables_counters", FIREWALL),
+    kw(GLOBAL, "nftables_ifindex", FIREWALL),
+    kw(GLOBAL, "nftables_ipvs", LVS),
+    kw(GLOBAL, "nftables_ipvs_priority", LVS),
+    kw(GLOBAL, "nftables_ipvs_start_fwmark", LVS),
+    kw(GLOBAL, "vrrp_iptables", FIREWALL),
+    kw(GLOBAL, "vrrp_ipsets", FIREWALL),
+    kw(GLOBAL, "vrrp_notify_priority_changes", PRIORITY_NOTIFY),
+    kw(GLOBAL, "max_auto_priority", SCHEDULING),
+    kw(GLOBAL, "min_auto_priority_delay", SCHEDULING),
+    kw(GLOBAL, "vrrp_priority", SCHEDULING),
+    kw(GLOBAL, "checker_priority", LVS),
+    kw(GLOBAL, "bfd_priority", SCHEDULING),
+    kw(GLOBAL, "vrrp_no_swap", SCHEDULING),
+    kw(GLOBAL, "checker_no_swap", LVS),
+    kw(GLOBAL, "bfd_no_swap", SCHEDULING),
+    kw(GLOBAL, "vrrp_cpu_affinity", SCHEDULING),
+    kw(GLOBAL, "checker_cpu_affinity", LVS),
+    kw(GLOBAL, "bfd_cpu_affinity", SCHEDULING),
+    kw(GLOBAL, "vrrp_rt_priority", SCHEDULING),
+    kw(GLOBAL, "checker_rt_priority", LVS),
+    kw(GLOBAL, "bfd_rt_priority", SCHEDULING),
+    kw(GLOBAL, "vrrp_rlimit_rttime", SCHEDULING),
+    kw(GLOBAL, "checker_rlimit_rttime", LVS),
+    kw(GLOBAL, "bfd_rlimit_rttime", SCHEDULING),
+    kw(GLOBAL, "snmp_socket", NO_SNMP),
+    kw(GLOBAL, "enable_snmp_vrrp", NO_SNMP),
+    kw(GLOBAL, "enable_snmp_checker", NO_SNMP),
+    kw(GLOBAL, "enable_snmp_rfc", NO_SNMP),
+    kw(GLOBAL, "enable_snmp_rfcv2", NO_SNMP),
+    kw(GLOBAL, "enable_snmp_rfcv3", NO_SNMP),
+    kw(GLOBAL, "enable_traps", NO_SNMP),
+    kw(
+        GLOBAL,
+        "enable_dbus",
+        Ignored("no D-Bus: state is on the status socket and over HTTP"),
+    ),
+    kw(GLOBAL, "dbus_service_name", Ignored("no D-Bus")),
+    kw(GLOBAL, "notify_fifo", FIFO),
+    kw(GLOBAL, "notify_fifo_script", FIFO),
+    kw(GLOBAL, "vrrp_notify_fifo", FIFO),
+    kw(GLOBAL, "vrrp_notify_fifo_script", FIFO),
+    kw(GLOBAL, "lvs_notify_fifo", LVS),
+    kw(GLOBAL, "lvs_notify_fifo_script", LVS),
+    kw(GLOBAL, "fifo_write_vrrp_states_on_reload", FIFO),
+    kw(
+        GLOBAL,
+        "dynamic_interfaces",
+        Unsupported("an instance whose interface is missing at start is an error, not waited for"),
+    ),
+    kw(GLOBAL, "vrrp_netlink_cmd_rcv_bufs", BUFFERS),
+    kw(GLOBAL, "vrrp_netlink_cmd_rcv_bufs_force", BUFFERS),
+    kw(GLOBAL, "vrrp_netlink_monitor_rcv_bufs", BUFFERS),
+    kw(GLOBAL, "vrrp_netlink_monitor_rcv_bufs_force", BUFFERS),
+    kw(GLOBAL, "lvs_netlink_cmd_rcv_bufs", LVS),
+    kw(GLOBAL, "lvs_netlink_cmd_rcv_bufs_force", LVS),
+    kw(GLOBAL, "lvs_netlink_monitor_rcv_bufs", LVS),
+    kw(GLOBAL, "lvs_netlink_monitor_rcv_bufs_force", LVS),
+    kw(GLOBAL, "process_monitor_rcv_bufs", BUFFERS),
+    kw(GLOBAL, "process_monitor_rcv_bufs_force", BUFFERS),
+    kw(GLOBAL, "vrrp_rx_bufs_policy", BUFFERS),
+    kw(GLOBAL, "vrrp_rx_bufs_multiplier", BUFFERS),
+    kw(GLOBAL, "rs_init_notifies", LVS),
+    kw(GLOBAL, "no_checker_emails", LVS),
+    kw(
+        GLOBAL,
+        "umask",
+        Ignored("ha-agent's files have fixed modes (state directory 0700)"),
+    ),
+    kw(
+        GLOBAL,
+        "log_unknown_vrids",
+        Ignored("adverts for VRIDs not configured are dropped unlogged"),
+    ),
+    kw(GLOBAL, "vmac_prefix", VMAC),
+    kw(GLOBAL, "vmac_addr_prefix", VMAC),
+    kw(
+        GLOBAL,
+        "random_seed",
+        Ignored("nothing in ha-agent is random"),
+    ),
+    kw(
+        GLOBAL,
+        "reload_check_config",
+        Ignored("every reload is checked: one with errors keeps the running configuration"),
+    ),
+    kw(
+        GLOBAL,
+        "include_check",
+        Ignored("every reload is checked in full"),
+    ),
+    kw(GLOBAL, "reload_time_file", NO_SCHEDULED_RELOAD),
+    kw(GLOBAL, "reload_repeat", NO_SCHEDULED_RELOAD),
+    kw(GLOBAL, "reload_file", NO_SCHEDULED_RELOAD),
+    kw(
+        GLOBAL,
+        "data_use_instance",
+        Ignored("keepalived's data dump (SIGUSR1) is `status`"),
+    ),
+    kw(INSTANCE, "state", Supported),
+    kw(INSTANCE, "interface", Supported),
+    kw(INSTANCE, "virtual_router_id", Supported),
+    kw(INSTANCE, "priority", Supported),
+    kw(INSTANCE, "advert_int", Supported),
+    kw(INSTANCE, "version", Supported),
+    kw(INSTANCE, "authentication", Supported),
+    kw(INSTANCE, "virtual_ipaddress", Supported),
+    kw(INSTANCE, "nopreempt", Supported),
+    kw(INSTANCE, "preempt", Supported),
+    kw(INSTANCE, "preempt_delay", Supported),
+    kw(INSTANCE, "check_unicast_src", Supported),
+    kw(INSTANCE, "unicast_src_ip", Supported),
+    kw(INSTANCE, "unicast_peer", Supported),
+    kw(INSTANCE, "garp_master_delay", Supported),
+    kw(INSTANCE, "garp_master_repeat", Supported),
+    kw(INSTANCE, "garp_master_refresh", Supported),
+    kw(INSTANCE, "garp_master_refresh_repeat", Supported),
+    kw(INSTANCE, "track_script", Supported),
+    kw(INSTANCE, "track_interface", Supported),
+    kw(INSTANCE, "notify_master", Supported),
+    kw(INSTANCE, "notify_backup", Supported),
+    kw(INSTANCE, "notify_fault", Supported),
+    kw(INSTANCE, "notify_stop", Supported),
+    kw(INSTANCE, "notify", Supported),
+    kw(INSTANCE, "accept", Supported),
+    kw(INSTANCE, "fast_preempt", Supported),
+    kw(INSTANCE, "track_replication", Supported),
+    kw(INSTANCE, "witness", Supported),
+    kw(
+        INSTANCE,
+        "vrf",
+        Unsupported("adverts and VIPs are not placed in the VRF"),
+    ),
+    kw(INSTANCE, "use_vmac", VMAC),
+    kw(INSTANCE, "use_vmac_addr", VMAC),
+    kw(INSTANCE, "vmac_xmit_base", VMAC),
+    kw(
+        INSTANCE,
+        "use_ipvlan",
+        Unsupported("no ipvlan is created: VIPs go on the interface"),
+    ),
+    kw(INSTANCE, "native_ipv6", NO_IPV6),
+    kw(
+        INSTANCE,
+        "dont_track_primary",
+        Unsupported("the instance still goes to FAULT when its interface goes down"),
+    ),
+    kw(INSTANCE, "track_file", TRACK_FILE),
+    kw(INSTANCE, "track_process", TRACK_PROCESS),
+    kw(INSTANCE, "track_bfd", TRACK_BFD),
+    kw(
+        INSTANCE,
+        "mcast_src_ip",
+        Unsupported("adverts are sent from the interface's primary address, not this one"),
+    ),
+    kw(INSTANCE, "mcast_dst_ip", MCAST_GROUP),
+    kw(
+        INSTANCE,
+        "track_src_ip",
+        Unsupported("the source address is not tracked"),
+    ),
+    kw(
+        INSTANCE,
+        "unicast_fault_no_peer",
+        Unsupported("an instance without unicast peers is multicast, not FAULT"),
+    ),
+    kw(
+        INSTANCE,
+        "unicast_ttl",
+        Unsupported("unicast adverts are sent with TTL 255"),
+    ),
+    kw(
+        INSTANCE,
+        "old_unicast_checksum",
+        Unsupported(
+            "unicast VRRPv3 checksums follow the RFC: keepalived peers before 2.0 reject them",
+        ),
+    ),
+    kw(INSTANCE, "garp_lower_prio_delay", LOWER_PRIO),
+    kw(INSTANCE, "garp_lower_prio_repeat", LOWER_PRIO),
+    kw(INSTANCE, "garp_extra_if", EXTRA_IF),
+    kw(INSTANCE, "down_timer_adverts", DOWN_TIMER),
+    kw(INSTANCE, "lower_prio_no_advert", LOWER_PRIO),
+    kw(INSTANCE, "higher_prio_send_advert", HIGHER_PRIO),
+    kw(
+        INSTANCE,
+        "virtual_ipaddress_excluded",
+        Unsupported("these addresses are not added on takeover"),
+    ),
+    kw(
+        INSTANCE,
+        "promote_secondaries",
+        Unsupported("the kernel's promote_secondaries setting is left as it is"),
+    ),
+    kw(
+        INSTANCE,
+        "virtual_routes",
+        Unsupported("these routes are not added on takeover"),
+    ),
+    kw(
+        INSTANCE,
+        "virtual_rules",
+        Unsupported("these rules are not added on takeover"),
+    ),
+    kw(
+        INSTANCE,
+        "no_accept",
+        Unsupported("VIPs accept traffic on the master: no firewall rule drops it"),
+    ),
+    kw(
+        INSTANCE,
+        "skip_check_adv_addr",
+        Unsupported("per instance it is not read: use the global `vrrp_skip_check_adv_addr`"),
+    ),
+    kw(
+        INSTANCE,
+        "strict_mode",
+        Unsupported("per instance it is not read: use the global `vrrp_strict`"),
+    ),
+    kw(
+        INSTANCE,
+        "debug",
+        Ignored("log detail is set with RUST_LOG"),
+    ),
+    kw(
+        INSTANCE,
+        "notify_master_rx_lower_pri",
+        Unsupported("no script runs when a master hears a lower priority"),
+    ),
+    kw(INSTANCE, "notify_priority_changes", PRIORITY_NOTIFY),
+    kw(INSTANCE, "smtp_alert", NO_MAIL),
+    kw(INSTANCE, "kernel_rx_buf_size", BUFFERS),
+    kw(INSTANCE, "linkbeat_use_polling", NETLINK_LINKS),
+    kw(SCRIPT, "script", Supported),
+    kw(SCRIPT, "interval", Supported),
+    kw(SCRIPT, "timeout", Supported),
+    kw(SCRIPT, "weight", Supported),
+    kw(SCRIPT, "rise", Supported),
+    kw(SCRIPT, "fall", Supported),
+    kw(SCRIPT, "user", Supported),
+    kw(SCRIPT, "init_fail", Supported),
 ];
 
+/// The table's entry for `name` in `block`.
+fn lookup(block: &str, name: &str) -> Option<&'static Keyword> {
+    KEYWORDS.iter().find(|k| k.block == block && k.name == name)
+}
+
 impl Builder<'_> {
-    pub(super) fn unknown(&mut self, node: &Node, context: &str) {
-        if UNSUPPORTED.contains(&node.name()) {
-            self.diags.warn(
+    /// A keyword the block's reader does not handle: what it means here, at its line.
+    pub(super) fn unknown(&mut self, node: &Node, block: &str) {
+        let name = node.name();
+        match lookup(block, name).map(|k| k.status) {
+            Some(Ignored(LVS_TEXT)) => self
+                .diags
+                .warn(node.loc(), format!("`{name}`: {LVS_TEXT}: ignored")),
+            Some(Ignored(reason)) => self
+                .diags
+                .warn(node.loc(), format!("`{name}` is ignored: {reason}")),
+            Some(Unsupported(meaning)) => self.diags.unsupported(
                 node.loc(),
-                format!("`{}` is not supported by ha-agent; ignored", node.name()),
-            );
-        } else {
-            self.diags.warn(
+                format!("`{name}` is not supported by ha-agent: {meaning}"),
+            ),
+            // A supported keyword read in a block that does not take it.
+            Some(Supported) | None => self.diags.warn(
                 node.loc(),
-                format!("unknown keyword `{}` in {context}; ignored", node.name()),
-            );
+                format!("unknown keyword `{name}` in {block}; ignored"),
+            ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Severity, parse_str};
+
+    /// `docs/keywords.md`: the table as a page.
+    fn markdown() -> String {
+        let mut out = String::from(
+            "# keepalived.conf keywords in ha-agent\n\n\
+             Generated from `ha-agent/src/config/keywords.rs` (do not edit: `HA_BLESS=1 cargo \
+             test -p ha-agent --lib keywords` rewrites it; the test fails while it differs). \
+             Every keyword of keepalived.conf(5) (keepalived 2.2.7) on the VRRP side and in \
+             `global_defs`, and ha-agent's own extensions, with what ha-agent does with it:\n\n\
+             - **supported**: read and acted on;\n\
+             - **ignored**: accepted with a warning at `file:line`, for the reason given: \
+             nothing the pair does on failover depends on it here;\n\
+             - **not supported**: ignoring it would change what the pair does (the table says \
+             how), so `check-config` and `run` report it as an error at `file:line`; \
+             `--allow-unsupported` turns those errors into warnings for a user who accepts the \
+             difference.\n\n\
+             A keyword not in the table is warned about as unknown. The LVS side of keepalived \
+             (`virtual_server` and everything in it) is not part of ha-agent: each such block \
+             gets one warning line.\n",
+        );
+        let mut block = "";
+        for k in KEYWORDS {
+            if k.block != block {
+                block = k.block;
+                out.push_str(&format!(
+                    "\n## {block}\n\n| keyword | status | what it means here |\n|---|---|---|\n"
+                ));
+            }
+            let (status, why) = match k.status {
+                Supported => ("supported", ""),
+                Ignored(why) => ("ignored", why),
+                Unsupported(why) => ("**not supported**", why),
+            };
+            out.push_str(&format!("| `{}` | {status} | {why} |\n", k.name));
+        }
+        out
+    }
+
+    #[test]
+    fn docs_keywords_md_is_generated_from_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/keywords.md");
+        let page = markdown();
+        if std::env::var_os("HA_BLESS").is_some() {
+            std::fs::write(path, &page).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == page,
+            "docs/keywords.md differs from the table: HA_BLESS=1 cargo test -p ha-agent --lib keywords"
+        );
+    }
+
+    /// The keyword, with a value, in a file that has its block.
+    fn file_with(k: &Keyword) -> String {
+        let line = format!(" {} 1\n", k.name);
+        match k.block {
+            TOP => line,
+            GLOBAL => format!("global_defs {{\n{line}}}\n"),
+            INSTANCE => {
+                format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n{line}}}\n")
+            }
+            SCRIPT => format!("vrrp_script s {{\n script /bin/true\n{line}}}\n"),
+            other => panic!("no file for block {other}"),
+        }
+    }
+
+    fn unsupported_text(status: Status) -> &'static str {
+        match status {
+            Unsupported(why) => why,
+            _ => panic!("{status:?} is supported"),
+        }
+    }
+
+    #[test]
+    fn every_keyword_gets_the_line_its_status_says() {
+        // `include` is read by the lexer, before any block.
+        for k in KEYWORDS.iter().filter(|k| k.name != "include") {
+            let loaded = parse_str(&file_with(k), "t.conf");
+            let about_it: Vec<_> = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.message.starts_with(&format!("`{}`", k.name)))
+                .collect();
+            let unknown = loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.message.starts_with("unknown keyword"));
+            let right = match k.status {
+                Supported => {
+                    !unknown
+                        && about_it
+                            .iter()
+                            .all(|d| !d.unsupported && !d.message.contains(" is ignored: "))
+                }
+                Ignored(why) => about_it.iter().any(|d| {
+                    d.severity == Severity::Warning && !d.unsupported && d.message.contains(why)
+                }),
+                Unsupported(why) => about_it.iter().any(|d| {
+                    d.severity == Severity::Error && d.unsupported && d.message.ends_with(why)
+                }),
+            };
+            assert!(right, "{} in {}: {:?}", k.name, k.block, loaded.diagnostics);
+        }
+    }
+
+    #[test]
+    fn unsupported_keywords_are_errors_until_allowed() {
+        let text = "vrrp_sync_group G {\n group {\n V\n }\n}\n\
+                    vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_vmac\n\
+                    virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+        let mut loaded = parse_str(text, "t.conf");
+        let lines: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "t.conf:1: error: `vrrp_sync_group` is not supported by ha-agent: {}",
+                    unsupported_text(SYNC_GROUP)
+                ),
+                format!(
+                    "t.conf:9: error: `use_vmac` is not supported by ha-agent: {}",
+                    unsupported_text(VMAC)
+                ),
+            ]
+        );
+        loaded.diagnostics.allow_unsupported();
+        assert!(!loaded.diagnostics.has_errors());
+        assert_eq!(loaded.diagnostics.warning_count(), 2);
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.severity == Severity::Warning
+                    && d.message.ends_with("(allowed by --allow-unsupported)"))
+        );
+    }
+
+    #[test]
+    fn an_lvs_block_is_one_line() {
+        let text = "virtual_server 10.0.0.1 80 {\n delay_loop 6\n lb_algo rr\n\
+                    real_server 10.0.0.2 80 {\n weight 1\n TCP_CHECK {\n connect_timeout 3\n }\n }\n}\n";
+        let loaded = parse_str(text, "t.conf");
+        let lines: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "t.conf:1: warning: `virtual_server`: LVS load balancing is not part of ha-agent: ignored"
+            ]
+        );
     }
 }

@@ -224,20 +224,19 @@ fn auth_is_checked() {
 }
 
 #[test]
-fn unsupported_and_unknown_keywords_are_warnings() {
+fn unknown_keywords_are_warnings() {
     let loaded = parse_str(
-        "vrrp_sync_group G {\n group {\n V\n }\n}\nfoo bar\n\
-         vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_vmac\n virtual_ipaddress {\n 10.0.0.1 brd 10.0.0.255\n }\n}\n",
+        "foo bar\n\
+         vrrp_instance V {\n interface eth0\n virtual_router_id 1\n enable_dbus\n virtual_ipaddress {\n 10.0.0.1 brd 10.0.0.255\n }\n}\n",
         "t.conf",
     );
     assert!(!loaded.diagnostics.has_errors());
     assert_eq!(
         messages(&loaded),
         [
-            "t.conf:1: warning: `vrrp_sync_group` is not supported by ha-agent; ignored",
-            "t.conf:6: warning: unknown keyword `foo` in top level; ignored",
-            "t.conf:10: warning: `use_vmac` is not supported by ha-agent; ignored",
-            "t.conf:12: warning: VIP option `brd` is not supported; ignored",
+            "t.conf:1: warning: unknown keyword `foo` in top level; ignored",
+            "t.conf:5: warning: unknown keyword `enable_dbus` in vrrp_instance; ignored",
+            "t.conf:7: warning: VIP option `brd` is not supported; ignored",
         ]
     );
 }

@@ -120,6 +120,8 @@ pub struct Options {
     /// Where the HTTP endpoints listen, if anywhere.
     pub http_listen: Option<std::net::SocketAddr>,
     pub xdp: xdp::Choice,
+    /// `--allow-unsupported`: unsupported keywords are warnings, not errors.
+    pub allow_unsupported: bool,
 }
 
 /// What every instance's actions need from the outside world.
@@ -271,8 +273,9 @@ fn node_name(config: &Config) -> String {
 }
 
 /// Loads the configuration; errors (with file:line) end the load, warnings are logged.
-fn load_config(path: &Path) -> Result<Config, DaemonError> {
-    let loaded = preflight::load(path).map_err(|e| DaemonError::Config(e.to_string()))?;
+fn load_config(path: &Path, allow_unsupported: bool) -> Result<Config, DaemonError> {
+    let loaded =
+        preflight::load(path, allow_unsupported).map_err(|e| DaemonError::Config(e.to_string()))?;
     for d in loaded.diagnostics.iter() {
         match d.severity {
             Severity::Warning => warn!("{d}"),
@@ -323,7 +326,7 @@ async fn reloaded(
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
-    let config = load_config(&options.config)?;
+    let config = load_config(&options.config, options.allow_unsupported)?;
     let (dbs, mut db_inbox) = db::Dbs::new();
     let (mut witnesses, mut witness_inbox) = witness::Witnesses::new(node_name(&config));
     witnesses
@@ -996,7 +999,10 @@ impl Daemon {
         info!(config = %self.options.config.display(), "SIGHUP: reloading");
         self.systemd.reloading();
         let path = self.options.config.clone();
-        self.reloading = Some(tokio::task::spawn_blocking(move || load_config(&path)));
+        let allow = self.options.allow_unsupported;
+        self.reloading = Some(tokio::task::spawn_blocking(move || {
+            load_config(&path, allow)
+        }));
     }
 
     /// Applies a configuration read by [`Daemon::start_reload`] as `reload::plan` says:

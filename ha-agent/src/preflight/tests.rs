@@ -50,7 +50,7 @@ fn missing_scripts_and_users_are_errors() {
         ),
     )
     .unwrap();
-    let loaded = load(&conf).unwrap();
+    let loaded = load(&conf, false).unwrap();
     let errors: Vec<String> = loaded
         .diagnostics
         .errors()
@@ -88,7 +88,7 @@ fn script_security_refuses_root_scripts_others_can_change() {
     };
     let errors_for = |text: String| {
         std::fs::write(&conf, text).unwrap();
-        load(&conf)
+        load(&conf, false)
             .unwrap()
             .diagnostics
             .errors()
