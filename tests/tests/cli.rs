@@ -11,10 +11,16 @@ use ha_tests::{
 use nix::sys::signal::Signal;
 
 fn check_config(text: &str, dir: &std::path::Path) -> (i32, String) {
+    run_agent(text, dir, &["check-config"])
+}
+
+/// `ha-agent ARGS -f FILE` with `text` as the file: exit code and stdout (the file as `F`).
+fn run_agent(text: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String) {
     let path = dir.join("check.conf");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(agent_binary())
-        .args(["check-config", "-f"])
+        .args(args)
+        .arg("-f")
         .arg(&path)
         .output()
         .unwrap();
@@ -40,6 +46,32 @@ fn check_config_exit_codes_and_messages() {
         out.contains("F:12: error: `priority` 300 is out of range 1..255"),
         "{out}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unsupported_keywords_are_errors_unless_allowed() {
+    let dir = std::env::temp_dir().join(format!("ha-cli-unsup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = include_str!("../../docs/seed-keepalived.conf")
+        .replace("interface enp1s0", "interface hat-none0");
+    let text = format!("{seed}\nvrrp_sync_group G {{\n group {{\n VI_1\n }}\n}}\n");
+    let line = seed.lines().count() + 2;
+    let (code, out) = check_config(&text, &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "F:{line}: error: `vrrp_sync_group` is not supported by ha-agent: members fail over \
+             one by one"
+        )),
+        "{out}"
+    );
+    let (code, out) = run_agent(&text, &dir, &["check-config", "--allow-unsupported"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(allowed by --allow-unsupported)"), "{out}");
+    // `run` refuses the file before it touches any interface (and this one does not exist).
+    let (code, _) = run_agent(&text, &dir, &["run", "--state-dir", dir.to_str().unwrap()]);
+    assert_ne!(code, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

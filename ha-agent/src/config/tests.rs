@@ -688,3 +688,20 @@ fn etcd_witness_errors_carry_their_line() {
         ]
     );
 }
+
+#[test]
+fn vrrp_min_garp_sends_one_garp_and_no_second_burst() {
+    let garp = |global: &str| {
+        let text = format!(
+            "global_defs {{\n{global}}}\nvrrp_instance V {{\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {{\n 10.0.0.1\n }}\n}}\n"
+        );
+        let loaded = parse_str(&text, "t.conf");
+        assert!(!loaded.diagnostics.has_errors(), "{:?}", messages(&loaded));
+        let g = loaded.config.instances[0].garp;
+        (g.repeat, g.delay)
+    };
+    assert_eq!(garp(""), (5, Duration::from_secs(5)));
+    assert_eq!(garp(" vrrp_min_garp\n"), (1, Duration::ZERO));
+    assert_eq!(garp(" vrrp_min_garp true\n"), (1, Duration::ZERO));
+    assert_eq!(garp(" vrrp_min_garp off\n"), (5, Duration::from_secs(5)));
+}
