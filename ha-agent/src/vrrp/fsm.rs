@@ -104,6 +104,8 @@ pub enum Reason {
     Elected,
     /// Election mode: a better candidate stands (priority, preemption): the leader yields.
     Outranked,
+    /// Another member of the instance's `vrrp_sync_group` changed state.
+    SyncGroup,
 }
 
 impl Reason {
@@ -123,6 +125,7 @@ impl Reason {
             Reason::WitnessLost => "witness_lost",
             Reason::Elected => "elected",
             Reason::Outranked => "outranked",
+            Reason::SyncGroup => "sync_group",
         }
     }
 }
@@ -150,6 +153,7 @@ impl fmt::Display for Reason {
             Reason::WitnessLost => write!(f, "witness lost"),
             Reason::Elected => write!(f, "elected by the witness"),
             Reason::Outranked => write!(f, "a better candidate stands"),
+            Reason::SyncGroup => write!(f, "its sync group moved"),
         }
     }
 }
@@ -226,6 +230,11 @@ pub struct Instance {
     /// The down timer was already extended for a stall of this host since the master was
     /// last heard.
     stall_forgiven: bool,
+    /// Set while another member of our sync group does not want to be master: a takeover
+    /// waits (see [`Instance::set_group_hold`]).
+    group_hold: bool,
+    /// A takeover held back by the group, and why it was due.
+    wants_master: Option<Reason>,
     next_db_id: u64,
 }
 
@@ -252,6 +261,8 @@ impl Instance {
             demotion: None,
             lost_master: false,
             stall_forgiven: false,
+            group_hold: false,
+            wants_master: None,
             next_db_id: 0,
         }
     }
@@ -402,6 +413,7 @@ impl Instance {
         self.master = Some((advert.from, advert.priority));
         self.resigned = false;
         self.stall_forgiven = false;
+        self.wants_master = None;
     }
 
     fn master_rx(&mut self, now: Time, advert: Received) {
@@ -736,9 +748,53 @@ impl Instance {
         }
     }
 
+    /// Sync groups (keepalived's `vrrp_sync_group`): while `hold` is set, a takeover that
+    /// falls due is not made; the instance says it [`Instance::wants_master`] and judges its
+    /// down timer again after Master_Down_Interval, unless [`Instance::sync_master`] comes
+    /// first. The group sets it while another member does not want to be master, so that
+    /// the members become master together or not at all (a member that still hears its
+    /// master keeps the whole group BACKUP rather than splitting it across the nodes).
+    pub fn set_group_hold(&mut self, hold: bool) {
+        self.group_hold = hold;
+    }
+
+    /// A takeover is due but held back by the group.
+    pub fn wants_master(&self) -> bool {
+        self.wants_master.is_some()
+    }
+
+    /// The group becomes master: a BACKUP takes over now (for the reason its own takeover
+    /// was due, if it was), whatever the hold.
+    pub fn sync_master(&mut self, now: Time) {
+        if self.state != State::Backup || self.promotion.is_some() || self.params.elected {
+            return;
+        }
+        let reason = self.wants_master.take().unwrap_or(Reason::SyncGroup);
+        self.take_over_now(now, reason);
+    }
+
+    /// Another member left MASTER for BACKUP: a MASTER follows it, resigning with priority 0
+    /// so that the peer's member takes over after Skew_Time.
+    pub fn sync_backup(&mut self, now: Time) {
+        if self.state == State::Master {
+            self.leave_master();
+            self.become_backup(now, Reason::SyncGroup);
+        }
+    }
+
     /// Down timer, resignation or address ownership: become MASTER, through the database's
-    /// promotion when gated.
+    /// promotion when gated; unless the sync group holds the takeover back.
     fn take_over(&mut self, now: Time, reason: Reason) {
+        if self.group_hold && !self.params.elected {
+            self.wants_master = Some(reason);
+            self.down_timer = Some(now + self.master_down_interval());
+            return;
+        }
+        self.take_over_now(now, reason);
+    }
+
+    fn take_over_now(&mut self, now: Time, reason: Reason) {
+        self.wants_master = None;
         if !self.params.gated {
             self.become_master(now, reason);
             return;
@@ -797,6 +853,7 @@ impl Instance {
 
     fn transition(&mut self, now: Time, to: State, reason: Reason) {
         let from = self.state;
+        self.wants_master = None;
         self.state = to;
         self.last_transition = Some((now, reason));
         self.actions

@@ -3,6 +3,7 @@
 pub mod fsm;
 pub mod packet;
 pub mod receive;
+pub mod sync_group;
 
 /// The protocol version an instance speaks: RFC 3768 (VRRPv2) or RFC 5798 (VRRPv3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
