@@ -10,6 +10,7 @@ use super::{
     instance::VrrpInstance,
     replication::MysqlReplication,
     script::VrrpScript,
+    sync_group::SyncGroup,
     tree::Node,
     witness::EtcdWitness,
 };
@@ -21,6 +22,7 @@ pub struct Config {
     pub scripts: Vec<VrrpScript>,
     pub replications: Vec<MysqlReplication>,
     pub witnesses: Vec<EtcdWitness>,
+    pub sync_groups: Vec<SyncGroup>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -48,6 +50,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                     config.replications.push(r);
                 }
             }
+            "vrrp_sync_group" => {
+                if let Some(g) = b.sync_group(node) {
+                    config.sync_groups.push(g);
+                }
+            }
             "etcd_witness" => {
                 if let Some(w) = b.witness(node) {
                     config.witnesses.push(w);
@@ -56,6 +63,7 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
             _ => b.unknown(node, "top level"),
         }
     }
+    b.join_sync_groups(&mut config);
     b.check(&config);
     config
 }

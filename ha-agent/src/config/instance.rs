@@ -86,6 +86,8 @@ pub struct VrrpInstance {
     /// The etcd witness whose leader key this instance must hold to be MASTER.
     pub witness: Option<WitnessRef>,
     pub notify: NotifyScripts,
+    /// The `vrrp_sync_group` this instance is a member of.
+    pub sync_group: Option<String>,
 }
 
 impl Builder<'_> {
@@ -125,6 +127,7 @@ impl Builder<'_> {
             track_replication: Vec::new(),
             witness: None,
             notify: NotifyScripts::default(),
+            sync_group: None,
         };
         for node in block.children() {
             if self.garp_keyword(node, &mut inst.garp, "") {
@@ -196,38 +199,14 @@ impl Builder<'_> {
                         }
                     }
                 }
-                "track_script" => {
-                    for child in node.children() {
-                        let (weight, reverse) = self.weight(child);
-                        inst.track_scripts.push(TrackScript {
-                            name: child.name().to_owned(),
-                            weight,
-                            reverse,
-                            loc: child.loc().clone(),
-                        });
-                    }
-                }
-                "track_interface" => {
-                    for child in node.children() {
-                        let (weight, reverse) = self.weight(child);
-                        inst.track_interfaces.push(TrackInterface {
-                            name: child.name().to_owned(),
-                            weight: weight.unwrap_or(0),
-                            reverse,
-                            loc: child.loc().clone(),
-                        });
-                    }
-                }
+                "track_script" => inst.track_scripts.extend(self.track_scripts(node)),
+                "track_interface" => inst.track_interfaces.extend(self.track_interfaces(node)),
                 "track_replication" => {
                     let tracks = self.track_replication(node);
                     inst.track_replication.extend(tracks);
                 }
                 "witness" => inst.witness = self.witness_ref(node),
-                "notify_master" => inst.notify.master = self.script_line(node),
-                "notify_backup" => inst.notify.backup = self.script_line(node),
-                "notify_fault" => inst.notify.fault = self.script_line(node),
-                "notify_stop" => inst.notify.stop = self.script_line(node),
-                "notify" => inst.notify.generic = self.script_line(node),
+                _ if self.notify_keyword(node, &mut inst.notify) => {}
                 _ => self.unknown(node, "vrrp_instance"),
             }
         }
@@ -410,5 +389,49 @@ impl Builder<'_> {
             }
         }
         Some(vip)
+    }
+
+    /// `track_script { NAME [weight N] [reverse] ... }`.
+    pub(super) fn track_scripts(&mut self, node: &Node) -> Vec<TrackScript> {
+        let mut tracks = Vec::new();
+        for child in node.children() {
+            let (weight, reverse) = self.weight(child);
+            tracks.push(TrackScript {
+                name: child.name().to_owned(),
+                weight,
+                reverse,
+                loc: child.loc().clone(),
+            });
+        }
+        tracks
+    }
+
+    /// `track_interface { IF [weight N] [reverse] ... }`.
+    pub(super) fn track_interfaces(&mut self, node: &Node) -> Vec<TrackInterface> {
+        let mut tracks = Vec::new();
+        for child in node.children() {
+            let (weight, reverse) = self.weight(child);
+            tracks.push(TrackInterface {
+                name: child.name().to_owned(),
+                weight: weight.unwrap_or(0),
+                reverse,
+                loc: child.loc().clone(),
+            });
+        }
+        tracks
+    }
+
+    /// `notify_master/backup/fault/stop` and `notify`: whether `node` was one of them.
+    pub(super) fn notify_keyword(&mut self, node: &Node, notify: &mut NotifyScripts) -> bool {
+        let slot = match node.name() {
+            "notify_master" => &mut notify.master,
+            "notify_backup" => &mut notify.backup,
+            "notify_fault" => &mut notify.fault,
+            "notify_stop" => &mut notify.stop,
+            "notify" => &mut notify.generic,
+            _ => return false,
+        };
+        *slot = self.script_line(node);
+        true
     }
 }

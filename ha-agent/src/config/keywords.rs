@@ -37,6 +37,7 @@ const TOP: &str = "top level";
 const GLOBAL: &str = "global_defs";
 const INSTANCE: &str = "vrrp_instance";
 const SCRIPT: &str = "vrrp_script";
+const SYNC: &str = "vrrp_sync_group";
 
 const LVS_TEXT: &str = "LVS load balancing is not part of ha-agent";
 const LVS: Status = Ignored(LVS_TEXT);
@@ -65,9 +66,6 @@ const LOWER_PRIO: Status = Unsupported(
 const HIGHER_PRIO: Status = Unsupported(
     "a master that hears a higher priority does not send one more advert before yielding",
 );
-const SYNC_GROUP: Status = Unsupported(
-    "members fail over one by one, not together: one member's failure does not move the others",
-);
 const TRACK_FILE: Status =
     Unsupported("the file is not watched: its value never changes the priority or causes FAULT");
 const TRACK_PROCESS: Status =
@@ -92,7 +90,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(TOP, "mysql_replication", Supported),
     kw(TOP, "etcd_witness", Supported),
     kw(TOP, "include", Supported),
-    kw(TOP, "vrrp_sync_group", SYNC_GROUP),
+    kw(TOP, "vrrp_sync_group", Supported),
     kw(
         TOP,
         "garp_group",
@@ -469,6 +467,26 @@ const KEYWORDS: &[Keyword] = &[
     kw(SCRIPT, "fall", Supported),
     kw(SCRIPT, "user", Supported),
     kw(SCRIPT, "init_fail", Supported),
+    kw(SYNC, "group", Supported),
+    kw(SYNC, "track_script", Supported),
+    kw(SYNC, "track_interface", Supported),
+    kw(SYNC, "notify_master", Supported),
+    kw(SYNC, "notify_backup", Supported),
+    kw(SYNC, "notify_fault", Supported),
+    kw(SYNC, "notify_stop", Supported),
+    kw(SYNC, "notify", Supported),
+    kw(SYNC, "sync_group_tracking_weight", Supported),
+    kw(SYNC, "global_tracking", Supported),
+    kw(SYNC, "track_file", TRACK_FILE),
+    kw(SYNC, "track_process", TRACK_PROCESS),
+    kw(SYNC, "track_bfd", TRACK_BFD),
+    kw(
+        SYNC,
+        "notify_deleted",
+        Unsupported("an instance a reload removes is reported as STOP, not DELETED"),
+    ),
+    kw(SYNC, "notify_priority_changes", PRIORITY_NOTIFY),
+    kw(SYNC, "smtp_alert", NO_MAIL),
 ];
 
 /// The table's entry for `name` in `block`.
@@ -566,6 +584,10 @@ mod tests {
                 format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n{line}}}\n")
             }
             SCRIPT => format!("vrrp_script s {{\n script /bin/true\n{line}}}\n"),
+            SYNC => format!(
+                "vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n}}\n\
+                 vrrp_sync_group G {{\n group {{\n V\n }}\n{line}}}\n"
+            ),
             other => panic!("no file for block {other}"),
         }
     }
@@ -611,7 +633,7 @@ mod tests {
 
     #[test]
     fn unsupported_keywords_are_errors_until_allowed() {
-        let text = "vrrp_sync_group G {\n group {\n V\n }\n}\n\
+        let text = "vrrp_track_process P {\n process nginx\n}\n\
                     vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_vmac\n\
                     virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
         let mut loaded = parse_str(text, "t.conf");
@@ -620,11 +642,11 @@ mod tests {
             lines,
             [
                 format!(
-                    "t.conf:1: error: `vrrp_sync_group` is not supported by ha-agent: {}",
-                    unsupported_text(SYNC_GROUP)
+                    "t.conf:1: error: `vrrp_track_process` is not supported by ha-agent: {}",
+                    unsupported_text(TRACK_PROCESS)
                 ),
                 format!(
-                    "t.conf:9: error: `use_vmac` is not supported by ha-agent: {}",
+                    "t.conf:7: error: `use_vmac` is not supported by ha-agent: {}",
                     unsupported_text(VMAC)
                 ),
             ]

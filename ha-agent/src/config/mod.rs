@@ -11,6 +11,7 @@ mod lexer;
 mod replication;
 mod script;
 mod secret;
+mod sync_group;
 mod tree;
 mod witness;
 
@@ -24,6 +25,7 @@ pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, Rea
 pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
 pub use script::{Script, VrrpScript};
 pub use secret::read_secret;
+pub use sync_group::SyncGroup;
 pub use tree::MAX_NESTING;
 pub use witness::{EtcdWitness, OnUnreachable, Tls, WitnessRef};
 

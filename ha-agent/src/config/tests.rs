@@ -705,3 +705,81 @@ fn vrrp_min_garp_sends_one_garp_and_no_second_burst() {
     assert_eq!(garp(" vrrp_min_garp true\n"), (1, Duration::ZERO));
     assert_eq!(garp(" vrrp_min_garp off\n"), (5, Duration::from_secs(5)));
 }
+
+const SYNC_GROUP: &str = "vrrp_script chk {
+    script /bin/true
+    weight -20
+}
+vrrp_instance INSIDE {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress { 10.0.0.1 }
+    track_script { chk }
+}
+vrrp_instance OUTSIDE {
+    interface eth1
+    virtual_router_id 2
+    virtual_ipaddress { 10.1.0.1 }
+    track_interface { eth2 weight -10 }
+}
+vrrp_sync_group G {
+    group {
+        INSIDE
+        OUTSIDE
+    }
+    track_interface { eth0 }
+    notify_master /bin/true
+    notify \"/bin/echo group\"
+}
+";
+
+#[test]
+fn sync_group_members_share_its_trackers_and_lose_their_weights() {
+    let loaded = parse_str(SYNC_GROUP, "t.conf");
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", messages(&loaded));
+    assert_eq!(
+        messages(&loaded),
+        [
+            "t.conf:9: warning: track_script chk: weight ignored in sync group G (a failure means FAULT; `sync_group_tracking_weight` keeps weights)",
+            "t.conf:15: warning: track_interface eth2: weight ignored in sync group G (down means FAULT; `sync_group_tracking_weight` keeps weights)",
+        ]
+    );
+    let c = &loaded.config;
+    let g = &c.sync_groups[0];
+    assert_eq!(
+        g.members.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        ["INSIDE", "OUTSIDE"]
+    );
+    assert_eq!(g.notify.master.as_ref().unwrap().argv, ["/bin/true"]);
+    assert_eq!(g.notify.generic.as_ref().unwrap().argv, ["/bin/echo", "group"]);
+    for inst in &c.instances {
+        assert_eq!(inst.sync_group.as_deref(), Some("G"));
+        assert!(inst.track_interfaces.iter().any(|t| t.name == "eth0" && t.weight == 0));
+        assert!(inst.track_interfaces.iter().all(|t| t.weight == 0));
+    }
+    assert_eq!(c.instances[0].track_scripts[0].weight, Some(0));
+
+    // With sync_group_tracking_weight the weights stay.
+    let kept = parse_str(
+        &SYNC_GROUP.replace("    track_interface { eth0 }\n", "    sync_group_tracking_weight\n"),
+        "t.conf",
+    );
+    assert_eq!(messages(&kept), Vec::<String>::new());
+    assert_eq!(kept.config.instances[0].track_scripts[0].weight, None);
+    assert_eq!(kept.config.instances[1].track_interfaces[0].weight, -10);
+}
+
+#[test]
+fn sync_group_errors_carry_their_line() {
+    let text = format!(
+        "{SYNC_GROUP}vrrp_sync_group H {{\n group {{\n OUTSIDE\n NOPE\n }}\n}}\nvrrp_sync_group E {{\n}}\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "t.conf:32: error: vrrp_sync_group E: `group` has no instance",
+            "t.conf:28: error: vrrp_sync_group H: instance OUTSIDE is already in group G",
+            "t.conf:29: error: vrrp_sync_group H: no vrrp_instance NOPE",
+        ]
+    );
+}
