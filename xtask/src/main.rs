@@ -415,6 +415,8 @@ fn test(args: &[String]) -> Result<()> {
                 "--test",
                 "vrrp_agents",
                 "--test",
+                "sync_group",
+                "--test",
                 "replication",
             ])
             .env("HA_TEST_XDP", "off"))?;

@@ -747,21 +747,34 @@ fn sync_group_members_share_its_trackers_and_lose_their_weights() {
     let c = &loaded.config;
     let g = &c.sync_groups[0];
     assert_eq!(
-        g.members.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        g.members
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>(),
         ["INSIDE", "OUTSIDE"]
     );
     assert_eq!(g.notify.master.as_ref().unwrap().argv, ["/bin/true"]);
-    assert_eq!(g.notify.generic.as_ref().unwrap().argv, ["/bin/echo", "group"]);
+    assert_eq!(
+        g.notify.generic.as_ref().unwrap().argv,
+        ["/bin/echo", "group"]
+    );
     for inst in &c.instances {
         assert_eq!(inst.sync_group.as_deref(), Some("G"));
-        assert!(inst.track_interfaces.iter().any(|t| t.name == "eth0" && t.weight == 0));
+        assert!(
+            inst.track_interfaces
+                .iter()
+                .any(|t| t.name == "eth0" && t.weight == 0)
+        );
         assert!(inst.track_interfaces.iter().all(|t| t.weight == 0));
     }
     assert_eq!(c.instances[0].track_scripts[0].weight, Some(0));
 
     // With sync_group_tracking_weight the weights stay.
     let kept = parse_str(
-        &SYNC_GROUP.replace("    track_interface { eth0 }\n", "    sync_group_tracking_weight\n"),
+        &SYNC_GROUP.replace(
+            "    track_interface { eth0 }\n",
+            "    sync_group_tracking_weight\n",
+        ),
         "t.conf",
     );
     assert_eq!(messages(&kept), Vec::<String>::new());

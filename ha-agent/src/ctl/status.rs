@@ -41,6 +41,20 @@ pub struct Status {
     /// Each `etcd_witness` the agent keeps a lease with.
     #[serde(default)]
     pub witnesses: Vec<WitnessStatus>,
+    /// Each `vrrp_sync_group`.
+    #[serde(default)]
+    pub sync_groups: Vec<SyncGroupStatus>,
+}
+
+/// A `vrrp_sync_group`: its state as last announced (MASTER when every member is, FAULT
+/// when any is, else BACKUP) and its members.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SyncGroupStatus {
+    pub name: String,
+    pub state: String,
+    pub members: Vec<String>,
+    /// The group's last notify script runs, oldest first.
+    pub notify_runs: Vec<NotifyRun>,
 }
 
 /// An etcd witness as this node sees it: its lease and the leader keys it holds.
@@ -198,6 +212,9 @@ pub struct InstanceStatus {
     pub priority: u8,
     pub configured_priority: u8,
     pub master: Option<String>,
+    /// The `vrrp_sync_group` the instance is a member of.
+    #[serde(default)]
+    pub sync_group: Option<String>,
     pub primary_ip: String,
     pub vips: Vec<String>,
     pub vips_held: bool,
@@ -426,6 +443,15 @@ impl Status {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let now = unix_now();
+        for g in &self.sync_groups {
+            let _ = writeln!(
+                out,
+                "sync group {}: {} ({})",
+                g.name,
+                g.state,
+                g.members.join(", ")
+            );
+        }
         for i in &self.instances {
             let _ = writeln!(
                 out,

@@ -40,6 +40,7 @@ use crate::{
             VRRP_GROUP_V4,
         },
         receive::Target,
+        sync_group::{Moved, Order},
     },
     witness::session::Outcome as WitnessOutcome,
 };
@@ -127,6 +128,8 @@ pub struct Running {
     known_master: Option<Ipv4Addr>,
     /// The etcd witness's view of this instance (`witness`).
     witness: WitnessView,
+    /// Transitions since its sync group last looked (members of a group only).
+    pub moved: Vec<Moved>,
 }
 
 /// Whether this instance holds its leader key, and why it was last refused.
@@ -267,6 +270,7 @@ impl Running {
             last_transition: None,
             address_mismatch_log: RateLimit::default(),
             notifier: Notifier::default(),
+            moved: Vec::new(),
             kernel_fed_ns: 0,
             disagreement: None,
             conflict_garp: None,
@@ -346,6 +350,22 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// The state machine, as its sync group weighs it.
+    pub fn fsm(&self) -> &Instance {
+        &self.fsm
+    }
+
+    /// The sync group's order or hold.
+    pub async fn sync(&mut self, order: Option<Order>, hold: bool, now: Duration, world: &World) {
+        self.fsm.set_group_hold(hold);
+        match order {
+            Some(Order::Master) => self.fsm.sync_master(now),
+            Some(Order::Backup) => self.fsm.sync_backup(now),
+            None => return,
+        }
+        self.execute(world).await;
     }
 
     pub async fn start(&mut self, now: Duration, world: &World) {
@@ -707,6 +727,9 @@ impl Running {
                 Action::Demote { id } if self.gate().is_none() => self.fsm.demoted(id),
                 Action::Demote { id } => self.db_request(world, Op::Demote { id }),
                 Action::Transition { from, to, reason } => {
+                    if self.cfg.sync_group.is_some() {
+                        self.moved.push(Moved { from, to, reason });
+                    }
                     world.kernel_dirty.set(true);
                     world.roles_changed.set(true);
                     let peer = match reason {
@@ -733,7 +756,8 @@ impl Running {
                     });
                     if self.cfg.notify != Default::default() {
                         self.notifier.send(Event {
-                            instance: self.cfg.name.clone(),
+                            group: false,
+                            name: self.cfg.name.clone(),
                             state: to,
                             priority: self.fsm.priority(),
                             scripts: self.cfg.notify.clone(),
@@ -970,6 +994,7 @@ impl Running {
             promoting: self.fsm.promoting(),
             priority: self.fsm.priority(),
             configured_priority: self.cfg.priority,
+            sync_group: self.cfg.sync_group.clone(),
             master: self.fsm.master().map(|ip| ip.to_string()),
             primary_ip: self.primary_ip.to_string(),
             vips: self

@@ -8,6 +8,7 @@ mod instance;
 mod notify;
 pub mod realtime;
 pub mod reload;
+mod sync_groups;
 mod systemd;
 mod witness;
 pub mod xdp;
@@ -261,6 +262,8 @@ struct Daemon {
     /// (ifindex, VRID) → index in `instances`, for the kernel's events.
     kernel_routes: HashMap<VridKey, usize>,
     lateness: ctl::status::Lateness,
+    /// The `vrrp_sync_group`s over `instances`.
+    groups: Vec<sync_groups::Group>,
 }
 
 /// This node's name in the witness's keys: global_defs' `router_id`, else the host name.
@@ -389,6 +392,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .ok(),
         kernel_routes: HashMap::new(),
         lateness: ctl::status::Lateness::default(),
+        groups: Vec::new(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
     };
@@ -405,6 +409,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         daemon.instances.push(running);
     }
     daemon.reindex();
+    daemon.groups = sync_groups::index(&config.sync_groups, &daemon.instances, Vec::new());
     let socket_path = ctl::socket_path(&daemon.options.state_dir);
     let (commands, mut status_requests) = tokio::sync::mpsc::channel(ctl::MAX_CLIENTS);
     ctl::serve(
@@ -452,6 +457,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     });
 
     loop {
+        daemon.sync_groups().await;
         daemon.world.flush();
         if daemon.world.kernel_dirty.take() {
             daemon.sync_kernel();
@@ -519,6 +525,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     daemon.world.flush();
     daemon.finish_demotions(&mut db_inbox).await;
+    daemon.finish_group_notify(NOTIFY_AT_EXIT).await;
     // The leases revoked: a peer takes the keys without waiting for them to expire.
     daemon.world.witnesses.close(NOTIFY_AT_EXIT).await;
     // notify_stop (and anything still queued) runs before the agent exits, for a while.
@@ -765,14 +772,31 @@ impl Daemon {
         trackers
     }
 
-    /// Gives every instance the priority delta and fault its trackers add up to.
+    /// Gives every instance the priority delta and fault its trackers add up to; a fault of
+    /// one member of a sync group is a fault of every member.
     async fn apply_tracking(&mut self) {
         let at = now();
-        let values: Vec<(i32, bool)> = self
+        let mut values: Vec<(i32, bool)> = self
             .instances
             .iter()
             .map(|r| self.tracking(&r.cfg))
             .collect();
+        let faulty_groups: HashSet<&str> = self
+            .instances
+            .iter()
+            .zip(&values)
+            .filter(|(_, (_, fault))| *fault)
+            .filter_map(|(r, _)| r.cfg.sync_group.as_deref())
+            .collect();
+        for (r, (_, fault)) in self.instances.iter().zip(&mut values) {
+            if r.cfg
+                .sync_group
+                .as_deref()
+                .is_some_and(|g| faulty_groups.contains(g))
+            {
+                *fault = true;
+            }
+        }
         for (running, tracking) in self.instances.iter_mut().zip(values) {
             running.set_tracking(tracking, at, &self.world).await;
         }
@@ -1021,6 +1045,7 @@ impl Daemon {
     }
 
     async fn apply(&mut self, config: Config) {
+        let sync_groups = config.sync_groups.clone();
         self.rules = receive_rules(&config);
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
@@ -1117,6 +1142,16 @@ impl Daemon {
         }
         self.instances = next;
         self.reindex();
+        let old_groups = std::mem::take(&mut self.groups);
+        self.groups = sync_groups::index(&sync_groups, &self.instances, old_groups);
+        // An instance that left its group takes over on its own again.
+        for r in self
+            .instances
+            .iter_mut()
+            .filter(|r| r.cfg.sync_group.is_none())
+        {
+            r.sync(None, false, now(), &self.world).await;
+        }
         self.refresh_links();
         self.apply_tracking().await;
     }
@@ -1210,6 +1245,7 @@ impl Daemon {
             replication: self.world.dbs.status(),
             timer_lateness: self.lateness,
             witnesses: self.world.witnesses.status(),
+            sync_groups: self.sync_group_status(),
         }
     }
 }

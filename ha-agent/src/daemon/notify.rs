@@ -23,7 +23,10 @@ const KEPT_RUNS: usize = 10;
 
 /// One transition to announce.
 pub struct Event {
-    pub instance: String,
+    /// A sync group's transition, not an instance's.
+    pub group: bool,
+    /// The instance's or the group's name.
+    pub name: String,
     pub state: State,
     pub priority: u8,
     /// The scripts as configured when the transition happened.
@@ -120,11 +123,11 @@ async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<Log>>) {
             record(&runs, run(&event, script, script.argv.clone(), word).await);
         }
         if let Some(script) = &event.scripts.generic {
-            // keepalived appends: INSTANCE name STATE priority.
+            // keepalived appends: INSTANCE|GROUP name STATE priority (0 for a group).
             let mut argv = script.argv.clone();
             argv.extend([
-                "INSTANCE".to_owned(),
-                event.instance.clone(),
+                if event.group { "GROUP" } else { "INSTANCE" }.to_owned(),
+                event.name.clone(),
                 word.to_owned(),
                 event.priority.to_string(),
             ]);
@@ -159,7 +162,7 @@ async fn run(event: &Event, script: &Script, argv: Vec<String>, word: &str) -> N
     let identity = match who.as_deref().map(Identity::lookup).transpose() {
         Ok(identity) => identity,
         Err(e) => {
-            warn!(instance = %event.instance, state = word, "notify {:?} not run: {e}", argv);
+            warn!(instance = %event.name, state = word, "notify {:?} not run: {e}", argv);
             result.result = e;
             return result;
         }
@@ -168,16 +171,16 @@ async fn run(event: &Event, script: &Script, argv: Vec<String>, word: &str) -> N
         Ok(outcome) => {
             let ms = outcome.duration.as_secs_f64() * 1000.0;
             if outcome.ok {
-                info!(instance = %event.instance, state = word, ms, "notify {:?}: {}", argv, outcome.describe());
+                info!(instance = %event.name, state = word, ms, "notify {:?}: {}", argv, outcome.describe());
             } else {
-                warn!(instance = %event.instance, state = word, ms, "notify {:?} failed: {}", argv, outcome.describe());
+                warn!(instance = %event.name, state = word, ms, "notify {:?} failed: {}", argv, outcome.describe());
             }
             result.ok = outcome.ok;
             result.result = outcome.describe();
             result.duration_ms = ms;
         }
         Err(e) => {
-            warn!(instance = %event.instance, state = word, "notify {:?} not run: {e}", argv);
+            warn!(instance = %event.name, state = word, "notify {:?} not run: {e}", argv);
             result.result = format!("not run: {e}");
         }
     }

@@ -50,6 +50,7 @@ pub enum Change {
     TrackInterfaces,
     NotifyScripts,
     InitialState,
+    SyncGroup,
 }
 
 /// The steps that turn `old` into `new`: stops first (they release VIPs another instance may
@@ -161,6 +162,7 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
         ),
         (old.notify != new.notify, Change::NotifyScripts),
         (old.initial != new.initial, Change::InitialState),
+        (old.sync_group != new.sync_group, Change::SyncGroup),
     ];
     changes.extend(
         pairs
