@@ -228,6 +228,45 @@ fn a_tracked_interface_going_down_means_fault_or_its_weight() {
     wait_until("A master again", Duration::from_secs(5), a_master);
 }
 
+/// keepalived's default: the instance's own interface losing its carrier means FAULT (the VIP
+/// is released, not kept on a dead segment); `dont_track_primary` keeps the master as it is.
+#[test]
+fn the_instance_interface_going_down_means_fault_unless_dont_track_primary() {
+    for dont_track in [false, true] {
+        let t = Topology::new(&["a", "b"]);
+        let a_host = t.host("a");
+        let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+        if dont_track {
+            conf.extra = vec!["dont_track_primary".into()];
+        }
+        let a = Daemon::agent(a_host, t.dir(), &config(&[conf]));
+        let _b = Daemon::agent(
+            t.host("b"),
+            t.dir(),
+            &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+        );
+        let a_master =
+            || (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(());
+        wait_until("A master", Duration::from_secs(5), a_master);
+        t.set_cable("a", false);
+        wait_until("B master", Duration::from_secs(5), || {
+            t.host("b").has_address("eth0", VIP).then_some(())
+        });
+        if dont_track {
+            // Cut off, A goes on as master of its own segment.
+            assert_eq!(field(&a, "state"), "MASTER");
+            assert!(a_host.has_address("eth0", VIP));
+        } else {
+            wait_until("A in FAULT without the VIP", Duration::from_secs(2), || {
+                (field(&a, "state") == "FAULT" && !a_host.has_address("eth0", VIP)).then_some(())
+            });
+            assert_eq!(field(&a, "trackers")[0]["name"], "interface eth0");
+        }
+        t.set_cable("a", true);
+        wait_until("A master again", Duration::from_secs(5), a_master);
+    }
+}
+
 /// The master (ha-agent or keepalived, priority 150, check weight -50) loses its check; the
 /// backup (ha-agent, 120, VRRPv3 every 0.1 s) takes over. Returns the time from the master's
 /// first advert at priority 100 to the backup's first advert, as an observer captured them.

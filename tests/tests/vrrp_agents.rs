@@ -161,8 +161,10 @@ fn nopreempt_keeps_the_current_master() {
 fn split_brain_heals_to_the_higher_address_at_equal_priority() {
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
-    // With a's cable out, each node hears nobody and becomes master: split brain.
-    t.set_cable("a", false);
+    // With a and b cut off from each other (their bridge ports isolated, carriers up), each
+    // node hears nobody and becomes master: split brain.
+    t.set_isolated("a", true);
+    t.set_isolated("b", true);
     let agent_a = Daemon::agent(a, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
     let agent_b = Daemon::agent(b, t.dir(), &VrrpConf::seed("BACKUP", 100).render());
     wait_until(
@@ -172,7 +174,8 @@ fn split_brain_heals_to_the_higher_address_at_equal_priority() {
     );
     // Reconnected, the masters hear each other at equal priority: the higher primary
     // address (b, 192.168.2.11) stays master, a yields within an advert interval or two.
-    t.set_cable("a", true);
+    t.set_isolated("a", false);
+    t.set_isolated("b", false);
     wait_until("exactly b holds the VIP", Duration::from_secs(3), || {
         (holder(&t, &["a", "b"]) == ["b"]).then_some(())
     });

@@ -104,6 +104,7 @@ impl Builder<'_> {
         let mut advert_loc = block.loc().clone();
         let mut version = None;
         let mut auth = None;
+        let mut dont_track_primary = false;
         let mut inst = VrrpInstance {
             name: name.text.clone(),
             loc: block.loc().clone(),
@@ -183,6 +184,10 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.check_unicast_src = true;
                 }
+                "dont_track_primary" => {
+                    self.flag(node);
+                    dont_track_primary = true;
+                }
                 "preempt_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 1000.0) {
                         inst.preempt_delay = d;
@@ -236,6 +241,19 @@ impl Builder<'_> {
             }
             None if inst.priority == 255 => inst.initial = InitialState::Master,
             None => {}
+        }
+        // keepalived: the instance's own interface going down means FAULT, unless
+        // `dont_track_primary` (or the user tracks it with a weight of their own).
+        if let Some(i) = &interface
+            && !dont_track_primary
+            && !inst.track_interfaces.iter().any(|t| &t.name == i)
+        {
+            inst.track_interfaces.push(TrackInterface {
+                name: i.clone(),
+                weight: 0,
+                reverse: false,
+                loc: block.loc().clone(),
+            });
         }
         match interface {
             Some(i) => inst.interface = i,

@@ -368,11 +368,7 @@ const KEYWORDS: &[Keyword] = &[
         Unsupported("no ipvlan is created: VIPs go on the interface"),
     ),
     kw(INSTANCE, "native_ipv6", NO_IPV6),
-    kw(
-        INSTANCE,
-        "dont_track_primary",
-        Unsupported("the instance still goes to FAULT when its interface goes down"),
-    ),
+    kw(INSTANCE, "dont_track_primary", Supported),
     kw(INSTANCE, "track_file", TRACK_FILE),
     kw(INSTANCE, "track_process", TRACK_PROCESS),
     kw(INSTANCE, "track_bfd", TRACK_BFD),
