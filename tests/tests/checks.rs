@@ -228,6 +228,75 @@ fn a_tracked_interface_going_down_means_fault_or_its_weight() {
     wait_until("A master again", Duration::from_secs(5), a_master);
 }
 
+/// `track_file` with keepalived's semantics: the value times the weight moves the priority
+/// (keepalived 2.2.7 as the backup preempts and yields), a value written by rename counts as
+/// well, and with weight 0 a non-zero value means FAULT.
+#[test]
+fn a_track_file_moves_the_priority_or_means_fault() {
+    let t = Topology::new(&["a", "b"]);
+    let a_host = t.host("a");
+    let value = t.dir().join("app.value");
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.extra = vec!["track_file {\n        app weight -10\n        gate weight 0\n    }".into()];
+    let gate = t.dir().join("gate.value");
+    let conf_a = format!(
+        "{}track_file app {{\n    file {}\n    init_file 0 overwrite\n}}\ntrack_file gate {{\n    file {}\n}}\n",
+        config(&[conf]),
+        value.display(),
+        gate.display()
+    );
+    let a = Daemon::agent(a_host, t.dir(), &conf_a);
+    let a_master =
+        || (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(());
+    wait_until("A master", Duration::from_secs(5), a_master);
+    assert_eq!(
+        std::fs::read_to_string(&value).unwrap(),
+        "0\n",
+        "init_file wrote 0"
+    );
+    let b = Daemon::keepalived(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+    );
+    let b_master = || t.host("b").has_address("eth0", VIP).then_some(());
+
+    // 5 × -10: A advertises 100 < 120 and keepalived preempts it.
+    std::fs::write(&value, "5\n").unwrap();
+    wait_until("keepalived master", Duration::from_secs(5), b_master);
+    assert_eq!(field(&a, "priority"), 100);
+    let trackers = field(&a, "trackers");
+    let app = trackers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "file app")
+        .unwrap();
+    assert_eq!(app["priority_delta"], -50);
+    assert_eq!(app["last_result"], "value 5");
+
+    // Written elsewhere and renamed into place, as careful writers do: A is 150 again.
+    let tmp = t.dir().join("app.tmp");
+    std::fs::write(&tmp, "0").unwrap();
+    std::fs::rename(&tmp, &value).unwrap();
+    wait_until("A master again", Duration::from_secs(5), a_master);
+    assert_eq!(field(&a, "priority"), 150);
+
+    // Weight 0: any non-zero value is FAULT.
+    std::fs::write(&gate, "1").unwrap();
+    wait_until(
+        "A in FAULT, keepalived master",
+        Duration::from_secs(5),
+        || {
+            (field(&a, "state") == "FAULT").then_some(())?;
+            b_master()
+        },
+    );
+    std::fs::remove_file(&gate).unwrap();
+    wait_until("A master again", Duration::from_secs(5), a_master);
+    drop(b);
+}
+
 /// keepalived's default: the instance's own interface losing its carrier means FAULT (the VIP
 /// is released, not kept on a dead segment); `dont_track_primary` keeps the master as it is.
 #[test]

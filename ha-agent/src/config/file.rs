@@ -11,6 +11,7 @@ use super::{
     replication::MysqlReplication,
     script::VrrpScript,
     sync_group::SyncGroup,
+    track_file::TrackFile,
     tree::Node,
     witness::EtcdWitness,
 };
@@ -23,6 +24,7 @@ pub struct Config {
     pub replications: Vec<MysqlReplication>,
     pub witnesses: Vec<EtcdWitness>,
     pub sync_groups: Vec<SyncGroup>,
+    pub track_files: Vec<TrackFile>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -48,6 +50,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
             "mysql_replication" => {
                 if let Some(r) = b.replication(node) {
                     config.replications.push(r);
+                }
+            }
+            "track_file" | "vrrp_track_file" => {
+                if let Some(t) = b.track_file(node) {
+                    config.track_files.push(t);
                 }
             }
             "vrrp_sync_group" => {
@@ -116,6 +123,17 @@ impl Builder<'_> {
                     &w.loc,
                     format!("witness {}: no etcd_witness of that name", w.name),
                 );
+            }
+            for track in &inst.track_files {
+                if !config.track_files.iter().any(|f| f.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!(
+                            "track_file {}: no track_file block of that name",
+                            track.name
+                        ),
+                    );
+                }
             }
             for track in &inst.track_scripts {
                 if !config.scripts.iter().any(|s| s.name == track.name) {

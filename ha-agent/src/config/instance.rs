@@ -9,6 +9,7 @@ use super::{
     lexer::Token,
     replication::TrackReplication,
     script::Script,
+    track_file::TrackFileRef,
     tree::Node,
     witness::WitnessRef,
 };
@@ -81,6 +82,7 @@ pub struct VrrpInstance {
     pub garp: GarpParams,
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
+    pub track_files: Vec<TrackFileRef>,
     /// Databases whose promotion gates this instance's takeover.
     pub track_replication: Vec<TrackReplication>,
     /// The etcd witness whose leader key this instance must hold to be MASTER.
@@ -125,6 +127,7 @@ impl Builder<'_> {
             garp: g.garp,
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
+            track_files: Vec::new(),
             track_replication: Vec::new(),
             witness: None,
             notify: NotifyScripts::default(),
@@ -206,6 +209,7 @@ impl Builder<'_> {
                 }
                 "track_script" => inst.track_scripts.extend(self.track_scripts(node)),
                 "track_interface" => inst.track_interfaces.extend(self.track_interfaces(node)),
+                "track_file" => inst.track_files.extend(self.track_file_refs(node)),
                 "track_replication" => {
                     let tracks = self.track_replication(node);
                     inst.track_replication.extend(tracks);

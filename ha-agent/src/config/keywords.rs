@@ -38,6 +38,7 @@ const GLOBAL: &str = "global_defs";
 const INSTANCE: &str = "vrrp_instance";
 const SCRIPT: &str = "vrrp_script";
 const SYNC: &str = "vrrp_sync_group";
+const FILE: &str = "track_file";
 
 const LVS_TEXT: &str = "LVS load balancing is not part of ha-agent";
 const LVS: Status = Ignored(LVS_TEXT);
@@ -66,8 +67,6 @@ const LOWER_PRIO: Status = Unsupported(
 const HIGHER_PRIO: Status = Unsupported(
     "a master that hears a higher priority does not send one more advert before yielding",
 );
-const TRACK_FILE: Status =
-    Unsupported("the file is not watched: its value never changes the priority or causes FAULT");
 const TRACK_PROCESS: Status =
     Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
 const TRACK_BFD: Status =
@@ -99,8 +98,8 @@ const KEYWORDS: &[Keyword] = &[
          vrrp_garp_interval",
         ),
     ),
-    kw(TOP, "vrrp_track_file", TRACK_FILE),
-    kw(TOP, "track_file", TRACK_FILE),
+    kw(TOP, "vrrp_track_file", Supported),
+    kw(TOP, "track_file", Supported),
     kw(TOP, "vrrp_track_process", TRACK_PROCESS),
     kw(TOP, "bfd_instance", TRACK_BFD),
     kw(
@@ -369,7 +368,7 @@ const KEYWORDS: &[Keyword] = &[
     ),
     kw(INSTANCE, "native_ipv6", NO_IPV6),
     kw(INSTANCE, "dont_track_primary", Supported),
-    kw(INSTANCE, "track_file", TRACK_FILE),
+    kw(INSTANCE, "track_file", Supported),
     kw(INSTANCE, "track_process", TRACK_PROCESS),
     kw(INSTANCE, "track_bfd", TRACK_BFD),
     kw(
@@ -463,6 +462,9 @@ const KEYWORDS: &[Keyword] = &[
     kw(SCRIPT, "fall", Supported),
     kw(SCRIPT, "user", Supported),
     kw(SCRIPT, "init_fail", Supported),
+    kw(FILE, "file", Supported),
+    kw(FILE, "weight", Supported),
+    kw(FILE, "init_file", Supported),
     kw(SYNC, "group", Supported),
     kw(SYNC, "track_script", Supported),
     kw(SYNC, "track_interface", Supported),
@@ -473,7 +475,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(SYNC, "notify", Supported),
     kw(SYNC, "sync_group_tracking_weight", Supported),
     kw(SYNC, "global_tracking", Supported),
-    kw(SYNC, "track_file", TRACK_FILE),
+    kw(SYNC, "track_file", Supported),
     kw(SYNC, "track_process", TRACK_PROCESS),
     kw(SYNC, "track_bfd", TRACK_BFD),
     kw(
@@ -580,6 +582,7 @@ mod tests {
                 format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n{line}}}\n")
             }
             SCRIPT => format!("vrrp_script s {{\n script /bin/true\n{line}}}\n"),
+            FILE => format!("track_file f {{\n file /tmp/f\n{line}}}\n"),
             SYNC => format!(
                 "vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n}}\n\
                  vrrp_sync_group G {{\n group {{\n V\n }}\n{line}}}\n"

@@ -12,6 +12,7 @@ mod replication;
 mod script;
 mod secret;
 mod sync_group;
+mod track_file;
 mod tree;
 mod witness;
 
@@ -26,6 +27,7 @@ pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackRepl
 pub use script::{Script, VrrpScript};
 pub use secret::read_secret;
 pub use sync_group::SyncGroup;
+pub use track_file::{TrackFile, TrackFileRef};
 pub use tree::MAX_NESTING;
 pub use witness::{EtcdWitness, OnUnreachable, Tls, WitnessRef};
 

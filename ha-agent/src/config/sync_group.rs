@@ -6,6 +6,7 @@ use super::{
     diag::Loc,
     file::Config,
     instance::{NotifyScripts, TrackInterface, TrackScript},
+    track_file::TrackFileRef,
     tree::Node,
 };
 
@@ -20,6 +21,7 @@ pub struct SyncGroup {
     /// Trackers of every member (added to each member's own).
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
+    pub track_files: Vec<TrackFileRef>,
     /// `sync_group_tracking_weight` (or the deprecated `global_tracking`): the members'
     /// trackers keep their weights. Without it every tracker of a member means FAULT, as in
     /// keepalived: members whose priorities moved apart could be master on different nodes.
@@ -40,6 +42,7 @@ impl Builder<'_> {
             notify: NotifyScripts::default(),
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
+            track_files: Vec::new(),
             tracking_weight: false,
         };
         for node in block.children() {
@@ -51,6 +54,7 @@ impl Builder<'_> {
                 ),
                 "track_script" => g.track_scripts.extend(self.track_scripts(node)),
                 "track_interface" => g.track_interfaces.extend(self.track_interfaces(node)),
+                "track_file" => g.track_files.extend(self.track_file_refs(node)),
                 "sync_group_tracking_weight" => {
                     g.tracking_weight = self.bool_flag(node);
                 }
@@ -121,6 +125,20 @@ impl Builder<'_> {
                             format!(
                                 "track_script {}: weight ignored in sync group {} (a failure \
                                  means FAULT; `sync_group_tracking_weight` keeps weights)",
+                                t.name, g.name
+                            ),
+                        );
+                    }
+                    t.weight = Some(0);
+                }
+                for t in &mut inst.track_files {
+                    let own = config.track_files.iter().find(|f| f.name == t.name);
+                    if t.weight.or(own.map(|f| f.weight)).unwrap_or(0) != 0 {
+                        self.diags.warn(
+                            &t.loc,
+                            format!(
+                                "track_file {}: weight ignored in sync group {} (a non-zero \
+                                 value means FAULT; `sync_group_tracking_weight` keeps weights)",
                                 t.name, g.name
                             ),
                         );

@@ -796,3 +796,36 @@ fn sync_group_errors_carry_their_line() {
         ]
     );
 }
+
+#[test]
+fn track_files_and_their_trackers() {
+    let text = "track_file app {\n file /run/app.value\n weight -10 reverse\n init_file 3 overwrite\n}\n\
+                vrrp_track_file old {\n file /run/old\n}\n\
+                vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n\
+                track_file {\n app\n old weight 0 noreverse\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let f = &loaded.config.track_files;
+    assert_eq!(
+        (f[0].path.to_str(), f[0].weight, f[0].reverse, f[0].init),
+        (Some("/run/app.value"), -10, true, Some((3, true)))
+    );
+    assert_eq!(
+        (f[1].name.as_str(), f[1].weight, f[1].init),
+        ("old", 1, None)
+    );
+    let refs = &loaded.config.instances[0].track_files;
+    assert_eq!((refs[0].weight, refs[0].reverse), (None, None));
+    assert_eq!((refs[1].weight, refs[1].reverse), (Some(0), Some(false)));
+
+    assert_eq!(
+        errors(
+            "track_file x {\n file rel/path\n}\ntrack_file y {\n}\nvrrp_instance V {\n interface eth0\n virtual_router_id 1\n track_file {\n nope\n }\n}\n"
+        ),
+        [
+            "t.conf:1: error: track_file x: `rel/path` needs an absolute path",
+            "t.conf:4: error: track_file y: `file` missing",
+            "t.conf:10: error: track_file nope: no track_file block of that name",
+        ]
+    );
+}

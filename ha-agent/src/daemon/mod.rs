@@ -10,6 +10,7 @@ pub mod realtime;
 pub mod reload;
 mod sync_groups;
 mod systemd;
+mod track_files;
 mod witness;
 pub mod xdp;
 
@@ -264,6 +265,8 @@ struct Daemon {
     lateness: ctl::status::Lateness,
     /// The `vrrp_sync_group`s over `instances`.
     groups: Vec<sync_groups::Group>,
+    /// The `track_file`s and their values.
+    files: track_files::TrackFiles,
 }
 
 /// This node's name in the witness's keys: global_defs' `router_id`, else the host name.
@@ -393,12 +396,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         kernel_routes: HashMap::new(),
         lateness: ctl::status::Lateness::default(),
         groups: Vec::new(),
+        files: track_files::TrackFiles::default(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
     };
     daemon
         .checks
         .configure(&config.scripts, script_user(&config));
+    daemon.files.configure(&config.track_files);
     daemon
         .world
         .dbs
@@ -509,6 +514,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             },
             config = reloaded(&mut daemon.reloading) => daemon.finish_reload(config).await,
             Some(report) = daemon.checks.rx.recv() => daemon.on_check(report).await,
+            Some(report) = daemon.files.rx.recv() => {
+                if daemon.files.update(report) {
+                    daemon.apply_tracking().await;
+                }
+            }
             Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
             Some(report) = db_inbox.reports.recv() => daemon.on_db_report(report).await,
             Some(done) = db_inbox.done.recv() => daemon.on_db_done(done).await,
@@ -747,6 +757,12 @@ impl Daemon {
                 Effect::Fault => fault = true,
             }
         }
+        for t in &cfg.track_files {
+            match self.file_effect(t) {
+                Effect::Priority(d) => delta += d,
+                Effect::Fault => fault = true,
+            }
+        }
         (delta, fault)
     }
 
@@ -769,7 +785,26 @@ impl Daemon {
             let name = format!("interface {}", t.name);
             tracker(name, up, effect(up, t.weight, t.reverse), None)
         }));
+        trackers.extend(cfg.track_files.iter().map(|t| {
+            let e = self.file_effect(t);
+            let value = format!("value {}", self.files.value(&t.name));
+            tracker(
+                format!("file {}", t.name),
+                e != Effect::Fault,
+                e,
+                Some(value),
+            )
+        }));
         trackers
+    }
+
+    /// What a `track_file` does to an instance now: its value times the weight (the
+    /// tracker's, else the file's).
+    fn file_effect(&self, t: &crate::config::TrackFileRef) -> Effect {
+        let file = self.files.file(&t.name);
+        let weight = t.weight.or(file.map(|f| f.weight)).unwrap_or(1);
+        let reverse = t.reverse.or(file.map(|f| f.reverse)).unwrap_or(false);
+        crate::track::file::effect(self.files.value(&t.name), weight, reverse)
     }
 
     /// Gives every instance the priority delta and fault its trackers add up to; a fault of
@@ -1050,6 +1085,7 @@ impl Daemon {
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
         self.checks.configure(&config.scripts, script_user(&config));
+        self.files.configure(&config.track_files);
         if let Err(e) = self
             .world
             .dbs

@@ -44,6 +44,18 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
             check_user(user, &s.loc, diags);
         }
     }
+    for f in &config.track_files {
+        if let Some(dir) = f.path.parent().filter(|d| !d.is_dir()) {
+            diags.error(
+                &f.loc,
+                format!(
+                    "track_file {}: directory {} does not exist (it is watched for the file)",
+                    f.name,
+                    dir.display()
+                ),
+            );
+        }
+    }
     for r in &config.replications {
         let files = [Some(&r.password_file), r.repl_password_file.as_ref()];
         for path in files.into_iter().flatten() {
