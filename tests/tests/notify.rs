@@ -213,3 +213,58 @@ fn a_hanging_notify_script_is_killed_and_does_not_block_the_next() {
     assert_eq!(fault["result"], "timed out");
     assert_eq!(runs.as_array().unwrap().last().unwrap()["result"], "exit 0");
 }
+
+/// `notify_fifo` and its script, beside keepalived 2.2.7 configured the same way: the agent
+/// creates the FIFO, starts the reader with the FIFO's path as its last argument, and writes
+/// keepalived's lines (`INSTANCE "VI_1" MASTER 150`); the FIFO it created is gone after it
+/// exits.
+#[test]
+fn notify_fifo_lines_are_keepalived_lines() {
+    let t = Topology::new(&["a", "b"]);
+    let conf = |host: &str, state: &'static str, priority: u8| {
+        let fifo = t.dir().join(format!("fifo-{host}"));
+        let reader = t.dir().join(format!("reader-{host}.sh"));
+        let log = t.dir().join(format!("fifo-{host}.log"));
+        std::fs::write(
+            &reader,
+            format!(
+                "#!/bin/sh\nwhile read -r line; do echo \"$line\" >> {}; done < \"$1\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&reader, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let text = VrrpConf::v3(state, priority, "0.1").render().replacen(
+            "global_defs {\n",
+            &format!(
+                "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {}\n",
+                fifo.display(),
+                reader.display()
+            ),
+            1,
+        );
+        (text, fifo, log)
+    };
+    let (conf_a, fifo_a, log_a) = conf("a", "MASTER", 150);
+    let (conf_b, _, log_b) = conf("b", "BACKUP", 120);
+    let mut a = Daemon::agent(t.host("a"), t.dir(), &conf_a);
+    wait_until("the agent's FIFO lines", Duration::from_secs(5), || {
+        (lines(&log_a)
+            == [
+                "INSTANCE \"VI_1\" BACKUP 150",
+                "INSTANCE \"VI_1\" MASTER 150",
+            ])
+        .then_some(())
+    });
+    let _b = Daemon::keepalived(t.host("b"), t.dir(), &conf_b);
+    wait_until("keepalived's FIFO line", Duration::from_secs(5), || {
+        (lines(&log_b) == ["INSTANCE \"VI_1\" BACKUP 120"]).then_some(())
+    });
+    assert!(fifo_a.exists());
+    a.process.signal(nix::sys::signal::Signal::SIGTERM);
+    a.process.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        !fifo_a.exists(),
+        "the FIFO the agent created is removed at exit"
+    );
+}

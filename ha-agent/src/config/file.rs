@@ -70,6 +70,7 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
             _ => b.unknown(node, "top level"),
         }
     }
+    b.check_fifos(&config.global);
     b.join_sync_groups(&mut config);
     b.check(&config);
     config

@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
-use super::{build::Builder, diag::Loc, script::user_spec, tree::Node};
+use std::path::PathBuf;
+
+use super::{
+    build::Builder,
+    diag::Loc,
+    script::{Script, user_spec},
+    tree::Node,
+};
 use crate::vrrp::Version;
 
 /// Gratuitous ARP bursts on becoming master (keepalived's `garp_master_*`).
@@ -49,6 +56,23 @@ pub struct GlobalDefs {
     pub startup_delay: Duration,
     /// ha-agent extension `notify_timeout`: how long a notify script may run.
     pub notify_timeout: Duration,
+    /// `notify_fifo`: every instance and group transition, one line each.
+    pub notify_fifo: Option<NotifyFifo>,
+    /// `vrrp_notify_fifo`: the same lines (keepalived keeps it apart from the LVS side's).
+    pub vrrp_notify_fifo: Option<NotifyFifo>,
+    /// `fifo_write_vrrp_states_on_reload`: a reload writes every state again.
+    pub fifo_states_on_reload: bool,
+}
+
+/// A FIFO the agent writes `INSTANCE "NAME" STATE PRIORITY` lines to, and the script that
+/// reads it (run at start with the FIFO's path as its last argument).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyFifo {
+    pub path: PathBuf,
+    /// `USER[:GROUP]` owning a FIFO the agent creates.
+    pub owner: Option<String>,
+    pub script: Option<Script>,
+    pub loc: Loc,
 }
 
 impl Default for GlobalDefs {
@@ -65,6 +89,9 @@ impl Default for GlobalDefs {
             garp: GarpParams::default(),
             startup_delay: Duration::ZERO,
             notify_timeout: Duration::from_secs(30),
+            notify_fifo: None,
+            vrrp_notify_fifo: None,
+            fifo_states_on_reload: false,
         }
     }
 }
@@ -153,12 +180,70 @@ impl Builder<'_> {
                         g.garp.delay = Duration::ZERO;
                     }
                 }
+                "notify_fifo" => self.fifo(node, &mut g.notify_fifo),
+                "vrrp_notify_fifo" => self.fifo(node, &mut g.vrrp_notify_fifo),
+                "notify_fifo_script" => self.fifo_script(node, &mut g.notify_fifo),
+                "vrrp_notify_fifo_script" => self.fifo_script(node, &mut g.vrrp_notify_fifo),
+                "fifo_write_vrrp_states_on_reload" => {
+                    g.fifo_states_on_reload = self.bool_flag(node)
+                }
                 "vrrp_startup_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 3600.0) {
                         g.startup_delay = d;
                     }
                 }
                 _ => self.unknown(node, "global_defs"),
+            }
+        }
+    }
+
+    /// `notify_fifo PATH [USER [GROUP]]` (its script may come before or after it).
+    fn fifo(&mut self, node: &Node, fifo: &mut Option<NotifyFifo>) {
+        let Some(path) = node.args.first() else {
+            self.diags
+                .error(node.loc(), format!("`{}` needs a path", node.name()));
+            return;
+        };
+        let path = PathBuf::from(&path.text);
+        if !path.is_absolute() {
+            self.diags.error(
+                node.loc(),
+                format!(
+                    "`{}` {} needs an absolute path",
+                    node.name(),
+                    path.display()
+                ),
+            );
+            return;
+        }
+        let f = fifo.get_or_insert_with(|| NotifyFifo {
+            path: PathBuf::new(),
+            owner: None,
+            script: None,
+            loc: node.loc().clone(),
+        });
+        f.path = path;
+        f.owner = node.args.get(1..).and_then(user_spec);
+        f.loc = node.loc().clone();
+    }
+
+    fn fifo_script(&mut self, node: &Node, fifo: &mut Option<NotifyFifo>) {
+        let script = self.script_line(node);
+        let f = fifo.get_or_insert_with(|| NotifyFifo {
+            path: PathBuf::new(),
+            owner: None,
+            script: None,
+            loc: node.loc().clone(),
+        });
+        f.script = script;
+    }
+
+    /// A FIFO's script without the FIFO is an error.
+    pub(super) fn check_fifos(&mut self, g: &GlobalDefs) {
+        for f in [&g.notify_fifo, &g.vrrp_notify_fifo].into_iter().flatten() {
+            if f.path.as_os_str().is_empty() {
+                self.diags
+                    .error(&f.loc, "a notify FIFO script without its `notify_fifo`");
             }
         }
     }

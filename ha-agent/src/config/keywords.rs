@@ -55,7 +55,6 @@ const FIREWALL: Status =
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const FIFO: Status = Unsupported("no notify FIFO is written: a reader of it sees no state changes");
 const VMAC: Status = Unsupported(
     "no macvlan is created: adverts and VIPs use the interface's own MAC, so the VIP's MAC \
      changes on failover",
@@ -263,13 +262,13 @@ const KEYWORDS: &[Keyword] = &[
         Ignored("no D-Bus: state is on the status socket and over HTTP"),
     ),
     kw(GLOBAL, "dbus_service_name", Ignored("no D-Bus")),
-    kw(GLOBAL, "notify_fifo", FIFO),
-    kw(GLOBAL, "notify_fifo_script", FIFO),
-    kw(GLOBAL, "vrrp_notify_fifo", FIFO),
-    kw(GLOBAL, "vrrp_notify_fifo_script", FIFO),
+    kw(GLOBAL, "notify_fifo", Supported),
+    kw(GLOBAL, "notify_fifo_script", Supported),
+    kw(GLOBAL, "vrrp_notify_fifo", Supported),
+    kw(GLOBAL, "vrrp_notify_fifo_script", Supported),
     kw(GLOBAL, "lvs_notify_fifo", LVS),
     kw(GLOBAL, "lvs_notify_fifo_script", LVS),
-    kw(GLOBAL, "fifo_write_vrrp_states_on_reload", FIFO),
+    kw(GLOBAL, "fifo_write_vrrp_states_on_reload", Supported),
     kw(
         GLOBAL,
         "dynamic_interfaces",

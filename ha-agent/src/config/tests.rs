@@ -829,3 +829,33 @@ fn track_files_and_their_trackers() {
         ]
     );
 }
+
+#[test]
+fn notify_fifos_and_their_scripts() {
+    let loaded = parse_str(
+        "global_defs {\n notify_fifo_script \"/bin/reader -v\" nobody\n notify_fifo /run/ka.fifo root\n vrrp_notify_fifo /run/vrrp.fifo\n fifo_write_vrrp_states_on_reload\n}\n",
+        "t.conf",
+    );
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let g = &loaded.config.global;
+    let f = g.notify_fifo.as_ref().unwrap();
+    assert_eq!(f.path.to_str(), Some("/run/ka.fifo"));
+    assert_eq!(f.owner.as_deref(), Some("root"));
+    let script = f.script.as_ref().unwrap();
+    assert_eq!(
+        (script.argv.as_slice(), script.user.as_deref()),
+        (
+            &["/bin/reader".to_owned(), "-v".to_owned()][..],
+            Some("nobody")
+        )
+    );
+    assert_eq!(g.vrrp_notify_fifo.as_ref().unwrap().script, None);
+    assert!(g.fifo_states_on_reload);
+    assert_eq!(
+        errors("global_defs {\n vrrp_notify_fifo_script /bin/reader\n notify_fifo relative\n}\n"),
+        [
+            "t.conf:3: error: `notify_fifo` relative needs an absolute path",
+            "t.conf:2: error: a notify FIFO script without its `notify_fifo`",
+        ]
+    );
+}

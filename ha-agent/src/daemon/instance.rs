@@ -754,6 +754,9 @@ impl Running {
                         reason: reason.to_string(),
                         unix_time: unix_now(),
                     });
+                    world
+                        .fifos
+                        .write(false, &self.cfg.name, to, self.fsm.priority());
                     if self.cfg.notify != Default::default() {
                         self.notifier.send(Event {
                             group: false,

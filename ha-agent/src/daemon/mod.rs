@@ -6,6 +6,7 @@ mod clock;
 mod db;
 mod instance;
 mod notify;
+mod notify_fifo;
 pub mod realtime;
 pub mod reload;
 mod sync_groups;
@@ -144,6 +145,8 @@ pub(crate) struct World {
     witnesses: witness::Witnesses,
     /// Set when an instance changed state: systemd's STATUS= line is due.
     roles_changed: Cell<bool>,
+    /// `notify_fifo` and `vrrp_notify_fifo`.
+    fifos: notify_fifo::Fifos,
     /// Adverts the instances sent since the last [`World::flush`], by socket.
     outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, Ipv4Addr)>>>,
     /// Adverts the kernel refused (a full device queue): logged at most every 10 s.
@@ -355,6 +358,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         dbs,
         witnesses,
         roles_changed: Cell::new(false),
+        fifos: notify_fifo::Fifos::open(fifos(&config), script_user(&config)),
         outbox: RefCell::default(),
         send_errors: RefCell::default(),
     };
@@ -536,6 +540,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     daemon.world.flush();
     daemon.finish_demotions(&mut db_inbox).await;
     daemon.finish_group_notify(NOTIFY_AT_EXIT).await;
+    daemon.world.fifos.close();
     // The leases revoked: a peer takes the keys without waiting for them to expire.
     daemon.world.witnesses.close(NOTIFY_AT_EXIT).await;
     // notify_stop (and anything still queued) runs before the agent exits, for a while.
@@ -620,6 +625,16 @@ fn receive_rules(config: &Config) -> instance::ReceiveRules {
         skip_check_adv_addr: config.global.skip_check_adv_addr,
         strict: config.global.strict,
     }
+}
+
+/// The notify FIFOs `global_defs` names.
+fn fifos(config: &Config) -> Vec<crate::config::NotifyFifo> {
+    let g = &config.global;
+    [&g.notify_fifo, &g.vrrp_notify_fifo]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 fn script_user(config: &Config) -> Option<&str> {
@@ -1084,6 +1099,12 @@ impl Daemon {
         self.rules = receive_rules(&config);
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
+        let fifos_now = fifos(&config);
+        if fifos_now.as_slice() != self.world.fifos.configured() {
+            self.world.fifos.close();
+            self.world.fifos = notify_fifo::Fifos::open(fifos_now, script_user(&config));
+        }
+        let write_states = config.global.fifo_states_on_reload;
         self.checks.configure(&config.scripts, script_user(&config));
         self.files.configure(&config.track_files);
         if let Err(e) = self
@@ -1180,6 +1201,15 @@ impl Daemon {
         self.reindex();
         let old_groups = std::mem::take(&mut self.groups);
         self.groups = sync_groups::index(&sync_groups, &self.instances, old_groups);
+        if write_states {
+            for r in &self.instances {
+                let f = r.fsm();
+                self.world
+                    .fifos
+                    .write(false, &r.cfg.name, f.state(), f.priority());
+            }
+            self.write_group_states();
+        }
         // An instance that left its group takes over on its own again.
         for r in self
             .instances

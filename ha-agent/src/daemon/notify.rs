@@ -101,7 +101,7 @@ impl Notifier {
 }
 
 /// keepalived's state words for notify scripts.
-fn state_word(state: State) -> &'static str {
+pub(super) fn state_word(state: State) -> &'static str {
     match state {
         State::Master => "MASTER",
         State::Backup => "BACKUP",

@@ -129,6 +129,7 @@ impl Daemon {
         }
         tracing::info!(group = %group.cfg.name, %state, "sync group {}: {state}", group.cfg.name);
         group.state = Some(state);
+        self.world.fifos.write(true, &group.cfg.name, state, 0);
         if group.cfg.notify != Default::default() {
             group.notifier.send(Event {
                 group: true,
@@ -139,6 +140,15 @@ impl Daemon {
                 script_user,
                 timeout,
             });
+        }
+    }
+
+    /// `fifo_write_vrrp_states_on_reload`: every group's state again.
+    pub(super) fn write_group_states(&self) {
+        for g in &self.groups {
+            if let Some(state) = g.state {
+                self.world.fifos.write(true, &g.cfg.name, state, 0);
+            }
         }
     }
 

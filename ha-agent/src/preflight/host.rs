@@ -33,6 +33,12 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
                 .map(|s| (s, s.user.as_ref().or(default_user))),
         );
     }
+    let g = &config.global;
+    for fifo in [&g.notify_fifo, &g.vrrp_notify_fifo].into_iter().flatten() {
+        if let Some(s) = &fifo.script {
+            scripts.push((s, s.user.as_ref().or(default_user)));
+        }
+    }
     for (script, user) in scripts {
         check_script(script, diags);
         if config.global.enable_script_security && user.is_none() {

@@ -82,33 +82,7 @@ impl Drop for GroupGuard {
 /// Runs `argv` to completion or `timeout`. A timed-out script's group gets SIGTERM, then
 /// SIGKILL after [`KILL_GRACE`]; it counts as a failure.
 pub async fn run(argv: &[String], who: Option<Identity>, timeout: Duration) -> io::Result<Outcome> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| io::Error::other("empty command"))?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .env_remove("LD_PRELOAD")
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("IFS");
-    if let Some(who) = who {
-        // std also drops root's supplementary groups when it changes the uid.
-        command.uid(who.uid.as_raw()).gid(who.gid.as_raw());
-    }
-    // SAFETY: prctl is async-signal-safe. Set after the uid change, which would clear it.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut command = command(argv, who)?;
     let start = Instant::now();
     let mut child = command.spawn()?;
     let pgid = child
@@ -145,6 +119,45 @@ pub async fn run(argv: &[String], who: Option<Identity>, timeout: Duration) -> i
         timed_out,
         duration: start.elapsed(),
     })
+}
+
+/// Starts a script that runs as long as the agent (`notify_fifo_script`): in its own process
+/// group, as `who`, killed when the agent exits or drops it.
+pub fn spawn(argv: &[String], who: Option<Identity>) -> io::Result<tokio::process::Child> {
+    command(argv, who)?.spawn()
+}
+
+/// `argv` as scripts run: no shell, stdio closed, its own process group, as `who`, SIGTERM
+/// when the agent dies, without the loader's environment.
+fn command(argv: &[String], who: Option<Identity>) -> io::Result<tokio::process::Command> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::other("empty command"))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .env_remove("LD_PRELOAD")
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("IFS");
+    if let Some(who) = who {
+        // std also drops root's supplementary groups when it changes the uid.
+        command.uid(who.uid.as_raw()).gid(who.gid.as_raw());
+    }
+    // SAFETY: prctl is async-signal-safe. Set after the uid change, which would clear it.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
 }
 
 #[cfg(test)]
