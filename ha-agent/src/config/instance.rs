@@ -90,6 +90,17 @@ pub struct VrrpInstance {
     pub notify: NotifyScripts,
     /// The `vrrp_sync_group` this instance is a member of.
     pub sync_group: Option<String>,
+    /// `use_vmac [NAME]`: the virtual router's MAC on a macvlan of the interface.
+    pub vmac: Option<Vmac>,
+}
+
+/// keepalived's VMAC: a macvlan (private mode) named `name` on the instance's interface, with
+/// the MAC 00:00:5e:00:01:VRID; the VIPs live on it, and the adverts leave from its MAC
+/// unless `vmac_xmit_base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vmac {
+    pub name: String,
+    pub xmit_base: bool,
 }
 
 impl Builder<'_> {
@@ -107,6 +118,8 @@ impl Builder<'_> {
         let mut version = None;
         let mut auth = None;
         let mut dont_track_primary = false;
+        let mut use_vmac: Option<Option<String>> = None;
+        let mut vmac_xmit_base = false;
         let mut inst = VrrpInstance {
             name: name.text.clone(),
             loc: block.loc().clone(),
@@ -132,6 +145,7 @@ impl Builder<'_> {
             witness: None,
             notify: NotifyScripts::default(),
             sync_group: None,
+            vmac: None,
         };
         for node in block.children() {
             if self.garp_keyword(node, &mut inst.garp, "") {
@@ -186,6 +200,14 @@ impl Builder<'_> {
                 "check_unicast_src" => {
                     self.flag(node);
                     inst.check_unicast_src = true;
+                }
+                "use_vmac" => {
+                    self.no_block(node);
+                    use_vmac = Some(node.args.first().map(|t| t.text.clone()));
+                }
+                "vmac_xmit_base" => {
+                    self.flag(node);
+                    vmac_xmit_base = true;
                 }
                 "dont_track_primary" => {
                     self.flag(node);
@@ -245,6 +267,30 @@ impl Builder<'_> {
             }
             None if inst.priority == 255 => inst.initial = InitialState::Master,
             None => {}
+        }
+        if let Some(name) = use_vmac {
+            let name = name.unwrap_or_else(|| format!("vrrp.{}", vrid.unwrap_or(0)));
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                self.diags.error(
+                    block.loc(),
+                    format!(
+                        "instance {}: `use_vmac` name `{name}` is not an interface name",
+                        inst.name
+                    ),
+                );
+            }
+            inst.vmac = Some(Vmac {
+                name,
+                xmit_base: vmac_xmit_base,
+            });
+        } else if vmac_xmit_base {
+            self.diags.warn(
+                block.loc(),
+                format!(
+                    "instance {}: `vmac_xmit_base` without `use_vmac`; ignored",
+                    inst.name
+                ),
+            );
         }
         // keepalived: the instance's own interface going down means FAULT, unless
         // `dont_track_primary` (or the user tracks it with a weight of their own).

@@ -55,10 +55,6 @@ const FIREWALL: Status =
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const VMAC: Status = Unsupported(
-    "no macvlan is created: adverts and VIPs use the interface's own MAC, so the VIP's MAC \
-     changes on failover",
-);
 const LOWER_PRIO: Status = Unsupported(
     "a master that hears a lower priority advert does not answer it at once; it waits for its \
      next advert",
@@ -298,8 +294,18 @@ const KEYWORDS: &[Keyword] = &[
         "log_unknown_vrids",
         Ignored("adverts for VRIDs not configured are dropped unlogged"),
     ),
-    kw(GLOBAL, "vmac_prefix", VMAC),
-    kw(GLOBAL, "vmac_addr_prefix", VMAC),
+    kw(
+        GLOBAL,
+        "vmac_prefix",
+        Unsupported(
+            "VMAC interfaces are named vrrp.VRID (or as `use_vmac` names them), not with this prefix",
+        ),
+    ),
+    kw(
+        GLOBAL,
+        "vmac_addr_prefix",
+        Unsupported("the VMAC is always 00:00:5e:00:01:VRID"),
+    ),
     kw(
         GLOBAL,
         "random_seed",
@@ -357,9 +363,13 @@ const KEYWORDS: &[Keyword] = &[
         "vrf",
         Unsupported("adverts and VIPs are not placed in the VRF"),
     ),
-    kw(INSTANCE, "use_vmac", VMAC),
-    kw(INSTANCE, "use_vmac_addr", VMAC),
-    kw(INSTANCE, "vmac_xmit_base", VMAC),
+    kw(INSTANCE, "use_vmac", Supported),
+    kw(
+        INSTANCE,
+        "use_vmac_addr",
+        Unsupported("the VMAC is not set on the interface itself: `use_vmac` puts it on a macvlan"),
+    ),
+    kw(INSTANCE, "vmac_xmit_base", Supported),
     kw(
         INSTANCE,
         "use_ipvlan",
@@ -632,7 +642,7 @@ mod tests {
     #[test]
     fn unsupported_keywords_are_errors_until_allowed() {
         let text = "vrrp_track_process P {\n process nginx\n}\n\
-                    vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_vmac\n\
+                    vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_ipvlan\n\
                     virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
         let mut loaded = parse_str(text, "t.conf");
         let lines: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
@@ -644,8 +654,8 @@ mod tests {
                     unsupported_text(TRACK_PROCESS)
                 ),
                 format!(
-                    "t.conf:7: error: `use_vmac` is not supported by ha-agent: {}",
-                    unsupported_text(VMAC)
+                    "t.conf:7: error: `use_ipvlan` is not supported by ha-agent: {}",
+                    "no ipvlan is created: VIPs go on the interface"
                 ),
             ]
         );

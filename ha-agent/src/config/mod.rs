@@ -21,7 +21,9 @@ use std::path::Path;
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
 pub use file::Config;
 pub use global::{GarpParams, GlobalDefs, NotifyFifo};
-pub use instance::{InitialState, NotifyScripts, TrackInterface, TrackScript, Vip, VrrpInstance};
+pub use instance::{
+    InitialState, NotifyScripts, TrackInterface, TrackScript, Vip, Vmac, VrrpInstance,
+};
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
 pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
 pub use script::{Script, VrrpScript};

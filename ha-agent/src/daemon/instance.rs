@@ -31,6 +31,7 @@ use crate::{
         arp_watch::HeldVip,
         garp::GarpSocket,
         link::{Link, mac_string},
+        vmac,
     },
     vrrp::{
         Version,
@@ -126,6 +127,11 @@ pub struct Running {
     conflict_garp: Option<Instant>,
     /// The last other router heard as master: the peer a takeover is logged against.
     known_master: Option<Ipv4Addr>,
+    /// The interface the adverts and ARP arrive on (under the VMAC, if any): where the XDP
+    /// program sees them.
+    kernel_ifindex: u32,
+    /// The VMAC macvlan, and the interface under it (`use_vmac`).
+    vmac: Option<(Link, String)>,
     /// The etcd witness's view of this instance (`witness`).
     witness: WitnessView,
     /// Transitions since its sync group last looked (members of a group only).
@@ -222,11 +228,26 @@ impl Running {
     /// Resolves interfaces and addresses, removes VIPs an earlier run left behind, and
     /// opens the socket. The state machine is not started.
     pub async fn prepare(cfg: VrrpInstance, world: &mut World) -> Result<Self, DaemonError> {
-        let link = link_of(&cfg)?;
+        let base = link_of(&cfg)?;
+        // With a VMAC, adverts are read and VIPs live on the macvlan.
+        let vmac_link = match &cfg.vmac {
+            Some(v) => Some(
+                vmac::create(world.vips.handle(), &v.name, &base, cfg.vrid)
+                    .await
+                    .map_err(|e| {
+                        DaemonError::Config(format!(
+                            "{}: instance {}: use_vmac: {e}",
+                            cfg.loc, cfg.name
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let link = vmac_link.clone().unwrap_or_else(|| base.clone());
         let vip_addrs: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
         let primary_ip = cfg
             .unicast_src_ip
-            .or_else(|| link.primary_ip(&vip_addrs))
+            .or_else(|| base.primary_ip(&vip_addrs))
             .ok_or_else(|| {
                 DaemonError::Config(format!(
                     "{}: instance {}: interface {} has no IPv4 address to send adverts from",
@@ -244,7 +265,7 @@ impl Running {
             ifindex: link.index,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
-        world.socket(socket_key, &cfg.interface)?;
+        world.socket(socket_key, &link.name)?;
         let fsm = Instance::new(params(&cfg, primary_ip));
         let cfg_key = cfg
             .witness
@@ -256,12 +277,18 @@ impl Running {
             priority = cfg.priority, version = cfg.version.number(), src = %primary_ip,
             mac = %mac_string(&link.mac), "instance ready"
         );
+        let mac = match &cfg.vmac {
+            Some(v) if v.xmit_base => base.mac,
+            _ => link.mac,
+        };
         Ok(Self {
             cfg,
             fsm,
             socket_key,
             primary_ip,
-            mac: link.mac,
+            mac,
+            kernel_ifindex: base.index,
+            vmac: vmac_link.map(|l| (l, base.name.clone())),
             stats: Stats::default(),
             advert: None,
             vips,
@@ -373,10 +400,17 @@ impl Running {
         self.execute(world).await;
     }
 
-    /// Stops the instance: a master resigns with priority 0 and releases its VIPs.
+    /// Stops the instance: a master resigns with priority 0 and releases its VIPs; its VMAC
+    /// goes.
     pub async fn stop(&mut self, now: Duration, world: &World) {
         self.fsm.shutdown(now);
         self.execute(world).await;
+        if let Some((link, base)) = self.vmac.take() {
+            world.flush();
+            if let Err(e) = vmac::remove(world.vips.handle(), &link, &base).await {
+                warn!(instance = %self.cfg.name, "use_vmac: {e}");
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Duration> {
@@ -501,7 +535,7 @@ impl Running {
     /// The VRID as the XDP maps know it.
     pub fn kernel_key(&self) -> VridKey {
         VridKey {
-            ifindex: self.socket_key.ifindex,
+            ifindex: self.kernel_ifindex,
             vrid: u32::from(self.cfg.vrid),
         }
     }
@@ -537,7 +571,16 @@ impl Running {
         self.vips.iter().map(|t| {
             (
                 VipKey {
-                    ifindex: t.ifindex,
+                    // ARP for a VIP on the VMAC arrives on the interface under it.
+                    ifindex: if self
+                        .vmac
+                        .as_ref()
+                        .is_some_and(|(l, _)| l.index == t.ifindex)
+                    {
+                        self.kernel_ifindex
+                    } else {
+                        t.ifindex
+                    },
                     addr: t.vip.addr.octets(),
                 },
                 VipEntry {

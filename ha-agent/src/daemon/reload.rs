@@ -107,6 +107,8 @@ fn restart_reason(old: &VrrpInstance, new: &VrrpInstance) -> Option<&'static str
         Some("unicast_src_ip changed")
     } else if old.unicast_peers.is_empty() != new.unicast_peers.is_empty() {
         Some("switched between multicast and unicast")
+    } else if old.vmac != new.vmac {
+        Some("use_vmac changed")
     } else {
         None
     }

@@ -6,6 +6,7 @@ pub mod garp;
 pub mod link;
 pub mod link_watch;
 pub mod vip;
+pub mod vmac;
 
 use std::{
     io,

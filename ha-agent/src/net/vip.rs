@@ -44,6 +44,11 @@ impl Vips {
         Ok(Self { handle })
     }
 
+    /// The netlink handle, for the other changes of links (VMAC macvlans).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Adds `vip` on interface `index` (already present is fine).
     pub async fn add(&self, index: u32, vip: &Vip) -> Result<(), VipError> {
         let mut request = self
