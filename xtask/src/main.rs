@@ -417,6 +417,8 @@ fn test(args: &[String]) -> Result<()> {
                 "--test",
                 "sync_group",
                 "--test",
+                "vmac",
+                "--test",
                 "replication",
             ])
             .env("HA_TEST_XDP", "off"))?;
