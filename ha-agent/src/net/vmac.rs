@@ -24,10 +24,15 @@ pub fn vmac(vrid: u8) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
 }
 
-/// The settings changed on each interface under a macvlan: (interface, their values before,
-/// how many macvlans are on it).
-static BASE_SETTINGS: Mutex<Vec<(String, Vec<(&'static str, String)>, usize)>> =
-    Mutex::new(Vec::new());
+/// An interface under one or more macvlans: the settings it had, restored when the last
+/// goes.
+struct Base {
+    name: String,
+    before: Vec<(&'static str, String)>,
+    macvlans: usize,
+}
+
+static BASES: Mutex<Vec<Base>> = Mutex::new(Vec::new());
 
 const BASE_KEYS: [(&str, &str); 3] = [
     ("arp_ignore", "1"),
@@ -103,9 +108,9 @@ pub async fn remove(handle: &Handle, vmac: &Link, base: &str) -> Result<(), Stri
 }
 
 fn hold_base(base: &str) -> Result<(), String> {
-    let mut held = BASE_SETTINGS.lock().map_err(|e| e.to_string())?;
-    if let Some(entry) = held.iter_mut().find(|(name, _, _)| name == base) {
-        entry.2 += 1;
+    let mut bases = BASES.lock().map_err(|e| e.to_string())?;
+    if let Some(b) = bases.iter_mut().find(|b| b.name == base) {
+        b.macvlans += 1;
         return Ok(());
     }
     let mut before = Vec::new();
@@ -115,25 +120,29 @@ fn hold_base(base: &str) -> Result<(), String> {
         before.push((key, old.trim().to_owned()));
         set_sysctl("ipv4", base, key, value)?;
     }
-    held.push((base.to_owned(), before, 1));
+    bases.push(Base {
+        name: base.to_owned(),
+        before,
+        macvlans: 1,
+    });
     Ok(())
 }
 
 fn release_base(base: &str) {
-    let Ok(mut held) = BASE_SETTINGS.lock() else {
+    let Ok(mut bases) = BASES.lock() else {
         return;
     };
-    let Some(pos) = held.iter().position(|(name, _, _)| name == base) else {
+    let Some(pos) = bases.iter().position(|b| b.name == base) else {
         return;
     };
-    if let Some(entry) = held.get_mut(pos) {
-        entry.2 -= 1;
-        if entry.2 > 0 {
+    if let Some(b) = bases.get_mut(pos) {
+        b.macvlans -= 1;
+        if b.macvlans > 0 {
             return;
         }
     }
-    let (_, before, _) = held.remove(pos);
-    for (key, value) in before {
+    let b = bases.remove(pos);
+    for (key, value) in b.before {
         if let Err(e) = set_sysctl("ipv4", base, key, &value) {
             tracing::warn!("restoring {key} on {base}: {e}");
         }
