@@ -4,7 +4,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use ha_tests::{
     Daemon, Topology, VrrpConf,
-    daemons::{agent_binary, master_down_interval},
+    daemons::{agent_binary, config, master_down_interval},
     wait::assert_never,
     wait_until,
 };
@@ -312,6 +312,107 @@ fn backup_wakes_late(xdp: &str) {
     });
     eprintln!("--xdp {xdp}: woke up after the master died: VIP on B {took:?} later (MDI {mdi:?})");
     assert!(took < mdi / 2, "{took:?}: B waited for a new down timer");
+}
+
+/// The whole machine stops (a hypervisor pausing the VM both agents run on): master and
+/// backup are stopped together for longer than Master_Down_Interval, and the backup, woken
+/// first, finds its down timer run out. The master, woken a moment later, advertises at once;
+/// the backup judges its timer again after as long as it was late (at most one interval) and
+/// hears it, so nobody takes over. Five pauses, both receive paths.
+#[test]
+fn a_pause_of_both_nodes_is_not_a_dead_master() {
+    for xdp in ["off", "native"] {
+        let t = Topology::new(&["a", "b", "c"]);
+        let (a, b) = (t.host("a"), t.host("b"));
+        let conf = |state, priority| VrrpConf::v3(state, priority, "0.1").render();
+        let args = ["--xdp", xdp];
+        let agent_a = Daemon::agent_args(a, t.dir(), &conf("MASTER", 150), &agent_binary(), &args);
+        wait_until("A master", Duration::from_secs(5), || {
+            a.has_address("eth0", VIP).then_some(())
+        });
+        let agent_b = Daemon::agent_args(b, t.dir(), &conf("BACKUP", 120), &agent_binary(), &args);
+        wait_until("B backup of A", Duration::from_secs(5), || {
+            (agent_b.try_status()?["instances"][0]["master"] == a.ip.to_string()).then_some(())
+        });
+        let observer = ha_tests::capture::Observer::start(t.host("c"), t.dir(), "pause").unwrap();
+        let mdi = master_down_interval(3, Duration::from_millis(100), 120);
+        // Longer than Master_Down_Interval, shorter than it and one interval: the stall a
+        // backup can tell from a dead master.
+        let pause = mdi + Duration::from_millis(50);
+        for _ in 0..5 {
+            agent_a.process.signal(nix::sys::signal::Signal::SIGSTOP);
+            agent_b.process.signal(nix::sys::signal::Signal::SIGSTOP);
+            std::thread::sleep(pause);
+            agent_b.process.signal(nix::sys::signal::Signal::SIGCONT);
+            agent_a.process.signal(nix::sys::signal::Signal::SIGCONT);
+            std::thread::sleep(mdi * 2);
+        }
+        let from_b = observer
+            .frames()
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f, ha_tests::capture::Frame::Advert { src, .. } if *src == b.ip))
+            .count();
+        assert_eq!(
+            from_b, 0,
+            "--xdp {xdp}: B advertised: it took over after a pause"
+        );
+        assert!(
+            !agent_b.log_text().contains("-> MASTER"),
+            "--xdp {xdp}: {}",
+            agent_b.log_text()
+        );
+        assert!(a.has_address("eth0", VIP));
+    }
+}
+
+/// `virtual_ipaddress_excluded`: the master holds the excluded address too (and the backup,
+/// once it takes over), but its adverts carry only the others: a backup configured without
+/// the excluded address sees no difference in the address list. `mcast_src_ip` sets where
+/// the adverts come from.
+#[test]
+fn excluded_vips_are_held_but_not_advertised() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let excluded = Ipv4Addr::new(192, 168, 2, 201);
+    // A second address on A's interface, the source of its adverts.
+    a.sh(&["ip", "addr", "add", "192.168.2.77/24", "dev", "eth0"]);
+    let mut conf_a = VrrpConf::v3("MASTER", 150, "0.1");
+    conf_a.extra = vec![
+        format!("virtual_ipaddress_excluded {{\n        {excluded}\n    }}"),
+        "mcast_src_ip 192.168.2.77".into(),
+    ];
+    let mut conf_b = VrrpConf::v3("BACKUP", 120, "0.1");
+    conf_b.extra = vec![format!(
+        "virtual_ipaddress_excluded {{\n        {excluded}\n    }}"
+    )];
+    let mut agent_a = Daemon::agent(a, t.dir(), &config(&[conf_a]));
+    wait_until("A holds both", Duration::from_secs(5), || {
+        (a.has_address("eth0", VIP) && a.has_address("eth0", excluded)).then_some(())
+    });
+    // B follows A without the excluded address in its address list: none counted.
+    let plain = VrrpConf::v3("BACKUP", 120, "0.1").render();
+    let agent_b = Daemon::agent(b, t.dir(), &plain);
+    wait_until(
+        "B backup of A, from A's mcast_src_ip",
+        Duration::from_secs(5),
+        || (agent_b.try_status()?["instances"][0]["master"] == "192.168.2.77").then_some(()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let status = agent_b.status();
+    assert_eq!(
+        status["instances"][0]["config_mismatch_adverts"],
+        serde_json::json!({}),
+        "{status}"
+    );
+    drop(agent_b);
+    // A backup with the excluded address takes both over.
+    let _b = Daemon::agent(b, t.dir(), &config(&[conf_b]));
+    std::thread::sleep(Duration::from_millis(500));
+    t.crash("a", &mut agent_a.process);
+    wait_until("B holds both", Duration::from_secs(5), || {
+        (b.has_address("eth0", VIP) && b.has_address("eth0", excluded)).then_some(())
+    });
 }
 
 /// A rolling change edits one node at a time. The MASTER reloaded first with an extra VIP,

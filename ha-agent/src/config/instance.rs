@@ -28,6 +28,8 @@ pub struct Vip {
     pub prefix: u8,
     pub dev: Option<String>,
     pub label: Option<String>,
+    /// From `virtual_ipaddress_excluded`: held like the others, but not in the adverts.
+    pub excluded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +80,9 @@ pub struct VrrpInstance {
     /// from any other source are dropped.
     pub check_unicast_src: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
+    /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
+    /// address.
+    pub mcast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Ipv4Addr>,
     pub garp: GarpParams,
     pub track_scripts: Vec<TrackScript>,
@@ -136,6 +141,7 @@ impl Builder<'_> {
             fast_preempt: false,
             check_unicast_src: g.check_unicast_src,
             unicast_src_ip: None,
+            mcast_src_ip: None,
             unicast_peers: Vec::new(),
             garp: g.garp,
             track_scripts: Vec::new(),
@@ -180,10 +186,11 @@ impl Builder<'_> {
                 }
                 "version" => version = self.version(node).map(|v| (v, node.loc().clone())),
                 "authentication" => auth = self.authentication(node),
-                "virtual_ipaddress" => {
+                "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
+                    let excluded = node.name() == "virtual_ipaddress_excluded";
                     for child in node.children() {
                         if let Some(vip) = self.vip(child) {
-                            inst.vips.push(vip);
+                            inst.vips.push(Vip { excluded, ..vip });
                         }
                     }
                 }
@@ -217,6 +224,9 @@ impl Builder<'_> {
                     if let Some(d) = self.seconds(node, 0.0, 1000.0) {
                         inst.preempt_delay = d;
                     }
+                }
+                "mcast_src_ip" => {
+                    inst.mcast_src_ip = self.arg(node).and_then(|t| self.ipv4(t, "mcast_src_ip"))
                 }
                 "unicast_src_ip" => {
                     inst.unicast_src_ip =
@@ -428,6 +438,7 @@ impl Builder<'_> {
             prefix,
             dev: None,
             label: None,
+            excluded: false,
         };
         let mut args = node.args.iter();
         while let Some(word) = args.next() {

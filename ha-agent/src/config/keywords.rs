@@ -380,11 +380,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "track_file", Supported),
     kw(INSTANCE, "track_process", TRACK_PROCESS),
     kw(INSTANCE, "track_bfd", TRACK_BFD),
-    kw(
-        INSTANCE,
-        "mcast_src_ip",
-        Unsupported("adverts are sent from the interface's primary address, not this one"),
-    ),
+    kw(INSTANCE, "mcast_src_ip", Supported),
     kw(INSTANCE, "mcast_dst_ip", MCAST_GROUP),
     kw(
         INSTANCE,
@@ -414,11 +410,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "down_timer_adverts", DOWN_TIMER),
     kw(INSTANCE, "lower_prio_no_advert", LOWER_PRIO),
     kw(INSTANCE, "higher_prio_send_advert", HIGHER_PRIO),
-    kw(
-        INSTANCE,
-        "virtual_ipaddress_excluded",
-        Unsupported("these addresses are not added on takeover"),
-    ),
+    kw(INSTANCE, "virtual_ipaddress_excluded", Supported),
     kw(
         INSTANCE,
         "promote_secondaries",

@@ -41,7 +41,8 @@ fn seed_is_accepted_with_a_warning_for_the_stray_brace() {
             addr: Ipv4Addr::new(192, 168, 2, 200),
             prefix: 32,
             dev: None,
-            label: None
+            label: None,
+            excluded: false
         }]
     );
     assert!(i.preempt);
@@ -67,7 +68,8 @@ fn blocks_on_one_line_quotes_and_comments() {
             addr: Ipv4Addr::new(10, 0, 0, 1),
             prefix: 24,
             dev: Some("eth1".into()),
-            label: Some("eth1:vip".into())
+            label: Some("eth1:vip".into()),
+            excluded: false
         }]
     );
     let master = i.notify.master.as_ref().unwrap();

@@ -219,6 +219,15 @@ fn vip_target(
     Ok((target, target_link))
 }
 
+/// The addresses the adverts carry: the VIPs but `virtual_ipaddress_excluded`.
+fn advertised(cfg: &VrrpInstance) -> Vec<Ipv4Addr> {
+    cfg.vips
+        .iter()
+        .filter(|v| !v.excluded)
+        .map(|v| v.addr)
+        .collect()
+}
+
 fn link_of(cfg: &VrrpInstance) -> Result<Link, DaemonError> {
     Link::lookup(&cfg.interface)
         .map_err(|e| DaemonError::Config(format!("{}: instance {}: {e}", cfg.loc, cfg.name)))
@@ -244,10 +253,12 @@ impl Running {
             None => None,
         };
         let link = vmac_link.clone().unwrap_or_else(|| base.clone());
-        let vip_addrs: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let all_vips: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let vip_addrs = advertised(&cfg);
         let primary_ip = cfg
             .unicast_src_ip
-            .or_else(|| base.primary_ip(&vip_addrs))
+            .or(cfg.mcast_src_ip)
+            .or_else(|| base.primary_ip(&all_vips))
             .ok_or_else(|| {
                 DaemonError::Config(format!(
                     "{}: instance {}: interface {} has no IPv4 address to send adverts from",
@@ -353,7 +364,7 @@ impl Running {
             }
         }
         self.vips = vips;
-        self.vip_addrs = cfg.vips.iter().map(|v| v.addr).collect();
+        self.vip_addrs = advertised(&cfg);
         self.fsm.reconfigure(now, params(&cfg, self.primary_ip));
         self.cfg = cfg;
         self.advert = None;

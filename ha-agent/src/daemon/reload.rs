@@ -105,6 +105,8 @@ fn restart_reason(old: &VrrpInstance, new: &VrrpInstance) -> Option<&'static str
         Some("VRRP version changed")
     } else if old.unicast_src_ip != new.unicast_src_ip {
         Some("unicast_src_ip changed")
+    } else if old.mcast_src_ip != new.mcast_src_ip {
+        Some("mcast_src_ip changed")
     } else if old.unicast_peers.is_empty() != new.unicast_peers.is_empty() {
         Some("switched between multicast and unicast")
     } else if old.vmac != new.vmac {

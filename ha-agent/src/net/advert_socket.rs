@@ -28,7 +28,6 @@ use crate::vrrp::packet::{IPPROTO_VRRP, TTL, VRRP_GROUP_V4, checksum};
 const TOS_NETWORK_CONTROL: u32 = 0xc0;
 /// Room for 255 instances at 10 ms without drops while the loop is busy.
 const RECV_BUFFER: usize = 4 << 20;
-const SEND_BUFFER: usize = 2 << 20;
 
 pub struct AdvertSocket {
     socket: AsyncFd<Socket>,
@@ -152,10 +151,12 @@ impl FrameSender {
         let fd = super::packet_socket()?;
         // Protocol 0: it sends only, nothing is queued to it.
         super::bind_packet(&fd, 0, ifindex)?;
-        // A frame counts against the buffer until the interface's queue lets it go: one tick
-        // of 255 instances is ~230 KiB, more than the default 208 KiB, and the tail of the
-        // batch would fail with EAGAIN whenever the queue is not yet drained.
-        super::force_buffer(fd.as_raw_fd(), libc::SO_SNDBUFFORCE, SEND_BUFFER);
+        // A frame counts against the buffer until the interface's queue lets it go.
+        super::force_buffer(
+            fd.as_raw_fd(),
+            libc::SO_SNDBUFFORCE,
+            super::PACKET_SEND_BUFFER,
+        );
         Ok(Self { fd })
     }
 }

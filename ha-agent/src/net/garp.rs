@@ -31,9 +31,11 @@ pub fn garp_frame(mac: &[u8; 6], vip: Ipv4Addr) -> [u8; 42] {
 impl GarpSocket {
     pub fn open() -> io::Result<Self> {
         let fd = super::packet_socket()?;
-        // A takeover of 255 instances sends 5 each at once (garp_master_repeat): some 1 MiB of
-        // frames in flight, five times the default buffer.
-        super::force_buffer(fd.as_raw_fd(), libc::SO_SNDBUFFORCE, 2 << 20);
+        super::force_buffer(
+            fd.as_raw_fd(),
+            libc::SO_SNDBUFFORCE,
+            super::PACKET_SEND_BUFFER,
+        );
         Ok(Self { fd })
     }
 

@@ -55,6 +55,12 @@ fn bind_packet(fd: &OwnedFd, protocol: u16, ifindex: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The send buffer of the packet sockets adverts and gratuitous ARP leave through: one tick
+/// of 255 instances' adverts (~230 KiB of frames), or a takeover of 255 instances' first
+/// gratuitous ARP bursts (5 each, ~1 MiB), while the device queue still drains; the default
+/// (208 KiB) refused part of either.
+const PACKET_SEND_BUFFER: usize = 2 << 20;
+
 /// Sets a socket buffer's size with `force` (SO_RCVBUFFORCE or SO_SNDBUFFORCE), which with
 /// CAP_NET_ADMIN is not capped by `net.core.{r,w}mem_max`; without it, the capped option.
 fn force_buffer(fd: std::os::fd::RawFd, force: libc::c_int, bytes: usize) {

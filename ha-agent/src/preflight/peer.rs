@@ -115,8 +115,15 @@ pub fn compare(ours: &Config, peer: &Config, diags: &mut Diagnostics) {
 /// interval): followed all the same, as the peer is alive, unless `vrrp_strict` makes both
 /// nodes master.
 fn disagreement(a: &VrrpInstance, b: &VrrpInstance, strict: bool, diags: &mut Diagnostics) {
-    let mut ours: Vec<_> = a.vips.iter().map(|v| v.addr).collect();
-    let mut theirs: Vec<_> = b.vips.iter().map(|v| v.addr).collect();
+    // What the adverts carry: `virtual_ipaddress_excluded` is not compared.
+    let advertised = |i: &VrrpInstance| -> Vec<_> {
+        i.vips
+            .iter()
+            .filter(|v| !v.excluded)
+            .map(|v| v.addr)
+            .collect()
+    };
+    let (mut ours, mut theirs) = (advertised(a), advertised(b));
     ours.sort();
     theirs.sort();
     let mut fields = Vec::new();
