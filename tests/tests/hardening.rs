@@ -333,3 +333,27 @@ fn adverts_with_a_wrong_address_list_are_dropped_under_vrrp_strict_and_answers_a
         "{sent} adverts sent in {elapsed:.2} s"
     );
 }
+
+/// `strict_mode` in one instance is `vrrp_strict` for that instance alone.
+#[test]
+fn strict_mode_in_the_instance_drops_as_vrrp_strict() {
+    let t = Topology::new(&["a", "b"]);
+    let mut conf = VrrpConf::seed("MASTER", 150);
+    conf.extra = vec!["strict_mode".into()];
+    let a = Daemon::agent(t.host("a"), t.dir(), &conf.render());
+    wait_until("A master", Duration::from_secs(6), || {
+        (state(&a) == "MASTER").then_some(())
+    });
+    let other_list = Advert {
+        vrid: 107,
+        priority: 200,
+        interval: Interval::Seconds(1),
+        auth: Some((1, *b"1111\0\0\0\0")),
+        addrs: vec![Ipv4Addr::new(192, 168, 2, 250)],
+    };
+    send_adverts(t.host("b"), &other_list, 50);
+    wait_until("the drops counted", Duration::from_secs(3), || {
+        (a.instance_field("adverts_dropped")["address_list"] == 50).then_some(())
+    });
+    assert_eq!(state(&a), "MASTER");
+}

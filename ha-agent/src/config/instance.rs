@@ -79,6 +79,12 @@ pub struct VrrpInstance {
     /// `check_unicast_src` (or global `vrrp_check_unicast_src`): with unicast peers, adverts
     /// from any other source are dropped.
     pub check_unicast_src: bool,
+    /// `strict_mode` (or global `vrrp_strict`): adverts configured otherwise (address list,
+    /// VRRPv2 interval) are dropped as the RFC says, instead of proving their sender alive.
+    pub strict: bool,
+    /// `skip_check_adv_addr` (or global `vrrp_skip_check_adv_addr`): adverts from the master
+    /// already followed skip the address-list check.
+    pub skip_check_adv_addr: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
     /// address.
@@ -140,6 +146,8 @@ impl Builder<'_> {
             preempt_delay: Duration::ZERO,
             fast_preempt: false,
             check_unicast_src: g.check_unicast_src,
+            strict: g.strict,
+            skip_check_adv_addr: g.skip_check_adv_addr,
             unicast_src_ip: None,
             mcast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -204,6 +212,8 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.fast_preempt = true;
                 }
+                "strict_mode" => inst.strict = self.bool_flag(node),
+                "skip_check_adv_addr" => inst.skip_check_adv_addr = self.bool_flag(node),
                 "check_unicast_src" => {
                     self.flag(node);
                     inst.check_unicast_src = true;

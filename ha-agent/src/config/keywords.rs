@@ -431,16 +431,8 @@ const KEYWORDS: &[Keyword] = &[
         "no_accept",
         Unsupported("VIPs accept traffic on the master: no firewall rule drops it"),
     ),
-    kw(
-        INSTANCE,
-        "skip_check_adv_addr",
-        Unsupported("per instance it is not read: use the global `vrrp_skip_check_adv_addr`"),
-    ),
-    kw(
-        INSTANCE,
-        "strict_mode",
-        Unsupported("per instance it is not read: use the global `vrrp_strict`"),
-    ),
+    kw(INSTANCE, "skip_check_adv_addr", Supported),
+    kw(INSTANCE, "strict_mode", Supported),
     kw(
         INSTANCE,
         "debug",

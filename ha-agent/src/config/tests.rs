@@ -861,3 +861,27 @@ fn notify_fifos_and_their_scripts() {
         ]
     );
 }
+
+#[test]
+fn receive_checks_per_instance_or_from_global_defs() {
+    let text = "global_defs {\n vrrp_strict\n}\n\
+                vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id 2\n strict_mode off\n skip_check_adv_addr\n\
+                virtual_ipaddress {\n 10.0.0.2\n }\n virtual_ipaddress_excluded {\n 10.0.0.3\n }\n mcast_src_ip 10.0.0.9\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let (a, b) = (&loaded.config.instances[0], &loaded.config.instances[1]);
+    assert_eq!((a.strict, a.skip_check_adv_addr), (true, false));
+    assert_eq!((b.strict, b.skip_check_adv_addr), (false, true));
+    assert_eq!(
+        b.vips
+            .iter()
+            .map(|v| (v.addr.to_string(), v.excluded))
+            .collect::<Vec<_>>(),
+        [
+            ("10.0.0.2".to_owned(), false),
+            ("10.0.0.3".to_owned(), true)
+        ]
+    );
+    assert_eq!(b.mcast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
+}

@@ -53,15 +53,6 @@ pub struct SocketKey {
     pub unicast_src: Option<Ipv4Addr>,
 }
 
-/// How the receive step judges adverts (global_defs).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ReceiveRules {
-    /// `vrrp_skip_check_adv_addr`
-    pub skip_check_adv_addr: bool,
-    /// `vrrp_strict`
-    pub strict: bool,
-}
-
 /// An advert's configuration as a log line or the status shows it.
 fn describe(addrs: &[Ipv4Addr], interval: Interval) -> String {
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -446,7 +437,7 @@ impl Running {
     }
 
     /// What the receive step checks adverts for this instance against.
-    pub fn target(&self, index: usize, rules: ReceiveRules) -> Target<'_> {
+    pub fn target(&self, index: usize) -> Target<'_> {
         Target {
             index,
             primary_ip: self.primary_ip,
@@ -455,12 +446,13 @@ impl Running {
                 interval: self.interval(),
                 auth_pass: self.cfg.auth_pass.as_ref(),
                 addrs: &self.vip_addrs,
-                skip_addr_check_from: rules
+                skip_addr_check_from: self
+                    .cfg
                     .skip_check_adv_addr
                     .then(|| self.fsm.master())
                     .flatten(),
                 sources: self.checked_sources(),
-                strict: rules.strict,
+                strict: self.cfg.strict,
             },
         }
     }
@@ -553,7 +545,7 @@ impl Running {
 
     /// What the kernel checks this instance's adverts against; a backup's valid adverts are
     /// absorbed there.
-    pub fn kernel_config(&self, rules: ReceiveRules) -> VridConfig {
+    pub fn kernel_config(&self) -> VridConfig {
         VridConfig {
             version: self.cfg.version.number(),
             auth_type: if self.cfg.auth_pass.is_some() {
@@ -572,7 +564,7 @@ impl Running {
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
             addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
             check_src: u8::from(self.checked_sources().is_some()),
-            strict: u8::from(rules.strict),
+            strict: u8::from(self.cfg.strict),
             ..Default::default()
         }
     }

@@ -245,7 +245,6 @@ struct Daemon {
     /// (socket, VRID) → index in `instances`: one lookup per received packet.
     routes: HashMap<(SocketKey, u8), usize>,
     unmatched_drops: BTreeMap<DropReason, u64>,
-    rules: instance::ReceiveRules,
     /// A SIGHUP's configuration being read off the loop, and whether another SIGHUP came
     /// meanwhile (it is served once this one is applied).
     reloading: Option<JoinHandle<Result<Config, DaemonError>>>,
@@ -386,7 +385,6 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         instances: Vec::new(),
         routes: HashMap::new(),
         unmatched_drops: BTreeMap::new(),
-        rules: receive_rules(&config),
         reloading: None,
         reload_again: false,
         checks: Checks::default(),
@@ -619,13 +617,6 @@ const DRAIN_LIMIT: usize = 4096;
 
 /// How long notify scripts still queued at exit may run.
 const NOTIFY_AT_EXIT: Duration = Duration::from_secs(5);
-
-fn receive_rules(config: &Config) -> instance::ReceiveRules {
-    instance::ReceiveRules {
-        skip_check_adv_addr: config.global.skip_check_adv_addr,
-        strict: config.global.strict,
-    }
-}
 
 /// The notify FIFOs `global_defs` names.
 fn fifos(config: &Config) -> Vec<crate::config::NotifyFifo> {
@@ -900,7 +891,7 @@ impl Daemon {
         let vrids = self
             .instances
             .iter()
-            .map(|r| (r.kernel_key(), r.kernel_config(self.rules)))
+            .map(|r| (r.kernel_key(), r.kernel_config()))
             .collect();
         let vips = self
             .instances
@@ -1037,10 +1028,10 @@ impl Daemon {
     }
 
     async fn on_packet(&mut self, socket: SocketKey, data: &[u8], at: Duration) {
-        let (instances, routes, rules) = (&self.instances, &self.routes, self.rules);
+        let (instances, routes) = (&self.instances, &self.routes);
         let result = receive(data, |vrid| {
             let index = *routes.get(&(socket, vrid))?;
-            Some(instances.get(index)?.target(index, rules))
+            Some(instances.get(index)?.target(index))
         });
         match result {
             Ok(d) => {
@@ -1096,7 +1087,6 @@ impl Daemon {
 
     async fn apply(&mut self, config: Config) {
         let sync_groups = config.sync_groups.clone();
-        self.rules = receive_rules(&config);
         self.world.script_user = script_user(&config).map(str::to_owned);
         self.world.notify_timeout = config.global.notify_timeout;
         let fifos_now = fifos(&config);

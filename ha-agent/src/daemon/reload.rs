@@ -38,8 +38,14 @@ pub enum Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     Name,
-    Priority { from: u8, to: u8 },
-    AdvertInterval { from_cs: u16, to_cs: u16 },
+    Priority {
+        from: u8,
+        to: u8,
+    },
+    AdvertInterval {
+        from_cs: u16,
+        to_cs: u16,
+    },
     VipsAdded(Vec<Vip>),
     VipsRemoved(Vec<Vip>),
     Authentication,
@@ -49,6 +55,8 @@ pub enum Change {
     TrackScripts,
     TrackInterfaces,
     TrackFiles,
+    /// How adverts are checked: `check_unicast_src`, `strict_mode`, `skip_check_adv_addr`.
+    ReceiveChecks,
     NotifyScripts,
     InitialState,
     SyncGroup,
@@ -166,6 +174,11 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
             Change::TrackInterfaces,
         ),
         (old.track_files != new.track_files, Change::TrackFiles),
+        (
+            (old.check_unicast_src, old.strict, old.skip_check_adv_addr)
+                != (new.check_unicast_src, new.strict, new.skip_check_adv_addr),
+            Change::ReceiveChecks,
+        ),
         (old.notify != new.notify, Change::NotifyScripts),
         (old.initial != new.initial, Change::InitialState),
         (old.sync_group != new.sync_group, Change::SyncGroup),
