@@ -3,7 +3,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use ha_tests::{
-    Daemon, Topology, VrrpConf,
+    Daemon, Host, Topology, VrrpConf,
     daemons::{agent_binary, config, master_down_interval},
     wait::assert_never,
     wait_until,
@@ -413,6 +413,57 @@ fn excluded_vips_are_held_but_not_advertised() {
     wait_until("B holds both", Duration::from_secs(5), || {
         (b.has_address("eth0", VIP) && b.has_address("eth0", excluded)).then_some(())
     });
+}
+
+/// `virtual_routes` and `virtual_rules` follow the VIP: on the master only, gone from it when
+/// it stops, on the new master after.
+#[test]
+fn virtual_routes_and_rules_follow_the_vip() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let conf = |state, priority| {
+        let mut c = VrrpConf::v3(state, priority, "0.1");
+        c.extra = vec![
+            "virtual_routes {\n        src 192.168.2.200 to 10.9.0.0/16 via 192.168.2.254\n        blackhole 10.8.0.0/16\n        10.7.0.0/16 dev eth0 table 100\n    }".into(),
+            "virtual_rules {\n        from 192.168.2.200 table 100 priority 50\n    }".into(),
+        ];
+        config(&[c])
+    };
+    let has = |host: &Host| {
+        let main = host.sh(&["ip", "route", "show"]);
+        // Table 100 does not exist until a route is in it.
+        let table =
+            String::from_utf8_lossy(&host.run(&["ip", "route", "show", "table", "100"]).stdout)
+                .into_owned();
+        let rules = host.sh(&["ip", "rule", "show"]);
+        [
+            main.contains("10.9.0.0/16 via 192.168.2.254 dev eth0")
+                && main.contains("src 192.168.2.200"),
+            main.contains("blackhole 10.8.0.0/16"),
+            table.contains("10.7.0.0/16 dev eth0"),
+            rules.contains("50:\tfrom 192.168.2.200 lookup 100"),
+        ]
+    };
+    let mut agent_a = Daemon::agent(a, t.dir(), &conf("MASTER", 150));
+    wait_until(
+        "A master with its routes and rules",
+        Duration::from_secs(5),
+        || (has(a) == [true; 4]).then_some(()),
+    );
+    let _b = Daemon::agent(b, t.dir(), &conf("BACKUP", 120));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(has(b), [false; 4]);
+    agent_a.process.signal(nix::sys::signal::Signal::SIGTERM);
+    agent_a
+        .process
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(has(a), [false; 4], "A's routes and rules removed at stop");
+    wait_until(
+        "B master with the routes and rules",
+        Duration::from_secs(5),
+        || (has(b) == [true; 4]).then_some(()),
+    );
 }
 
 /// A rolling change edits one node at a time. The MASTER reloaded first with an extra VIP,

@@ -8,6 +8,7 @@ use super::{
     global::{GarpParams, GlobalDefs},
     lexer::Token,
     replication::TrackReplication,
+    routes::{VirtualRoute, VirtualRule},
     script::Script,
     track_file::TrackFileRef,
     tree::Node,
@@ -103,6 +104,9 @@ pub struct VrrpInstance {
     pub sync_group: Option<String>,
     /// `use_vmac [NAME]`: the virtual router's MAC on a macvlan of the interface.
     pub vmac: Option<Vmac>,
+    /// Routes and policy rules that follow the VIPs.
+    pub routes: Vec<VirtualRoute>,
+    pub rules: Vec<VirtualRule>,
 }
 
 /// keepalived's VMAC: a macvlan (private mode) named `name` on the instance's interface, with
@@ -160,6 +164,8 @@ impl Builder<'_> {
             notify: NotifyScripts::default(),
             sync_group: None,
             vmac: None,
+            routes: Vec::new(),
+            rules: Vec::new(),
         };
         for node in block.children() {
             if self.garp_keyword(node, &mut inst.garp, "") {
@@ -218,6 +224,8 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.check_unicast_src = true;
                 }
+                "virtual_routes" => inst.routes.extend(self.virtual_routes(node)),
+                "virtual_rules" => inst.rules.extend(self.virtual_rules(node)),
                 "use_vmac" => {
                     self.no_block(node);
                     use_vmac = Some(node.args.first().map(|t| t.text.clone()));

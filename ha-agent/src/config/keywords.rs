@@ -416,16 +416,8 @@ const KEYWORDS: &[Keyword] = &[
         "promote_secondaries",
         Unsupported("the kernel's promote_secondaries setting is left as it is"),
     ),
-    kw(
-        INSTANCE,
-        "virtual_routes",
-        Unsupported("these routes are not added on takeover"),
-    ),
-    kw(
-        INSTANCE,
-        "virtual_rules",
-        Unsupported("these rules are not added on takeover"),
-    ),
+    kw(INSTANCE, "virtual_routes", Supported),
+    kw(INSTANCE, "virtual_rules", Supported),
     kw(
         INSTANCE,
         "no_accept",

@@ -9,6 +9,7 @@ mod instance;
 mod keywords;
 mod lexer;
 mod replication;
+mod routes;
 mod script;
 mod secret;
 mod sync_group;
@@ -26,6 +27,7 @@ pub use instance::{
 };
 pub use lexer::{FileSystem, MAX_BYTES, MAX_FILES, MAX_INCLUDE_DEPTH, Memory, ReadFailure, Source};
 pub use replication::{DrainPolicy, Endpoint, Flavor, MysqlReplication, TrackReplication};
+pub use routes::{RouteKind, VirtualRoute, VirtualRule};
 pub use script::{Script, VrrpScript};
 pub use secret::read_secret;
 pub use sync_group::SyncGroup;

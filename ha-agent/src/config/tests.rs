@@ -885,3 +885,58 @@ fn receive_checks_per_instance_or_from_global_defs() {
     );
     assert_eq!(b.mcast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
 }
+
+#[test]
+fn virtual_routes_and_rules() {
+    let text = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n\
+                virtual_routes {\n src 10.0.0.1 to 10.9.0.0/16 via 10.0.0.254 dev eth0 metric 5\n 10.8.0.0/16 dev eth1 table 100 scope link\n blackhole 10.7.0.0/16\n default via 10.0.0.254 table main\n }\n\
+                virtual_rules {\n from 10.0.0.1 table 100 priority 50\n to 10.6.0.0/16 lookup 101\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let inst = &loaded.config.instances[0];
+    let r = &inst.routes;
+    assert_eq!(r.len(), 4);
+    assert_eq!(
+        (
+            r[0].src,
+            r[0].dest,
+            r[0].via,
+            r[0].dev.as_deref(),
+            r[0].metric
+        ),
+        (
+            Some(Ipv4Addr::new(10, 0, 0, 1)),
+            (Ipv4Addr::new(10, 9, 0, 0), 16),
+            Some(Ipv4Addr::new(10, 0, 0, 254)),
+            Some("eth0"),
+            Some(5)
+        )
+    );
+    assert_eq!((r[1].table, r[1].scope), (Some(100), Some(253)));
+    assert_eq!((r[2].kind, r[2].dest.1), (RouteKind::Blackhole, 16));
+    assert_eq!(
+        (r[3].dest, r[3].table),
+        ((Ipv4Addr::UNSPECIFIED, 0), Some(254))
+    );
+    let rules = &inst.rules;
+    assert_eq!(
+        (rules[0].from, rules[0].table, rules[0].priority),
+        (Some((Ipv4Addr::new(10, 0, 0, 1), 32)), 100, Some(50))
+    );
+    assert_eq!(
+        (rules[1].to, rules[1].table),
+        (Some((Ipv4Addr::new(10, 6, 0, 0), 16)), 101)
+    );
+
+    assert_eq!(
+        errors(
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_routes {\n 10.9.0.0/16 via 10.0.0.254 onlink\n via 10.0.0.1\n }\n virtual_rules {\n from 10.0.0.1\n from 10.0.0.2 fwmark 3 table 5\n }\n}\n"
+        ),
+        [
+            "t.conf:5: error: virtual_routes: `onlink` is not supported here",
+            "t.conf:6: error: virtual_routes: a route needs a destination",
+            "t.conf:9: error: virtual_rules: a rule needs `table N`",
+            "t.conf:10: error: virtual_rules: `fwmark` is not supported here",
+        ]
+    );
+}

@@ -31,7 +31,7 @@ use crate::{
         arp_watch::HeldVip,
         garp::GarpSocket,
         link::{Link, mac_string},
-        vmac,
+        routes, vmac,
     },
     vrrp::{
         Version,
@@ -336,6 +336,10 @@ impl Running {
         world: &World,
     ) {
         info!(instance = %cfg.name, ?changes, "SIGHUP: updated in place");
+        let routes_changed = (&self.cfg.routes, &self.cfg.rules) != (&cfg.routes, &cfg.rules);
+        if self.vips_held && routes_changed {
+            self.follow_routes(world, false).await;
+        }
         self.release_removed(&cfg.vips, world).await;
         let added: Vec<VipTarget> = vips
             .iter()
@@ -363,6 +367,9 @@ impl Running {
         self.disagreement = None;
         if self.vips_held && !added.is_empty() {
             self.send_garps(world, &added);
+        }
+        if self.vips_held && routes_changed {
+            self.follow_routes(world, true).await;
         }
     }
 
@@ -727,10 +734,12 @@ impl Running {
                             error!(instance = %self.cfg.name, "{e}");
                         }
                     }
+                    self.follow_routes(world, true).await;
                     self.vips_held = true;
                     world.kernel_dirty.set(true);
                 }
                 Action::RemoveVips => {
+                    self.follow_routes(world, false).await;
                     for t in &self.vips {
                         if let Err(e) = world.remove_vip(t.ifindex, &t.vip).await {
                             error!(instance = %self.cfg.name, "{e}");
@@ -816,6 +825,39 @@ impl Running {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds (`up`) or removes the instance's `virtual_routes` and `virtual_rules`: routes
+    /// after the VIPs they may name as source, rules after the routes; removal the other way.
+    async fn follow_routes(&self, world: &World, up: bool) {
+        let handle = world.vips.handle();
+        let dev_index = |dev: &Option<String>| -> Result<Option<u32>, String> {
+            dev.as_deref()
+                .map(|d| Link::lookup(d).map(|l| l.index).map_err(|e| e.to_string()))
+                .transpose()
+        };
+        let mut errors = Vec::new();
+        if !up {
+            for rule in &self.cfg.rules {
+                errors.extend(routes::remove_rule(handle, rule).await.err());
+            }
+        }
+        for route in &self.cfg.routes {
+            let result = match dev_index(&route.dev) {
+                Ok(index) if up => routes::add_route(handle, route, index).await,
+                Ok(index) => routes::remove_route(handle, route, index).await,
+                Err(e) => Err(e),
+            };
+            errors.extend(result.err().map(|e| format!("{}: {e}", route.loc)));
+        }
+        if up {
+            for rule in &self.cfg.rules {
+                errors.extend(routes::add_rule(handle, rule).await.err());
+            }
+        }
+        for e in errors {
+            error!(instance = %self.cfg.name, "{e}");
         }
     }
 

@@ -57,6 +57,8 @@ pub enum Change {
     TrackFiles,
     /// How adverts are checked: `check_unicast_src`, `strict_mode`, `skip_check_adv_addr`.
     ReceiveChecks,
+    /// `virtual_routes` / `virtual_rules`.
+    Routes,
     NotifyScripts,
     InitialState,
     SyncGroup,
@@ -178,6 +180,10 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
             (old.check_unicast_src, old.strict, old.skip_check_adv_addr)
                 != (new.check_unicast_src, new.strict, new.skip_check_adv_addr),
             Change::ReceiveChecks,
+        ),
+        (
+            (&old.routes, &old.rules) != (&new.routes, &new.rules),
+            Change::Routes,
         ),
         (old.notify != new.notify, Change::NotifyScripts),
         (old.initial != new.initial, Change::InitialState),
