@@ -13,7 +13,7 @@ use std::{
 use ha_agent::vrrp::packet::{Advert, ChecksumForm, Interval, VRRP_GROUP_V4};
 use ha_tests::{
     Daemon, Topology, VrrpConf,
-    capture::{AddrMonitor, Observer, advert_gaps},
+    capture::{AddrMonitor, Frame, Observer, advert_gaps},
     daemons::agent_binary,
     wait_until,
 };
@@ -356,4 +356,58 @@ fn strict_mode_in_the_instance_drops_as_vrrp_strict() {
         (a.instance_field("adverts_dropped")["address_list"] == 50).then_some(())
     });
     assert_eq!(state(&a), "MASTER");
+}
+
+/// keepalived's default, kept: a master that hears a lower priority answers with an advert
+/// and announces its VIP again (a burst of `garp_master_repeat`, here 2, and again after
+/// `garp_lower_prio_delay`, here 1 s); `lower_prio_no_advert` keeps the announcement only.
+#[test]
+fn a_lower_priority_makes_the_master_announce_its_vip_again() {
+    for no_advert in [false, true] {
+        let t = Topology::new(&["a", "b", "c"]);
+        let mut conf = VrrpConf::seed("MASTER", 150);
+        conf.extra = vec![
+            "garp_master_repeat 2".into(),
+            "garp_master_delay 0".into(),
+            "garp_lower_prio_delay 1".into(),
+        ];
+        if no_advert {
+            conf.extra.push("lower_prio_no_advert".into());
+        }
+        let a = Daemon::agent(t.host("a"), t.dir(), &conf.render());
+        wait_until("A master", Duration::from_secs(6), || {
+            (state(&a) == "MASTER").then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let observer = Observer::start(t.host("c"), t.dir(), "lower").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let sent_before = a.instance_field("adverts_sent").as_u64().unwrap();
+        let lower = Advert {
+            vrid: 107,
+            priority: 100,
+            interval: Interval::Seconds(1),
+            auth: Some((1, *b"1111\0\0\0\0")),
+            addrs: vec![VIP],
+        };
+        send_adverts(t.host("b"), &lower, 1);
+        std::thread::sleep(Duration::from_millis(1500));
+        let garps = observer
+            .frames()
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f, Frame::Garp { ip, .. } if *ip == VIP))
+            .count();
+        assert_eq!(
+            garps, 4,
+            "lower_prio_no_advert {no_advert}: two bursts of two"
+        );
+        let answered = a.instance_field("adverts_sent").as_u64().unwrap() - sent_before;
+        // The schedule sends one a second; the answer is one more.
+        let expect = if no_advert { 1..=2 } else { 2..=3 };
+        assert!(
+            expect.contains(&answered),
+            "no_advert {no_advert}: {answered} sent"
+        );
+        assert_eq!(state(&a), "MASTER");
+    }
 }

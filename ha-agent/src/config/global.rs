@@ -24,6 +24,10 @@ pub struct GarpParams {
     pub refresh_repeat: u32,
     /// Gap between two GARPs on one interface (`vrrp_garp_interval`).
     pub interval: Duration,
+    /// A MASTER hearing a lower priority announces its VIPs again: GARPs per VIP (default
+    /// `repeat`; 0: never) and the delay of the second burst (default `delay`).
+    pub lower_prio_repeat: Option<u32>,
+    pub lower_prio_delay: Option<Duration>,
 }
 
 impl Default for GarpParams {
@@ -34,6 +38,8 @@ impl Default for GarpParams {
             refresh: None,
             refresh_repeat: 1,
             interval: Duration::ZERO,
+            lower_prio_repeat: None,
+            lower_prio_delay: None,
         }
     }
 }
@@ -62,6 +68,11 @@ pub struct GlobalDefs {
     pub vrrp_notify_fifo: Option<NotifyFifo>,
     /// `fifo_write_vrrp_states_on_reload`: a reload writes every state again.
     pub fifo_states_on_reload: bool,
+    /// Defaults of the instances' `down_timer_adverts`, `lower_prio_no_advert` and
+    /// `higher_prio_send_advert`.
+    pub down_timer_adverts: u8,
+    pub lower_prio_no_advert: Option<bool>,
+    pub higher_prio_send_advert: Option<bool>,
 }
 
 /// A FIFO the agent writes `INSTANCE "NAME" STATE PRIORITY` lines to, and the script that
@@ -92,6 +103,9 @@ impl Default for GlobalDefs {
             notify_fifo: None,
             vrrp_notify_fifo: None,
             fifo_states_on_reload: false,
+            down_timer_adverts: 3,
+            lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
         }
     }
 }
@@ -125,6 +139,16 @@ impl Builder<'_> {
             "garp_master_refresh_repeat" => {
                 if let Some(n) = self.int(node, 1, 255) {
                     garp.refresh_repeat = n as u32;
+                }
+            }
+            "garp_lower_prio_repeat" => {
+                if let Some(n) = self.int(node, 0, 255) {
+                    garp.lower_prio_repeat = Some(n as u32);
+                }
+            }
+            "garp_lower_prio_delay" => {
+                if let Some(d) = self.seconds(node, 0.0, 1000.0) {
+                    garp.lower_prio_delay = Some(d);
                 }
             }
             _ => return false,
@@ -186,6 +210,17 @@ impl Builder<'_> {
                 "vrrp_notify_fifo_script" => self.fifo_script(node, &mut g.vrrp_notify_fifo),
                 "fifo_write_vrrp_states_on_reload" => {
                     g.fifo_states_on_reload = self.bool_flag(node)
+                }
+                "vrrp_down_timer_adverts" => {
+                    if let Some(n) = self.int(node, 1, 100) {
+                        g.down_timer_adverts = n as u8;
+                    }
+                }
+                "vrrp_lower_prio_no_advert" => {
+                    g.lower_prio_no_advert = Some(self.bool_flag(node));
+                }
+                "vrrp_higher_prio_send_advert" => {
+                    g.higher_prio_send_advert = Some(self.bool_flag(node));
                 }
                 "vrrp_startup_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 3600.0) {

@@ -86,6 +86,13 @@ pub struct VrrpInstance {
     /// `skip_check_adv_addr` (or global `vrrp_skip_check_adv_addr`): adverts from the master
     /// already followed skip the address-list check.
     pub skip_check_adv_addr: bool,
+    /// Master_Down_Interval in advert intervals (`down_timer_adverts`; 3 by the RFC).
+    pub down_timer_adverts: u8,
+    /// `lower_prio_no_advert`: a MASTER does not answer a lower priority (default: only
+    /// under strict mode).
+    pub lower_prio_no_advert: bool,
+    /// `higher_prio_send_advert`: a MASTER yielding sends one more advert first.
+    pub higher_prio_send_advert: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
     /// address.
@@ -135,6 +142,8 @@ impl Builder<'_> {
         let mut dont_track_primary = false;
         let mut use_vmac: Option<Option<String>> = None;
         let mut vmac_xmit_base = false;
+        let mut lower_prio_no_advert = g.lower_prio_no_advert;
+        let mut higher_prio_send_advert = g.higher_prio_send_advert;
         let mut inst = VrrpInstance {
             name: name.text.clone(),
             loc: block.loc().clone(),
@@ -152,6 +161,9 @@ impl Builder<'_> {
             check_unicast_src: g.check_unicast_src,
             strict: g.strict,
             skip_check_adv_addr: g.skip_check_adv_addr,
+            down_timer_adverts: g.down_timer_adverts,
+            lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
             unicast_src_ip: None,
             mcast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -219,6 +231,13 @@ impl Builder<'_> {
                     inst.fast_preempt = true;
                 }
                 "strict_mode" => inst.strict = self.bool_flag(node),
+                "down_timer_adverts" => {
+                    if let Some(n) = self.int(node, 1, 100) {
+                        inst.down_timer_adverts = n as u8;
+                    }
+                }
+                "lower_prio_no_advert" => lower_prio_no_advert = Some(self.bool_flag(node)),
+                "higher_prio_send_advert" => higher_prio_send_advert = Some(self.bool_flag(node)),
                 "skip_check_adv_addr" => inst.skip_check_adv_addr = self.bool_flag(node),
                 "check_unicast_src" => {
                     self.flag(node);
@@ -295,6 +314,12 @@ impl Builder<'_> {
             }
             None if inst.priority == 255 => inst.initial = InitialState::Master,
             None => {}
+        }
+        // keepalived: strict mode answers no lower priority and sends nothing before yielding.
+        inst.lower_prio_no_advert = lower_prio_no_advert.unwrap_or(inst.strict) || inst.strict;
+        inst.higher_prio_send_advert = higher_prio_send_advert.unwrap_or(false) && !inst.strict;
+        if inst.strict {
+            inst.garp.lower_prio_repeat = Some(0);
         }
         if let Some(name) = use_vmac {
             let name = name.unwrap_or_else(|| format!("vrrp.{}", vrid.unwrap_or(0)));

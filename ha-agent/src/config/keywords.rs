@@ -55,13 +55,6 @@ const FIREWALL: Status =
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const LOWER_PRIO: Status = Unsupported(
-    "a master that hears a lower priority advert does not answer it at once; it waits for its \
-     next advert",
-);
-const HIGHER_PRIO: Status = Unsupported(
-    "a master that hears a higher priority does not send one more advert before yielding",
-);
 const TRACK_PROCESS: Status =
     Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
 const TRACK_BFD: Status =
@@ -70,8 +63,6 @@ const MCAST_GROUP: Status = Unsupported(
     "adverts still go to 224.0.0.18: peers listening on another group do not hear them",
 );
 const NO_IPV6: Status = Unsupported("IPv6 adverts are not supported yet");
-const DOWN_TIMER: Status =
-    Unsupported("the down timer stays 3 intervals plus skew, as the RFC says");
 const EXTRA_IF: Status = Unsupported("no periodic gratuitous ARP on the VIPs' other interfaces");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
 
@@ -212,12 +203,12 @@ const KEYWORDS: &[Keyword] = &[
     kw(GLOBAL, "lvs_timeouts", LVS),
     kw(GLOBAL, "lvs_flush", LVS),
     kw(GLOBAL, "lvs_flush_on_stop", LVS),
-    kw(GLOBAL, "vrrp_garp_lower_prio_delay", LOWER_PRIO),
-    kw(GLOBAL, "vrrp_garp_lower_prio_repeat", LOWER_PRIO),
-    kw(GLOBAL, "vrrp_down_timer_adverts", DOWN_TIMER),
+    kw(GLOBAL, "vrrp_garp_lower_prio_delay", Supported),
+    kw(GLOBAL, "vrrp_garp_lower_prio_repeat", Supported),
+    kw(GLOBAL, "vrrp_down_timer_adverts", Supported),
     kw(GLOBAL, "vrrp_garp_extra_if", EXTRA_IF),
-    kw(GLOBAL, "vrrp_lower_prio_no_advert", LOWER_PRIO),
-    kw(GLOBAL, "vrrp_higher_prio_send_advert", HIGHER_PRIO),
+    kw(GLOBAL, "vrrp_lower_prio_no_advert", Supported),
+    kw(GLOBAL, "vrrp_higher_prio_send_advert", Supported),
     kw(GLOBAL, "nftables", FIREWALL),
     kw(GLOBAL, "nftables_priority", FIREWALL),
     kw(GLOBAL, "nftables_counters", FIREWALL),
@@ -404,12 +395,12 @@ const KEYWORDS: &[Keyword] = &[
             "unicast VRRPv3 checksums follow the RFC: keepalived peers before 2.0 reject them",
         ),
     ),
-    kw(INSTANCE, "garp_lower_prio_delay", LOWER_PRIO),
-    kw(INSTANCE, "garp_lower_prio_repeat", LOWER_PRIO),
+    kw(INSTANCE, "garp_lower_prio_delay", Supported),
+    kw(INSTANCE, "garp_lower_prio_repeat", Supported),
     kw(INSTANCE, "garp_extra_if", EXTRA_IF),
-    kw(INSTANCE, "down_timer_adverts", DOWN_TIMER),
-    kw(INSTANCE, "lower_prio_no_advert", LOWER_PRIO),
-    kw(INSTANCE, "higher_prio_send_advert", HIGHER_PRIO),
+    kw(INSTANCE, "down_timer_adverts", Supported),
+    kw(INSTANCE, "lower_prio_no_advert", Supported),
+    kw(INSTANCE, "higher_prio_send_advert", Supported),
     kw(INSTANCE, "virtual_ipaddress_excluded", Supported),
     kw(
         INSTANCE,

@@ -940,3 +940,29 @@ fn virtual_routes_and_rules() {
         ]
     );
 }
+
+#[test]
+fn lower_and_higher_priority_answers_follow_strict_mode() {
+    let text = "global_defs {\n vrrp_down_timer_adverts 4\n vrrp_garp_lower_prio_repeat 2\n vrrp_higher_prio_send_advert\n}\n\
+                vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id 2\n strict_mode\n down_timer_adverts 6\n\
+                virtual_ipaddress {\n 10.0.0.2\n }\n}\n\
+                vrrp_instance C {\n interface eth0\n virtual_router_id 3\n lower_prio_no_advert\n garp_lower_prio_delay 0\n\
+                virtual_ipaddress {\n 10.0.0.3\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let i = &loaded.config.instances;
+    let summary = |n: usize| {
+        (
+            i[n].down_timer_adverts,
+            i[n].lower_prio_no_advert,
+            i[n].higher_prio_send_advert,
+            i[n].garp.lower_prio_repeat,
+            i[n].garp.lower_prio_delay,
+        )
+    };
+    assert_eq!(summary(0), (4, false, true, Some(2), None));
+    // Strict mode: no answer to a lower priority, nothing before yielding, no GARP.
+    assert_eq!(summary(1), (6, true, false, Some(0), None));
+    assert_eq!(summary(2), (4, true, true, Some(2), Some(Duration::ZERO)));
+}

@@ -183,7 +183,20 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         gated: !cfg.track_replication.is_empty() || (cfg.witness.is_some() && !elected(cfg)),
         witnessed: cfg.witness.is_some(),
         elected: elected(cfg),
+        down_timer_adverts: cfg.down_timer_adverts,
+        answer_lower: !cfg.lower_prio_no_advert,
+        advert_before_yield: cfg.higher_prio_send_advert,
+        lower_prio_garp: (lower_prio_repeat(cfg) > 0).then(|| {
+            let delay = cfg.garp.lower_prio_delay.unwrap_or(cfg.garp.delay);
+            (!delay.is_zero()).then_some(delay)
+        }),
     }
+}
+
+/// GARPs per VIP a MASTER sends on hearing a lower priority (keepalived's default:
+/// `garp_master_repeat`).
+fn lower_prio_repeat(cfg: &VrrpInstance) -> u32 {
+    cfg.garp.lower_prio_repeat.unwrap_or(cfg.garp.repeat)
 }
 
 /// Whether the witness's election, not VRRP, makes this instance MASTER.
@@ -366,7 +379,7 @@ impl Running {
         // Judged again against the new configuration by the next advert.
         self.disagreement = None;
         if self.vips_held && !added.is_empty() {
-            self.send_garps(world, &added);
+            self.send_garps(world, &added, self.cfg.garp.repeat);
         }
         if self.vips_held && routes_changed {
             self.follow_routes(world, true).await;
@@ -753,7 +766,10 @@ impl Running {
                         self.witness.holder = false;
                     }
                 }
-                Action::SendGarp => self.send_garps(world, &self.vips),
+                Action::SendGarp => self.send_garps(world, &self.vips, self.cfg.garp.repeat),
+                Action::SendGarpLowerPrio => {
+                    self.send_garps(world, &self.vips, lower_prio_repeat(&self.cfg))
+                }
                 Action::Promote { id, failover } => {
                     world.kernel_dirty.set(true);
                     match &self.cfg.witness {
@@ -1033,20 +1049,20 @@ impl Running {
     }
 
     /// Gratuitous ARPs for `vips` as the instance's GARP settings say.
-    fn send_garps(&self, world: &World, vips: &[VipTarget]) {
+    fn send_garps(&self, world: &World, vips: &[VipTarget], repeat: u32) {
         let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = vips
             .iter()
             .map(|t| (t.ifindex, t.mac, t.vip.addr))
             .collect();
         let garp = &self.cfg.garp;
         if garp.interval.is_zero() {
-            for _ in 0..garp.repeat {
+            for _ in 0..repeat {
                 world.garp.burst(&targets);
             }
             return;
         }
         // Paced bursts (vrrp_garp_interval) must not hold up the loop.
-        let (socket, repeat, gap) = (world.garp.clone(), garp.repeat, garp.interval);
+        let (socket, gap) = (world.garp.clone(), garp.interval);
         tokio::spawn(async move {
             for i in 0..repeat {
                 if i > 0 {

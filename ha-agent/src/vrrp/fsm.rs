@@ -46,6 +46,20 @@ pub struct Params {
     /// timer runs; the witness's election makes the instance MASTER ([`Instance::elected`])
     /// and the loss of its lease or a better candidate ends it.
     pub elected: bool,
+    /// Master_Down_Interval in Master_Adver_Intervals (3 by the RFC; keepalived's
+    /// `down_timer_adverts`).
+    pub down_timer_adverts: u8,
+    /// A MASTER answers a lower priority with an advert of its own (keepalived's default;
+    /// off with `lower_prio_no_advert`, as RFC 5798 reads).
+    pub answer_lower: bool,
+    /// A MASTER yielding to a higher priority sends one more advert first
+    /// (`higher_prio_send_advert`), so that the other master, if it re-announces its VIPs on
+    /// lower adverts, does so after our last gratuitous ARP.
+    pub advert_before_yield: bool,
+    /// A MASTER hearing a lower priority announces its VIPs again ([`Action::SendGarpLowerPrio`]),
+    /// and once more after the delay, if any (keepalived's `garp_lower_prio_repeat`/`_delay`);
+    /// `None`: never.
+    pub lower_prio_garp: Option<Option<Duration>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -167,6 +181,8 @@ pub enum Action {
     RemoveVips,
     /// Announce every VIP with gratuitous ARP (one burst).
     SendGarp,
+    /// The burst a MASTER sends on hearing a lower priority (`garp_lower_prio_repeat`).
+    SendGarpLowerPrio,
     Transition {
         from: State,
         to: State,
@@ -206,6 +222,8 @@ pub struct Instance {
     adver_timer: Option<Time>,
     down_timer: Option<Time>,
     garp_timer: Option<Time>,
+    /// The second burst after a lower priority was heard (`garp_lower_prio_delay`).
+    lower_garp_timer: Option<Time>,
     /// When a lower-priority master may be preempted (preempt_delay running).
     preempt_at: Option<Time>,
     /// The master's interval (VRRPv3 learns it; VRRPv2 uses ours).
@@ -249,6 +267,7 @@ impl Instance {
             adver_timer: None,
             down_timer: None,
             garp_timer: None,
+            lower_garp_timer: None,
             preempt_at: None,
             master_adver_int_cs,
             master: None,
@@ -323,9 +342,9 @@ impl Instance {
         }
     }
 
-    /// Master_Down_Interval: 3 × Master_Adver_Interval + Skew_Time.
+    /// Master_Down_Interval: 3 (`down_timer_adverts`) × Master_Adver_Interval + Skew_Time.
     pub fn master_down_interval(&self) -> Duration {
-        self.master_adver_interval() * 3 + self.skew_time()
+        self.master_adver_interval() * u32::from(self.params.down_timer_adverts) + self.skew_time()
     }
 
     /// The next action to carry out, in order.
@@ -335,10 +354,15 @@ impl Instance {
 
     /// When [`Instance::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.adver_timer, self.down_timer, self.garp_timer]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.adver_timer,
+            self.down_timer,
+            self.garp_timer,
+            self.lower_garp_timer,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Initialize → Master (owner) or Backup.
@@ -427,8 +451,12 @@ impl Instance {
         } else if advert.priority > ours
             || (advert.priority == ours && advert.from > self.params.primary_ip)
         {
+            if self.params.advert_before_yield {
+                self.send_advert(ours);
+            }
             self.adver_timer = None;
             self.garp_timer = None;
+            self.lower_garp_timer = None;
             self.release_vips();
             self.accept_master(advert);
             self.preempt_at = None;
@@ -440,8 +468,15 @@ impl Instance {
             self.transition(now, State::Backup, reason);
         } else if self.may_answer(now) {
             // A lower-priority master: reassert at once (RFC 9568, keepalived's default), which
-            // heals a split brain without waiting for our timer.
-            self.send_advert(ours);
+            // heals a split brain without waiting for our timer, and announce the VIPs again
+            // for whoever the other master's gratuitous ARP reached.
+            if self.params.answer_lower {
+                self.send_advert(ours);
+            }
+            if let Some(delay) = self.params.lower_prio_garp {
+                self.actions.push_back(Action::SendGarpLowerPrio);
+                self.lower_garp_timer = delay.map(|d| now + d);
+            }
         }
     }
 
@@ -671,6 +706,12 @@ impl Instance {
                 now + self.advert_interval()
             });
         }
+        if let Some(at) = self.lower_garp_timer
+            && at <= now
+        {
+            self.lower_garp_timer = None;
+            self.actions.push_back(Action::SendGarpLowerPrio);
+        }
         if let Some(at) = self.garp_timer
             && at <= now
         {
@@ -732,6 +773,7 @@ impl Instance {
     fn leave_master(&mut self) {
         self.adver_timer = None;
         self.garp_timer = None;
+        self.lower_garp_timer = None;
         self.send_advert(0);
         self.release_vips();
     }

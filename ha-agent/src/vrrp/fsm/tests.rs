@@ -29,6 +29,10 @@ fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
         gated: false,
         witnessed: false,
         elected: false,
+        down_timer_adverts: 3,
+        answer_lower: true,
+        advert_before_yield: false,
+        lower_prio_garp: None,
     }
 }
 
@@ -438,6 +442,57 @@ fn master_answers_lower_and_resigning_adverts_at_once() {
         Some(t + Duration::from_secs(1)),
         "advert timer rearmed"
     );
+}
+
+/// keepalived's defaults: a master that hears a lower priority also announces its VIPs again
+/// (`garp_lower_prio_repeat`), and once more after `garp_lower_prio_delay`;
+/// `lower_prio_no_advert` keeps the GARPs but sends no advert.
+#[test]
+fn a_lower_priority_makes_the_master_announce_its_vips_again() {
+    for answer_lower in [true, false] {
+        let mut p = params(Version::V3, 150, 10);
+        p.answer_lower = answer_lower;
+        p.lower_prio_garp = Some(Some(Duration::from_secs(5)));
+        let mut sim = Sim::started(p);
+        sim.run_until(ms(400));
+        let t = sim.now + ms(5);
+        sim.run_until(t);
+        sim.advert(PEER_LOW, 100, 10);
+        let mut want = vec![Action::SendGarpLowerPrio];
+        if answer_lower {
+            want.insert(0, Action::SendAdvert { priority: 150 });
+        }
+        assert_eq!(sim.since(t), want);
+        sim.run_until(t + Duration::from_secs(5));
+        assert_eq!(sim.count(Action::SendGarpLowerPrio), 2, "the second burst");
+    }
+}
+
+/// `higher_prio_send_advert`: one more advert at our priority before yielding.
+#[test]
+fn a_master_can_advertise_once_more_before_it_yields() {
+    let mut p = params(Version::V3, 150, 10);
+    p.advert_before_yield = true;
+    let mut sim = Sim::started(p);
+    sim.run_until(ms(400));
+    let t = sim.now + ms(5);
+    sim.run_until(t);
+    sim.advert(PEER_HIGH, 200, 10);
+    assert_eq!(
+        sim.since(t).first(),
+        Some(&Action::SendAdvert { priority: 150 })
+    );
+    assert_eq!(sim.inst.state(), State::Backup);
+}
+
+/// `down_timer_adverts N`: Master_Down_Interval is N intervals plus Skew_Time.
+#[test]
+fn down_timer_adverts_sets_the_intervals_of_master_down_interval() {
+    let mut p = params(Version::V3, 128, 10);
+    p.down_timer_adverts = 5;
+    let inst = Instance::new(p);
+    // 5 × 100 ms + 100 ms × (256 - 128) / 256.
+    assert_eq!(inst.master_down_interval(), ms(550));
 }
 
 #[test]

@@ -26,6 +26,10 @@ fn params(vrid: u8, advert_int_cs: u16) -> Params {
         gated: false,
         witnessed: false,
         elected: false,
+        down_timer_adverts: 3,
+        answer_lower: true,
+        advert_before_yield: false,
+        lower_prio_garp: None,
     }
 }
 
