@@ -22,6 +22,7 @@ fuzz_target!(|packet: &[u8]| {
             (vrid == 107).then_some(Target {
                 index: 0,
                 primary_ip: Ipv4Addr::new(192, 168, 2, 10),
+                unicast: false,
                 expect: Expect {
                     version,
                     interval,

@@ -116,7 +116,10 @@ pub struct VridConfig {
     /// 1 (`vrrp_strict`): a VRRPv2 advert with another interval is dropped. 0: it still
     /// proves its sender alive, so it is passed to the agent (never absorbed).
     pub strict: u8,
-    pub _pad: [u8; 5],
+    /// 1: unicast peers. Their adverts may have crossed routers: the TTL is not checked (as
+    /// keepalived does).
+    pub unicast: u8,
+    pub _pad: [u8; 4],
     pub addr_digest: u64,
 }
 

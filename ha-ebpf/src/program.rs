@@ -181,6 +181,14 @@ fn advert(ctx: &XdpContext, ip: usize) -> u32 {
 
 /// The checks, in the agent's order; the VRID once the header could be read.
 #[inline(always)]
+/// Whether `vrid` has unicast peers on `ifindex` (their adverts' TTL is not checked).
+fn unicast(ifindex: u32, vrid: Option<u32>) -> bool {
+    vrid.is_some_and(|vrid| {
+        // SAFETY: a lookup; the value is only read.
+        unsafe { VRIDS.get(VridKey { ifindex, vrid }) }.is_some_and(|c| c.unicast != 0)
+    })
+}
+
 fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     let Some(ver_ihl) = byte(ctx, ip) else {
         return (Verdict::BadIp, None);
@@ -206,7 +214,7 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     };
     let msg = ip + header_len;
     let vrid = byte(ctx, msg + 1).map(u32::from);
-    if byte(ctx, ip + 8) != Some(TTL) {
+    if byte(ctx, ip + 8) != Some(TTL) && !unicast(ifindex, vrid) {
         return (Verdict::Ttl, vrid);
     }
     let (true, Some(ver_type)) = (msg_len >= HEADER_LEN, byte(ctx, msg)) else {

@@ -82,9 +82,12 @@ const ROWS: &[Row] = &[
         id: "RX-1",
         clause: "3768 §7.1; 5798 §7.1",
         requirement: "An advert whose IP TTL is not 255 is discarded",
-        tests: &["conformance::rx_a_ttl_other_than_255_is_dropped"],
+        tests: &[
+            "conformance::rx_a_ttl_other_than_255_is_dropped",
+            "vrrp_keepalived::unicast_peers_across_a_router_keepalived_master_agent_backup",
+        ],
         modes: Modes::Wire,
-        note: "",
+        note: "**Deviation**, as keepalived: adverts of an instance with unicast peers (an extension the RFCs do not know) are not held to TTL 255, since they may cross routers.",
     },
     Row {
         id: "RX-2",

@@ -310,3 +310,40 @@ fn a_keepalived_master_reloaded_alone_keeps_its_agent_backup() {
     assert_eq!(agent.instance_field("state"), "BACKUP");
     assert_eq!(agent.instance_field("master"), a.ip.to_string());
 }
+
+/// Unicast peers on two subnets, a router between them (TTL 254 on arrival): keepalived 2.2.7
+/// does not hold unicast adverts to TTL 255, and neither does ha-agent, so the agent as backup
+/// follows keepalived's master instead of taking over beside it, and takes over when it dies.
+#[test]
+fn unicast_peers_across_a_router_keepalived_master_agent_backup() {
+    let t = Topology::routed(&["a"], &["b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let conf = |state: &'static str, priority: u8, me: Ipv4Addr, peer: Ipv4Addr| {
+        let mut c = VrrpConf::v3(state, priority, "0.1");
+        c.extra = vec![
+            format!("unicast_src_ip {me}"),
+            format!("unicast_peer {{\n        {peer}\n    }}"),
+        ];
+        c.render()
+    };
+    let mut keepalived = Daemon::keepalived(b, t.dir(), &conf("MASTER", 150, b.ip, a.ip));
+    wait_until("keepalived master", Duration::from_secs(5), || {
+        b.has_address("eth0", VIP).then_some(())
+    });
+    let agent = Daemon::agent(a, t.dir(), &conf("BACKUP", 120, a.ip, b.ip));
+    let (mdi, _) = timers(3, Duration::from_millis(100), 120);
+    wait_until(
+        "the agent following keepalived",
+        Duration::from_secs(5),
+        || (agent.try_status()?["instances"][0]["master"] == b.ip.to_string()).then_some(()),
+    );
+    assert_never("the agent taking the VIP", mdi * 4, || {
+        a.has_address("eth0", VIP)
+    });
+    let dropped = agent.instance_field("adverts_dropped");
+    assert_eq!(dropped["ttl"].as_u64().unwrap_or(0), 0, "{dropped}");
+    t.crash("b", &mut keepalived.process);
+    wait_until("the agent master", mdi + SLACK, || {
+        a.has_address("eth0", VIP).then_some(())
+    });
+}

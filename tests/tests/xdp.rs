@@ -160,6 +160,7 @@ fn agent_verdict(
         (vrid == VRID).then_some(Target {
             index: 0,
             primary_ip: Ipv4Addr::new(192, 168, 2, 99),
+            unicast: false,
             expect: Expect {
                 version,
                 interval: if version == 2 {

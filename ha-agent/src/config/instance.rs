@@ -271,6 +271,16 @@ impl Builder<'_> {
                 }
                 "unicast_peer" => {
                     for child in node.children() {
+                        if let Some(option) = child.args.first() {
+                            self.diags.unsupported(
+                                &option.loc,
+                                format!(
+                                    "unicast peer option `{}` is not supported by ha-agent: \
+                                     this peer's adverts are accepted at any TTL",
+                                    option.text
+                                ),
+                            );
+                        }
                         if let Some(ip) = self.ipv4(&child.keyword, "unicast peer") {
                             inst.unicast_peers.push(ip);
                         }

@@ -461,6 +461,7 @@ impl Running {
         Target {
             index,
             primary_ip: self.primary_ip,
+            unicast: !self.cfg.unicast_peers.is_empty(),
             expect: Expect {
                 version: self.cfg.version.number(),
                 interval: self.interval(),
@@ -585,6 +586,7 @@ impl Running {
             addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
             check_src: u8::from(self.checked_sources().is_some()),
             strict: u8::from(self.cfg.strict),
+            unicast: u8::from(!self.cfg.unicast_peers.is_empty()),
             ..Default::default()
         }
     }

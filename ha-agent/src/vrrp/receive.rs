@@ -31,6 +31,9 @@ pub struct Target<'a> {
     pub index: usize,
     /// Our own address: adverts from it are our own, looped back.
     pub primary_ip: Ipv4Addr,
+    /// Unicast peers: their adverts may have crossed routers, so the TTL is not checked
+    /// (keepalived's rule; RFC 5798 knows only multicast).
+    pub unicast: bool,
     pub expect: Expect<'a>,
 }
 
@@ -57,7 +60,7 @@ pub fn receive<'a>(
     // The VRID sits in byte 1 whatever else is wrong: count drops on their instance.
     let target = msg.get(1).and_then(|vrid| instance(*vrid));
     let index = target.as_ref().map(|t| t.index);
-    if ip.ttl != TTL {
+    if ip.ttl != TTL && !target.as_ref().is_some_and(|t| t.unicast) {
         return Err(drop(index, DropReason::Ttl));
     }
     let (advert, _form) = Advert::parse(msg, ip.src, ip.dst).map_err(|r| drop(index, r))?;
@@ -115,11 +118,20 @@ mod tests {
     }
 
     fn run(packet: &[u8], skip_from: Option<Ipv4Addr>) -> Result<Delivery, Dropped> {
+        run_as(packet, skip_from, false)
+    }
+
+    fn run_as(
+        packet: &[u8],
+        skip_from: Option<Ipv4Addr>,
+        unicast: bool,
+    ) -> Result<Delivery, Dropped> {
         let addrs = [VIP];
         receive(packet, |vrid| {
             (vrid == 107).then_some(Target {
                 index: 3,
                 primary_ip: US,
+                unicast,
                 expect: Expect {
                     version: 2,
                     interval: Interval::Seconds(1),
@@ -149,6 +161,17 @@ mod tests {
                 src: PEER,
                 accepted: Accepted::Clean
             }
+        );
+    }
+
+    /// As keepalived: unicast adverts may have crossed routers.
+    #[test]
+    fn unicast_adverts_are_not_held_to_ttl_255() {
+        let good = wire(&advert(150, vec![VIP]));
+        assert!(run_as(&ip_packet(PEER, 62, &good, 0), None, true).is_ok());
+        assert_eq!(
+            reason(run_as(&ip_packet(PEER, 62, &good, 0), None, false)),
+            Some((Some(3), DropReason::Ttl))
         );
     }
 
