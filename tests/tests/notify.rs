@@ -268,3 +268,47 @@ fn notify_fifo_lines_are_keepalived_lines() {
         "the FIFO the agent created is removed at exit"
     );
 }
+
+/// `startup_script` runs before any instance starts (so before the VIP is added) and
+/// `shutdown_script` after every instance stopped (so after the VIP is gone); each script
+/// records whether the VIP was there.
+#[test]
+fn startup_and_shutdown_scripts_run_before_and_after_the_instances() {
+    let t = Topology::new(&["a"]);
+    let log = t.dir().join("scripts.log");
+    let script = |name: &str| {
+        let path = t.dir().join(format!("{name}.sh"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nif ip -4 addr show dev eth0 | grep -q 192.168.2.200; then v=with; else v=without; fi\necho \"{name} $v the VIP\" >> {}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let (start, stop) = (script("startup"), script("shutdown"));
+    let conf = VrrpConf::v3("MASTER", 150, "0.1").render().replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    startup_script {}\n    shutdown_script {}\n    shutdown_script_timeout 5\n",
+            start.display(),
+            stop.display()
+        ),
+        1,
+    );
+    let mut a = Daemon::agent(t.host("a"), t.dir(), &conf);
+    wait_until("A master", Duration::from_secs(5), || {
+        t.host("a")
+            .has_address("eth0", "192.168.2.200".parse().unwrap())
+            .then_some(())
+    });
+    a.process.signal(nix::sys::signal::Signal::SIGTERM);
+    a.process.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        lines(&log),
+        ["startup without the VIP", "shutdown without the VIP"]
+    );
+}

@@ -466,6 +466,55 @@ fn virtual_routes_and_rules_follow_the_vip() {
     );
 }
 
+/// `unicast_ttl` sets the TTL of unicast adverts (seen on the wire by tcpdump), and
+/// `unicast_fault_no_peer` puts an instance without peers in FAULT instead of multicast.
+#[test]
+fn unicast_ttl_and_unicast_fault_no_peer() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.extra = vec![
+        format!("unicast_src_ip {}", a.ip),
+        format!("unicast_peer {{\n        {}\n    }}", b.ip),
+        "unicast_ttl 64".into(),
+    ];
+    let _a = Daemon::agent(a, t.dir(), &config(&[conf]));
+    wait_until("A master", Duration::from_secs(5), || {
+        a.has_address("eth0", VIP).then_some(())
+    });
+    let out = b.run(&[
+        "timeout",
+        "5",
+        "tcpdump",
+        "-n",
+        "-v",
+        "-i",
+        "eth0",
+        "-c",
+        "3",
+        "ip proto 112",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ttls: Vec<&str> = text
+        .split(", ")
+        .filter_map(|field| field.strip_prefix("ttl "))
+        .collect();
+    assert_eq!(ttls, ["64", "64", "64"], "{text}");
+
+    let mut lonely = VrrpConf::v3("MASTER", 150, "0.1");
+    lonely.extra = vec!["unicast_fault_no_peer".into()];
+    lonely.vrid = 108;
+    lonely.vips = vec!["192.168.2.201".into()];
+    let c = Daemon::agent(t.host("c"), t.dir(), &config(&[lonely]));
+    wait_until("C in FAULT", Duration::from_secs(5), || {
+        (c.try_status()?["instances"][0]["state"] == "FAULT").then_some(())
+    });
+    assert_never("C taking its VIP", Duration::from_secs(1), || {
+        t.host("c")
+            .has_address("eth0", "192.168.2.201".parse().unwrap())
+    });
+}
+
 /// A rolling change edits one node at a time. The MASTER reloaded first with an extra VIP,
 /// then with another VRRPv2 `advert_int`, while the BACKUP still runs the old file: its adverts
 /// fail only the checks that compare configuration, so they still prove it alive. The backup

@@ -81,6 +81,8 @@ impl Builder<'_> {
     fn check(&mut self, config: &Config) {
         let mut names: HashMap<&str, &Loc> = HashMap::new();
         let mut vrids: HashMap<(&str, u8), &str> = HashMap::new();
+        let mut unicast_ttls: HashMap<(&str, Option<std::net::Ipv4Addr>), (u8, &str)> =
+            HashMap::new();
         for inst in &config.instances {
             if let Some(first) = names.insert(&inst.name, &inst.loc) {
                 self.diags.error(
@@ -97,6 +99,23 @@ impl Builder<'_> {
                     format!(
                         "virtual_router_id {} on {} is already used by instance {other}",
                         inst.vrid, inst.interface
+                    ),
+                );
+            }
+            // Instances with unicast peers on one interface and source share a socket.
+            if !inst.unicast_peers.is_empty()
+                && let Some((ttl, other)) = unicast_ttls.insert(
+                    (&inst.interface, inst.unicast_src_ip),
+                    (inst.unicast_ttl, &inst.name),
+                )
+                && ttl != inst.unicast_ttl
+            {
+                self.diags.error(
+                    &inst.loc,
+                    format!(
+                        "unicast_ttl {} differs from instance {other}'s {ttl}: instances with \
+                         unicast peers on one interface and source share one socket",
+                        inst.unicast_ttl
                     ),
                 );
             }

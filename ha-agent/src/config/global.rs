@@ -73,6 +73,10 @@ pub struct GlobalDefs {
     pub down_timer_adverts: u8,
     pub lower_prio_no_advert: Option<bool>,
     pub higher_prio_send_advert: Option<bool>,
+    /// `startup_script` / `shutdown_script`: run once before the instances start and once
+    /// after they stopped, each for at most its timeout (default 10 s).
+    pub startup_script: Option<(Script, Duration)>,
+    pub shutdown_script: Option<(Script, Duration)>,
 }
 
 /// A FIFO the agent writes `INSTANCE "NAME" STATE PRIORITY` lines to, and the script that
@@ -85,6 +89,9 @@ pub struct NotifyFifo {
     pub script: Option<Script>,
     pub loc: Loc,
 }
+
+/// keepalived's default for `startup_script_timeout` and `shutdown_script_timeout`.
+const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for GlobalDefs {
     fn default() -> Self {
@@ -106,6 +113,8 @@ impl Default for GlobalDefs {
             down_timer_adverts: 3,
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
+            startup_script: None,
+            shutdown_script: None,
         }
     }
 }
@@ -210,6 +219,28 @@ impl Builder<'_> {
                 "vrrp_notify_fifo_script" => self.fifo_script(node, &mut g.vrrp_notify_fifo),
                 "fifo_write_vrrp_states_on_reload" => {
                     g.fifo_states_on_reload = self.bool_flag(node)
+                }
+                "startup_script" => {
+                    g.startup_script = self.script_line(node).map(|s| (s, DEFAULT_SCRIPT_TIMEOUT))
+                }
+                "shutdown_script" => {
+                    g.shutdown_script = self.script_line(node).map(|s| (s, DEFAULT_SCRIPT_TIMEOUT))
+                }
+                "startup_script_timeout" | "shutdown_script_timeout" => {
+                    let timeout = self.seconds(node, 1.0, 1000.0);
+                    let script = if node.name() == "startup_script_timeout" {
+                        &mut g.startup_script
+                    } else {
+                        &mut g.shutdown_script
+                    };
+                    match (script, timeout) {
+                        (Some((_, t)), Some(timeout)) => *t = timeout,
+                        (None, Some(_)) => self.diags.error(
+                            node.loc(),
+                            format!("`{}` before its script (or without one)", node.name()),
+                        ),
+                        _ => {}
+                    }
                 }
                 "vrrp_down_timer_adverts" => {
                     if let Some(n) = self.int(node, 1, 100) {

@@ -98,6 +98,10 @@ pub struct VrrpInstance {
     /// address.
     pub mcast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Ipv4Addr>,
+    /// `unicast_fault_no_peer`: without peers the instance is in FAULT, not multicast.
+    pub unicast_fault_no_peer: bool,
+    /// `unicast_ttl`: the TTL of unicast adverts (255 by default).
+    pub unicast_ttl: u8,
     pub garp: GarpParams,
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
@@ -167,6 +171,8 @@ impl Builder<'_> {
             unicast_src_ip: None,
             mcast_src_ip: None,
             unicast_peers: Vec::new(),
+            unicast_fault_no_peer: false,
+            unicast_ttl: 255,
             garp: g.garp,
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
@@ -260,6 +266,15 @@ impl Builder<'_> {
                 "preempt_delay" => {
                     if let Some(d) = self.seconds(node, 0.0, 1000.0) {
                         inst.preempt_delay = d;
+                    }
+                }
+                "unicast_fault_no_peer" => {
+                    self.flag(node);
+                    inst.unicast_fault_no_peer = true;
+                }
+                "unicast_ttl" => {
+                    if let Some(ttl) = self.int(node, 1, 255) {
+                        inst.unicast_ttl = ttl as u8;
                     }
                 }
                 "mcast_src_ip" => {

@@ -966,3 +966,41 @@ fn lower_and_higher_priority_answers_follow_strict_mode() {
     assert_eq!(summary(1), (6, true, false, Some(0), None));
     assert_eq!(summary(2), (4, true, true, Some(2), Some(Duration::ZERO)));
 }
+
+#[test]
+fn startup_shutdown_scripts_and_unicast_options() {
+    let text = "global_defs {\n startup_script \"/bin/start a\" nobody\n startup_script_timeout 3\n shutdown_script /bin/stop\n}\n\
+                vrrp_instance A {\n interface eth0\n virtual_router_id 1\n unicast_peer {\n 10.0.0.2\n }\n unicast_ttl 64\n unicast_fault_no_peer\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let g = &loaded.config.global;
+    let (start, t) = g.startup_script.as_ref().unwrap();
+    assert_eq!(
+        (start.argv.as_slice(), start.user.as_deref(), *t),
+        (
+            &["/bin/start".to_owned(), "a".to_owned()][..],
+            Some("nobody"),
+            Duration::from_secs(3)
+        )
+    );
+    assert_eq!(
+        g.shutdown_script.as_ref().unwrap().1,
+        Duration::from_secs(10)
+    );
+    let i = &loaded.config.instances[0];
+    assert_eq!((i.unicast_ttl, i.unicast_fault_no_peer), (64, true));
+    let two = format!(
+        "{text}vrrp_instance B {{\n interface eth0\n virtual_router_id 2\n unicast_peer {{\n 10.0.0.3 min_ttl 2\n }}\n virtual_ipaddress {{\n 10.0.0.9\n }}\n}}\n"
+    );
+    assert_eq!(
+        errors(&two),
+        [
+            "t.conf:22: error: unicast peer option `min_ttl` is not supported by ha-agent: this peer's adverts are accepted at any TTL",
+            "t.conf:18: error: unicast_ttl 255 differs from instance A's 64: instances with unicast peers on one interface and source share one socket",
+        ]
+    );
+    assert_eq!(
+        errors("global_defs {\n shutdown_script_timeout 3\n}\n"),
+        ["t.conf:2: error: `shutdown_script_timeout` before its script (or without one)"]
+    );
+}

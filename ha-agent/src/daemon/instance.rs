@@ -280,7 +280,7 @@ impl Running {
             ifindex: link.index,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
-        world.socket(socket_key, &link.name)?;
+        world.socket(socket_key, &link.name, cfg.unicast_ttl)?;
         let fsm = Instance::new(params(&cfg, primary_ip));
         let cfg_key = cfg
             .witness

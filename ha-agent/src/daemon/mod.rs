@@ -43,7 +43,10 @@ use crate::{
         vip::{VipError, Vips},
     },
     preflight,
-    track::check::{Effect, effect},
+    track::{
+        check::{Effect, effect},
+        runner::Identity,
+    },
     vrrp::{
         packet::DropReason,
         receive::{Dropped, receive},
@@ -208,13 +211,25 @@ impl World {
     }
 
     /// The socket for `key`, opened on first use.
-    fn socket(&mut self, key: SocketKey, iface: &str) -> Result<Arc<AdvertSocket>, DaemonError> {
+    /// The advert socket of `key`, opened on first use (`unicast_ttl` is the TTL of the
+    /// first instance's unicast adverts; `check-config` refuses instances on one socket that
+    /// differ).
+    fn socket(
+        &mut self,
+        key: SocketKey,
+        iface: &str,
+        unicast_ttl: u8,
+    ) -> Result<Arc<AdvertSocket>, DaemonError> {
         if let Some(socket) = self.sockets.get(&key) {
             return Ok(socket.clone());
         }
         let socket = Arc::new(
-            AdvertSocket::open(iface, key.ifindex, key.unicast_src)
-                .map_err(io_error(format!("opening the VRRP socket on {iface}")))?,
+            AdvertSocket::open(
+                iface,
+                key.ifindex,
+                key.unicast_src.map(|src| (src, unicast_ttl)),
+            )
+            .map_err(io_error(format!("opening the VRRP socket on {iface}")))?,
         );
         self.sockets.insert(key, socket.clone());
         Ok(socket)
@@ -269,6 +284,8 @@ struct Daemon {
     groups: Vec<sync_groups::Group>,
     /// The `track_file`s and their values.
     files: track_files::TrackFiles,
+    /// `shutdown_script`, as the configuration last read says.
+    shutdown_script: Option<(crate::config::Script, Duration)>,
 }
 
 /// This node's name in the witness's keys: global_defs' `router_id`, else the host name.
@@ -335,6 +352,9 @@ async fn reloaded(
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     let config = load_config(&options.config, options.allow_unsupported)?;
+    if let Some((script, timeout)) = &config.global.startup_script {
+        run_once("startup_script", script, *timeout, script_user(&config)).await;
+    }
     let (dbs, mut db_inbox) = db::Dbs::new();
     let (mut witnesses, mut witness_inbox) = witness::Witnesses::new(node_name(&config));
     witnesses
@@ -399,6 +419,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         lateness: ctl::status::Lateness::default(),
         groups: Vec::new(),
         files: track_files::TrackFiles::default(),
+        shutdown_script: config.global.shutdown_script.clone(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
     };
@@ -549,8 +570,39 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .map(|r| r.finish_notify(NOTIFY_AT_EXIT)),
     )
     .await;
+    if let Some((script, timeout)) = &daemon.shutdown_script {
+        let user = daemon.world.script_user.clone();
+        run_once("shutdown_script", script, *timeout, user.as_deref()).await;
+    }
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
+}
+
+/// `startup_script` / `shutdown_script`: run to completion or `timeout`, the result logged.
+async fn run_once(
+    what: &str,
+    script: &crate::config::Script,
+    timeout: Duration,
+    user: Option<&str>,
+) {
+    let who = match script
+        .user
+        .as_deref()
+        .or(user)
+        .map(Identity::lookup)
+        .transpose()
+    {
+        Ok(who) => who,
+        Err(e) => {
+            error!("{what} {:?} not run: {e}", script.argv);
+            return;
+        }
+    };
+    match crate::track::runner::run(&script.argv, who, timeout).await {
+        Ok(outcome) if outcome.ok => info!("{what} {:?}: {}", script.argv, outcome.describe()),
+        Ok(outcome) => warn!("{what} {:?} failed: {}", script.argv, outcome.describe()),
+        Err(e) => error!("{what} {:?} not run: {e}", script.argv),
+    }
 }
 
 /// The XDP program's next change events (never, without XDP).
@@ -762,6 +814,10 @@ impl Daemon {
                 Effect::Priority(d) => delta += d,
                 Effect::Fault => fault = true,
             }
+        }
+        // `unicast_fault_no_peer`: no peers is not multicast but FAULT.
+        if cfg.unicast_fault_no_peer && cfg.unicast_peers.is_empty() {
+            fault = true;
         }
         for t in &cfg.track_files {
             match self.file_effect(t) {
@@ -1097,6 +1153,7 @@ impl Daemon {
         let write_states = config.global.fifo_states_on_reload;
         self.checks.configure(&config.scripts, script_user(&config));
         self.files.configure(&config.track_files);
+        self.shutdown_script = config.global.shutdown_script.clone();
         if let Err(e) = self
             .world
             .dbs

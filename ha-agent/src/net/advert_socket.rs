@@ -40,8 +40,10 @@ pub struct AdvertSocket {
 
 impl AdvertSocket {
     /// Opens a socket bound to `iface`: TTL 255, no multicast loopback, member of
-    /// 224.0.0.18. With `unicast_src`, it is bound to that address (unicast peers).
-    pub fn open(iface: &str, ifindex: u32, unicast_src: Option<Ipv4Addr>) -> io::Result<Self> {
+    /// 224.0.0.18. With `unicast`, it is bound to that address and sends with that TTL
+    /// (unicast peers).
+    pub fn open(iface: &str, ifindex: u32, unicast: Option<(Ipv4Addr, u8)>) -> io::Result<Self> {
+        let unicast_src = unicast.map(|(src, _)| src);
         let socket = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -49,7 +51,7 @@ impl AdvertSocket {
         )?;
         socket.bind_device(Some(iface.as_bytes()))?;
         socket.set_multicast_ttl_v4(u32::from(TTL))?;
-        socket.set_ttl_v4(u32::from(TTL))?;
+        socket.set_ttl_v4(u32::from(unicast.map_or(TTL, |(_, ttl)| ttl)))?;
         socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
         socket.set_multicast_loop_v4(false)?;
         // 208 KiB by default: some 250 adverts, 10 ms of 255 instances at 10 ms, so a loop

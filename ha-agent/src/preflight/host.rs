@@ -34,6 +34,12 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
         );
     }
     let g = &config.global;
+    for (s, _) in [&g.startup_script, &g.shutdown_script]
+        .into_iter()
+        .flatten()
+    {
+        scripts.push((s, s.user.as_ref().or(default_user)));
+    }
     for fifo in [&g.notify_fifo, &g.vrrp_notify_fifo].into_iter().flatten() {
         if let Some(s) = &fifo.script {
             scripts.push((s, s.user.as_ref().or(default_user)));
