@@ -312,3 +312,82 @@ fn startup_and_shutdown_scripts_run_before_and_after_the_instances() {
         ["startup without the VIP", "shutdown without the VIP"]
     );
 }
+
+/// After a partition both nodes were masters; once they hear each other again, the better
+/// master runs `notify_master_rx_lower_pri` (to take back what the other took, e.g. a cloud
+/// address) and its FIFO gets `MASTER_RX_LOWER_PRI`; with `notify_priority_changes` the FIFO
+/// also gets each priority change.
+#[test]
+fn master_rx_lower_pri_and_priority_changes() {
+    let t = Topology::new(&["a", "b"]);
+    let fifo = t.dir().join("fifo-a");
+    let fifo_log = t.dir().join("fifo-a.log");
+    let reader = t.dir().join("reader.sh");
+    std::fs::write(
+        &reader,
+        format!(
+            "#!/bin/sh\nwhile read -r line; do echo \"$line\" >> {}; done < \"$1\"\n",
+            fifo_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&reader, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rx_log = t.dir().join("rx.log");
+    let rx_script = t.dir().join("rx.sh");
+    script(&rx_script, &rx_log);
+    let value = t.dir().join("weight.value");
+    // A advertises once a second, B ten times: once they hear each other again, B's lower
+    // advert reaches A before A's makes B yield.
+    let mut a_conf = VrrpConf::v3("MASTER", 150, "1");
+    a_conf.extra = vec![
+        format!("notify_master_rx_lower_pri {}", rx_script.display()),
+        "notify_priority_changes".into(),
+        "track_file {\n        w weight -10\n    }".into(),
+    ];
+    let conf = format!(
+        "{}track_file w {{\n    file {}\n    init_file 0 overwrite\n}}\n",
+        config(&[a_conf]),
+        value.display()
+    )
+    .replacen(
+        "global_defs {\n",
+        &format!(
+            "global_defs {{\n    notify_fifo {}\n    notify_fifo_script {}\n",
+            fifo.display(),
+            reader.display()
+        ),
+        1,
+    );
+    t.set_isolated("a", true);
+    t.set_isolated("b", true);
+    let _a = Daemon::agent(t.host("a"), t.dir(), &conf);
+    let _b = Daemon::agent(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 120, "0.1").render(),
+    );
+    wait_until("both masters", Duration::from_secs(8), || {
+        (t.host("a")
+            .has_address("eth0", "192.168.2.200".parse().unwrap())
+            && t.host("b")
+                .has_address("eth0", "192.168.2.200".parse().unwrap()))
+        .then_some(())
+    });
+    t.set_isolated("a", false);
+    t.set_isolated("b", false);
+    wait_until("A's rx script", Duration::from_secs(5), || {
+        (!lines(&rx_log).is_empty()).then_some(())
+    });
+    assert!(
+        lines(&rx_log)[0].starts_with("rx.sh  uid=0"),
+        "{:?}",
+        lines(&rx_log)
+    );
+    std::fs::write(&value, "2").unwrap();
+    wait_until("the FIFO lines", Duration::from_secs(5), || {
+        let got = lines(&fifo_log);
+        (got.contains(&"INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 150".to_owned())
+            && got.contains(&"INSTANCE \"VI_1\" MASTER_PRIORITY 130".to_owned()))
+        .then_some(())
+    });
+}

@@ -76,6 +76,8 @@ pub struct GlobalDefs {
     /// `startup_script` / `shutdown_script`: run once before the instances start and once
     /// after they stopped, each for at most its timeout (default 10 s).
     pub startup_script: Option<(Script, Duration)>,
+    /// `vrrp_notify_priority_changes`: the default of the instances' `notify_priority_changes`.
+    pub notify_priority_changes: bool,
     pub shutdown_script: Option<(Script, Duration)>,
 }
 
@@ -114,6 +116,7 @@ impl Default for GlobalDefs {
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
             startup_script: None,
+            notify_priority_changes: false,
             shutdown_script: None,
         }
     }
@@ -242,6 +245,7 @@ impl Builder<'_> {
                         _ => {}
                     }
                 }
+                "vrrp_notify_priority_changes" => g.notify_priority_changes = self.bool_flag(node),
                 "vrrp_down_timer_adverts" => {
                     if let Some(n) = self.int(node, 1, 100) {
                         g.down_timer_adverts = n as u8;

@@ -57,6 +57,9 @@ pub struct NotifyScripts {
     pub fault: Option<Script>,
     pub stop: Option<Script>,
     pub generic: Option<Script>,
+    /// `notify_master_rx_lower_pri`: run when a MASTER hears a lower priority (another node
+    /// became master while it could not hear this one), e.g. to take back a cloud address.
+    pub master_rx_lower_pri: Option<Script>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +96,8 @@ pub struct VrrpInstance {
     pub lower_prio_no_advert: bool,
     /// `higher_prio_send_advert`: a MASTER yielding sends one more advert first.
     pub higher_prio_send_advert: bool,
+    /// `notify_priority_changes`: the notify FIFOs are told of priority changes.
+    pub notify_priority_changes: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
     /// address.
@@ -168,6 +173,7 @@ impl Builder<'_> {
             down_timer_adverts: g.down_timer_adverts,
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
+            notify_priority_changes: g.notify_priority_changes,
             unicast_src_ip: None,
             mcast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -242,6 +248,7 @@ impl Builder<'_> {
                         inst.down_timer_adverts = n as u8;
                     }
                 }
+                "notify_priority_changes" => inst.notify_priority_changes = self.bool_flag(node),
                 "lower_prio_no_advert" => lower_prio_no_advert = Some(self.bool_flag(node)),
                 "higher_prio_send_advert" => higher_prio_send_advert = Some(self.bool_flag(node)),
                 "skip_check_adv_addr" => inst.skip_check_adv_addr = self.bool_flag(node),
@@ -576,6 +583,7 @@ impl Builder<'_> {
             "notify_fault" => &mut notify.fault,
             "notify_stop" => &mut notify.stop,
             "notify" => &mut notify.generic,
+            "notify_master_rx_lower_pri" => &mut notify.master_rx_lower_pri,
             _ => return false,
         };
         *slot = self.script_line(node);

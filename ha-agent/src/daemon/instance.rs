@@ -769,6 +769,25 @@ impl Running {
                     }
                 }
                 Action::SendGarp => self.send_garps(world, &self.vips, self.cfg.garp.repeat),
+                Action::MasterRxLowerPri => {
+                    let priority = self.fsm.priority();
+                    let name = &self.cfg.name;
+                    world
+                        .fifos
+                        .write_event(false, name, "MASTER_RX_LOWER_PRI", priority);
+                    if self.cfg.notify.master_rx_lower_pri.is_some() {
+                        self.notifier.send(Event {
+                            group: false,
+                            rx_lower_pri: true,
+                            name: name.clone(),
+                            state: State::Master,
+                            priority,
+                            scripts: self.cfg.notify.clone(),
+                            script_user: world.script_user.clone(),
+                            timeout: world.notify_timeout,
+                        });
+                    }
+                }
                 Action::SendGarpLowerPrio => {
                     self.send_garps(world, &self.vips, lower_prio_repeat(&self.cfg))
                 }
@@ -833,6 +852,7 @@ impl Running {
                     if self.cfg.notify != Default::default() {
                         self.notifier.send(Event {
                             group: false,
+                            rx_lower_pri: false,
                             name: self.cfg.name.clone(),
                             state: to,
                             priority: self.fsm.priority(),
@@ -1088,9 +1108,18 @@ impl Running {
         world: &World,
     ) {
         // FAULT first: an instance leaving MASTER for it sends priority 0, nothing else.
+        let before = self.fsm.priority();
         self.fsm.set_fault(now, fault);
         self.fsm.set_priority_delta(now, delta);
         self.execute(world).await;
+        let after = self.fsm.priority();
+        if self.cfg.notify_priority_changes && after != before {
+            let word = match self.fsm.state() {
+                State::Master => "MASTER_PRIORITY",
+                _ => "BACKUP_PRIORITY",
+            };
+            world.fifos.write_event(false, &self.cfg.name, word, after);
+        }
     }
 
     pub fn status(&self, trackers: Vec<TrackerStatus>) -> InstanceStatus {

@@ -27,6 +27,8 @@ pub struct Event {
     pub group: bool,
     /// The instance's or the group's name.
     pub name: String,
+    /// Not a transition: the MASTER heard a lower priority (`notify_master_rx_lower_pri`).
+    pub rx_lower_pri: bool,
     pub state: State,
     pub priority: u8,
     /// The scripts as configured when the transition happened.
@@ -112,6 +114,13 @@ pub(super) fn state_word(state: State) -> &'static str {
 
 async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<Log>>) {
     while let Some(event) = rx.recv().await {
+        if event.rx_lower_pri {
+            if let Some(script) = &event.scripts.master_rx_lower_pri {
+                let word = "MASTER_RX_LOWER_PRI";
+                record(&runs, run(&event, script, script.argv.clone(), word).await);
+            }
+            continue;
+        }
         let word = state_word(event.state);
         let specific = match event.state {
             State::Master => &event.scripts.master,

@@ -62,11 +62,17 @@ impl Fifos {
 
     /// Writes one transition: `INSTANCE "name" STATE priority` (or `GROUP`).
     pub fn write(&self, group: bool, name: &str, state: State, priority: u8) {
+        self.write_event(group, name, state_word(state), priority);
+    }
+
+    /// Writes one line with keepalived's word for the event (`MASTER_RX_LOWER_PRI`,
+    /// `MASTER_PRIORITY`, ...).
+    pub fn write_event(&self, group: bool, name: &str, word: &str, priority: u8) {
         if self.open.is_empty() {
             return;
         }
         let kind = if group { "GROUP" } else { "INSTANCE" };
-        let line = format!("{kind} \"{name}\" {} {priority}\n", state_word(state));
+        let line = format!("{kind} \"{name}\" {word} {priority}\n");
         for f in &self.open {
             if let Err(e) = (&f.file).write_all(line.as_bytes()) {
                 let lost = f.lost.get() + 1;

@@ -133,6 +133,7 @@ impl Daemon {
         if group.cfg.notify != Default::default() {
             group.notifier.send(Event {
                 group: true,
+                rx_lower_pri: false,
                 name: group.cfg.name.clone(),
                 state,
                 priority: 0,
@@ -177,6 +178,7 @@ impl Daemon {
             if g.cfg.notify.stop.is_some() {
                 g.notifier.send(Event {
                     group: true,
+                    rx_lower_pri: false,
                     name: g.cfg.name.clone(),
                     state: State::Initialize,
                     priority: 0,

@@ -27,10 +27,17 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
     for inst in &config.instances {
         let n = &inst.notify;
         scripts.extend(
-            [&n.master, &n.backup, &n.fault, &n.stop, &n.generic]
-                .into_iter()
-                .flatten()
-                .map(|s| (s, s.user.as_ref().or(default_user))),
+            [
+                &n.master,
+                &n.backup,
+                &n.fault,
+                &n.stop,
+                &n.generic,
+                &n.master_rx_lower_pri,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|s| (s, s.user.as_ref().or(default_user))),
         );
     }
     let g = &config.global;

@@ -183,6 +183,9 @@ pub enum Action {
     SendGarp,
     /// The burst a MASTER sends on hearing a lower priority (`garp_lower_prio_repeat`).
     SendGarpLowerPrio,
+    /// A MASTER heard a lower priority: another node took over while it could not hear this
+    /// one (`notify_master_rx_lower_pri`).
+    MasterRxLowerPri,
     Transition {
         from: State,
         to: State,
@@ -473,6 +476,7 @@ impl Instance {
             if self.params.answer_lower {
                 self.send_advert(ours);
             }
+            self.actions.push_back(Action::MasterRxLowerPri);
             if let Some(delay) = self.params.lower_prio_garp {
                 self.actions.push_back(Action::SendGarpLowerPrio);
                 self.lower_garp_timer = delay.map(|d| now + d);

@@ -432,7 +432,13 @@ fn master_answers_lower_and_resigning_adverts_at_once() {
     let t = sim.now + ms(300);
     sim.run_until(t);
     sim.advert(PEER_LOW, 100, 100);
-    assert_eq!(sim.since(t), vec![Action::SendAdvert { priority: 150 }]);
+    assert_eq!(
+        sim.since(t),
+        vec![
+            Action::SendAdvert { priority: 150 },
+            Action::MasterRxLowerPri
+        ]
+    );
     let t = sim.now + Duration::from_secs(1);
     sim.run_until(t);
     sim.advert(PEER_LOW, 0, 100);
@@ -458,7 +464,7 @@ fn a_lower_priority_makes_the_master_announce_its_vips_again() {
         let t = sim.now + ms(5);
         sim.run_until(t);
         sim.advert(PEER_LOW, 100, 10);
-        let mut want = vec![Action::SendGarpLowerPrio];
+        let mut want = vec![Action::MasterRxLowerPri, Action::SendGarpLowerPrio];
         if answer_lower {
             want.insert(0, Action::SendAdvert { priority: 150 });
         }
