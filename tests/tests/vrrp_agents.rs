@@ -369,7 +369,7 @@ fn a_pause_of_both_nodes_is_not_a_dead_master() {
 /// `virtual_ipaddress_excluded`: the master holds the excluded address too (and the backup,
 /// once it takes over), but its adverts carry only the others: a backup configured without
 /// the excluded address sees no difference in the address list. `mcast_src_ip` sets where
-/// the adverts come from.
+/// the adverts come from; `promote_secondaries` sets the interface's sysctl.
 #[test]
 fn excluded_vips_are_held_but_not_advertised() {
     let t = Topology::new(&["a", "b"]);
@@ -381,6 +381,7 @@ fn excluded_vips_are_held_but_not_advertised() {
     conf_a.extra = vec![
         format!("virtual_ipaddress_excluded {{\n        {excluded}\n    }}"),
         "mcast_src_ip 192.168.2.77".into(),
+        "promote_secondaries".into(),
     ];
     let mut conf_b = VrrpConf::v3("BACKUP", 120, "0.1");
     conf_b.extra = vec![format!(
@@ -390,6 +391,11 @@ fn excluded_vips_are_held_but_not_advertised() {
     wait_until("A holds both", Duration::from_secs(5), || {
         (a.has_address("eth0", VIP) && a.has_address("eth0", excluded)).then_some(())
     });
+    assert_eq!(
+        a.sh(&["sysctl", "-n", "net.ipv4.conf.eth0.promote_secondaries"])
+            .trim(),
+        "1"
+    );
     // B follows A without the excluded address in its address list: none counted.
     let plain = VrrpConf::v3("BACKUP", 120, "0.1").render();
     let agent_b = Daemon::agent(b, t.dir(), &plain);

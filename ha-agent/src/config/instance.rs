@@ -98,6 +98,9 @@ pub struct VrrpInstance {
     pub higher_prio_send_advert: bool,
     /// `notify_priority_changes`: the notify FIFOs are told of priority changes.
     pub notify_priority_changes: bool,
+    /// `promote_secondaries`: removing one address of a subnet keeps the others (the
+    /// interface's `promote_secondaries` sysctl, set at start).
+    pub promote_secondaries: bool,
     pub unicast_src_ip: Option<Ipv4Addr>,
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
     /// address.
@@ -174,6 +177,7 @@ impl Builder<'_> {
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
             notify_priority_changes: g.notify_priority_changes,
+            promote_secondaries: false,
             unicast_src_ip: None,
             mcast_src_ip: None,
             unicast_peers: Vec::new(),
@@ -247,6 +251,10 @@ impl Builder<'_> {
                     if let Some(n) = self.int(node, 1, 100) {
                         inst.down_timer_adverts = n as u8;
                     }
+                }
+                "promote_secondaries" => {
+                    self.flag(node);
+                    inst.promote_secondaries = true;
                 }
                 "notify_priority_changes" => inst.notify_priority_changes = self.bool_flag(node),
                 "lower_prio_no_advert" => lower_prio_no_advert = Some(self.bool_flag(node)),

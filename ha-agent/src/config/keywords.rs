@@ -378,11 +378,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "lower_prio_no_advert", Supported),
     kw(INSTANCE, "higher_prio_send_advert", Supported),
     kw(INSTANCE, "virtual_ipaddress_excluded", Supported),
-    kw(
-        INSTANCE,
-        "promote_secondaries",
-        Unsupported("the kernel's promote_secondaries setting is left as it is"),
-    ),
+    kw(INSTANCE, "promote_secondaries", Supported),
     kw(INSTANCE, "virtual_routes", Supported),
     kw(INSTANCE, "virtual_rules", Supported),
     kw(

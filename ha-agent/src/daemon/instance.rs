@@ -223,6 +223,12 @@ fn vip_target(
     Ok((target, target_link))
 }
 
+/// `promote_secondaries`: the interface keeps a subnet's other addresses when one goes.
+fn promote_secondaries(iface: &str) -> Result<(), String> {
+    let path = format!("/proc/sys/net/ipv4/conf/{iface}/promote_secondaries");
+    std::fs::write(&path, "1").map_err(|e| format!("promote_secondaries: {path}: {e}"))
+}
+
 /// The addresses the adverts carry: the VIPs but `virtual_ipaddress_excluded`.
 fn advertised(cfg: &VrrpInstance) -> Vec<Ipv4Addr> {
     cfg.vips
@@ -257,6 +263,11 @@ impl Running {
             None => None,
         };
         let link = vmac_link.clone().unwrap_or_else(|| base.clone());
+        if cfg.promote_secondaries {
+            promote_secondaries(&link.name).map_err(|e| {
+                DaemonError::Config(format!("{}: instance {}: {e}", cfg.loc, cfg.name))
+            })?;
+        }
         let all_vips: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
         let vip_addrs = advertised(&cfg);
         let primary_ip = cfg
@@ -349,6 +360,12 @@ impl Running {
         world: &World,
     ) {
         info!(instance = %cfg.name, ?changes, "SIGHUP: updated in place");
+        if cfg.promote_secondaries && !self.cfg.promote_secondaries {
+            let iface = self.vmac.as_ref().map_or(&cfg.interface, |(l, _)| &l.name);
+            if let Err(e) = promote_secondaries(iface) {
+                error!(instance = %cfg.name, "{e}");
+            }
+        }
         let routes_changed = (&self.cfg.routes, &self.cfg.rules) != (&cfg.routes, &cfg.rules);
         if self.vips_held && routes_changed {
             self.follow_routes(world, false).await;

@@ -59,6 +59,9 @@ pub enum Change {
     ReceiveChecks,
     /// `virtual_routes` / `virtual_rules`.
     Routes,
+    PromoteSecondaries,
+    /// Another keyword the running instance reads as it goes (named).
+    Setting(&'static str),
     NotifyScripts,
     InitialState,
     SyncGroup,
@@ -121,6 +124,8 @@ fn restart_reason(old: &VrrpInstance, new: &VrrpInstance) -> Option<&'static str
         Some("switched between multicast and unicast")
     } else if old.vmac != new.vmac {
         Some("use_vmac changed")
+    } else if old.unicast_ttl != new.unicast_ttl {
+        Some("unicast_ttl changed")
     } else {
         None
     }
@@ -185,6 +190,30 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
             (&old.routes, &old.rules) != (&new.routes, &new.rules),
             Change::Routes,
         ),
+        (
+            old.promote_secondaries != new.promote_secondaries,
+            Change::PromoteSecondaries,
+        ),
+        (
+            old.down_timer_adverts != new.down_timer_adverts,
+            Change::Setting("down_timer_adverts"),
+        ),
+        (
+            old.lower_prio_no_advert != new.lower_prio_no_advert,
+            Change::Setting("lower_prio_no_advert"),
+        ),
+        (
+            old.higher_prio_send_advert != new.higher_prio_send_advert,
+            Change::Setting("higher_prio_send_advert"),
+        ),
+        (
+            old.notify_priority_changes != new.notify_priority_changes,
+            Change::Setting("notify_priority_changes"),
+        ),
+        (
+            old.unicast_fault_no_peer != new.unicast_fault_no_peer,
+            Change::Setting("unicast_fault_no_peer"),
+        ),
         (old.notify != new.notify, Change::NotifyScripts),
         (old.initial != new.initial, Change::InitialState),
         (old.sync_group != new.sync_group, Change::SyncGroup),
@@ -219,6 +248,40 @@ mod tests {
 
     const BASE: &str =
         "priority 150\n advert_int 1\n virtual_ipaddress {\n 10.0.0.1\n 10.0.0.2\n }";
+
+    /// Every keyword an instance reads makes a reload do something: an update in place or a
+    /// restart, never "unchanged" (a field `changes` forgot would be kept silently).
+    #[test]
+    fn every_instance_keyword_is_seen_by_a_reload() {
+        let old = instances(&conf("A", 1, BASE));
+        for extra in [
+            "down_timer_adverts 4",
+            "lower_prio_no_advert",
+            "higher_prio_send_advert",
+            "notify_priority_changes",
+            "unicast_fault_no_peer",
+            "promote_secondaries",
+            "strict_mode",
+            "skip_check_adv_addr",
+            "check_unicast_src",
+            "dont_track_primary",
+            "mcast_src_ip 10.0.0.9",
+            "use_vmac",
+            "unicast_ttl 64",
+            "garp_lower_prio_repeat 1",
+            "notify_master_rx_lower_pri /bin/true",
+            "virtual_routes {\n 10.9.0.0/16 dev eth0\n }",
+            "virtual_rules {\n from 10.0.0.1 table 5\n }",
+            "virtual_ipaddress_excluded {\n 10.0.0.9\n }",
+        ] {
+            let new = instances(&conf("A", 1, &format!("{BASE}\n {extra}")));
+            let plan = plan(&old, &new);
+            assert!(
+                !matches!(plan.as_slice(), [Step::Keep { .. }]),
+                "{extra}: {plan:?}"
+            );
+        }
+    }
 
     #[test]
     fn an_unchanged_instance_is_kept_even_when_moved_in_the_file() {
