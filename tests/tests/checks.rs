@@ -14,6 +14,7 @@ use ha_tests::{
     Daemon, Kind, Topology, VrrpConf,
     capture::{Frame, Observer},
     daemons::{config, master_down_interval, skew_time},
+    wait::assert_never,
     wait_until,
 };
 
@@ -295,6 +296,53 @@ fn a_track_file_moves_the_priority_or_means_fault() {
     std::fs::remove_file(&gate).unwrap();
     wait_until("A master again", Duration::from_secs(5), a_master);
     drop(b);
+}
+
+/// `interface_up_down_delays`: a tracked link that bounces for less than its delay changes
+/// nothing; one that stays down goes to FAULT once the delay has passed, not before.
+#[test]
+fn a_link_bouncing_within_its_delay_changes_nothing() {
+    let t = Topology::new(&["a"]);
+    let a_host = t.host("a");
+    a_host.sh(&[
+        "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "far1",
+    ]);
+    a_host.sh(&["ip", "link", "set", "eth1", "up"]);
+    a_host.sh(&["ip", "link", "set", "far1", "up"]);
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.extra = vec!["track_interface {\n        eth1\n    }".into()];
+    let text = format!(
+        "{}interface_up_down_delays {{\n    eth1 1 0.5\n}}\n",
+        config(&[conf])
+    );
+    let a = Daemon::agent(a_host, t.dir(), &text);
+    wait_until("A master", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER").then_some(())
+    });
+    // Down for 0.3 s: within the 1 s down delay.
+    a_host.sh(&["ip", "link", "set", "far1", "down"]);
+    std::thread::sleep(Duration::from_millis(300));
+    a_host.sh(&["ip", "link", "set", "far1", "up"]);
+    assert_never(
+        "A leaving MASTER for a bounce",
+        Duration::from_millis(1500),
+        || field(&a, "state") != "MASTER",
+    );
+    // Down for good: FAULT after the delay.
+    let down = std::time::Instant::now();
+    a_host.sh(&["ip", "link", "set", "far1", "down"]);
+    wait_until("A in FAULT", Duration::from_secs(5), || {
+        (field(&a, "state") == "FAULT").then_some(())
+    });
+    let took = down.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "FAULT after {took:?}, before the delay"
+    );
+    a_host.sh(&["ip", "link", "set", "far1", "up"]);
+    wait_until("A master again", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER").then_some(())
+    });
 }
 
 /// keepalived's default: the instance's own interface losing its carrier means FAULT (the VIP

@@ -178,4 +178,33 @@ impl Builder<'_> {
             }
         }
     }
+
+    /// `interface_up_down_delays { IF DOWN [UP] ... }`: how long a link change must last
+    /// before it counts (seconds, up to 255; UP defaults to DOWN).
+    pub(super) fn link_delays(&mut self, block: &Node) -> Vec<(String, Duration, Duration)> {
+        let mut delays = Vec::new();
+        for line in block.children() {
+            let mut values = Vec::new();
+            for word in &line.args {
+                match word.text.parse::<f64>() {
+                    Ok(v) if v.is_finite() && (0.0..=255.0).contains(&v) => {
+                        values.push(Duration::from_secs_f64(v))
+                    }
+                    _ => self.diags.error(
+                        &word.loc,
+                        format!("interface_up_down_delays: `{}` is not 0..255 s", word.text),
+                    ),
+                }
+            }
+            match values.as_slice() {
+                [down] => delays.push((line.name().to_owned(), *down, *down)),
+                [down, up] => delays.push((line.name().to_owned(), *down, *up)),
+                _ => self.diags.error(
+                    line.loc(),
+                    "interface_up_down_delays: `IF DOWN [UP]` (seconds)",
+                ),
+            }
+        }
+        delays
+    }
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub witnesses: Vec<EtcdWitness>,
     pub sync_groups: Vec<SyncGroup>,
     pub track_files: Vec<TrackFile>,
+    /// `interface_up_down_delays`: interface → (down delay, up delay).
+    pub link_delays: Vec<(String, std::time::Duration, std::time::Duration)>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -51,6 +53,10 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                 if let Some(r) = b.replication(node) {
                     config.replications.push(r);
                 }
+            }
+            "interface_up_down_delays" => {
+                let delays = b.link_delays(node);
+                config.link_delays.extend(delays);
             }
             "track_file" | "vrrp_track_file" => {
                 if let Some(t) = b.track_file(node) {

@@ -109,13 +109,7 @@ const KEYWORDS: &[Keyword] = &[
         Unsupported("these rules are not added"),
     ),
     kw(TOP, "linkbeat_interfaces", NETLINK_LINKS),
-    kw(
-        TOP,
-        "interface_up_down_delays",
-        Unsupported(
-            "a link change moves the instance to FAULT and back at once, without the delay",
-        ),
-    ),
+    kw(TOP, "interface_up_down_delays", Supported),
     kw(TOP, "virtual_server", LVS),
     kw(TOP, "virtual_server_group", LVS),
     kw(GLOBAL, "router_id", Supported),

@@ -1004,3 +1004,27 @@ fn startup_shutdown_scripts_and_unicast_options() {
         ["t.conf:2: error: `shutdown_script_timeout` before its script (or without one)"]
     );
 }
+
+#[test]
+fn interface_up_down_delays() {
+    let loaded = parse_str(
+        "interface_up_down_delays {\n eth0 0.5\n eth1 2 0.25\n}\n",
+        "t.conf",
+    );
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    assert_eq!(
+        loaded.config.link_delays,
+        [
+            ("eth0".to_owned(), Duration::from_millis(500), Duration::from_millis(500)),
+            ("eth1".to_owned(), Duration::from_secs(2), Duration::from_millis(250)),
+        ]
+    );
+    assert_eq!(
+        errors("interface_up_down_delays {\n eth0 300\n eth1\n}\n"),
+        [
+            "t.conf:2: error: interface_up_down_delays: `300` is not 0..255 s",
+            "t.conf:2: error: interface_up_down_delays: `IF DOWN [UP]` (seconds)",
+            "t.conf:3: error: interface_up_down_delays: `IF DOWN [UP]` (seconds)",
+        ]
+    );
+}

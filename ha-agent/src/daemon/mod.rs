@@ -5,6 +5,7 @@ mod checks;
 mod clock;
 mod db;
 mod instance;
+mod link_delays;
 mod notify;
 mod notify_fifo;
 pub mod realtime;
@@ -284,6 +285,8 @@ struct Daemon {
     groups: Vec<sync_groups::Group>,
     /// The `track_file`s and their values.
     files: track_files::TrackFiles,
+    /// `interface_up_down_delays`.
+    link_delays: link_delays::LinkDelays,
     /// `shutdown_script`, as the configuration last read says.
     shutdown_script: Option<(crate::config::Script, Duration)>,
 }
@@ -420,6 +423,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         groups: Vec::new(),
         files: track_files::TrackFiles::default(),
         shutdown_script: config.global.shutdown_script.clone(),
+        link_delays: link_delays::LinkDelays::default(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
     };
@@ -427,6 +431,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .checks
         .configure(&config.scripts, script_user(&config));
     daemon.files.configure(&config.track_files);
+    daemon.link_delays.configure(&config.link_delays);
     daemon
         .world
         .dbs
@@ -543,6 +548,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 }
             }
             Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
+            Some(due) = daemon.link_delays.rx.recv() => {
+                if daemon.link_delays.due(&due) {
+                    daemon.link_changed(due.0, due.1).await;
+                }
+            }
             Some(report) = db_inbox.reports.recv() => daemon.on_db_report(report).await,
             Some(done) = db_inbox.done.recv() => daemon.on_db_done(done).await,
             Some(done) = witness_inbox.recv() => daemon.on_witness_done(done).await,
@@ -779,6 +789,16 @@ impl Daemon {
     }
 
     async fn on_link(&mut self, name: String, up: bool) {
+        let Some(known) = self.links.get(&name).copied() else {
+            return;
+        };
+        if let Some(up) = self.link_delays.event(&name, up, known) {
+            self.link_changed(name, up).await;
+        }
+    }
+
+    /// A tracked interface's change, once it counts.
+    async fn link_changed(&mut self, name: String, up: bool) {
         if let Some(known) = self.links.get_mut(&name)
             && *known != up
         {
@@ -1153,6 +1173,7 @@ impl Daemon {
         let write_states = config.global.fifo_states_on_reload;
         self.checks.configure(&config.scripts, script_user(&config));
         self.files.configure(&config.track_files);
+        self.link_delays.configure(&config.link_delays);
         self.shutdown_script = config.global.shutdown_script.clone();
         if let Err(e) = self
             .world
