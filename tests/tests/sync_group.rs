@@ -114,14 +114,13 @@ fn a_failing_member_moves_the_group(master: Kind) {
     wait_holder(a, b);
     let db = start(backup, b, &conf_b);
     let agent = if master == Kind::HaAgent { &da } else { &db };
-    wait_group(
-        agent,
-        if master == Kind::HaAgent {
-            "MASTER"
-        } else {
-            "BACKUP"
-        },
-    );
+    // The agent's group when the master is healthy.
+    let healthy = if master == Kind::HaAgent {
+        "MASTER"
+    } else {
+        "BACKUP"
+    };
+    wait_group(agent, healthy);
 
     // The application on A dies: A's group goes to FAULT and B takes both VIPs.
     std::fs::remove_file(&app).unwrap();
@@ -145,14 +144,7 @@ fn a_failing_member_moves_the_group(master: Kind) {
     // It comes back: A preempts with both.
     std::fs::write(&app, "").unwrap();
     wait_holder(a, b);
-    wait_group(
-        agent,
-        if master == Kind::HaAgent {
-            "MASTER"
-        } else {
-            "BACKUP"
-        },
-    );
+    wait_group(agent, healthy);
 
     let log = if master == Kind::HaAgent {
         &log_a

@@ -1015,8 +1015,16 @@ fn interface_up_down_delays() {
     assert_eq!(
         loaded.config.link_delays,
         [
-            ("eth0".to_owned(), Duration::from_millis(500), Duration::from_millis(500)),
-            ("eth1".to_owned(), Duration::from_secs(2), Duration::from_millis(250)),
+            (
+                "eth0".to_owned(),
+                Duration::from_millis(500),
+                Duration::from_millis(500)
+            ),
+            (
+                "eth1".to_owned(),
+                Duration::from_secs(2),
+                Duration::from_millis(250)
+            ),
         ]
     );
     assert_eq!(

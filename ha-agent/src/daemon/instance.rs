@@ -900,8 +900,7 @@ impl Running {
         }
         for route in &self.cfg.routes {
             let result = match dev_index(&route.dev) {
-                Ok(index) if up => routes::add_route(handle, route, index).await,
-                Ok(index) => routes::remove_route(handle, route, index).await,
+                Ok(index) => routes::route(handle, route, index, up).await,
                 Err(e) => Err(e),
             };
             errors.extend(result.err().map(|e| format!("{}: {e}", route.loc)));

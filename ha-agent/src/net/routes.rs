@@ -58,35 +58,31 @@ fn route_message(route: &VirtualRoute, dev_index: Option<u32>) -> RouteMessage {
     b.scope(scope).build()
 }
 
-pub async fn add_route(
+/// Adds (`add`) or removes `route`: adding one that exists and removing one that is gone
+/// are fine.
+pub async fn route(
     handle: &Handle,
     route: &VirtualRoute,
     dev_index: Option<u32>,
+    add: bool,
 ) -> Result<(), String> {
-    match handle
-        .route()
-        .add(route_message(route, dev_index))
-        .execute()
-        .await
-    {
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-        result => result.map_err(|e| format!("adding route {}: {e}", describe(route))),
-    }
-}
-
-pub async fn remove_route(
-    handle: &Handle,
-    route: &VirtualRoute,
-    dev_index: Option<u32>,
-) -> Result<(), String> {
-    match handle
-        .route()
-        .del(route_message(route, dev_index))
-        .execute()
-        .await
-    {
-        Err(e) if matches!(errno(&e), Some(ENOENT | ESRCH)) => Ok(()),
-        result => result.map_err(|e| format!("removing route {}: {e}", describe(route))),
+    let message = route_message(route, dev_index);
+    let (result, fine, what) = if add {
+        (
+            handle.route().add(message).execute().await,
+            EEXIST,
+            "adding",
+        )
+    } else {
+        (
+            handle.route().del(message).execute().await,
+            ENOENT,
+            "removing",
+        )
+    };
+    match result {
+        Err(e) if errno(&e) == Some(fine) || (!add && errno(&e) == Some(ESRCH)) => Ok(()),
+        result => result.map_err(|e| format!("{what} route {}: {e}", describe(route))),
     }
 }
 

@@ -908,4 +908,4 @@ impl Instance {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

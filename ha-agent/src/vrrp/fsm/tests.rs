@@ -2,7 +2,7 @@
 
 use super::*;
 
-const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 11);
+pub(crate) const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 11);
 const PEER_HIGH: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 12);
 const PEER_LOW: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
 
@@ -14,7 +14,7 @@ fn us(v: u64) -> Duration {
     Duration::from_micros(v)
 }
 
-fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
+pub(crate) fn params(version: Version, priority: u8, advert_int_cs: u16) -> Params {
     Params {
         vrid: 107,
         version,

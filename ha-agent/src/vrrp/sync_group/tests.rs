@@ -8,28 +8,14 @@ use crate::vrrp::{
     fsm::{Action, Params, Received, Time},
 };
 
-const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 11);
 const PEER: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 12);
 
+/// VRRPv3, priority 100, no second GARP burst.
 fn params(vrid: u8, advert_int_cs: u16) -> Params {
     Params {
         vrid,
-        version: Version::V3,
-        priority: 100,
-        advert_int_cs,
-        preempt: true,
-        preempt_delay: Duration::ZERO,
-        fast_preempt: false,
-        primary_ip: ME,
         garp_delay: Duration::ZERO,
-        garp_refresh: None,
-        gated: false,
-        witnessed: false,
-        elected: false,
-        down_timer_adverts: 3,
-        answer_lower: true,
-        advert_before_yield: false,
-        lower_prio_garp: None,
+        ..crate::vrrp::fsm::tests::params(Version::V3, 100, advert_int_cs)
     }
 }
 
