@@ -258,6 +258,16 @@ fn a_backup_that_wakes_late_does_not_take_over_from_a_live_master_xdp() {
     backup_wakes_late("native");
 }
 
+/// How many adverts the observer saw from `src`.
+fn adverts_from(observer: &ha_tests::capture::Observer, src: Ipv4Addr) -> usize {
+    observer
+        .frames()
+        .unwrap()
+        .iter()
+        .filter(|f| matches!(f, ha_tests::capture::Frame::Advert { src: s, .. } if *s == src))
+        .count()
+}
+
 fn backup_wakes_late(xdp: &str) {
     let t = Topology::new(&["a", "b", "c"]);
     let (a, b) = (t.host("a"), t.host("b"));
@@ -286,12 +296,7 @@ fn backup_wakes_late(xdp: &str) {
         std::thread::sleep(mdi);
     }
     assert_never("B taking the VIP", mdi * 2, || b.has_address("eth0", VIP));
-    let from_b = observer
-        .frames()
-        .unwrap()
-        .iter()
-        .filter(|f| matches!(f, ha_tests::capture::Frame::Advert { src, .. } if *src == b.ip))
-        .count();
+    let from_b = adverts_from(&observer, b.ip);
     assert_eq!(from_b, 0, "B advertised: it took over after waking");
     assert_eq!(agent_b.instance_field("state"), "BACKUP");
     assert!(
@@ -347,12 +352,7 @@ fn a_pause_of_both_nodes_is_not_a_dead_master() {
             agent_a.process.signal(nix::sys::signal::Signal::SIGCONT);
             std::thread::sleep(mdi * 2);
         }
-        let from_b = observer
-            .frames()
-            .unwrap()
-            .iter()
-            .filter(|f| matches!(f, ha_tests::capture::Frame::Advert { src, .. } if *src == b.ip))
-            .count();
+        let from_b = adverts_from(&observer, b.ip);
         assert_eq!(
             from_b, 0,
             "--xdp {xdp}: B advertised: it took over after a pause"
