@@ -347,3 +347,59 @@ fn unicast_peers_across_a_router_keepalived_master_agent_backup() {
         a.has_address("eth0", VIP).then_some(())
     });
 }
+
+/// `vrrp_mcast_group4` moves the adverts to another group on both sides: keepalived 2.2.7
+/// hears the agent's adverts there (and stays backup), tcpdump sees them go to that group,
+/// and the agent, restarted as backup, follows keepalived's adverts to it.
+#[test]
+fn another_multicast_group_agent_and_keepalived() {
+    let t = Topology::new(&["a", "b", "c"]);
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let conf = |state, priority| {
+        VrrpConf::v3(state, priority, "0.1").render().replacen(
+            "global_defs {\n",
+            "global_defs {\n    vrrp_mcast_group4 224.0.0.77\n",
+            1,
+        )
+    };
+    let mut agent = Daemon::agent(a, t.dir(), &conf("MASTER", 150));
+    wait_vip(a, Duration::from_secs(5));
+    let keepalived = Daemon::keepalived(b, t.dir(), &conf("BACKUP", 120));
+    let (mdi, _) = timers(3, Duration::from_millis(100), 120);
+    let out = c.run(&[
+        "timeout",
+        "5",
+        "tcpdump",
+        "-n",
+        "-i",
+        "eth0",
+        "-c",
+        "3",
+        "ip proto 112",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        text.matches(&format!("{} > 224.0.0.77: VRRPv3", a.ip))
+            .count(),
+        3,
+        "{text}"
+    );
+    assert_never("keepalived taking the VIP", mdi * 3, || {
+        b.has_address("eth0", VIP)
+    });
+
+    // The agent returns as backup: keepalived's adverts to the group hold it there.
+    t.crash("a", &mut agent.process);
+    wait_vip(b, mdi + SLACK);
+    t.set_cable("a", true);
+    let agent = Daemon::agent(a, t.dir(), &conf("BACKUP", 100));
+    wait_until(
+        "the agent following keepalived",
+        Duration::from_secs(5),
+        || (agent.try_status()?["instances"][0]["master"] == b.ip.to_string()).then_some(()),
+    );
+    assert_never("the agent taking the VIP", mdi * 3, || {
+        a.has_address("eth0", VIP)
+    });
+    drop(keepalived);
+}

@@ -207,4 +207,18 @@ impl Builder<'_> {
         }
         delays
     }
+
+    /// A multicast group (`vrrp_mcast_group4`, `mcast_dst_ip`).
+    pub(super) fn mcast_group(&mut self, node: &Node) -> Option<Ipv4Addr> {
+        let token = self.arg(node)?;
+        let group = self.ipv4(token, node.name())?;
+        if !group.is_multicast() {
+            self.diags.error(
+                &token.loc,
+                format!("`{}` {group} is not a multicast address", node.name()),
+            );
+            return None;
+        }
+        Some(group)
+    }
 }

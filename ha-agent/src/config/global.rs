@@ -78,6 +78,8 @@ pub struct GlobalDefs {
     pub startup_script: Option<(Script, Duration)>,
     /// `vrrp_notify_priority_changes`: the default of the instances' `notify_priority_changes`.
     pub notify_priority_changes: bool,
+    /// `vrrp_mcast_group4`: where multicast adverts go (224.0.0.18, RFC 5798's group).
+    pub mcast_group4: std::net::Ipv4Addr,
     pub shutdown_script: Option<(Script, Duration)>,
 }
 
@@ -117,6 +119,7 @@ impl Default for GlobalDefs {
             higher_prio_send_advert: None,
             startup_script: None,
             notify_priority_changes: false,
+            mcast_group4: std::net::Ipv4Addr::new(224, 0, 0, 18),
             shutdown_script: None,
         }
     }
@@ -246,6 +249,11 @@ impl Builder<'_> {
                     }
                 }
                 "vrrp_notify_priority_changes" => g.notify_priority_changes = self.bool_flag(node),
+                "vrrp_mcast_group4" => {
+                    if let Some(group) = self.mcast_group(node) {
+                        g.mcast_group4 = group;
+                    }
+                }
                 "vrrp_down_timer_adverts" => {
                     if let Some(n) = self.int(node, 1, 100) {
                         g.down_timer_adverts = n as u8;

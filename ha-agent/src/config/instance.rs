@@ -105,6 +105,8 @@ pub struct VrrpInstance {
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
     /// address.
     pub mcast_src_ip: Option<Ipv4Addr>,
+    /// `mcast_dst_ip` (or global `vrrp_mcast_group4`): where multicast adverts go.
+    pub mcast_dst_ip: Ipv4Addr,
     pub unicast_peers: Vec<Ipv4Addr>,
     /// `unicast_fault_no_peer`: without peers the instance is in FAULT, not multicast.
     pub unicast_fault_no_peer: bool,
@@ -180,6 +182,7 @@ impl Builder<'_> {
             promote_secondaries: false,
             unicast_src_ip: None,
             mcast_src_ip: None,
+            mcast_dst_ip: g.mcast_group4,
             unicast_peers: Vec::new(),
             unicast_fault_no_peer: false,
             unicast_ttl: 255,
@@ -290,6 +293,11 @@ impl Builder<'_> {
                 "unicast_ttl" => {
                     if let Some(ttl) = self.int(node, 1, 255) {
                         inst.unicast_ttl = ttl as u8;
+                    }
+                }
+                "mcast_dst_ip" => {
+                    if let Some(group) = self.mcast_group(node) {
+                        inst.mcast_dst_ip = group;
                     }
                 }
                 "mcast_src_ip" => {

@@ -59,9 +59,6 @@ const TRACK_PROCESS: Status =
     Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
 const TRACK_BFD: Status =
     Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
-const MCAST_GROUP: Status = Unsupported(
-    "adverts still go to 224.0.0.18: peers listening on another group do not hear them",
-);
 const NO_IPV6: Status = Unsupported("IPv6 adverts are not supported yet");
 const EXTRA_IF: Status = Unsupported("no periodic gratuitous ARP on the VIPs' other interfaces");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
@@ -170,7 +167,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(GLOBAL, "smtp_alert_checker", NO_MAIL),
     kw(GLOBAL, "no_email_faults", NO_MAIL),
     kw(GLOBAL, "checker_log_all_failures", LVS),
-    kw(GLOBAL, "vrrp_mcast_group4", MCAST_GROUP),
+    kw(GLOBAL, "vrrp_mcast_group4", Supported),
     kw(GLOBAL, "vrrp_mcast_group6", NO_IPV6),
     kw(
         GLOBAL,
@@ -350,7 +347,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "track_process", TRACK_PROCESS),
     kw(INSTANCE, "track_bfd", TRACK_BFD),
     kw(INSTANCE, "mcast_src_ip", Supported),
-    kw(INSTANCE, "mcast_dst_ip", MCAST_GROUP),
+    kw(INSTANCE, "mcast_dst_ip", Supported),
     kw(
         INSTANCE,
         "track_src_ip",

@@ -1036,3 +1036,19 @@ fn interface_up_down_delays() {
         ]
     );
 }
+
+#[test]
+fn multicast_groups() {
+    let text = "global_defs {\n vrrp_mcast_group4 224.0.0.77\n}\n\
+                vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id 2\n mcast_dst_ip 239.1.1.1\n virtual_ipaddress {\n 10.0.0.2\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let i = &loaded.config.instances;
+    assert_eq!(i[0].mcast_dst_ip, Ipv4Addr::new(224, 0, 0, 77));
+    assert_eq!(i[1].mcast_dst_ip, Ipv4Addr::new(239, 1, 1, 1));
+    assert_eq!(
+        errors("global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n"),
+        ["t.conf:2: error: `vrrp_mcast_group4` 10.0.0.1 is not a multicast address"]
+    );
+}

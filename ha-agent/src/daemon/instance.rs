@@ -36,10 +36,7 @@ use crate::{
     vrrp::{
         Version,
         fsm::{Action, Instance, Params, Reason, Received, State},
-        packet::{
-            Accepted, Advert, ChecksumForm, Disagreement, DropReason, Expect, Interval,
-            VRRP_GROUP_V4,
-        },
+        packet::{Accepted, Advert, ChecksumForm, Disagreement, DropReason, Expect, Interval},
         receive::Target,
         sync_group::{Moved, Order},
     },
@@ -291,7 +288,15 @@ impl Running {
             ifindex: link.index,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
-        world.socket(socket_key, &link.name, cfg.unicast_ttl)?;
+        let socket = world.socket(socket_key, &link.name, cfg.unicast_ttl)?;
+        if cfg.unicast_peers.is_empty() {
+            socket.join(cfg.mcast_dst_ip, link.index).map_err(|e| {
+                DaemonError::Config(format!(
+                    "{}: instance {}: joining {}: {e}",
+                    cfg.loc, cfg.name, cfg.mcast_dst_ip
+                ))
+            })?;
+        }
         let fsm = Instance::new(params(&cfg, primary_ip));
         let cfg_key = cfg
             .witness
@@ -1069,7 +1074,7 @@ impl Running {
             addrs: self.vip_addrs.clone(),
         };
         let peers: &[Ipv4Addr] = if self.cfg.unicast_peers.is_empty() {
-            &[VRRP_GROUP_V4]
+            std::slice::from_ref(&self.cfg.mcast_dst_ip)
         } else {
             &self.cfg.unicast_peers
         };
@@ -1079,7 +1084,7 @@ impl Running {
                 let mut msg = Vec::with_capacity(64);
                 advert.emit(&mut msg, ChecksumForm::PseudoHeader, self.primary_ip, dst);
                 if frames {
-                    msg = multicast_frame(&self.mac, self.primary_ip, &msg);
+                    msg = multicast_frame(&self.mac, self.primary_ip, dst, &msg);
                 }
                 (dst, bytes::Bytes::from(msg))
             })

@@ -120,6 +120,8 @@ fn restart_reason(old: &VrrpInstance, new: &VrrpInstance) -> Option<&'static str
         Some("unicast_src_ip changed")
     } else if old.mcast_src_ip != new.mcast_src_ip {
         Some("mcast_src_ip changed")
+    } else if old.mcast_dst_ip != new.mcast_dst_ip {
+        Some("mcast_dst_ip changed")
     } else if old.unicast_peers.is_empty() != new.unicast_peers.is_empty() {
         Some("switched between multicast and unicast")
     } else if old.vmac != new.vmac {
@@ -266,6 +268,7 @@ mod tests {
             "check_unicast_src",
             "dont_track_primary",
             "mcast_src_ip 10.0.0.9",
+            "mcast_dst_ip 224.0.0.77",
             "use_vmac",
             "unicast_ttl 64",
             "garp_lower_prio_repeat 1",

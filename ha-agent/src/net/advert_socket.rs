@@ -39,6 +39,19 @@ pub struct AdvertSocket {
 }
 
 impl AdvertSocket {
+    /// Also receives adverts sent to `group` (`mcast_dst_ip`, `vrrp_mcast_group4`); joining
+    /// a group twice is fine.
+    pub fn join(&self, group: Ipv4Addr, ifindex: u32) -> io::Result<()> {
+        match self
+            .socket
+            .get_ref()
+            .join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(ifindex))
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(()),
+            result => result,
+        }
+    }
+
     /// Opens a socket bound to `iface`: TTL 255, no multicast loopback, member of
     /// 224.0.0.18. With `unicast`, it is bound to that address and sends with that TTL
     /// (unicast peers).
@@ -187,8 +200,8 @@ fn send_all(
 /// The Ethernet frame of VRRP message `msg` from `src` (interface MAC `mac`) to the VRRP
 /// group, as the kernel's IPv4 output makes it (TOS CS6, TTL 255, DF), with IP ID 0 (an
 /// atomic datagram's ID has no use: RFC 6864).
-pub fn multicast_frame(mac: &[u8; 6], src: Ipv4Addr, msg: &[u8]) -> Vec<u8> {
-    let group = VRRP_GROUP_V4.octets();
+pub fn multicast_frame(mac: &[u8; 6], src: Ipv4Addr, group: Ipv4Addr, msg: &[u8]) -> Vec<u8> {
+    let group = group.octets();
     let mut frame = Vec::with_capacity(14 + 20 + msg.len());
     // 01:00:5e and the group's low 23 bits.
     frame.extend_from_slice(&[0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]]);
@@ -245,7 +258,7 @@ mod tests {
     fn a_multicast_frame_is_what_the_ip_stack_would_send() {
         let mac = [2, 0, 0, 0, 0, 0x0a];
         let msg = [0x31, 107, 150, 1, 0, 10, 0, 0, 192, 168, 2, 200];
-        let f = multicast_frame(&mac, Ipv4Addr::new(192, 168, 2, 10), &msg);
+        let f = multicast_frame(&mac, Ipv4Addr::new(192, 168, 2, 10), VRRP_GROUP_V4, &msg);
         assert_eq!(
             &f[..14],
             &[1, 0, 0x5e, 0, 0, 0x12, 2, 0, 0, 0, 0, 0x0a, 8, 0]
