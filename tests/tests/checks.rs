@@ -345,6 +345,35 @@ fn a_link_bouncing_within_its_delay_changes_nothing() {
     });
 }
 
+/// `garp_extra_if all S`: a VIP on another interface than the instance's is announced there
+/// every S seconds while MASTER (switches keep its MAC), seen by tcpdump at the far end.
+#[test]
+fn vips_on_other_interfaces_are_announced_periodically() {
+    let t = Topology::new(&["a"]);
+    let a_host = t.host("a");
+    a_host.sh(&[
+        "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "far1",
+    ]);
+    a_host.sh(&["ip", "link", "set", "eth1", "up"]);
+    a_host.sh(&["ip", "link", "set", "far1", "up"]);
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.vips.push("10.77.0.1/24 dev eth1".into());
+    conf.extra = vec![
+        "garp_master_repeat 1".into(),
+        "garp_master_delay 0".into(),
+        "garp_extra_if all 1".into(),
+    ];
+    let a = Daemon::agent(a_host, t.dir(), &config(&[conf]));
+    wait_until("A master", Duration::from_secs(5), || {
+        (field(&a, "state") == "MASTER").then_some(())
+    });
+    let out = a_host.run(&[
+        "timeout", "4", "tcpdump", "-n", "-i", "far1", "-c", "3", "arp",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.matches("who-has 10.77.0.1").count(), 3, "{text}");
+}
+
 /// keepalived's default: the instance's own interface losing its carrier means FAULT (the VIP
 /// is released, not kept on a dead segment); `dont_track_primary` keeps the master as it is.
 #[test]

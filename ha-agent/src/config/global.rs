@@ -28,6 +28,10 @@ pub struct GarpParams {
     /// `repeat`; 0: never) and the delay of the second burst (default `delay`).
     pub lower_prio_repeat: Option<u32>,
     pub lower_prio_delay: Option<Duration>,
+    /// `garp_extra_if [all] S`: the VIPs on interfaces other than the instance's are
+    /// announced every S while MASTER (keepalived limits it to per-VIP VMACs unless `all`;
+    /// ha-agent has no per-VIP VMAC, so only `all` announces anything).
+    pub extra_if: Option<(Duration, bool)>,
 }
 
 impl Default for GarpParams {
@@ -40,6 +44,7 @@ impl Default for GarpParams {
             interval: Duration::ZERO,
             lower_prio_repeat: None,
             lower_prio_delay: None,
+            extra_if: None,
         }
     }
 }
@@ -159,6 +164,27 @@ impl Builder<'_> {
             "garp_lower_prio_repeat" => {
                 if let Some(n) = self.int(node, 0, 255) {
                     garp.lower_prio_repeat = Some(n as u32);
+                }
+            }
+            "garp_extra_if" => {
+                let all = node.args.first().is_some_and(|w| w.text == "all");
+                let period = node.args.get(usize::from(all));
+                match period.map(|p| self.int_token("garp_extra_if", p, 0, 86400)) {
+                    Some(Some(0)) => garp.extra_if = None,
+                    Some(Some(secs)) => {
+                        garp.extra_if = Some((Duration::from_secs(secs as u64), all));
+                        if !all {
+                            self.diags.warn(
+                                node.loc(),
+                                "`garp_extra_if` without `all` announces nothing here: \
+                                 ha-agent has no per-VIP use_vmac",
+                            );
+                        }
+                    }
+                    Some(None) => {}
+                    None => self
+                        .diags
+                        .error(node.loc(), "`garp_extra_if` needs a period in seconds"),
                 }
             }
             "garp_lower_prio_delay" => {

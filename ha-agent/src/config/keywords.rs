@@ -60,7 +60,6 @@ const TRACK_PROCESS: Status =
 const TRACK_BFD: Status =
     Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
 const NO_IPV6: Status = Unsupported("IPv6 adverts are not supported yet");
-const EXTRA_IF: Status = Unsupported("no periodic gratuitous ARP on the VIPs' other interfaces");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
 
 /// keepalived.conf(5) of keepalived 2.2.7, VRRP side and `global_defs`, plus ha-agent's
@@ -181,7 +180,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(GLOBAL, "vrrp_garp_lower_prio_delay", Supported),
     kw(GLOBAL, "vrrp_garp_lower_prio_repeat", Supported),
     kw(GLOBAL, "vrrp_down_timer_adverts", Supported),
-    kw(GLOBAL, "vrrp_garp_extra_if", EXTRA_IF),
+    kw(GLOBAL, "vrrp_garp_extra_if", Supported),
     kw(GLOBAL, "vrrp_lower_prio_no_advert", Supported),
     kw(GLOBAL, "vrrp_higher_prio_send_advert", Supported),
     kw(GLOBAL, "nftables", FIREWALL),
@@ -364,7 +363,7 @@ const KEYWORDS: &[Keyword] = &[
     ),
     kw(INSTANCE, "garp_lower_prio_delay", Supported),
     kw(INSTANCE, "garp_lower_prio_repeat", Supported),
-    kw(INSTANCE, "garp_extra_if", EXTRA_IF),
+    kw(INSTANCE, "garp_extra_if", Supported),
     kw(INSTANCE, "down_timer_adverts", Supported),
     kw(INSTANCE, "lower_prio_no_advert", Supported),
     kw(INSTANCE, "higher_prio_send_advert", Supported),

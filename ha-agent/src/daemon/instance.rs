@@ -183,6 +183,11 @@ fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
         down_timer_adverts: cfg.down_timer_adverts,
         answer_lower: !cfg.lower_prio_no_advert,
         advert_before_yield: cfg.higher_prio_send_advert,
+        extra_garp: cfg
+            .garp
+            .extra_if
+            .filter(|(_, all)| *all)
+            .map(|(period, _)| period),
         lower_prio_garp: (lower_prio_repeat(cfg) > 0).then(|| {
             let delay = cfg.garp.lower_prio_delay.unwrap_or(cfg.garp.delay);
             (!delay.is_zero()).then_some(delay)
@@ -809,6 +814,17 @@ impl Running {
                             timeout: world.notify_timeout,
                         });
                     }
+                }
+                Action::SendGarpExtra => {
+                    // The VIPs away from the interface the adverts keep in the switches' tables.
+                    let home = self.socket_key.ifindex;
+                    let away: Vec<VipTarget> = self
+                        .vips
+                        .iter()
+                        .filter(|t| t.ifindex != home)
+                        .cloned()
+                        .collect();
+                    self.send_garps(world, &away, 1);
                 }
                 Action::SendGarpLowerPrio => {
                     self.send_garps(world, &self.vips, lower_prio_repeat(&self.cfg))

@@ -60,6 +60,9 @@ pub struct Params {
     /// and once more after the delay, if any (keepalived's `garp_lower_prio_repeat`/`_delay`);
     /// `None`: never.
     pub lower_prio_garp: Option<Option<Duration>>,
+    /// Period of gratuitous ARP for the VIPs on other interfaces than the instance's while
+    /// MASTER ([`Action::SendGarpExtra`], keepalived's `garp_extra_if`).
+    pub extra_garp: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +189,8 @@ pub enum Action {
     /// A MASTER heard a lower priority: another node took over while it could not hear this
     /// one (`notify_master_rx_lower_pri`).
     MasterRxLowerPri,
+    /// The periodic announcement of the VIPs on other interfaces (`garp_extra_if`).
+    SendGarpExtra,
     Transition {
         from: State,
         to: State,
@@ -227,6 +232,8 @@ pub struct Instance {
     garp_timer: Option<Time>,
     /// The second burst after a lower priority was heard (`garp_lower_prio_delay`).
     lower_garp_timer: Option<Time>,
+    /// The next `garp_extra_if` announcement.
+    extra_garp_timer: Option<Time>,
     /// When a lower-priority master may be preempted (preempt_delay running).
     preempt_at: Option<Time>,
     /// The master's interval (VRRPv3 learns it; VRRPv2 uses ours).
@@ -271,6 +278,7 @@ impl Instance {
             down_timer: None,
             garp_timer: None,
             lower_garp_timer: None,
+            extra_garp_timer: None,
             preempt_at: None,
             master_adver_int_cs,
             master: None,
@@ -362,6 +370,7 @@ impl Instance {
             self.down_timer,
             self.garp_timer,
             self.lower_garp_timer,
+            self.extra_garp_timer,
         ]
         .into_iter()
         .flatten()
@@ -460,6 +469,7 @@ impl Instance {
             self.adver_timer = None;
             self.garp_timer = None;
             self.lower_garp_timer = None;
+            self.extra_garp_timer = None;
             self.release_vips();
             self.accept_master(advert);
             self.preempt_at = None;
@@ -656,6 +666,9 @@ impl Instance {
             // A shorter interval applies now, a longer one from the next advert.
             self.adver_timer = Some(at.min(now + interval));
         }
+        if self.state == State::Master && old.extra_garp != self.params.extra_garp {
+            self.extra_garp_timer = self.params.extra_garp.map(|period| now + period);
+        }
         if self.state == State::Master
             && old.garp_refresh != self.params.garp_refresh
             && self.garp_timer.is_none()
@@ -709,6 +722,12 @@ impl Instance {
             } else {
                 now + self.advert_interval()
             });
+        }
+        if let Some(at) = self.extra_garp_timer
+            && at <= now
+        {
+            self.actions.push_back(Action::SendGarpExtra);
+            self.extra_garp_timer = self.params.extra_garp.map(|period| now + period);
         }
         if let Some(at) = self.lower_garp_timer
             && at <= now
@@ -778,6 +797,7 @@ impl Instance {
         self.adver_timer = None;
         self.garp_timer = None;
         self.lower_garp_timer = None;
+        self.extra_garp_timer = None;
         self.send_advert(0);
         self.release_vips();
     }
@@ -875,6 +895,7 @@ impl Instance {
         self.actions.push_back(Action::AddVips);
         self.actions.push_back(Action::SendGarp);
         self.adver_timer = (!self.params.elected).then(|| now + self.advert_interval());
+        self.extra_garp_timer = self.params.extra_garp.map(|period| now + period);
         self.garp_timer = if !self.params.garp_delay.is_zero() {
             Some(now + self.params.garp_delay)
         } else {

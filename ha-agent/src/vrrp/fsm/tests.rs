@@ -33,6 +33,7 @@ pub(crate) fn params(version: Version, priority: u8, advert_int_cs: u16) -> Para
         answer_lower: true,
         advert_before_yield: false,
         lower_prio_garp: None,
+        extra_garp: None,
     }
 }
 
@@ -1286,4 +1287,18 @@ fn an_elected_gated_instance_promotes_its_database_first() {
     assert_eq!(sim.inst.state(), State::Backup);
     assert_eq!(sim.count(Action::RemoveVips), 0);
     assert!(sim.adverts().is_empty());
+}
+
+/// `garp_extra_if all S`: while MASTER, the VIPs on other interfaces are announced every S.
+#[test]
+fn extra_interfaces_are_announced_every_period_while_master() {
+    let mut p = params(Version::V3, 150, 10);
+    p.extra_garp = Some(Duration::from_secs(2));
+    let mut sim = Sim::started(p);
+    sim.run_until(Duration::from_secs(7));
+    // Master at ~0.35 s: announcements at ~2.35, 4.35 and 6.35 s.
+    assert_eq!(sim.count(Action::SendGarpExtra), 3);
+    sim.peer_master(PEER_HIGH, 200, 10, Duration::from_secs(12));
+    assert_eq!(sim.inst.state(), State::Backup);
+    assert_eq!(sim.count(Action::SendGarpExtra), 3, "none once BACKUP");
 }
