@@ -391,3 +391,61 @@ fn master_rx_lower_pri_and_priority_changes() {
         .then_some(())
     });
 }
+
+/// An instance a reload removes is announced as keepalived announces it: FAULT (its
+/// notify_fault and `notify ... FAULT`), or DELETED and the `notify_deleted` script with
+/// `notify_deleted`; the instance that stays is not announced again.
+#[test]
+fn a_removed_instance_is_announced_fault_or_deleted() {
+    let t = Topology::new(&["a"]);
+    let log = t.dir().join("log");
+    let notify = t.dir().join("notify.sh");
+    script(&notify, &log);
+    let instance = |name: &str, vrid: u8, vip: &str, deleted: bool| {
+        let mut c = VrrpConf::v3("MASTER", 150, "0.1");
+        c.name = name.into();
+        c.vrid = vrid;
+        c.vips = vec![vip.into()];
+        c.extra = vec![format!("notify {}", notify.display())];
+        if deleted {
+            c.extra
+                .push(format!("notify_deleted \"{} deleted\"", notify.display()));
+        }
+        c
+    };
+    for deleted in [false, true] {
+        let _ = std::fs::remove_file(&log);
+        let both = config(&[
+            instance("VI_1", 107, "192.168.2.200", deleted),
+            instance("VI_2", 108, "192.168.2.201", deleted),
+        ]);
+        let a = Daemon::agent(t.host("a"), t.dir(), &both);
+        wait_until("both masters", Duration::from_secs(5), || {
+            (lines(&log)
+                .iter()
+                .filter(|l| l.contains(" MASTER "))
+                .count()
+                == 2)
+                .then_some(())
+        });
+        let one = config(&[instance("VI_1", 107, "192.168.2.200", deleted)]);
+        std::fs::write(t.dir().join("ha-agent-a.conf"), one).unwrap();
+        a.process.signal(nix::sys::signal::Signal::SIGHUP);
+        let want = if deleted {
+            vec![
+                "notify.sh deleted uid=0".to_owned(),
+                "notify.sh INSTANCE VI_2 DELETED 150 uid=0".to_owned(),
+            ]
+        } else {
+            vec!["notify.sh INSTANCE VI_2 FAULT 150 uid=0".to_owned()]
+        };
+        wait_until("VI_2's announcement", Duration::from_secs(5), || {
+            let got: Vec<String> = lines(&log)
+                .into_iter()
+                .filter(|l| !l.contains(" MASTER ") && !l.contains(" BACKUP "))
+                .collect();
+            (got == want).then_some(())
+        });
+        drop(a);
+    }
+}

@@ -60,6 +60,10 @@ pub struct NotifyScripts {
     /// `notify_master_rx_lower_pri`: run when a MASTER hears a lower priority (another node
     /// became master while it could not hear this one), e.g. to take back a cloud address.
     pub master_rx_lower_pri: Option<Script>,
+    /// `notify_deleted [SCRIPT]`: an instance a reload removes is announced DELETED (and this
+    /// script runs) instead of keepalived's default FAULT.
+    pub deleted: Option<Script>,
+    pub announce_deleted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -593,6 +597,13 @@ impl Builder<'_> {
 
     /// `notify_master/backup/fault/stop` and `notify`: whether `node` was one of them.
     pub(super) fn notify_keyword(&mut self, node: &Node, notify: &mut NotifyScripts) -> bool {
+        if node.name() == "notify_deleted" {
+            notify.announce_deleted = true;
+            if !node.args.is_empty() {
+                notify.deleted = self.script_line(node);
+            }
+            return true;
+        }
         let slot = match node.name() {
             "notify_master" => &mut notify.master,
             "notify_backup" => &mut notify.backup,

@@ -319,6 +319,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "notify_fault", Supported),
     kw(INSTANCE, "notify_stop", Supported),
     kw(INSTANCE, "notify", Supported),
+    kw(INSTANCE, "notify_deleted", Supported),
     kw(INSTANCE, "accept", Supported),
     kw(INSTANCE, "fast_preempt", Supported),
     kw(INSTANCE, "track_replication", Supported),
@@ -407,16 +408,18 @@ const KEYWORDS: &[Keyword] = &[
     kw(SYNC, "notify_fault", Supported),
     kw(SYNC, "notify_stop", Supported),
     kw(SYNC, "notify", Supported),
+    kw(
+        SYNC,
+        "notify_deleted",
+        Unsupported(
+            "members a reload removes are announced FAULT: set `notify_deleted` in each instance",
+        ),
+    ),
     kw(SYNC, "sync_group_tracking_weight", Supported),
     kw(SYNC, "global_tracking", Supported),
     kw(SYNC, "track_file", Supported),
     kw(SYNC, "track_process", TRACK_PROCESS),
     kw(SYNC, "track_bfd", TRACK_BFD),
-    kw(
-        SYNC,
-        "notify_deleted",
-        Unsupported("an instance a reload removes is reported as STOP, not DELETED"),
-    ),
     kw(SYNC, "notify_priority_changes", PRIORITY_NOTIFY),
     kw(SYNC, "smtp_alert", NO_MAIL),
 ];

@@ -67,7 +67,9 @@ impl Builder<'_> {
                     g.tracking_weight = true;
                 }
                 // An instance's event, not a group's.
-                "notify_master_rx_lower_pri" => self.unknown(node, "vrrp_sync_group"),
+                "notify_master_rx_lower_pri" | "notify_deleted" => {
+                    self.unknown(node, "vrrp_sync_group")
+                }
                 _ if self.notify_keyword(node, &mut g.notify) => {}
                 _ => self.unknown(node, "vrrp_sync_group"),
             }

@@ -16,7 +16,7 @@ use ha_common::vrrp::{
 use super::{
     DaemonError, World,
     db::{Op, Outcome},
-    notify::{Event, Notifier},
+    notify::{Event, Notice, Notifier},
     reload::Change,
     witness::KEY_WAIT_SLACK,
 };
@@ -124,6 +124,8 @@ pub struct Running {
     witness: WitnessView,
     /// Transitions since its sync group last looked (members of a group only).
     pub moved: Vec<Moved>,
+    /// Stopping because a reload removed it: announced FAULT (or DELETED), not STOP.
+    removed: bool,
 }
 
 /// Whether this instance holds its leader key, and why it was last refused.
@@ -334,6 +336,7 @@ impl Running {
             address_mismatch_log: RateLimit::default(),
             notifier: Notifier::default(),
             moved: Vec::new(),
+            removed: false,
             kernel_fed_ns: 0,
             disagreement: None,
             conflict_garp: None,
@@ -447,6 +450,13 @@ impl Running {
     pub async fn start(&mut self, now: Duration, world: &World) {
         self.fsm.start(now);
         self.execute(world).await;
+    }
+
+    /// A reload removed the instance: it stops, announced as keepalived does (FAULT, or
+    /// DELETED with `notify_deleted`) rather than STOP.
+    pub async fn remove(&mut self, now: Duration, world: &World) {
+        self.removed = true;
+        self.stop(now, world).await;
     }
 
     /// Stops the instance: a master resigns with priority 0 and releases its VIPs; its VMAC
@@ -805,7 +815,7 @@ impl Running {
                     if self.cfg.notify.master_rx_lower_pri.is_some() {
                         self.notifier.send(Event {
                             group: false,
-                            rx_lower_pri: true,
+                            what: Notice::MasterRxLowerPri,
                             name: name.clone(),
                             state: State::Master,
                             priority,
@@ -884,15 +894,29 @@ impl Running {
                         reason: reason.to_string(),
                         unix_time: unix_now(),
                     });
-                    world
-                        .fifos
-                        .write(false, &self.cfg.name, to, self.fsm.priority());
+                    // keepalived announces a removed instance as FAULT, or DELETED.
+                    let (what, state) = match to {
+                        State::Initialize if self.removed && self.cfg.notify.announce_deleted => {
+                            (Notice::Deleted, to)
+                        }
+                        State::Initialize if self.removed => (Notice::Transition, State::Fault),
+                        _ => (Notice::Transition, to),
+                    };
+                    let priority = self.fsm.priority();
+                    match what {
+                        Notice::Deleted => {
+                            world
+                                .fifos
+                                .write_event(false, &self.cfg.name, "DELETED", priority)
+                        }
+                        _ => world.fifos.write(false, &self.cfg.name, state, priority),
+                    }
                     if self.cfg.notify != Default::default() {
                         self.notifier.send(Event {
                             group: false,
-                            rx_lower_pri: false,
+                            what,
                             name: self.cfg.name.clone(),
-                            state: to,
+                            state,
                             priority: self.fsm.priority(),
                             scripts: self.cfg.notify.clone(),
                             script_user: world.script_user.clone(),

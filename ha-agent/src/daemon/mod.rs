@@ -1252,7 +1252,11 @@ impl Daemon {
                             _ => "removed",
                         };
                         info!(instance = %running.cfg.name, "stopping ({why})");
-                        running.stop(at, &self.world).await;
+                        if matches!(step, Step::Stop { .. }) {
+                            running.remove(at, &self.world).await;
+                        } else {
+                            running.stop(at, &self.world).await;
+                        }
                     }
                     if let Step::Restart { new: n, .. } = step {
                         self.start_instance(new.get_mut(n).and_then(Option::take), &mut next)

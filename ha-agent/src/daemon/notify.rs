@@ -21,14 +21,25 @@ use crate::{
 /// Runs kept for the status.
 const KEPT_RUNS: usize = 10;
 
+/// What an [`Event`] announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A change to the event's state.
+    Transition,
+    /// Not a transition: the MASTER heard a lower priority (`notify_master_rx_lower_pri`).
+    MasterRxLowerPri,
+    /// The instance left the configuration on a reload (`notify_deleted`: DELETED and its
+    /// script; keepalived's default is FAULT, sent as a transition to FAULT).
+    Deleted,
+}
+
 /// One transition to announce.
 pub struct Event {
     /// A sync group's transition, not an instance's.
     pub group: bool,
     /// The instance's or the group's name.
     pub name: String,
-    /// Not a transition: the MASTER heard a lower priority (`notify_master_rx_lower_pri`).
-    pub rx_lower_pri: bool,
+    pub what: Notice,
     pub state: State,
     pub priority: u8,
     /// The scripts as configured when the transition happened.
@@ -114,19 +125,19 @@ pub(super) fn state_word(state: State) -> &'static str {
 
 async fn serve(mut rx: mpsc::UnboundedReceiver<Event>, runs: Arc<Mutex<Log>>) {
     while let Some(event) = rx.recv().await {
-        if event.rx_lower_pri {
+        if event.what == Notice::MasterRxLowerPri {
             if let Some(script) = &event.scripts.master_rx_lower_pri {
                 let word = "MASTER_RX_LOWER_PRI";
                 record(&runs, run(&event, script, script.argv.clone(), word).await);
             }
             continue;
         }
-        let word = state_word(event.state);
-        let specific = match event.state {
-            State::Master => &event.scripts.master,
-            State::Backup => &event.scripts.backup,
-            State::Fault => &event.scripts.fault,
-            State::Initialize => &event.scripts.stop,
+        let (word, specific) = match (event.what, event.state) {
+            (Notice::Deleted, _) => ("DELETED", &event.scripts.deleted),
+            (_, State::Master) => ("MASTER", &event.scripts.master),
+            (_, State::Backup) => ("BACKUP", &event.scripts.backup),
+            (_, State::Fault) => ("FAULT", &event.scripts.fault),
+            (_, State::Initialize) => ("STOP", &event.scripts.stop),
         };
         if let Some(script) = specific {
             record(&runs, run(&event, script, script.argv.clone(), word).await);

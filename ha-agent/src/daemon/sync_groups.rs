@@ -14,7 +14,7 @@ use crate::{
 use super::{
     Daemon,
     instance::Running,
-    notify::{Event, Notifier},
+    notify::{Event, Notice, Notifier},
     now,
 };
 
@@ -133,7 +133,7 @@ impl Daemon {
         if group.cfg.notify != Default::default() {
             group.notifier.send(Event {
                 group: true,
-                rx_lower_pri: false,
+                what: Notice::Transition,
                 name: group.cfg.name.clone(),
                 state,
                 priority: 0,
@@ -178,7 +178,7 @@ impl Daemon {
             if g.cfg.notify.stop.is_some() {
                 g.notifier.send(Event {
                     group: true,
-                    rx_lower_pri: false,
+                    what: Notice::Transition,
                     name: g.cfg.name.clone(),
                     state: State::Initialize,
                     priority: 0,

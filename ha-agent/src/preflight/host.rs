@@ -34,6 +34,7 @@ pub fn check(config: &Config, diags: &mut Diagnostics) {
                 &n.stop,
                 &n.generic,
                 &n.master_rx_lower_pri,
+                &n.deleted,
             ]
             .into_iter()
             .flatten()
