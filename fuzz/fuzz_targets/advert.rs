@@ -1,16 +1,19 @@
-//! An IPv4 packet through the receive step, as two instances (v2 with PASS, v3) would see
+//! An IP packet through the receive step, as two instances (v2 with PASS, v3) would see
 //! it; whatever is accepted must survive an emit/parse round trip.
 #![no_main]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ha_agent::vrrp::{
-    packet::{Advert, ChecksumForm, Expect, Interval, Ipv4Header},
+    packet::{Advert, ChecksumForm, Expect, Interval, IpHeader},
     receive::{Target, receive},
 };
 use libfuzzer_sys::fuzz_target;
 
-const VIPS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 168, 2, 200), Ipv4Addr::new(192, 168, 2, 201)];
+const VIPS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(192, 168, 2, 200)),
+    IpAddr::V4(Ipv4Addr::new(192, 168, 2, 201)),
+];
 const PASS: [u8; 8] = *b"1111\0\0\0\0";
 
 fuzz_target!(|packet: &[u8]| {
@@ -21,7 +24,7 @@ fuzz_target!(|packet: &[u8]| {
         let result = receive(packet, |vrid| {
             (vrid == 107).then_some(Target {
                 index: 0,
-                primary_ip: Ipv4Addr::new(192, 168, 2, 10),
+                primary_ip: Ipv4Addr::new(192, 168, 2, 10).into(),
                 unicast: false,
                 expect: Expect {
                     version,
@@ -36,7 +39,7 @@ fuzz_target!(|packet: &[u8]| {
         });
         if let Ok(delivery) = result {
             assert_eq!(delivery.advert.vrid, 107);
-            let ip = Ipv4Header::parse(packet).expect("a delivered packet has an IP header");
+            let ip = IpHeader::parse(packet).expect("a delivered packet has an IP header");
             for form in [ChecksumForm::Message, ChecksumForm::PseudoHeader] {
                 let mut bytes = Vec::new();
                 delivery.advert.emit(&mut bytes, form, ip.src, ip.dst);

@@ -3,7 +3,7 @@
 
 use std::{
     fs::File,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -28,6 +28,8 @@ pub const SUBNET2: [u8; 3] = [192, 168, 3];
 /// The router's address (the last host octet) on each subnet of a routed topology.
 const ROUTER_OCTET: u8 = 254;
 pub const PREFIX_LEN: u8 = 24;
+/// The hosts' IPv6 subnet (documentation prefix), once [`Topology::enable_ipv6`] ran.
+pub const SUBNET6: [u16; 3] = [0x2001, 0xdb8, 2];
 
 /// One host on the LAN.
 #[derive(Debug, Clone)]
@@ -207,6 +209,42 @@ impl Topology {
             ip,
             mac,
             lan_port,
+        }
+    }
+
+    /// Turns IPv6 on in every host (it is off by default: no router solicitations or MLD
+    /// reports disturb the other tests): a link-local address from the MAC and
+    /// [`Host::ip6`], both usable at once (no duplicate address detection).
+    pub fn enable_ipv6(&self) {
+        for host in &self.hosts {
+            for conf in ["all", "default", "eth0"] {
+                netns_sysctl(
+                    &host.netns,
+                    &format!("net.ipv6.conf.{conf}.accept_dad"),
+                    "0",
+                );
+            }
+            for conf in ["all", "default", "eth0"] {
+                netns_sysctl(
+                    &host.netns,
+                    &format!("net.ipv6.conf.{conf}.disable_ipv6"),
+                    "0",
+                );
+            }
+            host.sh(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/64", host.ip6()),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            crate::wait_until(
+                &format!("{}'s link-local address", host.name),
+                std::time::Duration::from_secs(5),
+                || host.has_address("eth0", host.link_local()).then_some(()),
+            );
         }
     }
 
@@ -467,16 +505,18 @@ impl Host {
         })
     }
 
-    /// Whether `ip` is configured on `iface`.
-    pub fn has_address(&self, iface: &str, ip: Ipv4Addr) -> bool {
-        let out = self.sh(&["ip", "-o", "-4", "addr", "show", "dev", iface]);
+    /// Whether `ip` (IPv4 or IPv6) is configured on `iface`.
+    pub fn has_address(&self, iface: &str, ip: impl Into<IpAddr>) -> bool {
+        let ip = ip.into().to_string();
+        let out = self.sh(&["ip", "-o", "addr", "show", "dev", iface]);
         out.split_whitespace()
-            .any(|word| word.split('/').next() == Some(&ip.to_string()))
+            .any(|word| word.split('/').next() == Some(ip.as_str()))
     }
 
-    /// The MAC address this host's ARP cache holds for `ip`, if any (any state but FAILED).
-    pub fn arp_entry(&self, ip: Ipv4Addr) -> Option<String> {
-        let out = self.sh(&["ip", "-4", "neigh", "show", &ip.to_string()]);
+    /// The MAC address this host's ARP (IPv6: neighbour) cache holds for `ip`, if any (any
+    /// state but FAILED).
+    pub fn arp_entry(&self, ip: impl Into<IpAddr>) -> Option<String> {
+        let out = self.sh(&["ip", "neigh", "show", &ip.into().to_string()]);
         let words: Vec<&str> = out.split_whitespace().collect();
         words
             .iter()
@@ -485,9 +525,39 @@ impl Host {
             .map(|mac| mac.to_string())
     }
 
+    /// The link-local address the kernel derives from the MAC (EUI-64).
+    pub fn link_local(&self) -> Ipv6Addr {
+        let m = self.mac_octets();
+        let word = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+        Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            word(m[0] ^ 0x02, m[1]),
+            word(m[2], 0xff),
+            word(0xfe, m[3]),
+            word(m[4], m[5]),
+        )
+    }
+
+    /// The host's address on [`SUBNET6`]: the same last octet as its IPv4 one.
+    pub fn ip6(&self) -> Ipv6Addr {
+        let [a, b, c] = SUBNET6;
+        Ipv6Addr::new(a, b, c, 0, 0, 0, 0, u16::from(self.ip.octets()[3]))
+    }
+
+    fn mac_octets(&self) -> [u8; 6] {
+        let mut octets = [0u8; 6];
+        for (o, part) in octets.iter_mut().zip(self.mac.split(':')) {
+            *o = u8::from_str_radix(part, 16).unwrap_or(0);
+        }
+        octets
+    }
+
     /// Whether `ip` answers one ping within a second.
-    pub fn ping_once(&self, ip: Ipv4Addr) -> bool {
-        self.run(&["ping", "-c", "1", "-W", "1", &ip.to_string()])
+    pub fn ping_once(&self, ip: impl Into<IpAddr>) -> bool {
+        self.run(&["ping", "-c", "1", "-W", "1", &ip.into().to_string()])
             .status
             .success()
     }

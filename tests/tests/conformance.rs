@@ -486,10 +486,14 @@ fn tx_adverts_carry_the_rfc_fields() {
                 a.has_address("eth0", VIP).then_some(())
             });
             let packet = capture_advert(c, a.ip);
-            let ip = ha_agent::vrrp::packet::Ipv4Header::parse(&packet).expect("an IPv4 header");
+            let ip = ha_agent::vrrp::packet::IpHeader::parse(&packet).expect("an IPv4 header");
             let case = format!("v{version} --xdp {xdp}");
-            assert_eq!(ip.dst, VRRP_GROUP_V4, "{case}");
-            assert_eq!(ip.src, a.ip, "{case}: the primary address");
+            assert_eq!(ip.dst, std::net::IpAddr::from(VRRP_GROUP_V4), "{case}");
+            assert_eq!(
+                ip.src,
+                std::net::IpAddr::from(a.ip),
+                "{case}: the primary address"
+            );
             assert_eq!(ip.ttl, 255, "{case}");
             assert_eq!(ip.protocol, 112, "{case}");
             let msg = ip.payload(&packet);

@@ -297,12 +297,12 @@ fn adverts_with_a_wrong_address_list_are_dropped_under_vrrp_strict_and_answers_a
     wait_until("A master", Duration::from_secs(6), || {
         (state(&a) == "MASTER").then_some(())
     });
-    let seed = |priority, addrs| Advert {
+    let seed = |priority, addrs: Vec<Ipv4Addr>| Advert {
         vrid: 107,
         priority,
         interval: Interval::Seconds(1),
         auth: Some((1, *b"1111\0\0\0\0")),
-        addrs,
+        addrs: addrs.into_iter().map(Into::into).collect(),
     };
     // Right password, higher priority, another address: would take A down if accepted.
     send_adverts(
@@ -349,7 +349,7 @@ fn strict_mode_in_the_instance_drops_as_vrrp_strict() {
         priority: 200,
         interval: Interval::Seconds(1),
         auth: Some((1, *b"1111\0\0\0\0")),
-        addrs: vec![Ipv4Addr::new(192, 168, 2, 250)],
+        addrs: vec![Ipv4Addr::new(192, 168, 2, 250).into()],
     };
     send_adverts(t.host("b"), &other_list, 50);
     wait_until("the drops counted", Duration::from_secs(3), || {
@@ -387,7 +387,7 @@ fn a_lower_priority_makes_the_master_announce_its_vip_again() {
             priority: 100,
             interval: Interval::Seconds(1),
             auth: Some((1, *b"1111\0\0\0\0")),
-            addrs: vec![VIP],
+            addrs: vec![VIP.into()],
         };
         send_adverts(t.host("b"), &lower, 1);
         std::thread::sleep(Duration::from_millis(1500));

@@ -302,7 +302,10 @@ fn startup_and_shutdown_scripts_run_before_and_after_the_instances() {
     let mut a = Daemon::agent(t.host("a"), t.dir(), &conf);
     wait_until("A master", Duration::from_secs(5), || {
         t.host("a")
-            .has_address("eth0", "192.168.2.200".parse().unwrap())
+            .has_address(
+                "eth0",
+                "192.168.2.200".parse::<std::net::Ipv4Addr>().unwrap(),
+            )
             .then_some(())
     });
     a.process.signal(nix::sys::signal::Signal::SIGTERM);
@@ -367,10 +370,13 @@ fn master_rx_lower_pri_and_priority_changes() {
         &VrrpConf::v3("BACKUP", 120, "0.1").render(),
     );
     wait_until("both masters", Duration::from_secs(8), || {
-        (t.host("a")
-            .has_address("eth0", "192.168.2.200".parse().unwrap())
-            && t.host("b")
-                .has_address("eth0", "192.168.2.200".parse().unwrap()))
+        (t.host("a").has_address(
+            "eth0",
+            "192.168.2.200".parse::<std::net::Ipv4Addr>().unwrap(),
+        ) && t.host("b").has_address(
+            "eth0",
+            "192.168.2.200".parse::<std::net::Ipv4Addr>().unwrap(),
+        ))
         .then_some(())
     });
     t.set_isolated("a", false);

@@ -87,7 +87,7 @@ fn systemd_notify_ready_after_cleanup_watchdog_from_the_loop_reload_and_stop() {
     );
     notify.wait_for("READY=1", start, Duration::from_secs(10));
     assert!(
-        !a.has_address("eth0", VIP.parse().unwrap()),
+        !a.has_address("eth0", VIP.parse::<std::net::Ipv4Addr>().unwrap()),
         "READY before the leftover VIP was removed"
     );
     assert!(agent.log_text().contains("removing a VIP left behind"));

@@ -516,8 +516,10 @@ fn unicast_ttl_and_unicast_fault_no_peer() {
         (c.try_status()?["instances"][0]["state"] == "FAULT").then_some(())
     });
     assert_never("C taking its VIP", Duration::from_secs(1), || {
-        t.host("c")
-            .has_address("eth0", "192.168.2.201".parse().unwrap())
+        t.host("c").has_address(
+            "eth0",
+            "192.168.2.201".parse::<std::net::Ipv4Addr>().unwrap(),
+        )
     });
 }
 

@@ -131,7 +131,7 @@ fn counts_icmp_and_arp_on_an_attached_veth() {
 
 // The same packets through the agent's receive step and through the XDP program.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ha_agent::vrrp::{
     packet::{Accepted, Advert, DropReason, Expect, Interval, checksum},
@@ -156,10 +156,12 @@ fn agent_verdict(
     sources: Option<&[Ipv4Addr]>,
     strict: bool,
 ) -> (Verdict, Option<Advert>, bool) {
+    let sources: Option<Vec<IpAddr>> = sources.map(|s| s.iter().map(|&a| a.into()).collect());
+    let vips = VIPS.map(IpAddr::from);
     let result = receive(packet, |vrid| {
         (vrid == VRID).then_some(Target {
             index: 0,
-            primary_ip: Ipv4Addr::new(192, 168, 2, 99),
+            primary_ip: Ipv4Addr::new(192, 168, 2, 99).into(),
             unicast: false,
             expect: Expect {
                 version,
@@ -169,9 +171,9 @@ fn agent_verdict(
                     Interval::Centis(100)
                 },
                 auth_pass: (version == 2).then_some(&PASS),
-                addrs: &VIPS,
+                addrs: &vips,
                 skip_addr_check_from: None,
-                sources,
+                sources: sources.as_deref(),
                 strict,
             },
         })
@@ -197,7 +199,7 @@ fn agent_verdict(
         DropReason::AuthMismatch => Verdict::AuthMismatch,
         DropReason::UnknownSource => Verdict::UnknownSource,
         DropReason::Own | DropReason::AddressList => {
-            let ip = ha_agent::vrrp::packet::Ipv4Header::parse(packet).unwrap();
+            let ip = ha_agent::vrrp::packet::IpHeader::parse(packet).unwrap();
             let advert = Advert::parse(ip.payload(packet), ip.src, ip.dst).unwrap().0;
             return (Verdict::Accepted, Some(advert), false);
         }
@@ -837,7 +839,10 @@ fn a_backup_in_xdp_mode_sleeps_through_its_masters_adverts() {
         || all_master(&agent_b).then_some(()),
     );
     eprintln!("A crashed: B master of all {N} after {took:?} (MDI {mdi:?})");
-    assert!(b.has_address("eth0", "192.168.2.101".parse().unwrap()));
+    assert!(b.has_address(
+        "eth0",
+        "192.168.2.101".parse::<std::net::Ipv4Addr>().unwrap()
+    ));
 
     // A returns and preempts: B, master (adverts on its socket), yields and sleeps again.
     t.set_cable("a", true);

@@ -1,7 +1,10 @@
 //! What every block's reader shares: the diagnostics and the value readers (a number, a
 //! duration, an address, a flag, a tracker's weight).
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use super::{diag::Diagnostics, lexer::Token, tree::Node};
 use crate::vrrp::Version;
@@ -107,14 +110,23 @@ impl Builder<'_> {
         match token.text.parse::<Ipv4Addr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                let hint = if token.text.contains(':') {
-                    " (IPv6 is not supported yet)"
-                } else {
-                    ""
-                };
                 self.diags.error(
                     &token.loc,
-                    format!("{what} `{}` is not an IPv4 address{hint}", token.text),
+                    format!("{what} `{}` is not an IPv4 address", token.text),
+                );
+                None
+            }
+        }
+    }
+
+    /// An IPv4 or IPv6 address.
+    pub(super) fn ip(&mut self, token: &Token, what: &str) -> Option<IpAddr> {
+        match token.text.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.diags.error(
+                    &token.loc,
+                    format!("{what} `{}` is not an IP address", token.text),
                 );
                 None
             }
@@ -208,10 +220,10 @@ impl Builder<'_> {
         delays
     }
 
-    /// A multicast group (`vrrp_mcast_group4`, `mcast_dst_ip`).
-    pub(super) fn mcast_group(&mut self, node: &Node) -> Option<Ipv4Addr> {
+    /// A multicast group (`vrrp_mcast_group4`/`6`, `mcast_dst_ip`).
+    pub(super) fn mcast_group(&mut self, node: &Node) -> Option<IpAddr> {
         let token = self.arg(node)?;
-        let group = self.ipv4(token, node.name())?;
+        let group = self.ip(token, node.name())?;
         if !group.is_multicast() {
             self.diags.error(
                 &token.loc,

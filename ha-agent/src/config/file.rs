@@ -86,8 +86,9 @@ impl Builder<'_> {
     /// Checks across instances and scripts.
     fn check(&mut self, config: &Config) {
         let mut names: HashMap<&str, &Loc> = HashMap::new();
-        let mut vrids: HashMap<(&str, u8), &str> = HashMap::new();
-        let mut unicast_ttls: HashMap<(&str, Option<std::net::Ipv4Addr>), (u8, &str)> =
+        // RFC 5798: each address family has its own VRID space.
+        let mut vrids: HashMap<(&str, crate::vrrp::Family, u8), &str> = HashMap::new();
+        let mut unicast_ttls: HashMap<(&str, Option<std::net::IpAddr>), (u8, &str)> =
             HashMap::new();
         for inst in &config.instances {
             if let Some(first) = names.insert(&inst.name, &inst.loc) {
@@ -98,13 +99,16 @@ impl Builder<'_> {
             }
             if inst.vrid != 0
                 && !inst.interface.is_empty()
-                && let Some(other) = vrids.insert((&inst.interface, inst.vrid), &inst.name)
+                && let Some(other) =
+                    vrids.insert((&inst.interface, inst.family, inst.vrid), &inst.name)
             {
                 self.diags.error(
                     &inst.loc,
                     format!(
-                        "virtual_router_id {} on {} is already used by instance {other}",
-                        inst.vrid, inst.interface
+                        "virtual_router_id {} on {} is already used by {} instance {other}",
+                        inst.vrid,
+                        inst.interface,
+                        inst.family.as_str()
                     ),
                 );
             }

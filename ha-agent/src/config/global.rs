@@ -83,8 +83,10 @@ pub struct GlobalDefs {
     pub startup_script: Option<(Script, Duration)>,
     /// `vrrp_notify_priority_changes`: the default of the instances' `notify_priority_changes`.
     pub notify_priority_changes: bool,
-    /// `vrrp_mcast_group4`: where multicast adverts go (224.0.0.18, RFC 5798's group).
-    pub mcast_group4: std::net::Ipv4Addr,
+    /// `vrrp_mcast_group4` / `vrrp_mcast_group6`: where multicast adverts go (224.0.0.18
+    /// and ff02::12, RFC 5798's groups).
+    pub mcast_group4: std::net::IpAddr,
+    pub mcast_group6: std::net::IpAddr,
     pub shutdown_script: Option<(Script, Duration)>,
 }
 
@@ -124,7 +126,8 @@ impl Default for GlobalDefs {
             higher_prio_send_advert: None,
             startup_script: None,
             notify_priority_changes: false,
-            mcast_group4: std::net::Ipv4Addr::new(224, 0, 0, 18),
+            mcast_group4: crate::vrrp::Family::V4.group(),
+            mcast_group6: crate::vrrp::Family::V6.group(),
             shutdown_script: None,
         }
     }
@@ -275,9 +278,19 @@ impl Builder<'_> {
                     }
                 }
                 "vrrp_notify_priority_changes" => g.notify_priority_changes = self.bool_flag(node),
-                "vrrp_mcast_group4" => {
+                "vrrp_mcast_group4" | "vrrp_mcast_group6" => {
+                    let v6 = node.name() == "vrrp_mcast_group6";
                     if let Some(group) = self.mcast_group(node) {
-                        g.mcast_group4 = group;
+                        if group.is_ipv6() != v6 {
+                            self.diags.error(
+                                node.loc(),
+                                format!("`{}` {group} is of the other family", node.name()),
+                            );
+                        } else if v6 {
+                            g.mcast_group6 = group;
+                        } else {
+                            g.mcast_group4 = group;
+                        }
                     }
                 }
                 "vrrp_down_timer_adverts" => {

@@ -1,6 +1,6 @@
 //! `vrrp_instance NAME { ... }`: one virtual router, its VIPs, trackers and notify scripts.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use super::{
     build::Builder,
@@ -14,7 +14,7 @@ use super::{
     tree::Node,
     witness::WitnessRef,
 };
-use crate::vrrp::Version;
+use crate::vrrp::{Family, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitialState {
@@ -25,7 +25,7 @@ pub enum InitialState {
 /// A virtual IP: `ADDR[/PREFIX] [dev IF] [label L]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix: u8,
     pub dev: Option<String>,
     pub label: Option<String>,
@@ -77,6 +77,9 @@ pub struct VrrpInstance {
     /// Advertisement interval in centiseconds (v2: a whole number of seconds).
     pub advert_int_cs: u16,
     pub version: Version,
+    /// IPv4 or IPv6, as the first VIP (or unicast peer) says: the adverts' family and the
+    /// VIPs'. IPv6 speaks VRRPv3 only.
+    pub family: Family,
     /// VRRPv2 PASS authentication data, zero padded to 8 bytes.
     pub auth_pass: Option<[u8; 8]>,
     pub vips: Vec<Vip>,
@@ -105,13 +108,13 @@ pub struct VrrpInstance {
     /// `promote_secondaries`: removing one address of a subnet keeps the others (the
     /// interface's `promote_secondaries` sysctl, set at start).
     pub promote_secondaries: bool,
-    pub unicast_src_ip: Option<Ipv4Addr>,
+    pub unicast_src_ip: Option<IpAddr>,
     /// `mcast_src_ip`: the source of multicast adverts, instead of the interface's first
-    /// address.
-    pub mcast_src_ip: Option<Ipv4Addr>,
-    /// `mcast_dst_ip` (or global `vrrp_mcast_group4`): where multicast adverts go.
-    pub mcast_dst_ip: Ipv4Addr,
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// address (IPv6: its link-local address).
+    pub mcast_src_ip: Option<IpAddr>,
+    /// `mcast_dst_ip` (or global `vrrp_mcast_group4`/`6`): where multicast adverts go.
+    pub mcast_dst_ip: IpAddr,
+    pub unicast_peers: Vec<IpAddr>,
     /// `unicast_fault_no_peer`: without peers the instance is in FAULT, not multicast.
     pub unicast_fault_no_peer: bool,
     /// `unicast_ttl`: the TTL of unicast adverts (255 by default).
@@ -162,6 +165,9 @@ impl Builder<'_> {
         let mut vmac_xmit_base = false;
         let mut lower_prio_no_advert = g.lower_prio_no_advert;
         let mut higher_prio_send_advert = g.higher_prio_send_advert;
+        let mut mcast_dst_ip = None;
+        // The first address that says which family the instance is, and where it was.
+        let mut family: Option<(Family, Loc)> = None;
         let mut inst = VrrpInstance {
             name: name.text.clone(),
             loc: block.loc().clone(),
@@ -171,6 +177,7 @@ impl Builder<'_> {
             priority: 100,
             advert_int_cs: 100,
             version: g.vrrp_version,
+            family: Family::V4,
             auth_pass: None,
             vips: Vec::new(),
             preempt: true,
@@ -238,7 +245,9 @@ impl Builder<'_> {
                 "virtual_ipaddress" | "virtual_ipaddress_excluded" => {
                     let excluded = node.name() == "virtual_ipaddress_excluded";
                     for child in node.children() {
-                        if let Some(vip) = self.vip(child) {
+                        let Some(vip) = self.vip(child) else { continue };
+                        // Excluded VIPs are not advertised: they may be of either family.
+                        if excluded || self.same_family(&mut family, vip.addr, child.loc(), "VIP") {
                             inst.vips.push(Vip { excluded, ..vip });
                         }
                     }
@@ -281,6 +290,12 @@ impl Builder<'_> {
                     self.flag(node);
                     vmac_xmit_base = true;
                 }
+                // Deprecated in keepalived: the VIPs say the family.
+                "native_ipv6" => {
+                    self.flag(node);
+                    let v6 = std::net::Ipv6Addr::UNSPECIFIED.into();
+                    self.same_family(&mut family, v6, node.loc(), "native_ipv6");
+                }
                 "dont_track_primary" => {
                     self.flag(node);
                     dont_track_primary = true;
@@ -299,17 +314,12 @@ impl Builder<'_> {
                         inst.unicast_ttl = ttl as u8;
                     }
                 }
-                "mcast_dst_ip" => {
-                    if let Some(group) = self.mcast_group(node) {
-                        inst.mcast_dst_ip = group;
-                    }
-                }
+                "mcast_dst_ip" => mcast_dst_ip = self.mcast_group(node).map(|g| (g, node.loc())),
                 "mcast_src_ip" => {
-                    inst.mcast_src_ip = self.arg(node).and_then(|t| self.ipv4(t, "mcast_src_ip"))
+                    inst.mcast_src_ip = self.arg(node).and_then(|t| self.ip(t, "mcast_src_ip"))
                 }
                 "unicast_src_ip" => {
-                    inst.unicast_src_ip =
-                        self.arg(node).and_then(|t| self.ipv4(t, "unicast_src_ip"))
+                    inst.unicast_src_ip = self.arg(node).and_then(|t| self.ip(t, "unicast_src_ip"))
                 }
                 "unicast_peer" => {
                     for child in node.children() {
@@ -323,7 +333,8 @@ impl Builder<'_> {
                                 ),
                             );
                         }
-                        if let Some(ip) = self.ipv4(&child.keyword, "unicast peer") {
+                        if let Some(ip) = self.ip(&child.keyword, "unicast peer") {
+                            self.same_family(&mut family, ip, child.loc(), "unicast peer");
                             inst.unicast_peers.push(ip);
                         }
                     }
@@ -341,7 +352,44 @@ impl Builder<'_> {
             }
         }
 
+        inst.family = family.map_or(Family::V4, |(f, _)| f);
         inst.version = version.as_ref().map(|(v, _)| *v).unwrap_or(g.vrrp_version);
+        if inst.family == Family::V6 && inst.version == Version::V2 {
+            if let Some((_, loc)) = &version {
+                self.diags
+                    .error(loc, "VRRPv2 is IPv4 only: an IPv6 instance speaks VRRPv3");
+            }
+            inst.version = Version::V3;
+        }
+        for (addr, what) in [
+            (inst.mcast_src_ip, "mcast_src_ip"),
+            (inst.unicast_src_ip, "unicast_src_ip"),
+        ] {
+            if let Some(addr) = addr
+                && Family::of(addr) != inst.family
+            {
+                self.diags.error(
+                    block.loc(),
+                    format!(
+                        "instance {}: {what} {addr} is not {}, as the instance's addresses are",
+                        inst.name,
+                        inst.family.as_str()
+                    ),
+                );
+            }
+        }
+        inst.mcast_dst_ip = match (mcast_dst_ip, inst.family) {
+            (Some((group, _)), family) if Family::of(group) == family => group,
+            (Some((group, loc)), family) => {
+                self.diags.error(
+                    loc,
+                    format!("mcast_dst_ip {group} is not {}", family.as_str()),
+                );
+                family.group()
+            }
+            (None, Family::V4) => g.mcast_group4,
+            (None, Family::V6) => g.mcast_group6,
+        };
         inst.advert_int_cs = self.advert_int(inst.version, advert_int, &advert_loc);
         match (inst.version, auth) {
             (Version::V2, Some(pass)) => inst.auth_pass = Some(pass),
@@ -516,11 +564,12 @@ impl Builder<'_> {
             text: addr.to_owned(),
             ..node.keyword.clone()
         };
-        let addr = self.ipv4(&addr_token, "virtual_ipaddress")?;
+        let addr = self.ip(&addr_token, "virtual_ipaddress")?;
+        let host = if addr.is_ipv6() { 128 } else { 32 };
         let prefix = match prefix {
-            None => 32,
+            None => host,
             Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= 32 => p,
+                Ok(p) if p <= host => p,
                 _ => {
                     self.diags
                         .error(node.loc(), format!("bad prefix length in `{text}`"));
@@ -563,6 +612,36 @@ impl Builder<'_> {
             }
         }
         Some(vip)
+    }
+
+    /// Whether `addr` is of the instance's family, which the first address sets (keepalived's
+    /// rule); one of the other family is an error at its line.
+    fn same_family(
+        &mut self,
+        family: &mut Option<(Family, Loc)>,
+        addr: IpAddr,
+        loc: &Loc,
+        what: &str,
+    ) -> bool {
+        match family {
+            None => {
+                *family = Some((Family::of(addr), loc.clone()));
+                true
+            }
+            Some((f, first)) if *f != Family::of(addr) => {
+                self.diags.error(
+                    loc,
+                    format!(
+                        "{what} {addr} is not {}, as the instance's first address ({first}) is: \
+                         an instance is IPv4 or IPv6 (use another instance, or \
+                         virtual_ipaddress_excluded)",
+                        f.as_str()
+                    ),
+                );
+                false
+            }
+            Some(_) => true,
+        }
     }
 
     /// `track_script { NAME [weight N] [reverse] ... }`.

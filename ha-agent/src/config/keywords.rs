@@ -59,7 +59,6 @@ const TRACK_PROCESS: Status =
     Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
 const TRACK_BFD: Status =
     Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
-const NO_IPV6: Status = Unsupported("IPv6 adverts are not supported yet");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
 
 /// keepalived.conf(5) of keepalived 2.2.7, VRRP side and `global_defs`, plus ha-agent's
@@ -167,7 +166,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(GLOBAL, "no_email_faults", NO_MAIL),
     kw(GLOBAL, "checker_log_all_failures", LVS),
     kw(GLOBAL, "vrrp_mcast_group4", Supported),
-    kw(GLOBAL, "vrrp_mcast_group6", NO_IPV6),
+    kw(GLOBAL, "vrrp_mcast_group6", Supported),
     kw(
         GLOBAL,
         "default_interface",
@@ -341,7 +340,7 @@ const KEYWORDS: &[Keyword] = &[
         "use_ipvlan",
         Unsupported("no ipvlan is created: VIPs go on the interface"),
     ),
-    kw(INSTANCE, "native_ipv6", NO_IPV6),
+    kw(INSTANCE, "native_ipv6", Supported),
     kw(INSTANCE, "dont_track_primary", Supported),
     kw(INSTANCE, "track_file", Supported),
     kw(INSTANCE, "track_process", TRACK_PROCESS),

@@ -38,7 +38,7 @@ fn seed_is_accepted_with_a_warning_for_the_stray_brace() {
     assert_eq!(
         i.vips,
         vec![Vip {
-            addr: Ipv4Addr::new(192, 168, 2, 200),
+            addr: Ipv4Addr::new(192, 168, 2, 200).into(),
             prefix: 32,
             dev: None,
             label: None,
@@ -65,7 +65,7 @@ fn blocks_on_one_line_quotes_and_comments() {
     assert_eq!(
         i.vips,
         vec![Vip {
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: Ipv4Addr::new(10, 0, 0, 1).into(),
             prefix: 24,
             dev: Some("eth1".into()),
             label: Some("eth1:vip".into()),
@@ -166,8 +166,11 @@ fn duplicate_vrid_on_one_interface() {
                 vrrp_instance C {\n interface eth1\n virtual_router_id 7\n virtual_ipaddress {\n 10.0.0.3\n }\n}\n";
     assert_eq!(
         errors(text),
-        ["t.conf:8: error: virtual_router_id 7 on eth0 is already used by instance A"]
+        ["t.conf:8: error: virtual_router_id 7 on eth0 is already used by IPv4 instance A"]
     );
+    // Each family has its own VRID space (RFC 5798).
+    let v6 = text.replace("10.0.0.2", "2001:db8::2");
+    assert!(errors(&v6).is_empty(), "{:?}", errors(&v6));
 }
 
 #[test]
@@ -261,14 +264,62 @@ fn track_script_must_name_a_vrrp_script() {
 }
 
 #[test]
-fn ipv6_vip_is_a_clear_error() {
+fn an_ipv6_instance_speaks_vrrpv3_to_ff02_12() {
+    let text = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n fe80::1:1\n 2001:db8::1/64\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert!(errors(text).is_empty(), "{:?}", errors(text));
+    let i = &loaded.config.instances[0];
+    assert_eq!(
+        (i.family, i.version),
+        (crate::vrrp::Family::V6, Version::V3)
+    );
+    assert_eq!(
+        i.mcast_dst_ip,
+        "ff02::12".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        i.vips.iter().map(|v| v.prefix).collect::<Vec<_>>(),
+        [128, 64]
+    );
+    let group = "global_defs {\n vrrp_mcast_group6 ff02::77\n}\n".to_owned() + text;
+    let loaded = parse_str(&group, "t.conf");
+    assert_eq!(
+        loaded.config.instances[0].mcast_dst_ip,
+        "ff02::77".parse::<std::net::IpAddr>().unwrap()
+    );
+}
+
+/// keepalived's rule: the first address sets the instance's family.
+#[test]
+fn an_instance_is_ipv4_or_ipv6() {
+    let mixed = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n 2001:db8::1\n }\n}\n";
+    assert_eq!(
+        errors(mixed),
+        [
+            "t.conf:6: error: VIP 2001:db8::1 is not IPv4, as the instance's first address (t.conf:5) is: \
+             an instance is IPv4 or IPv6 (use another instance, or virtual_ipaddress_excluded)"
+        ]
+    );
+    let excluded = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n virtual_ipaddress_excluded {\n 2001:db8::1\n }\n}\n";
+    assert!(errors(excluded).is_empty());
+    let v2 = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n version 2\n virtual_ipaddress {\n 2001:db8::1\n }\n}\n";
+    assert_eq!(
+        errors(v2),
+        ["t.conf:4: error: VRRPv2 is IPv4 only: an IPv6 instance speaks VRRPv3"]
+    );
+    let peer = "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n unicast_peer {\n 2001:db8::2\n }\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
+    assert_eq!(
+        errors(peer),
+        [
+            "t.conf:8: error: VIP 10.0.0.1 is not IPv6, as the instance's first address (t.conf:5) is: \
+             an instance is IPv4 or IPv6 (use another instance, or virtual_ipaddress_excluded)"
+        ]
+    );
     assert_eq!(
         errors(
-            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n fe80::1\n }\n}\n"
+            "vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 2001:db8::1/129\n }\n}\n"
         ),
-        [
-            "t.conf:5: error: virtual_ipaddress `fe80::1` is not an IPv4 address (IPv6 is not supported yet)"
-        ]
+        ["t.conf:5: error: bad prefix length in `2001:db8::1/129`"]
     );
 }
 
@@ -883,7 +934,7 @@ fn receive_checks_per_instance_or_from_global_defs() {
             ("10.0.0.3".to_owned(), true)
         ]
     );
-    assert_eq!(b.mcast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 9)));
+    assert_eq!(b.mcast_src_ip, Some(Ipv4Addr::new(10, 0, 0, 9).into()));
 }
 
 #[test]

@@ -180,7 +180,7 @@ pub struct XdpVip {
 /// A peer whose authentic adverts carry another configuration than ours.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PeerMismatch {
-    pub from: std::net::Ipv4Addr,
+    pub from: std::net::IpAddr,
     /// `virtual_ipaddress`, `advert_int`.
     pub fields: Vec<String>,
     pub theirs: String,

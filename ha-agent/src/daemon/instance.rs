@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -34,7 +34,7 @@ use crate::{
         routes, vmac,
     },
     vrrp::{
-        Version,
+        Family, Version,
         fsm::{Action, Instance, Params, Reason, Received, State},
         packet::{Accepted, Advert, ChecksumForm, Disagreement, DropReason, Expect, Interval},
         receive::Target,
@@ -47,11 +47,12 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SocketKey {
     pub ifindex: u32,
-    pub unicast_src: Option<Ipv4Addr>,
+    pub family: Family,
+    pub unicast_src: Option<IpAddr>,
 }
 
 /// An advert's configuration as a log line or the status shows it.
-fn describe(addrs: &[Ipv4Addr], interval: Interval) -> String {
+fn describe(addrs: &[IpAddr], interval: Interval) -> String {
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     let interval = match interval {
         Interval::Seconds(s) => format!("{s} s"),
@@ -94,15 +95,15 @@ pub struct Running {
     pub socket_key: SocketKey,
     pub stats: Stats,
     fsm: Instance,
-    primary_ip: Ipv4Addr,
+    primary_ip: IpAddr,
     /// The interface's MAC: the source of adverts sent as whole frames.
     mac: [u8; 6],
     /// The advert last sent, per destination, and its priority: built again only when the
     /// priority or the configuration changes.
-    advert: Option<(u8, Vec<(Ipv4Addr, bytes::Bytes)>)>,
+    advert: Option<(u8, Vec<(IpAddr, bytes::Bytes)>)>,
     vips: Vec<VipTarget>,
     /// The VIPs' addresses, as adverts carry them.
-    vip_addrs: Vec<Ipv4Addr>,
+    vip_addrs: Vec<IpAddr>,
     vips_held: bool,
     last_transition: Option<Transition>,
     address_mismatch_log: RateLimit,
@@ -114,7 +115,7 @@ pub struct Running {
     /// When gratuitous ARP last answered an ARP conflict.
     conflict_garp: Option<Instant>,
     /// The last other router heard as master: the peer a takeover is logged against.
-    known_master: Option<Ipv4Addr>,
+    known_master: Option<IpAddr>,
     /// The interface the adverts and ARP arrive on (under the VMAC, if any): where the XDP
     /// program sees them.
     kernel_ifindex: u32,
@@ -164,7 +165,7 @@ impl RateLimit {
     }
 }
 
-fn params(cfg: &VrrpInstance, primary_ip: Ipv4Addr) -> Params {
+fn params(cfg: &VrrpInstance, primary_ip: IpAddr) -> Params {
     Params {
         vrid: cfg.vrid,
         version: cfg.version,
@@ -227,14 +228,15 @@ fn vip_target(
     Ok((target, target_link))
 }
 
-/// `promote_secondaries`: the interface keeps a subnet's other addresses when one goes.
+/// `promote_secondaries`: the interface keeps a subnet's other addresses when one goes
+/// (IPv4's notion: IPv6 addresses have no primary).
 fn promote_secondaries(iface: &str) -> Result<(), String> {
     let path = format!("/proc/sys/net/ipv4/conf/{iface}/promote_secondaries");
     std::fs::write(&path, "1").map_err(|e| format!("promote_secondaries: {path}: {e}"))
 }
 
 /// The addresses the adverts carry: the VIPs but `virtual_ipaddress_excluded`.
-fn advertised(cfg: &VrrpInstance) -> Vec<Ipv4Addr> {
+fn advertised(cfg: &VrrpInstance) -> Vec<IpAddr> {
     cfg.vips
         .iter()
         .filter(|v| !v.excluded)
@@ -272,15 +274,19 @@ impl Running {
                 DaemonError::Config(format!("{}: instance {}: {e}", cfg.loc, cfg.name))
             })?;
         }
-        let all_vips: Vec<Ipv4Addr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let all_vips: Vec<IpAddr> = cfg.vips.iter().map(|v| v.addr).collect();
         let vip_addrs = advertised(&cfg);
         let primary_ip = cfg
             .unicast_src_ip
             .or(cfg.mcast_src_ip)
-            .or_else(|| base.primary_ip(&all_vips))
+            .or_else(|| base.primary_ip(cfg.family, &all_vips))
             .ok_or_else(|| {
+                let what = match cfg.family {
+                    Family::V4 => "IPv4 address",
+                    Family::V6 => "IPv6 link-local address",
+                };
                 DaemonError::Config(format!(
-                    "{}: instance {}: interface {} has no IPv4 address to send adverts from",
+                    "{}: instance {}: interface {} has no {what} to send adverts from",
                     cfg.loc, cfg.name, cfg.interface
                 ))
             })?;
@@ -293,6 +299,7 @@ impl Running {
         }
         let socket_key = SocketKey {
             ifindex: link.index,
+            family: cfg.family,
             unicast_src: (!cfg.unicast_peers.is_empty()).then_some(primary_ip),
         };
         let socket = world.socket(socket_key, &link.name, cfg.unicast_ttl)?;
@@ -518,7 +525,7 @@ impl Running {
     pub async fn on_advert(
         &mut self,
         at: Duration,
-        from: Ipv4Addr,
+        from: IpAddr,
         advert: &Advert,
         accepted: Accepted,
         world: &World,
@@ -544,7 +551,7 @@ impl Running {
     }
 
     /// An advert from `from` that agrees with our configuration: a disagreement with it is over.
-    fn agrees(&mut self, from: Ipv4Addr) {
+    fn agrees(&mut self, from: IpAddr) {
         if self.disagreement.as_ref().is_some_and(|d| d.from == from) {
             info!(instance = %self.cfg.name, %from, "the peer's adverts agree with our configuration again");
             self.disagreement = None;
@@ -553,7 +560,7 @@ impl Running {
 
     /// An authentic advert configured otherwise than this instance: followed (its sender is
     /// alive), counted per field, logged once per change with both sides.
-    fn disagrees(&mut self, from: Ipv4Addr, advert: &Advert, d: Disagreement) {
+    fn disagrees(&mut self, from: IpAddr, advert: &Advert, d: Disagreement) {
         for field in d.fields() {
             *self.stats.config_mismatch.entry(field).or_default() += 1;
         }
@@ -575,7 +582,7 @@ impl Running {
     }
 
     /// `check_unicast_src`: the unicast peers, the only senders accepted.
-    fn checked_sources(&self) -> Option<&[Ipv4Addr]> {
+    fn checked_sources(&self) -> Option<&[IpAddr]> {
         (self.cfg.check_unicast_src && !self.cfg.unicast_peers.is_empty())
             .then_some(self.cfg.unicast_peers.as_slice())
     }
@@ -586,10 +593,14 @@ impl Running {
         self.checked_sources()
             .unwrap_or_default()
             .iter()
+            .filter_map(|addr| match addr {
+                IpAddr::V4(a) => Some(a.octets()),
+                IpAddr::V6(_) => None,
+            })
             .map(move |addr| SourceKey {
                 ifindex: key.ifindex,
                 vrid: key.vrid,
-                addr: addr.octets(),
+                addr,
             })
     }
 
@@ -617,10 +628,10 @@ impl Running {
             },
             // A promoting backup claims the VRID as a master would: its adverts come by socket.
             absorb: u8::from(self.fsm.state() == State::Backup && !self.fsm.promoting()),
-            own: self.primary_ip.octets(),
+            own: v4_octets(&self.primary_ip),
             auth: self.cfg.auth_pass.unwrap_or_default(),
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
-            addr_digest: addr_digest(self.vip_addrs.iter().map(|a| a.octets())),
+            addr_digest: addr_digest(self.vip_addrs.iter().map(v4_octets)),
             check_src: u8::from(self.checked_sources().is_some()),
             strict: u8::from(self.cfg.strict),
             unicast: u8::from(!self.cfg.unicast_peers.is_empty()),
@@ -628,9 +639,15 @@ impl Running {
         }
     }
 
-    /// This instance's `VIPS` entries.
+    /// Whether the XDP program checks this instance's adverts: it parses IPv4 only, and
+    /// IPv6 adverts pass it to the socket.
+    pub fn in_kernel(&self) -> bool {
+        self.cfg.family == Family::V4
+    }
+
+    /// This instance's `VIPS` entries (IPv4: the XDP program watches ARP).
     pub fn kernel_vips(&self) -> impl Iterator<Item = (VipKey, VipEntry)> + '_ {
-        self.vips.iter().map(|t| {
+        self.vips.iter().filter(|t| t.vip.addr.is_ipv4()).map(|t| {
             (
                 VipKey {
                     // ARP for a VIP on the VMAC arrives on the interface under it.
@@ -643,7 +660,7 @@ impl Running {
                     } else {
                         t.ifindex
                     },
-                    addr: t.vip.addr.octets(),
+                    addr: v4_octets(&t.vip.addr),
                 },
                 VipEntry {
                     vrid: u32::from(self.cfg.vrid),
@@ -655,15 +672,18 @@ impl Running {
         })
     }
 
-    /// The VIPs this instance holds, for the ARP watch of the socket path.
+    /// The IPv4 VIPs this instance holds, for the ARP watch of the socket path.
     pub fn held_vips(&self) -> impl Iterator<Item = HeldVip> + '_ {
         self.vips
             .iter()
             .filter(|_| self.vips_held)
-            .map(|t| HeldVip {
-                ifindex: t.ifindex,
-                addr: t.vip.addr,
-                own_mac: t.mac,
+            .filter_map(|t| match t.vip.addr {
+                IpAddr::V4(addr) => Some(HeldVip {
+                    ifindex: t.ifindex,
+                    addr,
+                    own_mac: t.mac,
+                }),
+                IpAddr::V6(_) => None,
             })
     }
 
@@ -676,11 +696,12 @@ impl Running {
         self.kernel_fed_ns = peer.last_seen_ns;
         self.stats.received += 1;
         // The kernel absorbs only adverts that agree with our configuration.
-        self.agrees(Ipv4Addr::from(peer.master));
+        let from = IpAddr::from(Ipv4Addr::from(peer.master));
+        self.agrees(from);
         self.fsm.handle_advert(
             Duration::from_nanos(peer.last_seen_ns),
             Received {
-                from: Ipv4Addr::from(peer.master),
+                from,
                 priority: peer.priority,
                 interval_cs: peer.interval_cs,
             },
@@ -690,7 +711,7 @@ impl Running {
 
     /// Another MAC claimed `vip` by ARP while we hold it: split brain. Logged and counted;
     /// gratuitous ARP (at most once a second) takes the neighbours back.
-    pub fn on_arp_conflict(&mut self, vip: Ipv4Addr, mac: [u8; 6], world: &World) {
+    pub fn on_arp_conflict(&mut self, vip: IpAddr, mac: [u8; 6], world: &World) {
         if !self.vips_held {
             return;
         }
@@ -705,7 +726,7 @@ impl Running {
         );
         if answer {
             self.conflict_garp = Some(now);
-            let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = self
+            let targets: Vec<(u32, [u8; 6], IpAddr)> = self
                 .vips
                 .iter()
                 .filter(|t| t.vip.addr == vip)
@@ -720,7 +741,7 @@ impl Running {
         self.fsm.master_adver_interval()
     }
 
-    pub fn on_drop(&mut self, reason: DropReason, from: Option<Ipv4Addr>) {
+    pub fn on_drop(&mut self, reason: DropReason, from: Option<IpAddr>) {
         self.stats.drop(reason);
         if reason == DropReason::AddressList
             && let Some(suppressed) = self.address_mismatch_log.allow()
@@ -734,7 +755,7 @@ impl Running {
         }
     }
 
-    fn log_address_mismatch(&mut self, from: Ipv4Addr, advert: &Advert, what: &str) {
+    fn log_address_mismatch(&mut self, from: IpAddr, advert: &Advert, what: &str) {
         if let Some(suppressed) = self.address_mismatch_log.allow() {
             warn!(
                 instance = %self.cfg.name, %from, suppressed, theirs = ?advert.addrs,
@@ -1102,7 +1123,7 @@ impl Running {
 
     /// The advert at `priority`, for each destination (the group, or each unicast peer); as
     /// a whole Ethernet frame when the socket sends `frames`.
-    fn build_advert(&self, priority: u8, frames: bool) -> Vec<(Ipv4Addr, bytes::Bytes)> {
+    fn build_advert(&self, priority: u8, frames: bool) -> Vec<(IpAddr, bytes::Bytes)> {
         let advert = Advert {
             vrid: self.cfg.vrid,
             priority,
@@ -1113,7 +1134,7 @@ impl Running {
             },
             addrs: self.vip_addrs.clone(),
         };
-        let peers: &[Ipv4Addr] = if self.cfg.unicast_peers.is_empty() {
+        let peers: &[IpAddr] = if self.cfg.unicast_peers.is_empty() {
             std::slice::from_ref(&self.cfg.mcast_dst_ip)
         } else {
             &self.cfg.unicast_peers
@@ -1131,9 +1152,10 @@ impl Running {
             .collect()
     }
 
-    /// Gratuitous ARPs for `vips` as the instance's GARP settings say.
+    /// Gratuitous ARPs (IPv6: unsolicited Neighbor Advertisements) for `vips` as the
+    /// instance's GARP settings say.
     fn send_garps(&self, world: &World, vips: &[VipTarget], repeat: u32) {
-        let targets: Vec<(u32, [u8; 6], Ipv4Addr)> = vips
+        let targets: Vec<(u32, [u8; 6], IpAddr)> = vips
             .iter()
             .map(|t| (t.ifindex, t.mac, t.vip.addr))
             .collect();
@@ -1246,6 +1268,14 @@ impl Running {
     }
 }
 
+/// An IPv4 address's bytes for the XDP maps (which know IPv4 only: 0 for IPv6).
+fn v4_octets(addr: &IpAddr) -> [u8; 4] {
+    match addr {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => [0; 4],
+    }
+}
+
 /// Removes `target`'s VIP if a killed earlier run (or a hand) left it on the interface, unless
 /// another of our instances holds it.
 async fn remove_leftover(
@@ -1276,8 +1306,8 @@ impl Garp {
         }
     }
 
-    /// One gratuitous ARP for each (interface, MAC, VIP).
-    fn burst(&self, targets: &[(u32, [u8; 6], Ipv4Addr)]) {
+    /// One gratuitous ARP (IPv6: unsolicited NA) for each (interface, MAC, VIP).
+    fn burst(&self, targets: &[(u32, [u8; 6], IpAddr)]) {
         for &(ifindex, mac, addr) in targets {
             if let Err(e) = self.socket.send(ifindex, &mac, addr)
                 && let Some(suppressed) = self.errors.lock().ok().and_then(|mut l| l.allow())

@@ -19,7 +19,7 @@ pub mod xdp;
 use std::{
     cell::{Cell, RefCell},
     collections::{BTreeMap, HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     sync::Arc,
     task::Poll,
@@ -135,7 +135,7 @@ pub struct Options {
 pub(crate) struct World {
     vips: Vips,
     /// The VIPs this agent's instances hold, by (ifindex, address): never "left behind".
-    held: RefCell<HashSet<(u32, Ipv4Addr)>>,
+    held: RefCell<HashSet<(u32, IpAddr)>>,
     garp: Arc<instance::Garp>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
     /// `script_user` of global_defs: notify scripts without a user of their own run as it.
@@ -152,7 +152,7 @@ pub(crate) struct World {
     /// `notify_fifo` and `vrrp_notify_fifo`.
     fifos: notify_fifo::Fifos,
     /// Adverts the instances sent since the last [`World::flush`], by socket.
-    outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, Ipv4Addr)>>>,
+    outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, IpAddr)>>>,
     /// Adverts the kernel refused (a full device queue): logged at most every 10 s.
     send_errors: RefCell<instance::RateLimit>,
 }
@@ -170,7 +170,7 @@ impl World {
     }
 
     /// Queues an advert for [`World::flush`].
-    fn send(&self, socket: SocketKey, msg: bytes::Bytes, dst: Ipv4Addr) {
+    fn send(&self, socket: SocketKey, msg: bytes::Bytes, dst: IpAddr) {
         self.outbox
             .borrow_mut()
             .entry(socket)
@@ -189,7 +189,7 @@ impl World {
             };
             let mut done = 0;
             while let Some(rest) = queued.get(done..).filter(|r| !r.is_empty()) {
-                match socket.send_batch(rest) {
+                match socket.send_batch(rest, key.ifindex) {
                     Ok(n) if n > 0 => done += n,
                     result => {
                         let error = result
@@ -207,7 +207,7 @@ impl World {
         }
     }
 
-    fn holds(&self, ifindex: u32, addr: Ipv4Addr) -> bool {
+    fn holds(&self, ifindex: u32, addr: IpAddr) -> bool {
         self.held.borrow().contains(&(ifindex, addr))
     }
 
@@ -228,6 +228,7 @@ impl World {
             AdvertSocket::open(
                 iface,
                 key.ifindex,
+                key.family,
                 key.unicast_src.map(|src| (src, unicast_ttl)),
             )
             .map_err(io_error(format!("opening the VRRP socket on {iface}")))?,
@@ -967,6 +968,7 @@ impl Daemon {
         let vrids = self
             .instances
             .iter()
+            .filter(|r| r.in_kernel())
             .map(|r| (r.kernel_key(), r.kernel_config()))
             .collect();
         let vips = self
@@ -996,7 +998,7 @@ impl Daemon {
                         .any(|v| v.ifindex == claim.ifindex && v.addr == claim.vip)
                 });
                 if let Some(running) = holder {
-                    running.on_arp_conflict(claim.vip, claim.mac, &self.world);
+                    running.on_arp_conflict(claim.vip.into(), claim.mac, &self.world);
                 }
             }
             Err(e) => warn!("ARP watch: {e}"),
@@ -1056,7 +1058,8 @@ impl Daemon {
                 continue;
             };
             if event.change == Change::ArpConflict as u32 {
-                running.on_arp_conflict(Ipv4Addr::from(event.vip), event.mac, &self.world);
+                let vip = IpAddr::from(Ipv4Addr::from(event.vip));
+                running.on_arp_conflict(vip, event.mac, &self.world);
             } else if kernel.absorbs(event.key) {
                 // The last advert before the change first: a sleeping backup has not read
                 // it, and its time is when the better master was last heard.
@@ -1321,6 +1324,7 @@ impl Daemon {
             .instances
             .iter()
             .enumerate()
+            .filter(|(_, r)| r.in_kernel())
             .map(|(i, r)| (r.kernel_key(), i))
             .collect();
         self.world.kernel_dirty.set(true);
@@ -1331,7 +1335,13 @@ impl Daemon {
         xdp::interfaces(self.instances.iter().map(|r| &r.cfg))
             .into_iter()
             .map(|interface| {
+                let v6 = self
+                    .instances
+                    .iter()
+                    .any(|r| !r.in_kernel() && r.cfg.interface == interface);
                 let path = match self.kernel.as_ref().and_then(|k| k.mode(interface)) {
+                    // The program parses IPv4: IPv6 adverts pass it to the socket.
+                    Some(mode) if v6 => format!("xdp {} (IPv6 adverts: sockets)", mode.as_str()),
                     Some(mode) => format!("xdp {}", mode.as_str()),
                     None if self.xdp_loading.is_some() => "sockets (XDP loading)".into(),
                     None => "sockets".into(),

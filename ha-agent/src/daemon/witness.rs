@@ -91,7 +91,7 @@ impl Witnesses {
         witness: &str,
         instance: &str,
         id: u64,
-        from: std::net::Ipv4Addr,
+        from: std::net::IpAddr,
         wait: Duration,
     ) -> bool {
         let Some(w) = self.by_name.get(witness) else {
@@ -124,7 +124,7 @@ impl Witnesses {
         &self,
         witness: &str,
         instance: &str,
-        from: std::net::Ipv4Addr,
+        from: std::net::IpAddr,
         priority: Option<u8>,
         preempt: bool,
     ) {

@@ -1,6 +1,8 @@
 //! What the agent needs to know about an interface.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use crate::vrrp::Family;
 
 use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
 
@@ -9,8 +11,8 @@ pub struct Link {
     pub name: String,
     pub index: u32,
     pub mac: [u8; 6],
-    /// IPv4 addresses in the kernel's order (primary addresses first).
-    pub addrs: Vec<Ipv4Addr>,
+    /// IPv4 and IPv6 addresses in the kernel's order (primary addresses first).
+    pub addrs: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +41,22 @@ impl Link {
                     link.mac = mac;
                 }
             } else if let Some(v4) = address.as_sockaddr_in() {
-                link.addrs.push(v4.ip());
+                link.addrs.push(v4.ip().into());
+            } else if let Some(v6) = address.as_sockaddr_in6() {
+                link.addrs.push(v6.ip().into());
             }
         }
         Ok(link)
     }
 
-    /// The address adverts are sent from: the first one that is not a VIP.
-    pub fn primary_ip(&self, vips: &[Ipv4Addr]) -> Option<Ipv4Addr> {
-        self.addrs.iter().copied().find(|a| !vips.contains(a))
+    /// The address adverts of `family` are sent from: the first IPv4 address that is not a
+    /// VIP; the IPv6 link-local address (RFC 5798 §5.1.2.1).
+    pub fn primary_ip(&self, family: Family, vips: &[IpAddr]) -> Option<IpAddr> {
+        self.addrs.iter().copied().find(|a| match (family, a) {
+            (Family::V4, IpAddr::V4(_)) => !vips.contains(a),
+            (Family::V6, IpAddr::V6(v6)) => v6.is_unicast_link_local() && !vips.contains(a),
+            _ => false,
+        })
     }
 }
 

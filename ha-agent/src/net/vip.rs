@@ -1,9 +1,9 @@
 //! Adding and removing VIPs through rtnetlink.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use futures::TryStreamExt as _;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::Handle;
 
 use crate::config::Vip;
@@ -15,7 +15,7 @@ pub enum VipError {
     #[error("{op} {addr}/{prefix} on interface #{index}: {source}")]
     Netlink {
         op: &'static str,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix: u8,
         index: u32,
         source: rtnetlink::Error,
@@ -49,12 +49,17 @@ impl Vips {
         &self.handle
     }
 
-    /// Adds `vip` on interface `index` (already present is fine).
+    /// Adds `vip` on interface `index` (already present is fine). An IPv6 VIP skips
+    /// duplicate address detection, as keepalived's do: the peer held it a moment ago, and a
+    /// tentative address could not be used for a second or more.
     pub async fn add(&self, index: u32, vip: &Vip) -> Result<(), VipError> {
-        let mut request = self
-            .handle
-            .address()
-            .add(index, IpAddr::V4(vip.addr), vip.prefix);
+        let mut request = self.handle.address().add(index, vip.addr, vip.prefix);
+        if vip.addr.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         if let Some(label) = &vip.label {
             request
                 .message_mut()
@@ -70,15 +75,17 @@ impl Vips {
     /// Removes `vip` from interface `index` (already absent is fine).
     pub async fn remove(&self, index: u32, vip: &Vip) -> Result<(), VipError> {
         let mut message = AddressMessage::default();
-        message.header.family = netlink_packet_route::AddressFamily::Inet;
+        message.header.family = match vip.addr {
+            IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+        };
         message.header.index = index;
         message.header.prefix_len = vip.prefix;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(vip.addr)));
-        message
-            .attributes
-            .push(AddressAttribute::Address(IpAddr::V4(vip.addr)));
+        // IPv4 names the address as local and peer; IPv6 as the address only.
+        if vip.addr.is_ipv4() {
+            message.attributes.push(AddressAttribute::Local(vip.addr));
+        }
+        message.attributes.push(AddressAttribute::Address(vip.addr));
         match self.handle.address().del(message).execute().await {
             Err(e) if errno(&e) == Some(EADDRNOTAVAIL) => Ok(()),
             result => result.map_err(|source| self.error("removing", index, vip, source)),
@@ -86,13 +93,13 @@ impl Vips {
     }
 
     /// Whether `addr` is configured on interface `index`.
-    pub async fn present(&self, index: u32, addr: Ipv4Addr) -> Result<bool, rtnetlink::Error> {
+    pub async fn present(&self, index: u32, addr: IpAddr) -> Result<bool, rtnetlink::Error> {
         let mut stream = self
             .handle
             .address()
             .get()
             .set_link_index_filter(index)
-            .set_address_filter(IpAddr::V4(addr))
+            .set_address_filter(addr)
             .execute();
         Ok(stream.try_next().await?.is_some())
     }

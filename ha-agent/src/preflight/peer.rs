@@ -227,7 +227,7 @@ mod tests {
         let mut peer = ours.clone();
         peer.instances[0].advert_int_cs = 200;
         let extra = crate::config::Vip {
-            addr: std::net::Ipv4Addr::new(192, 168, 2, 201),
+            addr: std::net::Ipv4Addr::new(192, 168, 2, 201).into(),
             ..peer.instances[0].vips[0].clone()
         };
         peer.instances[0].vips.push(extra);

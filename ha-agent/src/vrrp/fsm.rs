@@ -5,7 +5,7 @@
 //! Time is a [`Duration`] since an arbitrary epoch (the daemon uses CLOCK_MONOTONIC; tests a
 //! virtual clock).
 
-use std::{collections::VecDeque, fmt, net::Ipv4Addr, time::Duration};
+use std::{collections::VecDeque, fmt, net::IpAddr, time::Duration};
 
 use super::Version;
 
@@ -28,7 +28,7 @@ pub struct Params {
     /// Master_Down_Interval (it is alive, only worse: no need to wait for it to fall silent).
     pub fast_preempt: bool,
     /// Our primary address on the interface, for the equal-priority tie-break.
-    pub primary_ip: Ipv4Addr,
+    pub primary_ip: IpAddr,
     /// Delay of the second gratuitous ARP burst after becoming master (zero: none).
     pub garp_delay: Duration,
     /// Period of gratuitous ARP refreshes while master.
@@ -102,12 +102,12 @@ pub enum Reason {
     MasterResigned,
     /// Preemption of a lower-priority master (after preempt_delay, if any).
     Preempt {
-        master: Ipv4Addr,
+        master: IpAddr,
         priority: u8,
     },
     /// An advert with a higher priority, or equal priority from a higher address.
     HigherPriority {
-        from: Ipv4Addr,
+        from: IpAddr,
         priority: u8,
     },
     Shutdown,
@@ -215,7 +215,7 @@ pub enum Action {
 /// A received advert that passed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Received {
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     pub priority: u8,
     /// The sender's interval in centiseconds (learned by VRRPv3 backups).
     pub interval_cs: u16,
@@ -239,7 +239,7 @@ pub struct Instance {
     /// The master's interval (VRRPv3 learns it; VRRPv2 uses ours).
     master_adver_int_cs: u16,
     /// The current master as last heard (address, priority), while backup.
-    master: Option<(Ipv4Addr, u8)>,
+    master: Option<(IpAddr, u8)>,
     /// Set by a priority-0 advert: the coming down-timer expiry is a resignation.
     resigned: bool,
     /// When a MASTER last answered another router's advert out of schedule: such answers are
@@ -306,7 +306,7 @@ impl Instance {
     }
 
     /// The current master: ourselves when master, else the last advertiser we accepted.
-    pub fn master(&self) -> Option<Ipv4Addr> {
+    pub fn master(&self) -> Option<IpAddr> {
         match self.state {
             State::Master => Some(self.params.primary_ip),
             State::Backup => self.master.map(|(ip, _)| ip),

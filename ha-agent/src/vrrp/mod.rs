@@ -5,6 +5,8 @@ pub mod packet;
 pub mod receive;
 pub mod sync_group;
 
+pub use packet::Family;
+
 /// The protocol version an instance speaks: RFC 3768 (VRRPv2) or RFC 5798 (VRRPv3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Version {

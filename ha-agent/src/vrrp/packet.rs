@@ -1,10 +1,10 @@
-//! VRRP advertisements on the wire (RFC 3768 v2, RFC 5798/9568 v3), IPv4.
+//! VRRP advertisements on the wire (RFC 3768 v2, RFC 5798/9568 v3), IPv4 and IPv6.
 //!
 //! [`Advert::parse`] and [`Advert::emit`] are exact inverses for valid adverts. Receive
-//! validation follows RFC 3768/5798 §7.1: [`Ipv4Header::parse`] checks the IP part,
+//! validation follows RFC 3768/5798 §7.1: [`IpHeader::parse`] checks the IP part,
 //! [`Advert::parse`] the message itself, [`check_advert`] what depends on the instance.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use subtle::ConstantTimeEq as _;
 
@@ -13,13 +13,64 @@ use ha_common::vrrp::{AUTH_LEN, AUTH_NONE, AUTH_PASS, HEADER_LEN, TYPE_ADVERTISE
 pub use ha_common::vrrp::{IPPROTO_VRRP, TTL};
 
 pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+
+/// The address family of an instance: its VIPs, adverts and sockets (RFC 5798: each family
+/// has its own VRID space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Family {
+    #[default]
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Bytes per address in an advert's list.
+    pub fn addr_len(self) -> usize {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 16,
+        }
+    }
+
+    /// The group adverts go to unless configured otherwise.
+    pub fn group(self) -> IpAddr {
+        match self {
+            Family::V4 => VRRP_GROUP_V4.into(),
+            Family::V6 => VRRP_GROUP_V6.into(),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// An address's bytes as they go on the wire.
+pub fn octets(addr: &IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
 
 /// Why a received packet was dropped; each reason has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
-    /// IP header malformed or truncated, or not protocol 112.
+    /// IP header malformed or truncated, or not protocol 112 (an IPv6 extension header
+    /// included).
     BadIp,
-    /// TTL is not 255 (the packet crossed a router).
+    /// TTL (IPv6: hop limit) is not 255 (the packet crossed a router).
     Ttl,
     Version,
     Type,
@@ -80,39 +131,68 @@ impl DropReason {
     }
 }
 
-/// The fields of an IPv4 header that VRRP validation needs.
+/// The fields of an IP header that VRRP validation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv4Header {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+pub struct IpHeader {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
+    /// Protocol (IPv4) or next header (IPv6).
     pub protocol: u8,
     pub header_len: usize,
     /// Total length from the header, clamped to the bytes present.
     pub total_len: usize,
 }
 
-impl Ipv4Header {
-    /// Parses the IPv4 header at the start of `packet` (what a raw socket receives).
+impl IpHeader {
+    /// Parses the IPv4 or IPv6 header at the start of `packet`.
     pub fn parse(packet: &[u8]) -> Result<Self, DropReason> {
+        match packet.first().map(|b| b >> 4) {
+            Some(4) => Self::parse_v4(packet),
+            Some(6) => Self::parse_v6(packet),
+            _ => Err(DropReason::BadIp),
+        }
+    }
+
+    fn parse_v4(packet: &[u8]) -> Result<Self, DropReason> {
         let Some(fixed) = packet.first_chunk::<20>() else {
             return Err(DropReason::BadIp);
         };
-        if fixed[0] >> 4 != 4 {
-            return Err(DropReason::BadIp);
-        }
         let header_len = usize::from(fixed[0] & 0x0f) * 4;
         let total_len = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
         if header_len < 20 || total_len < header_len || packet.len() < header_len {
             return Err(DropReason::BadIp);
         }
         Ok(Self {
-            src: Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]),
-            dst: Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]),
+            src: Ipv4Addr::new(fixed[12], fixed[13], fixed[14], fixed[15]).into(),
+            dst: Ipv4Addr::new(fixed[16], fixed[17], fixed[18], fixed[19]).into(),
             ttl: fixed[8],
             protocol: fixed[9],
             header_len,
             total_len: total_len.min(packet.len()),
+        })
+    }
+
+    /// The fixed IPv6 header only: an advert behind extension headers has another next
+    /// header and is dropped as not VRRP, as keepalived's raw socket would not see it either.
+    fn parse_v6(packet: &[u8]) -> Result<Self, DropReason> {
+        let Some(fixed) = packet.first_chunk::<40>() else {
+            return Err(DropReason::BadIp);
+        };
+        let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+        let addr = |at: usize| {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(fixed.get(at..at + 16).unwrap_or(&[0; 16]));
+            IpAddr::from(Ipv6Addr::from(octets))
+        };
+        Ok(Self {
+            src: addr(8),
+            dst: addr(24),
+            ttl: fixed[7],
+            protocol: fixed[6],
+            header_len: 40,
+            total_len: (40 + payload).min(packet.len()),
         })
     }
 
@@ -147,11 +227,12 @@ impl Interval {
 pub enum ChecksumForm {
     /// Over the message only (VRRPv2; RFC 9568 VRRPv3/IPv4).
     Message,
-    /// Over the IPv4 pseudo-header and the message (keepalived's and FRR's VRRPv3 default).
+    /// Over the IP pseudo-header and the message (keepalived's and FRR's VRRPv3 default;
+    /// the only form over IPv6).
     PseudoHeader,
 }
 
-/// A VRRP advertisement (IPv4).
+/// A VRRP advertisement. Its addresses are of the family it was sent over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advert {
     pub vrid: u8,
@@ -159,7 +240,7 @@ pub struct Advert {
     pub interval: Interval,
     /// VRRPv2 authentication: type and 8 data bytes. `None` for v3.
     pub auth: Option<(u8, [u8; AUTH_LEN])>,
-    pub addrs: Vec<Ipv4Addr>,
+    pub addrs: Vec<IpAddr>,
 }
 
 impl Advert {
@@ -171,12 +252,15 @@ impl Advert {
     }
 
     /// Parses and checks a VRRP message (the IP payload, without link-layer padding) sent from
-    /// `src` to `dst`. Returns the advert and the checksum form that matched.
+    /// `src` to `dst`, whose family is the list's. Returns the advert and the checksum form
+    /// that matched.
     pub fn parse(
         msg: &[u8],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
     ) -> Result<(Self, ChecksumForm), DropReason> {
+        let (src, dst) = (src.into(), dst.into());
+        let family = Family::of(src);
         let Some(header) = msg.first_chunk::<HEADER_LEN>() else {
             return Err(DropReason::Length);
         };
@@ -186,16 +270,17 @@ impl Advert {
             return Err(DropReason::Type);
         }
         let count = usize::from(count);
-        let len = match version {
-            2 => HEADER_LEN + 4 * count + AUTH_LEN,
-            3 => HEADER_LEN + 4 * count,
+        let size = family.addr_len();
+        let len = match (version, family) {
+            (2, Family::V4) => HEADER_LEN + size * count + AUTH_LEN,
+            (3, _) => HEADER_LEN + size * count,
             _ => return Err(DropReason::Version),
         };
         // Exactly: bytes beyond the announced addresses would escape the checks.
         if msg.len() != len {
             return Err(DropReason::Length);
         }
-        let form = if checksum(msg, None) == 0 {
+        let form = if family == Family::V4 && checksum(msg, None) == 0 {
             ChecksumForm::Message
         } else if version == 3 && checksum(msg, Some((src, dst))) == 0 {
             ChecksumForm::PseudoHeader
@@ -207,14 +292,16 @@ impl Advert {
         }
         let (addrs, trailer) = msg
             .get(HEADER_LEN..)
-            .and_then(|body| body.split_at_checked(4 * count))
+            .and_then(|body| body.split_at_checked(size * count))
             .ok_or(DropReason::Length)?;
-        let addrs = addrs
-            .as_chunks::<4>()
-            .0
-            .iter()
-            .map(|a| Ipv4Addr::from(*a))
-            .collect();
+        let addrs = match family {
+            Family::V4 => (addrs.as_chunks::<4>().0.iter())
+                .map(|a| Ipv4Addr::from(*a).into())
+                .collect(),
+            Family::V6 => (addrs.as_chunks::<16>().0.iter())
+                .map(|a| Ipv6Addr::from(*a).into())
+                .collect(),
+        };
         let (interval, auth) = if version == 2 {
             let data = trailer
                 .first_chunk::<AUTH_LEN>()
@@ -241,8 +328,15 @@ impl Advert {
     }
 
     /// Appends the VRRP message to `out`. VRRPv3 checksums use `form` (with `src`/`dst` for
-    /// the pseudo-header); VRRPv2 always covers the message only.
-    pub fn emit(&self, out: &mut Vec<u8>, form: ChecksumForm, src: Ipv4Addr, dst: Ipv4Addr) {
+    /// the pseudo-header; always over IPv6); VRRPv2 always covers the message only.
+    pub fn emit(
+        &self,
+        out: &mut Vec<u8>,
+        form: ChecksumForm,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+    ) {
+        let (src, dst) = (src.into(), dst.into());
         let start = out.len();
         let (version, b4, b5) = match self.interval {
             Interval::Seconds(s) => (2, self.auth.map_or(AUTH_NONE, |(t, _)| t), s),
@@ -262,12 +356,13 @@ impl Advert {
             0,
         ]);
         for addr in &self.addrs {
-            out.extend_from_slice(&addr.octets());
+            out.extend_from_slice(&octets(addr));
         }
         if version == 2 {
             out.extend_from_slice(&self.auth.map_or([0; AUTH_LEN], |(_, d)| d));
         }
-        let pseudo = (version == 3 && form == ChecksumForm::PseudoHeader).then_some((src, dst));
+        let pseudo = (version == 3 && (form == ChecksumForm::PseudoHeader || src.is_ipv6()))
+            .then_some((src, dst));
         let sum = checksum(out.get(start..).unwrap_or_default(), pseudo).to_be_bytes();
         if let Some(field) = out.get_mut(start + 6..start + 8) {
             field.copy_from_slice(&sum);
@@ -283,12 +378,12 @@ pub struct Expect<'a> {
     /// VRRPv2 PASS data if we authenticate.
     pub auth_pass: Option<&'a [u8; AUTH_LEN]>,
     /// Our virtual addresses, which the advert must list (in any order).
-    pub addrs: &'a [Ipv4Addr],
+    pub addrs: &'a [IpAddr],
     /// keepalived's `vrrp_skip_check_adv_addr`: adverts from this sender (the master we
     /// already follow) skip the address check.
-    pub skip_addr_check_from: Option<Ipv4Addr>,
+    pub skip_addr_check_from: Option<IpAddr>,
     /// `check_unicast_src`: the only senders accepted (our unicast peers).
-    pub sources: Option<&'a [Ipv4Addr]>,
+    pub sources: Option<&'a [IpAddr]>,
     /// `vrrp_strict`: an advert configured otherwise (address list, VRRPv2 interval) is
     /// dropped, as RFC 3768/5798 §7.1 says. Without it such an advert, authentic in every
     /// other way, is accepted as [`Accepted::Disagrees`]: its sender is alive.
@@ -329,7 +424,7 @@ impl Disagreement {
 
 pub fn check_advert(
     advert: &Advert,
-    src: Ipv4Addr,
+    src: IpAddr,
     expect: &Expect<'_>,
 ) -> Result<Accepted, DropReason> {
     if advert.version() != expect.version {
@@ -377,9 +472,14 @@ pub fn check_advert(
     })
 }
 
-/// The Internet checksum of `msg`, preceded by the IPv4 pseudo-header when given. Over data
-/// whose checksum field is filled in, a correct checksum yields 0.
-pub fn checksum(msg: &[u8], pseudo: Option<(Ipv4Addr, Ipv4Addr)>) -> u16 {
+/// The Internet checksum of `msg`, preceded by the IP pseudo-header of protocol 112 when
+/// given. Over data whose checksum field is filled in, a correct checksum yields 0.
+pub fn checksum(msg: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
+    checksum_as(IPPROTO_VRRP, msg, pseudo)
+}
+
+/// [`checksum`] for another protocol's pseudo-header (ICMPv6's, say).
+pub fn checksum_as(protocol: u8, msg: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
     let mut sum: u32 = 0;
     let words = |bytes: &[u8]| -> u32 {
         let (pairs, rest) = bytes.as_chunks::<2>();
@@ -390,9 +490,11 @@ pub fn checksum(msg: &[u8], pseudo: Option<(Ipv4Addr, Ipv4Addr)>) -> u16 {
             .sum::<u32>()
             + odd
     };
+    // IPv4's and IPv6's pseudo-headers sum alike: the addresses, the protocol (next
+    // header) and the length (IPv6's 32-bit field has its high half zero here).
     if let Some((src, dst)) = pseudo {
-        sum += words(&src.octets()) + words(&dst.octets());
-        sum += u32::from(IPPROTO_VRRP);
+        sum += words(&octets(&src)) + words(&octets(&dst));
+        sum += u32::from(protocol);
         sum += msg.len() as u32;
     }
     sum += words(msg);
@@ -421,7 +523,7 @@ mod tests {
             priority,
             interval: Interval::Seconds(1),
             auth: Some((AUTH_PASS, PASS)),
-            addrs: vec![VIP],
+            addrs: vec![VIP.into()],
         }
     }
 
@@ -431,7 +533,7 @@ mod tests {
             priority,
             interval: Interval::Centis(100),
             auth: None,
-            addrs: vec![VIP],
+            addrs: vec![VIP.into()],
         }
     }
 
@@ -499,14 +601,14 @@ mod tests {
                 priority: 254,
                 interval: Interval::Centis(4095),
                 auth: None,
-                addrs: (0..20).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect(),
+                addrs: (0..20).map(|i| Ipv4Addr::new(10, 0, 0, i).into()).collect(),
             },
             Advert {
                 vrid: 9,
                 priority: 9,
                 interval: Interval::Seconds(255),
                 auth: Some((AUTH_NONE, [0; 8])),
-                addrs: vec![VIP, SRC],
+                addrs: vec![VIP.into(), SRC.into()],
             },
         ] {
             for form in [ChecksumForm::Message, ChecksumForm::PseudoHeader] {
@@ -571,7 +673,7 @@ mod tests {
     fn v2_with_a_pseudo_header_checksum_is_rejected() {
         let mut bytes = SEED;
         bytes[6..8].copy_from_slice(&[0, 0]);
-        let sum = checksum(&bytes, Some((SRC, VRRP_GROUP_V4)));
+        let sum = checksum(&bytes, Some((SRC.into(), VRRP_GROUP_V4.into())));
         bytes[6..8].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(
             Advert::parse(&bytes, SRC, VRRP_GROUP_V4),
@@ -580,7 +682,7 @@ mod tests {
     }
 
     /// What the seed's BACKUP expects (VRRPv2, 1 s, PASS, one VIP).
-    fn seed_expect(vips: &[Ipv4Addr], strict: bool) -> Expect<'_> {
+    fn seed_expect(vips: &[IpAddr], strict: bool) -> Expect<'_> {
         Expect {
             version: 2,
             interval: Interval::Seconds(1),
@@ -594,9 +696,9 @@ mod tests {
 
     #[test]
     fn instance_checks() {
-        let vips = [VIP];
+        let vips = [IpAddr::from(VIP)];
         let expect = seed_expect(&vips, true);
-        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
+        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC.into(), expect);
         assert_eq!(check(&seed(150), &expect), Ok(Accepted::Clean));
         let wrong = Advert {
             auth: Some((AUTH_PASS, *b"2222\0\0\0\0")),
@@ -628,9 +730,9 @@ mod tests {
         };
         assert_eq!(check(&seed(150), &open), Err(DropReason::AuthType));
         // check_unicast_src: only the listed peers, and only once authenticated.
-        let other = Ipv4Addr::new(192, 168, 2, 77);
+        let other = IpAddr::from(Ipv4Addr::new(192, 168, 2, 77));
         let peers = Expect {
-            sources: Some(&[SRC]),
+            sources: Some(&[IpAddr::V4(SRC)]),
             ..expect
         };
         assert_eq!(check(&seed(150), &peers), Ok(Accepted::Clean));
@@ -649,15 +751,15 @@ mod tests {
     /// life; the configuration is compared only after everything that authenticates it.
     #[test]
     fn configuration_differences_are_not_death_unless_strict() {
-        let vips = [VIP];
+        let vips = [IpAddr::from(VIP)];
         let (lenient, strict) = (seed_expect(&vips, false), seed_expect(&vips, true));
-        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC, expect);
+        let check = |advert: &Advert, expect: &Expect<'_>| check_advert(advert, SRC.into(), expect);
         let slow = Advert {
             interval: Interval::Seconds(2),
             ..seed(150)
         };
         let more = Advert {
-            addrs: vec![VIP, Ipv4Addr::new(192, 168, 2, 201)],
+            addrs: vec![VIP.into(), Ipv4Addr::new(192, 168, 2, 201).into()],
             ..seed(150)
         };
         let both = Advert {
@@ -688,7 +790,7 @@ mod tests {
         };
         assert_eq!(check(&forged, &lenient), Err(DropReason::AuthMismatch));
         let stranger = Expect {
-            sources: Some(&[Ipv4Addr::new(192, 168, 2, 77)]),
+            sources: Some(&[Ipv4Addr::new(192, 168, 2, 77).into()]),
             ..lenient
         };
         assert_eq!(check(&both, &stranger), Err(DropReason::UnknownSource));
@@ -710,18 +812,98 @@ mod tests {
         packet.extend_from_slice(&VRRP_GROUP_V4.octets());
         packet.extend_from_slice(&SEED);
         packet.extend_from_slice(&[0; 4]); // padding beyond total length
-        let ip = Ipv4Header::parse(&packet).unwrap();
+        let ip = IpHeader::parse(&packet).unwrap();
         assert_eq!(
             (ip.src, ip.dst, ip.ttl, ip.protocol),
-            (SRC, VRRP_GROUP_V4, 255, 112)
+            (SRC.into(), VRRP_GROUP_V4.into(), 255, 112)
         );
         assert_eq!(ip.payload(&packet), SEED);
-        assert_eq!(Ipv4Header::parse(&packet[..19]), Err(DropReason::BadIp));
-        let mut v6 = packet.clone();
+        assert_eq!(IpHeader::parse(&packet[..19]), Err(DropReason::BadIp));
+        // Too short for the IPv6 header a version of 6 announces.
+        let mut v6 = packet[..39].to_vec();
         v6[0] = 0x60;
-        assert_eq!(Ipv4Header::parse(&v6), Err(DropReason::BadIp));
+        assert_eq!(IpHeader::parse(&v6), Err(DropReason::BadIp));
+        let mut v5 = packet.clone();
+        v5[0] = 0x55;
+        assert_eq!(IpHeader::parse(&v5), Err(DropReason::BadIp));
         let mut short_total = packet.clone();
         short_total[3] = 10;
-        assert_eq!(Ipv4Header::parse(&short_total), Err(DropReason::BadIp));
+        assert_eq!(IpHeader::parse(&short_total), Err(DropReason::BadIp));
+    }
+
+    const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0a);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x64);
+
+    fn v6(priority: u8) -> Advert {
+        Advert {
+            addrs: vec![VIP6.into(), LL.into()],
+            ..v3(priority)
+        }
+    }
+
+    #[test]
+    fn ipv6_header() {
+        let mut packet = vec![0x60, 0, 0, 0, 0, 40, 112, 255];
+        packet.extend_from_slice(&LL.octets());
+        packet.extend_from_slice(&VRRP_GROUP_V6.octets());
+        packet.extend_from_slice(&[0; 40 + 6]); // the message, then padding
+        let ip = IpHeader::parse(&packet).unwrap();
+        assert_eq!(
+            (
+                ip.src,
+                ip.dst,
+                ip.ttl,
+                ip.protocol,
+                ip.payload(&packet).len()
+            ),
+            (LL.into(), VRRP_GROUP_V6.into(), 255, 112, 40)
+        );
+        assert_eq!(IpHeader::parse(&packet[..39]), Err(DropReason::BadIp));
+    }
+
+    /// RFC 5798 §5.2.8: over IPv6 the checksum always covers the pseudo-header, and the
+    /// address list holds 16-byte addresses.
+    #[test]
+    fn ipv6_adverts() {
+        let mut bytes = Vec::new();
+        v6(150).emit(&mut bytes, ChecksumForm::Message, LL, VRRP_GROUP_V6);
+        assert_eq!(bytes.len(), 8 + 2 * 16);
+        assert_ne!(checksum(&bytes, None), 0);
+        assert_eq!(checksum(&bytes, Some((LL.into(), VRRP_GROUP_V6.into()))), 0);
+        assert_eq!(
+            Advert::parse(&bytes, LL, VRRP_GROUP_V6),
+            Ok((v6(150), ChecksumForm::PseudoHeader))
+        );
+        // Another sender's pseudo-header does not match.
+        let other = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0b);
+        assert_eq!(
+            Advert::parse(&bytes, other, VRRP_GROUP_V6),
+            Err(DropReason::Checksum)
+        );
+        // A message-only checksum is not valid over IPv6.
+        let mut message_only = bytes.clone();
+        message_only[6..8].copy_from_slice(&[0, 0]);
+        let sum = checksum(&message_only, None);
+        message_only[6..8].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            Advert::parse(&message_only, LL, VRRP_GROUP_V6),
+            Err(DropReason::Checksum)
+        );
+        // The list is read as IPv6 addresses: 4-byte entries make a length error.
+        assert_eq!(
+            Advert::parse(
+                &emit(&v3(150), ChecksumForm::PseudoHeader),
+                LL,
+                VRRP_GROUP_V6
+            ),
+            Err(DropReason::Length)
+        );
+        // VRRPv2 exists over IPv4 only.
+        let mut v2 = SEED;
+        v2[3] = 0;
+        assert_eq!(
+            Advert::parse(&v2[..16], LL, VRRP_GROUP_V6),
+            Err(DropReason::Version)
+        );
     }
 }

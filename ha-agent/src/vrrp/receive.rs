@@ -1,11 +1,11 @@
-//! The receive step: an IPv4 packet from an advert socket to (instance, advert) or a drop
+//! The receive step: an IP packet from an advert socket to (instance, advert) or a drop
 //! reason, with every RFC 3768/5798 §7.1 check in order. Pure, so the socket path, tests and
 //! fuzzing run the same code (and the XDP path must agree with it).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::packet::{
-    Accepted, Advert, DropReason, Expect, IPPROTO_VRRP, Ipv4Header, TTL, check_advert,
+    Accepted, Advert, DropReason, Expect, IPPROTO_VRRP, IpHeader, TTL, check_advert,
 };
 
 /// An advert that passed every check, for instance `index`.
@@ -13,7 +13,7 @@ use super::packet::{
 pub struct Delivery {
     pub index: usize,
     pub advert: Advert,
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub accepted: Accepted,
 }
 
@@ -23,27 +23,28 @@ pub struct Dropped {
     pub index: Option<usize>,
     pub reason: DropReason,
     /// The sender, once the IP header could be read.
-    pub from: Option<Ipv4Addr>,
+    pub from: Option<IpAddr>,
 }
 
 /// What the receive step needs to know of the instance a VRID names on this socket.
 pub struct Target<'a> {
     pub index: usize,
     /// Our own address: adverts from it are our own, looped back.
-    pub primary_ip: Ipv4Addr,
+    pub primary_ip: IpAddr,
     /// Unicast peers: their adverts may have crossed routers, so the TTL is not checked
     /// (keepalived's rule; RFC 5798 knows only multicast).
     pub unicast: bool,
     pub expect: Expect<'a>,
 }
 
-/// Checks `packet` (an IPv4 packet as a raw socket reads it). `instance` finds the instance
+/// Checks `packet` (an IPv4 packet as a raw socket reads it, or an IPv6 one: its fixed
+/// header and the VRRP message). `instance` finds the instance
 /// configured for a VRID on the socket the packet came from.
 pub fn receive<'a>(
     packet: &[u8],
     instance: impl FnOnce(u8) -> Option<Target<'a>>,
 ) -> Result<Delivery, Dropped> {
-    let ip = Ipv4Header::parse(packet).map_err(|reason| Dropped {
+    let ip = IpHeader::parse(packet).map_err(|reason| Dropped {
         index: None,
         reason,
         from: None,
@@ -79,6 +80,8 @@ pub fn receive<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::vrrp::packet::{ChecksumForm, Interval, VRRP_GROUP_V4, checksum};
 
@@ -94,7 +97,7 @@ mod tests {
             priority,
             interval: Interval::Seconds(1),
             auth: Some((1, PASS)),
-            addrs,
+            addrs: addrs.into_iter().map(IpAddr::from).collect(),
         }
     }
 
@@ -126,18 +129,18 @@ mod tests {
         skip_from: Option<Ipv4Addr>,
         unicast: bool,
     ) -> Result<Delivery, Dropped> {
-        let addrs = [VIP];
+        let addrs = [IpAddr::from(VIP)];
         receive(packet, |vrid| {
             (vrid == 107).then_some(Target {
                 index: 3,
-                primary_ip: US,
+                primary_ip: US.into(),
                 unicast,
                 expect: Expect {
                     version: 2,
                     interval: Interval::Seconds(1),
                     auth_pass: Some(&PASS),
                     addrs: &addrs,
-                    skip_addr_check_from: skip_from,
+                    skip_addr_check_from: skip_from.map(IpAddr::from),
                     sources: None,
                     strict: true,
                 },
@@ -158,7 +161,7 @@ mod tests {
             Delivery {
                 index: 3,
                 advert: good,
-                src: PEER,
+                src: PEER.into(),
                 accepted: Accepted::Clean
             }
         );
@@ -231,5 +234,70 @@ mod tests {
                 Accepted::OwnerAddressMismatch
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod ipv6 {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+    use crate::vrrp::packet::{ChecksumForm, Interval, VRRP_GROUP_V6};
+
+    const PEER: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0b);
+    const US: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0a);
+    const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x64);
+
+    fn packet(src: Ipv6Addr, hop_limit: u8, next_header: u8) -> Vec<u8> {
+        let advert = Advert {
+            vrid: 7,
+            priority: 100,
+            interval: Interval::Centis(100),
+            auth: None,
+            addrs: vec![VIP.into()],
+        };
+        let mut msg = Vec::new();
+        advert.emit(&mut msg, ChecksumForm::PseudoHeader, src, VRRP_GROUP_V6);
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next_header, hop_limit]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&VRRP_GROUP_V6.octets());
+        p.extend_from_slice(&msg);
+        p
+    }
+
+    fn run(packet: &[u8]) -> Result<Delivery, Dropped> {
+        let addrs = [IpAddr::from(VIP)];
+        receive(packet, |vrid| {
+            (vrid == 7).then_some(Target {
+                index: 0,
+                primary_ip: US.into(),
+                unicast: false,
+                expect: Expect {
+                    version: 3,
+                    interval: Interval::Centis(100),
+                    auth_pass: None,
+                    addrs: &addrs,
+                    skip_addr_check_from: None,
+                    sources: None,
+                    strict: true,
+                },
+            })
+        })
+    }
+
+    #[test]
+    fn ipv6_adverts_pass_the_same_checks() {
+        let good = run(&packet(PEER, 255, IPPROTO_VRRP)).unwrap();
+        assert_eq!((good.src, good.accepted), (PEER.into(), Accepted::Clean));
+        let reason = |p: Vec<u8>| run(&p).err().map(|d| d.reason);
+        assert_eq!(
+            reason(packet(PEER, 254, IPPROTO_VRRP)),
+            Some(DropReason::Ttl)
+        );
+        assert_eq!(reason(packet(US, 255, IPPROTO_VRRP)), Some(DropReason::Own));
+        // Behind a hop-by-hop options header: not an advert this agent reads.
+        assert_eq!(reason(packet(PEER, 255, 0)), Some(DropReason::BadIp));
     }
 }

@@ -44,7 +44,7 @@ pub fn advert(
             Interval::Centis(100)
         },
         auth: (version == 2).then_some((AUTH_PASS, *pass)),
-        addrs: vips.to_vec(),
+        addrs: vips.iter().map(|&a| a.into()).collect(),
     };
     let mut msg = Vec::new();
     advert.emit(&mut msg, ChecksumForm::Message, host.ip, dst);

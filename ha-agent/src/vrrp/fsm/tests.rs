@@ -1,10 +1,12 @@
 //! The state machine under a virtual clock.
 
+use std::net::Ipv4Addr;
+
 use super::*;
 
-pub(crate) const ME: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 11);
-const PEER_HIGH: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 12);
-const PEER_LOW: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 10);
+pub(crate) const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 11));
+const PEER_HIGH: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 12));
+const PEER_LOW: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 10));
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -80,7 +82,7 @@ impl Sim {
         self.now = t;
     }
 
-    fn advert(&mut self, from: Ipv4Addr, priority: u8, interval_cs: u16) {
+    fn advert(&mut self, from: IpAddr, priority: u8, interval_cs: u16) {
         self.inst.handle_advert(
             self.now,
             Received {
@@ -93,7 +95,7 @@ impl Sim {
     }
 
     /// Delivers an advert from `from` every `interval` until `until`.
-    fn peer_master(&mut self, from: Ipv4Addr, priority: u8, interval_cs: u16, until: Time) {
+    fn peer_master(&mut self, from: IpAddr, priority: u8, interval_cs: u16, until: Time) {
         let step = CENTISECOND * u32::from(interval_cs);
         let mut t = self.now;
         while t <= until {

@@ -1,6 +1,9 @@
 //! Two members of a group on one node, under a virtual clock.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use super::*;
 use crate::vrrp::{
@@ -8,7 +11,7 @@ use crate::vrrp::{
     fsm::{Action, Params, Received, Time},
 };
 
-const PEER: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 12);
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 12));
 
 /// VRRPv3, priority 100, no second GARP burst.
 fn params(vrid: u8, advert_int_cs: u16) -> Params {
