@@ -1,16 +1,21 @@
 //! `vrrp_sync_group` against keepalived 2.2.7 with the same group: two instances (two VRIDs,
 //! two VIPs) move together. A failing check on one member takes the whole group to FAULT on
 //! that node and both VIPs to the peer, and back when it recovers; ha-agent as master and
-//! as backup. The group's notify script is told `GROUP G STATE 0` on each change.
+//! as backup. The group's notify script is told `GROUP G STATE 0` on each change. Dual
+//! stack: the second member an IPv6 instance, the pair moves all the same.
 
-use std::{net::Ipv4Addr, os::unix::fs::PermissionsExt as _, path::Path, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    time::Duration,
+};
 
 use ha_tests::{Daemon, Host, Kind, Topology, VrrpConf, daemons::config, wait_until};
 
-const VIPS: [Ipv4Addr; 2] = [
-    Ipv4Addr::new(192, 168, 2, 200),
-    Ipv4Addr::new(192, 168, 2, 201),
-];
+const VIP1: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 200));
+const VIP2_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 201));
+const VIP2_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x201));
 /// Generous against keepalived's once-a-second checks and a loaded 2-core machine.
 const WITHIN: Duration = Duration::from_secs(6);
 
@@ -19,9 +24,10 @@ fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// VI_1 (VRID 107, tracks `chk`: the file `app` exists) and VI_2 (VRID 108) in group G,
-/// whose `notify` appends its arguments to `log`.
+/// VI_1 (VRID 107, tracks `chk`: the file `app` exists) and VI_2 (VRID 108, VIP `vip2`) in
+/// group G, whose `notify` appends its arguments to `log`.
 fn grouped(
+    vip2: IpAddr,
     state: &'static str,
     priority: u8,
     kind: Kind,
@@ -36,7 +42,7 @@ fn grouped(
     let mut vi2 = VrrpConf::v3(state, priority, "0.1");
     vi2.name = "VI_2".into();
     vi2.vrid = 108;
-    vi2.vips = vec![VIPS[1].to_string()];
+    vi2.vips = vec![vip2.to_string()];
     // keepalived runs scripts at most once a second, and wants the vrrp_script first.
     let interval = if kind == Kind::HaAgent { "0.1" } else { "1" };
     let globals = config(&[]);
@@ -49,8 +55,8 @@ fn grouped(
     )
 }
 
-fn holds(host: &Host) -> [bool; 2] {
-    VIPS.map(|vip| host.has_address("eth0", vip))
+fn holds(host: &Host, vip2: IpAddr) -> [bool; 2] {
+    [VIP1, vip2].map(|vip| host.has_address("eth0", vip))
 }
 
 fn group_state(agent: &Daemon) -> String {
@@ -74,11 +80,14 @@ fn wait_group(agent: &Daemon, want: &str) {
     });
 }
 
-fn wait_holder(holder: &Host, other: &Host) {
+fn wait_holder(holder: &Host, other: &Host, vip2: IpAddr) {
     wait_until(
         &format!("both VIPs on {} only", holder.name),
         WITHIN,
-        || (holds(holder) == [true, true] && holds(other) == [false, false]).then_some(()),
+        || {
+            (holds(holder, vip2) == [true, true] && holds(other, vip2) == [false, false])
+                .then_some(())
+        },
     );
 }
 
@@ -91,8 +100,11 @@ fn notified(log: &Path) -> Vec<String> {
         .collect()
 }
 
-fn a_failing_member_moves_the_group(master: Kind) {
+fn a_failing_member_moves_the_group(master: Kind, vip2: IpAddr) {
     let t = Topology::new(&["a", "b"]);
+    if vip2.is_ipv6() {
+        t.enable_ipv6();
+    }
     let (a, b) = (t.host("a"), t.host("b"));
     let app = t.dir().join("app");
     std::fs::write(&app, "").unwrap();
@@ -101,17 +113,17 @@ fn a_failing_member_moves_the_group(master: Kind) {
         Kind::HaAgent => Kind::Keepalived,
         Kind::Keepalived => Kind::HaAgent,
     };
-    let conf_a = grouped("MASTER", 150, master, &app, &log_a, t.dir());
+    let conf_a = grouped(vip2, "MASTER", 150, master, &app, &log_a, t.dir());
     let app_b = t.dir().join("app-b");
     std::fs::write(&app_b, "").unwrap();
-    let conf_b = grouped("BACKUP", 120, backup, &app_b, &log_b, t.dir());
+    let conf_b = grouped(vip2, "BACKUP", 120, backup, &app_b, &log_b, t.dir());
     let start = |kind, host, conf: &str| match kind {
         Kind::HaAgent => Daemon::agent(host, t.dir(), conf),
         Kind::Keepalived => Daemon::keepalived(host, t.dir(), conf),
     };
     // The master first, so that the backup never sees a silent LAN at its start.
     let da = start(master, a, &conf_a);
-    wait_holder(a, b);
+    wait_holder(a, b, vip2);
     let db = start(backup, b, &conf_b);
     let agent = if master == Kind::HaAgent { &da } else { &db };
     // The agent's group when the master is healthy.
@@ -124,7 +136,7 @@ fn a_failing_member_moves_the_group(master: Kind) {
 
     // The application on A dies: A's group goes to FAULT and B takes both VIPs.
     std::fs::remove_file(&app).unwrap();
-    wait_holder(b, a);
+    wait_holder(b, a, vip2);
     wait_group(
         agent,
         if master == Kind::HaAgent {
@@ -143,7 +155,7 @@ fn a_failing_member_moves_the_group(master: Kind) {
 
     // It comes back: A preempts with both.
     std::fs::write(&app, "").unwrap();
-    wait_holder(a, b);
+    wait_holder(a, b, vip2);
     wait_group(agent, healthy);
 
     let log = if master == Kind::HaAgent {
@@ -171,10 +183,21 @@ fn a_failing_member_moves_the_group(master: Kind) {
 
 #[test]
 fn a_failing_member_moves_the_group_agent_master_keepalived_backup() {
-    a_failing_member_moves_the_group(Kind::HaAgent);
+    a_failing_member_moves_the_group(Kind::HaAgent, VIP2_V4);
 }
 
 #[test]
 fn a_failing_member_moves_the_group_keepalived_master_agent_backup() {
-    a_failing_member_moves_the_group(Kind::Keepalived);
+    a_failing_member_moves_the_group(Kind::Keepalived, VIP2_V4);
+}
+
+/// An IPv4 and an IPv6 instance in one group, as a dual-stack router pair has them.
+#[test]
+fn a_dual_stack_group_moves_together_agent_master_keepalived_backup() {
+    a_failing_member_moves_the_group(Kind::HaAgent, VIP2_V6);
+}
+
+#[test]
+fn a_dual_stack_group_moves_together_keepalived_master_agent_backup() {
+    a_failing_member_moves_the_group(Kind::Keepalived, VIP2_V6);
 }

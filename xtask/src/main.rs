@@ -419,6 +419,8 @@ fn test(args: &[String]) -> Result<()> {
                 "--test",
                 "vmac",
                 "--test",
+                "ipv6",
+                "--test",
                 "replication",
             ])
             .env("HA_TEST_XDP", "off"))?;

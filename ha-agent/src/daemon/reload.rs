@@ -70,7 +70,9 @@ pub enum Change {
 /// The steps that turn `old` into `new`: stops first (they release VIPs another instance may
 /// take), then the others in the order of `new`.
 pub fn plan(old: &[VrrpInstance], new: &[VrrpInstance]) -> Vec<Step> {
-    let key = |i: &VrrpInstance| (i.interface.clone(), i.vrid);
+    // Each address family has its own VRID space: an IPv4 and an IPv6 instance with one
+    // VRID are two virtual routers.
+    let key = |i: &VrrpInstance| (i.interface.clone(), i.family, i.vrid);
     let mut matched = vec![false; old.len()];
     let mut steps: Vec<Step> = Vec::new();
     let mut rest = Vec::new();
@@ -370,6 +372,18 @@ mod tests {
                 }]
             );
         }
+    }
+
+    /// VIPs of the other family make another virtual router (RFC 5798: a VRID space per
+    /// family): the IPv4 one stops, the IPv6 one starts.
+    #[test]
+    fn a_change_of_family_is_another_virtual_router() {
+        let old = instances(&conf("A", 1, BASE));
+        let new = instances(&conf("A", 1, &BASE.replace("10.0.0.", "2001:db8::")));
+        assert_eq!(
+            plan(&old, &new),
+            vec![Step::Stop { old: 0 }, Step::Start { new: 0 }]
+        );
     }
 
     #[test]
