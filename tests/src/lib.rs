@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod daemons;
 pub mod etcd;
+pub mod frr;
 pub mod http;
 pub mod mariadb;
 pub mod topology;

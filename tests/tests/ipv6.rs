@@ -1,7 +1,7 @@
-//! VRRPv3 over IPv6 beside real keepalived 2.2.7: each as master and as backup, crash,
-//! graceful stop and preemption at 0.1 s adverts; the observer's neighbour entry for the VIP
-//! follows the master (unsolicited Neighbor Advertisements); the adverts on the wire as
-//! RFC 5798 frames them.
+//! VRRPv3 over IPv6 beside real keepalived 2.2.7 and FRR's vrrpd: each as master and as
+//! backup, crash, graceful stop and preemption at 0.1 s adverts; the observer's neighbour
+//! entry for the VIP follows the master (unsolicited Neighbor Advertisements); the adverts on
+//! the wire as RFC 5798 frames them.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -12,6 +12,7 @@ use ha_agent::vrrp::packet::{Advert, ChecksumForm, Interval, VRRP_GROUP_V6};
 use ha_tests::{
     Daemon, Host, Topology, VrrpConf,
     daemons::{master_down_interval, skew_time},
+    frr::{self, Frr},
     wait::assert_never,
     wait_until,
 };
@@ -189,7 +190,10 @@ fn keepalived_master_agent_backup_crash_and_preempt() {
     wait_until(
         "the agent follows keepalived's link-local address",
         Duration::from_secs(2),
-        || (agent.instance_field("master") == a.link_local().to_string()).then_some(()),
+        || {
+            let master = &agent.try_status()?["instances"][0]["master"];
+            (*master == a.link_local().to_string()).then_some(())
+        },
     );
     // keepalived's IPv6 adverts pass every check: nothing dropped.
     wait_until(
@@ -224,4 +228,118 @@ fn keepalived_master_agent_backup_crash_and_preempt() {
     wait_neighbour(c, a);
     assert_eq!(agent.instance_field("state"), "BACKUP");
     keepalived.stop();
+}
+
+/// FRR's random link-local address on its macvlan: the source of its adverts.
+fn frr_source(host: &Host, frr: &Frr) -> String {
+    let out = host.sh(&[
+        "ip",
+        "-6",
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        &frr.macvlan,
+        "scope",
+        "link",
+    ]);
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix("fe80").map(|rest| format!("fe80{rest}")))
+        .and_then(|a| a.split('/').next().map(str::to_owned))
+        .expect("the macvlan's link-local address")
+}
+
+fn frr_vmac() -> String {
+    format!("00:00:5e:00:02:{VRID:02x}")
+}
+
+/// FRR vrrpd (VMAC macvlan, protodown) as master: the agent follows it, takes over when it
+/// crashes, and the observer's neighbour entry moves from the virtual MAC to the agent's.
+#[test]
+fn frr_master_agent_backup_crash() {
+    if !frr::available() {
+        panic!("FRR is not installed: run `cargo xtask setup`");
+    }
+    let t = topology();
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let mut frr = Frr::start_v6(a, t.dir(), VRID, 200, 100, VIP);
+    wait_until("FRR master", Duration::from_secs(5), || {
+        frr.is_master().then_some(())
+    });
+    let agent = Daemon::agent(b, t.dir(), &conf("BACKUP", 100));
+    let source = frr_source(a, &frr);
+    wait_until(
+        "the agent follows FRR's link-local address",
+        Duration::from_secs(3),
+        || (agent.try_status()?["instances"][0]["master"] == source.as_str()).then_some(()),
+    );
+    wait_until(
+        "ten adverts received from FRR",
+        Duration::from_secs(3),
+        || (agent.instance_field("adverts_received").as_u64().unwrap() >= 10).then_some(()),
+    );
+    assert_eq!(
+        agent.instance_field("adverts_dropped"),
+        serde_json::json!({})
+    );
+    assert!(!b.has_address("eth0", VIP));
+    wait_until(
+        "observer's neighbour entry for the VIP -> FRR's virtual MAC",
+        Duration::from_secs(3),
+        || {
+            c.ping_once(VIP);
+            (c.arp_entry(VIP) == Some(frr_vmac())).then_some(())
+        },
+    );
+
+    let mdi = master_down_interval(3, INTERVAL, 100);
+    let killed = Instant::now();
+    frr.crash();
+    t.set_cable("a", false);
+    wait_vip(b, mdi + SLACK);
+    let took = killed.elapsed();
+    assert!(took + INTERVAL >= mdi, "the agent took over after {took:?}");
+    wait_neighbour(c, b);
+}
+
+/// The agent as master: FRR stays backup (its macvlan protodown) and takes over on the
+/// agent's graceful stop (priority 0) after Skew_Time.
+#[test]
+fn agent_master_frr_backup_graceful() {
+    if !frr::available() {
+        panic!("FRR is not installed: run `cargo xtask setup`");
+    }
+    let t = topology();
+    let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
+    let agent = Daemon::agent(a, t.dir(), &conf("MASTER", 200));
+    wait_vip(
+        a,
+        master_down_interval(3, INTERVAL, 200) + SLACK + Duration::from_secs(1),
+    );
+    let frr = Frr::start_v6(b, t.dir(), VRID, 100, 100, VIP);
+    // FRR starts as backup and hears the agent: it never comes up.
+    assert_never(
+        "FRR becoming master",
+        master_down_interval(3, INTERVAL, 100) + Duration::from_secs(1),
+        || frr.is_master(),
+    );
+    wait_neighbour(c, a);
+    assert_eq!(agent.instance_field("state"), "MASTER");
+
+    agent.process.signal(Signal::SIGTERM);
+    wait_until(
+        "FRR master after the agent's priority-0 advert",
+        skew_time(3, INTERVAL, 100) + SLACK,
+        || frr.is_master().then_some(()),
+    );
+    wait_released(a);
+    wait_until(
+        "observer's neighbour entry for the VIP -> FRR's virtual MAC",
+        Duration::from_secs(3),
+        || {
+            c.ping_once(VIP);
+            (c.arp_entry(VIP) == Some(frr_vmac())).then_some(())
+        },
+    );
+    assert!(frr.log().contains("Backup -> Master"), "{}", frr.log());
 }

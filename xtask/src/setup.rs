@@ -26,6 +26,8 @@ const PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "libprotobuf-dev",
     "etcd-server",
+    // FRR's vrrpd: the IPv6 interop suite runs it beside ha-agent.
+    "frr",
     // bench steady: GRO on a veth gives it NAPI, so delivery can run on a kernel thread.
     "ethtool",
     // promtool checks /metrics; lintian the package; systemd-analyze the unit.
@@ -82,7 +84,15 @@ fn debian_packages() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
-    .with_context(|| format!("installing {missing:?}"))
+    .with_context(|| format!("installing {missing:?}"))?;
+    if missing.contains(&"frr") {
+        // The tests start their own FRR daemons inside their namespaces: the package's
+        // service must not run zebra on this machine's own interfaces.
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "frr"])
+            .status();
+    }
+    Ok(())
 }
 
 fn nightly_rust_src() -> Result<()> {
