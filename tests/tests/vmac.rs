@@ -2,18 +2,41 @@
 //! the virtual router's MAC 00:00:5e:00:01:6b on both nodes, so the observer's ARP entry for
 //! the VIP never changes across a failover (sampled all along), and the VIP answers pings on
 //! the new master at once. ha-agent as master (crashed) and as backup (keepalived stops).
+//! The same over IPv6: the VMAC 00:00:5e:00:02:6b, the observer's neighbour entry.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use ha_tests::{Daemon, Host, Kind, Topology, VrrpConf, wait_until};
 
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 2, 200);
-const VMAC: &str = "00:00:5e:00:01:6b";
+const VIP4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 2, 200));
+const VIP6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x200));
 const WITHIN: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// The VIP of the running test: IPv4 unless it runs over IPv6.
+    static VIP_OF_TEST: std::cell::Cell<IpAddr> = const { std::cell::Cell::new(VIP4) };
+}
+
+fn vip() -> IpAddr {
+    VIP_OF_TEST.with(|v| v.get())
+}
+
+/// The virtual router's MAC for VRID 107 in the test's family.
+fn vmac() -> &'static str {
+    if vip().is_ipv6() {
+        "00:00:5e:00:02:6b"
+    } else {
+        "00:00:5e:00:01:6b"
+    }
+}
 
 fn conf(state: &'static str, priority: u8) -> String {
     let mut c = VrrpConf::v3(state, priority, "0.1");
     c.extra = vec!["use_vmac".into()];
+    c.vips = vec![vip().to_string()];
     c.render()
 }
 
@@ -21,8 +44,8 @@ fn conf(state: &'static str, priority: u8) -> String {
 fn vmac_state(host: &Host) -> Option<bool> {
     let out = host.sh(&["ip", "-o", "link", "show"]);
     let line = out.lines().find(|l| l.contains(" vrrp.107@eth0:"))?;
-    line.contains(VMAC)
-        .then(|| host.has_address("vrrp.107", VIP))
+    line.contains(vmac())
+        .then(|| host.has_address("vrrp.107", vip()))
 }
 
 fn wait_holder(holder: &Host, other: &Host) {
@@ -32,7 +55,7 @@ fn wait_holder(holder: &Host, other: &Host) {
         || {
             (vmac_state(holder) == Some(true)
                 && vmac_state(other) != Some(true)
-                && !holder.has_address("eth0", VIP))
+                && !holder.has_address("eth0", vip()))
             .then_some(())
         },
     );
@@ -43,11 +66,12 @@ fn arp_entries_during(observer: &Host, during: impl FnOnce()) -> Vec<String> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let observer = observer.clone();
+    let vip = vip();
     let sampler = std::thread::spawn(move || {
         let mut seen = Vec::new();
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            observer.ping_once(VIP);
-            if let Some(mac) = observer.arp_entry(VIP)
+            observer.ping_once(vip);
+            if let Some(mac) = observer.arp_entry(vip)
                 && seen.last() != Some(&mac)
             {
                 seen.push(mac);
@@ -62,8 +86,12 @@ fn arp_entries_during(observer: &Host, during: impl FnOnce()) -> Vec<String> {
     sampler.join().unwrap()
 }
 
-fn failover_keeps_the_mac(master: Kind) {
+fn failover_keeps_the_mac(master: Kind, vip: IpAddr) {
+    VIP_OF_TEST.with(|v| v.set(vip));
     let t = Topology::new(&["a", "b", "c"]);
+    if vip.is_ipv6() {
+        t.enable_ipv6();
+    }
     let (a, b, c) = (t.host("a"), t.host("b"), t.host("c"));
     let start = |kind, host, text: &str| match kind {
         Kind::HaAgent => Daemon::agent(host, t.dir(), text),
@@ -84,8 +112,8 @@ fn failover_keeps_the_mac(master: Kind) {
     wait_until("b's VMAC up, without the VIP", WITHIN, || {
         (vmac_state(b) == Some(false)).then_some(())
     });
-    assert!(c.ping_once(VIP));
-    assert_eq!(c.arp_entry(VIP).as_deref(), Some(VMAC));
+    assert!(c.ping_once(vip));
+    assert_eq!(c.arp_entry(vip).as_deref(), Some(vmac()));
 
     let seen = arp_entries_during(c, || {
         match master {
@@ -97,25 +125,35 @@ fn failover_keeps_the_mac(master: Kind) {
             (vmac_state(b) == Some(true)).then_some(())
         });
         wait_until("the VIP answering on b", WITHIN, || {
-            c.ping_once(VIP).then_some(())
+            c.ping_once(vip).then_some(())
         });
     });
-    assert_eq!(seen, [VMAC], "the observer's ARP entries for the VIP");
-    assert!(!b.has_address("eth0", VIP));
+    assert_eq!(seen, [vmac()], "the observer's ARP entries for the VIP");
+    assert!(!b.has_address("eth0", vip));
     if master == Kind::Keepalived {
         // The agent, the new master, answers for the VIP with the VMAC alone.
-        assert_eq!(c.arp_entry(VIP).as_deref(), Some(VMAC));
+        assert_eq!(c.arp_entry(vip).as_deref(), Some(vmac()));
     }
 }
 
 #[test]
 fn vmac_agent_master_crashes_keepalived_takes_over_with_the_same_mac() {
-    failover_keeps_the_mac(Kind::HaAgent);
+    failover_keeps_the_mac(Kind::HaAgent, VIP4);
 }
 
 #[test]
 fn vmac_keepalived_master_stops_agent_takes_over_with_the_same_mac() {
-    failover_keeps_the_mac(Kind::Keepalived);
+    failover_keeps_the_mac(Kind::Keepalived, VIP4);
+}
+
+#[test]
+fn vmac_ipv6_agent_master_crashes_keepalived_takes_over_with_the_same_mac() {
+    failover_keeps_the_mac(Kind::HaAgent, VIP6);
+}
+
+#[test]
+fn vmac_ipv6_keepalived_master_stops_agent_takes_over_with_the_same_mac() {
+    failover_keeps_the_mac(Kind::Keepalived, VIP6);
 }
 
 /// The agent's macvlan goes when it stops, and the interface under it gets its ARP settings

@@ -257,7 +257,7 @@ impl Running {
         // With a VMAC, adverts are read and VIPs live on the macvlan.
         let vmac_link = match &cfg.vmac {
             Some(v) => Some(
-                vmac::create(world.vips.handle(), &v.name, &base, cfg.vrid)
+                vmac::create(world.vips.handle(), &v.name, &base, cfg.family, cfg.vrid)
                     .await
                     .map_err(|e| {
                         DaemonError::Config(format!(

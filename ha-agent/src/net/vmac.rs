@@ -1,10 +1,12 @@
 //! keepalived's VMAC (`use_vmac`): a macvlan in private mode on the instance's interface,
-//! with the virtual router's MAC (RFC 5798 §7.3: 00:00:5e:00:01:VRID), where the VIPs live,
-//! so that the VIP's MAC is the same on whichever node is master. Both nodes keep one; only
-//! the master's has addresses and sends.
+//! with the virtual router's MAC (RFC 5798 §7.3: 00:00:5e:00:01:VRID, IPv6 00:00:5e:00:02:VRID),
+//! where the VIPs live, so that the VIP's MAC is the same on whichever node is master. Both
+//! nodes keep one; only the master's has addresses and sends.
 //!
-//! The kernel settings are keepalived's: on the macvlan no IPv6 (no link-local address, no
-//! router solicitations from a MAC both nodes own), ARP answered only for its own addresses,
+//! The kernel settings are keepalived's: on an IPv4 macvlan no IPv6 (no link-local address,
+//! no router solicitations from a MAC both nodes own); on an IPv6 one no address generated
+//! from that MAC (`addr_gen_mode` none: adverts leave from the interface's own link-local
+//! address, and a link-local both nodes derived alike would confuse neighbours); ARP answered only for its own addresses,
 //! local sources accepted, no reverse-path filter; on the interface under it ARP answered only
 //! for its own addresses (`arp_ignore=1`, `arp_filter=1`) so that it never answers for a VIP
 //! with its own MAC. One more than keepalived: `arp_announce=2` there, so that the ARP
@@ -18,10 +20,15 @@ use netlink_packet_route::link::MacVlanMode;
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
 
 use super::link::Link;
+use crate::vrrp::Family;
 
-/// The virtual router's MAC for IPv4 (RFC 5798 §7.3).
-pub fn vmac(vrid: u8) -> [u8; 6] {
-    [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
+/// The virtual router's MAC (RFC 5798 §7.3).
+pub fn vmac(family: Family, vrid: u8) -> [u8; 6] {
+    let f = match family {
+        Family::V4 => 0x01,
+        Family::V6 => 0x02,
+    };
+    [0x00, 0x00, 0x5e, 0x00, f, vrid]
 }
 
 /// An interface under one or more macvlans: the settings it had, restored when the last
@@ -49,10 +56,16 @@ fn set_sysctl(family: &str, iface: &str, key: &str, value: &str) -> Result<(), S
     std::fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
 }
 
-/// Creates the macvlan `name` on `base` with the VMAC (or takes over one a previous run
-/// left with that MAC), sets it up and returns it.
-pub async fn create(handle: &Handle, name: &str, base: &Link, vrid: u8) -> Result<Link, String> {
-    let mac = vmac(vrid);
+/// Creates the macvlan `name` on `base` with the VMAC of `family` (or takes over one a
+/// previous run left with that MAC), sets it up and returns it.
+pub async fn create(
+    handle: &Handle,
+    name: &str,
+    base: &Link,
+    family: Family,
+    vrid: u8,
+) -> Result<Link, String> {
+    let mac = vmac(family, vrid);
     match Link::lookup(name) {
         Ok(existing) if existing.mac == mac => {}
         Ok(existing) => {
@@ -75,7 +88,10 @@ pub async fn create(handle: &Handle, name: &str, base: &Link, vrid: u8) -> Resul
         }
     }
     // Before it goes up: no IPv6 address may be generated from a MAC both nodes own.
-    set_sysctl("ipv6", name, "disable_ipv6", "1")?;
+    match family {
+        Family::V4 => set_sysctl("ipv6", name, "disable_ipv6", "1")?,
+        Family::V6 => set_sysctl("ipv6", name, "addr_gen_mode", "1")?,
+    }
     for (key, value) in [
         ("arp_ignore", "1"),
         ("accept_local", "1"),
