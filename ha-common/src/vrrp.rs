@@ -17,8 +17,16 @@ pub const AUTH_LEN: usize = 8;
 pub const AUTH_NONE: u8 = 0;
 pub const AUTH_PASS: u8 = 1;
 pub const MAX_ADDRS: usize = 255;
-/// The longest VRRP message (v2 with 255 addresses).
+/// The longest VRRP message over IPv4 (v2 with 255 addresses).
 pub const MAX_LEN: usize = HEADER_LEN + 4 * MAX_ADDRS + AUTH_LEN;
+/// The most IPv6 addresses an advert the XDP program judges may list: as many as fit a
+/// 1500-byte frame. A longer one (a jumbo frame) is passed to the agent unjudged.
+pub const MAX_ADDRS_V6: usize = 20;
+/// The longest VRRP message over IPv6 the XDP program judges.
+pub const MAX_LEN_V6: usize = HEADER_LEN + 16 * MAX_ADDRS_V6;
+/// Added to an IPv6 virtual router's VRID in the maps' keys: each family has its own VRID
+/// space (RFC 5798).
+pub const VRID_IPV6: u32 = 0x100;
 
 /// The outcome of the XDP program's checks on one VRRP packet, in the order the agent's
 /// receive step makes them; its value indexes the `VERDICTS` counters. The agent's own
@@ -84,7 +92,7 @@ impl Verdict {
     }
 }
 
-/// A VRID on an interface.
+/// A VRID on an interface (an IPv6 one plus [`VRID_IPV6`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VridKey {
@@ -104,8 +112,8 @@ pub struct VridConfig {
     /// 1: adverts the agent would accept are absorbed (counted, recorded in `PEERS`, changes
     /// sent on `EVENTS`, then dropped) instead of passed to its socket.
     pub absorb: u8,
-    /// The agent's own address (network order): its adverts are passed, for it to drop.
-    pub own: [u8; 4],
+    /// The agent's own address ([`addr16`]): its adverts are passed, for it to drop.
+    pub own: [u8; 16],
     /// VRRPv2 PASS data, zero padded.
     pub auth: [u8; AUTH_LEN],
     /// The agent's address list, as a count and an [`addr_digest`]: an advert with another
@@ -119,7 +127,6 @@ pub struct VridConfig {
     /// 1: unicast peers. Their adverts may have crossed routers: the TTL is not checked (as
     /// keepalived does).
     pub unicast: u8,
-    pub _pad: [u8; 4],
     pub addr_digest: u64,
 }
 
@@ -129,37 +136,53 @@ pub struct VridConfig {
 pub struct SourceKey {
     pub ifindex: u32,
     pub vrid: u32,
-    /// Network order.
-    pub addr: [u8; 4],
+    /// [`addr16`].
+    pub addr: [u8; 16],
+}
+
+/// An address as the maps hold it: IPv6 as is, IPv4 in the first four bytes (network
+/// order), the rest zero.
+pub const fn addr16(addr: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < addr.len() && i < 16 {
+        out[i] = addr[i];
+        i += 1;
+    }
+    out
 }
 
 /// One address's share of an order-free digest of an address list (the wrapping sum of the
-/// shares): a 64-bit mix, so that different lists practically never sum alike.
+/// shares): a 64-bit mix of its [`addr16`] form as two big-endian halves, so that different
+/// lists practically never sum alike.
 #[inline(always)]
-pub const fn addr_share(addr: [u8; 4]) -> u64 {
-    let mut x = (u32::from_be_bytes(addr) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+pub const fn addr_share(hi: u64, lo: u64) -> u64 {
+    let mut x = hi.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ lo.wrapping_mul(0xd6e8_feb8_6659_fd93);
     x ^= x >> 29;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^ (x >> 32)
 }
 
-/// The digest of an address list, in any order.
-pub fn addr_digest(addrs: impl IntoIterator<Item = [u8; 4]>) -> u64 {
-    addrs
-        .into_iter()
-        .fold(0u64, |sum, a| sum.wrapping_add(addr_share(a)))
+/// The digest of an address list ([`addr16`] forms), in any order.
+pub fn addr_digest(addrs: impl IntoIterator<Item = [u8; 16]>) -> u64 {
+    addrs.into_iter().fold(0u64, |sum, a| {
+        let (hi, lo) = a.split_at(8);
+        let half = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        sum.wrapping_add(addr_share(half(hi), half(lo)))
+    })
 }
 
 /// The master a VRID's last accepted advert came from.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Peer {
-    /// Its IPv4 address, in network order.
-    pub master: [u8; 4],
+    /// Its address ([`addr16`]).
+    pub master: [u8; 16],
     pub priority: u8,
     pub addr_count: u8,
     /// Its advert interval in centiseconds.
     pub interval_cs: u16,
+    pub _pad: [u8; 4],
     /// Adverts accepted from it.
     pub adverts: u64,
     /// CLOCK_MONOTONIC of the last one (`bpf_ktime_get_ns`), in ns.
@@ -250,11 +273,11 @@ pub struct CountKey {
 }
 
 const _: () = assert!(core::mem::size_of::<VridKey>() == 8);
-const _: () = assert!(core::mem::size_of::<VridConfig>() == 32);
-const _: () = assert!(core::mem::size_of::<Peer>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 80);
+const _: () = assert!(core::mem::size_of::<VridConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<Peer>() == 40);
+const _: () = assert!(core::mem::size_of::<Event>() == 112);
 const _: () = assert!(core::mem::size_of::<VipKey>() == 8);
-const _: () = assert!(core::mem::size_of::<SourceKey>() == 12);
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
 const _: () = assert!(core::mem::size_of::<VipEntry>() == 12);
 const _: () = assert!(core::mem::size_of::<VipClaims>() == 32);
 const _: () = assert!(core::mem::size_of::<CountKey>() == 8);

@@ -1,7 +1,8 @@
 //! The XDP entry point and its maps.
 //!
-//! Every frame is classified and counted. VRRP adverts (IPv4, protocol 112, behind up to two
-//! VLAN tags) get the agent's receive checks in its order: IP header, TTL, type, version,
+//! Every frame is classified and counted. VRRP adverts (IPv4 protocol 112, or IPv6 next
+//! header 112 right after the fixed header; behind up to two VLAN tags) get the agent's
+//! receive checks in its order: IP header, TTL (hop limit), type, version,
 //! exact length, checksum (both VRRPv3 forms), zero interval, VRID configured on this
 //! interface, expected version, VRRPv2 interval and PASS authentication, and for VRIDs that
 //! check sources (`check_unicast_src`) a sender listed in `SOURCES`. Each outcome is
@@ -16,7 +17,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
     macros::{map, xdp},
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::XdpContext,
@@ -25,8 +26,9 @@ use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
         AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
-        IPPROTO_VRRP, MAX_ADDRS, MAX_LEN, Peer, SourceKey, TTL, TYPE_ADVERTISEMENT, Verdict,
-        VipClaims, VipEntry, VipKey, VridConfig, VridKey, addr_share,
+        IPPROTO_VRRP, MAX_ADDRS, MAX_ADDRS_V6, MAX_LEN, MAX_LEN_V6, Peer, SourceKey, TTL,
+        TYPE_ADVERTISEMENT, VRID_IPV6, Verdict, VipClaims, VipEntry, VipKey, VridConfig, VridKey,
+        addr_share, addr16,
     },
 };
 
@@ -38,6 +40,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const VLAN_LEN: usize = 4;
 const IPV4_MIN_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
 const ARP_LEN: usize = 28;
 
 #[map]
@@ -76,7 +79,8 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let (class, l3) = classify(&ctx);
     count(class, (ctx.data_end() - ctx.data()) as u64);
     match (class, l3) {
-        (FrameClass::Vrrp, Some(offset)) => advert(&ctx, offset),
+        (FrameClass::Vrrp, Some(offset)) => advert(&ctx, offset, false),
+        (FrameClass::Ipv6, Some(offset)) => advert(&ctx, offset, true),
         (FrameClass::Arp, Some(offset)) => {
             arp(&ctx, offset);
             xdp_action::XDP_PASS
@@ -107,7 +111,8 @@ fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
 }
 
-/// The frame's class and, for IPv4 and ARP, the offset of its network header.
+/// The frame's class and, for IPv4, ARP and VRRP over IPv6, the offset of its network
+/// header (IPv6 frames count as `Ipv6`, VRRP ones included).
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
     let mut offset = ETH_LEN;
@@ -127,7 +132,12 @@ fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
     }
     match ether_type {
         ETH_P_ARP => (FrameClass::Arp, Some(offset)),
-        ETH_P_IPV6 => (FrameClass::Ipv6, None),
+        ETH_P_IPV6 => match byte(ctx, offset + 6) {
+            Some(IPPROTO_VRRP) if ptr_at::<[u8; IPV6_LEN]>(ctx, offset).is_some() => {
+                (FrameClass::Ipv6, Some(offset))
+            }
+            _ => (FrameClass::Ipv6, None),
+        },
         ETH_P_IP => match byte(ctx, offset + 9) {
             Some(protocol) if ptr_at::<[u8; IPV4_MIN_LEN]>(ctx, offset).is_some() => {
                 (FrameClass::from_ipv4_protocol(protocol), Some(offset))
@@ -149,12 +159,17 @@ fn count(class: FrameClass, bytes: u64) {
     }
 }
 
-/// Checks one VRRP packet whose IPv4 header is at `ip`; counts and returns the verdict.
+/// Checks one VRRP packet whose IPv4 (`v6`: IPv6) header is at `ip`; counts and returns the
+/// verdict.
 #[inline(always)]
-fn advert(ctx: &XdpContext, ip: usize) -> u32 {
+fn advert(ctx: &XdpContext, ip: usize, v6: bool) -> u32 {
     // SAFETY: reading the context's own field.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    let (verdict, vrid) = check(ctx, ip, ifindex);
+    let (verdict, vrid) = if v6 {
+        check6(ctx, ip, ifindex)
+    } else {
+        check(ctx, ip, ifindex)
+    };
     let key = CountKey {
         ifindex,
         verdict: verdict as u32,
@@ -286,7 +301,7 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
         return (Verdict::Length, Some(vrid));
     };
     // SAFETY: ptr_at checked the four bytes.
-    let src = unsafe { *src };
+    let src = addr16(&unsafe { *src });
     let source = SourceKey {
         ifindex,
         vrid,
@@ -319,25 +334,157 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     (Verdict::Absorbed, Some(vrid))
 }
 
-/// The order-free digest of the `count` addresses at `offset`.
+/// [`check`] for VRRPv3 over IPv6 (RFC 5798 §5.1.2): the fixed header's hop limit, the
+/// checksum over the IPv6 pseudo-header, 16-byte addresses; the VRID in the IPv6 space.
+#[inline(always)]
+fn check6(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
+    let (Some(ver), Some(payload), Some(hop_limit)) =
+        (byte(ctx, ip), be16(ctx, ip + 4), byte(ctx, ip + 7))
+    else {
+        return (Verdict::BadIp, None);
+    };
+    let frame_len = ctx.data_end() - ctx.data();
+    if ver >> 4 != 6 || frame_len < ip + IPV6_LEN {
+        return (Verdict::BadIp, None);
+    }
+    let msg = ip + IPV6_LEN;
+    // Link-layer padding is not part of the message.
+    let msg_len = usize::from(payload).min(frame_len - msg);
+    let vrid = byte(ctx, msg + 1).map(|v| u32::from(v) | VRID_IPV6);
+    if hop_limit != TTL && !unicast(ifindex, vrid) {
+        return (Verdict::Ttl, vrid);
+    }
+    let (true, Some(ver_type)) = (msg_len >= HEADER_LEN, byte(ctx, msg)) else {
+        return (Verdict::Length, vrid);
+    };
+    if ver_type & 0x0f != TYPE_ADVERTISEMENT {
+        return (Verdict::Type, vrid);
+    }
+    // VRRPv2 exists over IPv4 only.
+    if ver_type >> 4 != 3 {
+        return (Verdict::Version, vrid);
+    }
+    let (Some(count), Some(interval)) = (byte(ctx, msg + 3), be16(ctx, msg + 4)) else {
+        return (Verdict::Length, vrid);
+    };
+    if msg_len != HEADER_LEN + 16 * usize::from(count) {
+        return (Verdict::Length, vrid);
+    }
+    if msg_len > MAX_LEN_V6 {
+        // Only a jumbo frame holds it: the agent judges it.
+        return (Verdict::Accepted, vrid);
+    }
+    let (Some(sum), Some(addrs)) = (sum16_v6(ctx, msg, msg_len), ptr_at::<[u8; 32]>(ctx, ip + 8))
+    else {
+        return (Verdict::Length, vrid);
+    };
+    // The source and destination, summed from a copy: a loop over the packet itself made
+    // LLVM compute on the packet's end pointer, which the verifier refuses.
+    // SAFETY: ptr_at checked the 32 bytes.
+    let addrs = unsafe { *addrs };
+    let pseudo: u32 = addrs
+        .chunks_exact(2)
+        .map(|w| u32::from(w[0]) << 8 | u32::from(w[1]))
+        .sum();
+    if fold(sum + pseudo + u32::from(IPPROTO_VRRP) + msg_len as u32) != 0xffff {
+        return (Verdict::Checksum, vrid);
+    }
+    let interval_cs = interval & 0x0fff;
+    if interval_cs == 0 {
+        return (Verdict::ZeroInterval, vrid);
+    }
+    let Some(vrid) = vrid else {
+        return (Verdict::Length, None);
+    };
+    let key = VridKey { ifindex, vrid };
+    // SAFETY: a lookup; the value is copied out.
+    let Some(config) = (unsafe { VRIDS.get(key) }).copied() else {
+        return (Verdict::UnknownVrid, Some(vrid));
+    };
+    if config.version != 3 {
+        return (Verdict::Version, Some(vrid));
+    }
+    let (Some(priority), Some(src)) = (byte(ctx, msg + 2), ptr_at::<[u8; 16]>(ctx, ip + 8)) else {
+        return (Verdict::Length, Some(vrid));
+    };
+    // SAFETY: ptr_at checked the sixteen bytes.
+    let src = unsafe { *src };
+    let source = SourceKey {
+        ifindex,
+        vrid,
+        addr: src,
+    };
+    // SAFETY: a lookup; the value is not read.
+    if config.check_src != 0 && src != config.own && unsafe { SOURCES.get(source) }.is_none() {
+        return (Verdict::UnknownSource, Some(vrid));
+    }
+    if config.absorb == 0 {
+        record(key, src, priority, count, interval_cs);
+        return (Verdict::Accepted, Some(vrid));
+    }
+    if src == config.own
+        || count != config.addr_count
+        || digest6(ctx, msg + HEADER_LEN, count) != Some(config.addr_digest)
+    {
+        return (Verdict::Accepted, Some(vrid));
+    }
+    record(key, src, priority, count, interval_cs);
+    (Verdict::Absorbed, Some(vrid))
+}
+
+/// The order-free digest of the `count` IPv4 addresses at `offset`, each as its `addr16`
+/// form.
 #[inline(always)]
 fn digest(ctx: &XdpContext, offset: usize, count: u8) -> Option<u64> {
     // One 16-bit read per step, shaped as sum16: with a 4-byte read per step LLVM computed
     // on the packet's end pointer, which the verifier refuses.
     let mut sum: u64 = 0;
-    let mut hi: u32 = 0;
+    let mut hi: u64 = 0;
     let mut i = 0;
     while i < 2 * MAX_ADDRS {
         if i >= 2 * usize::from(count) {
             return Some(sum);
         }
-        let half = u32::from(be16(ctx, offset + 2 * i)?);
+        let half = u64::from(be16(ctx, offset + 2 * i)?);
         if i % 2 == 0 {
             hi = half;
         } else {
-            sum = sum.wrapping_add(addr_share(((hi << 16) | half).to_be_bytes()));
+            // The address fills the first four bytes of its 16-byte form.
+            sum = sum.wrapping_add(addr_share(((hi << 16) | half) << 32, 0));
         }
         i += 1;
+    }
+    Some(sum)
+}
+
+/// [`digest`] of `count` IPv6 addresses, each copied out by the kernel
+/// (`bpf_xdp_load_bytes`): a loop of packet reads at a variable offset made LLVM compute on
+/// the packet's end pointer, which the verifier refuses.
+#[inline(always)]
+fn digest6(ctx: &XdpContext, offset: usize, count: u8) -> Option<u64> {
+    let mut sum: u64 = 0;
+    let mut k = 0;
+    while k < MAX_ADDRS_V6 {
+        if k >= usize::from(count) {
+            return Some(sum);
+        }
+        let mut addr = [0u8; 16];
+        // SAFETY: the helper writes at most 16 bytes into `addr`, which outlives the call.
+        let copied = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                (offset + 16 * k) as u32,
+                addr.as_mut_ptr().cast(),
+                16,
+            )
+        };
+        if copied != 0 {
+            return None;
+        }
+        let (hi, lo) = addr.split_at(8);
+        let half = |b: &[u8]| b.iter().fold(0u64, |x, byte| (x << 8) | u64::from(*byte));
+        sum = sum.wrapping_add(addr_share(half(hi), half(lo)));
+        k += 1;
     }
     Some(sum)
 }
@@ -357,6 +504,21 @@ fn sum16(ctx: &XdpContext, offset: usize, len: usize) -> Option<u32> {
     Some(sum)
 }
 
+/// [`sum16`] for IPv6 messages, which may be longer.
+#[inline(always)]
+fn sum16_v6(ctx: &XdpContext, offset: usize, len: usize) -> Option<u32> {
+    let mut sum: u32 = 0;
+    let mut i = 0;
+    while i < MAX_LEN_V6 / 2 {
+        if 2 * i >= len {
+            return Some(sum);
+        }
+        sum += u32::from(be16(ctx, offset + 2 * i)?);
+        i += 1;
+    }
+    Some(sum)
+}
+
 #[inline(always)]
 fn fold(mut sum: u32) -> u32 {
     sum = (sum & 0xffff) + (sum >> 16);
@@ -365,7 +527,7 @@ fn fold(mut sum: u32) -> u32 {
 
 /// Updates the VRID's peer entry; a change of master, priority or interval is an event.
 #[inline(always)]
-fn record(key: VridKey, master: [u8; 4], priority: u8, count: u8, interval_cs: u16) {
+fn record(key: VridKey, master: [u8; 16], priority: u8, count: u8, interval_cs: u16) {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a lookup; the value is copied out.
@@ -377,6 +539,7 @@ fn record(key: VridKey, master: [u8; 4], priority: u8, count: u8, interval_cs: u
         interval_cs,
         adverts: old.map_or(0, |p| p.adverts) + 1,
         last_seen_ns: now,
+        ..Default::default()
     };
     let _ = PEERS.insert(key, peer, 0);
     let change = match old {

@@ -207,6 +207,23 @@ fn keepalived_master_agent_backup_crash_and_preempt() {
     );
     assert!(!b.has_address("eth0", VIP));
     wait_neighbour(c, a);
+    if std::env::var("HA_TEST_XDP").as_deref() != Ok("off") {
+        // The XDP program checks keepalived's IPv6 adverts and keeps them from the backup.
+        wait_until(
+            "keepalived's adverts absorbed in the kernel",
+            Duration::from_secs(3),
+            || {
+                let xdp = agent.status()["xdp"].clone();
+                let absorbed = xdp["verdicts"]["eth0"]["absorbed"].as_u64().unwrap_or(0);
+                let master = a.link_local().to_string();
+                let follows = xdp["peers"]
+                    .as_array()?
+                    .iter()
+                    .any(|p| p["master"] == master.as_str());
+                (absorbed > 10 && follows).then_some(())
+            },
+        );
+    }
 
     // Crash: the agent takes over after Master_Down_Interval and moves the observer.
     let killed = Instant::now();

@@ -131,13 +131,15 @@ fn counts_icmp_and_arp_on_an_attached_veth() {
 
 // The same packets through the agent's receive step and through the XDP program.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ha_agent::vrrp::{
-    packet::{Accepted, Advert, DropReason, Expect, Interval, checksum},
+    packet::{Accepted, Advert, ChecksumForm, DropReason, Expect, Interval, checksum},
     receive::{Target, receive},
 };
-use ha_common::vrrp::{AUTH_PASS, SourceKey, Verdict, VridConfig, VridKey, addr_digest};
+use ha_common::vrrp::{
+    AUTH_PASS, SourceKey, VRID_IPV6, Verdict, VridConfig, VridKey, addr_digest, addr16,
+};
 
 const XDP_DROP: u32 = 1;
 const VRID: u8 = 107;
@@ -158,10 +160,23 @@ fn agent_verdict(
 ) -> (Verdict, Option<Advert>, bool) {
     let sources: Option<Vec<IpAddr>> = sources.map(|s| s.iter().map(|&a| a.into()).collect());
     let vips = VIPS.map(IpAddr::from);
+    let own = Ipv4Addr::new(192, 168, 2, 99).into();
+    agent_verdict_as(packet, version, own, &vips, sources.as_deref(), strict)
+}
+
+/// [`agent_verdict`] for an instance with address `own` and VIPs `vips`.
+fn agent_verdict_as(
+    packet: &[u8],
+    version: u8,
+    own: IpAddr,
+    vips: &[IpAddr],
+    sources: Option<&[IpAddr]>,
+    strict: bool,
+) -> (Verdict, Option<Advert>, bool) {
     let result = receive(packet, |vrid| {
         (vrid == VRID).then_some(Target {
             index: 0,
-            primary_ip: Ipv4Addr::new(192, 168, 2, 99).into(),
+            primary_ip: own,
             unicast: false,
             expect: Expect {
                 version,
@@ -171,9 +186,9 @@ fn agent_verdict(
                     Interval::Centis(100)
                 },
                 auth_pass: (version == 2).then_some(&PASS),
-                addrs: &vips,
+                addrs: vips,
                 skip_addr_check_from: None,
-                sources: sources.as_deref(),
+                sources,
                 strict,
             },
         })
@@ -505,7 +520,7 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         .allow_source(SourceKey {
             ifindex,
             vrid: u32::from(VRID),
-            addr: peer.octets(),
+            addr: addr16(&peer.octets()),
         })
         .unwrap();
     // Each version passing accepted adverts up, then absorbing them (as for a backup), and
@@ -529,10 +544,10 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                     auth_type: if version == 2 { AUTH_PASS } else { 0 },
                     interval_s: 1,
                     absorb: u8::from(absorb),
-                    own: [192, 168, 2, 99],
+                    own: addr16(&[192, 168, 2, 99]),
                     auth: if version == 2 { PASS } else { [0; 8] },
                     addr_count: VIPS.len() as u8,
-                    addr_digest: addr_digest(VIPS.iter().map(|a| a.octets())),
+                    addr_digest: addr_digest(VIPS.iter().map(|a| addr16(&a.octets()))),
                     check_src: u8::from(check_src),
                     strict: u8::from(strict),
                     ..Default::default()
@@ -589,7 +604,7 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                         .find(|(k, _)| *k == key)
                         .expect("a peer entry");
                     let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-                    assert_eq!(Ipv4Addr::from(peer.master), src, "{name}");
+                    assert_eq!(peer.master, addr16(&src.octets()), "{name}");
                     assert_eq!(peer.priority, advert.priority, "{name}");
                     assert_eq!(usize::from(peer.addr_count), advert.addrs.len(), "{name}");
                     assert_eq!(
@@ -617,6 +632,221 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
         "{} events",
         events.len()
     );
+}
+
+const OWN6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x99);
+const PEER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0b);
+const VIPS6: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x200),
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x201),
+];
+
+/// An IPv6 packet (hop limit 255) carrying a VRRPv3 advert from `src` listing `addrs`.
+fn advert6(src: Ipv6Addr, priority: u8, addrs: &[Ipv6Addr]) -> Vec<u8> {
+    let advert = Advert {
+        vrid: VRID,
+        priority,
+        interval: Interval::Centis(100),
+        auth: None,
+        addrs: addrs.iter().map(|&a| a.into()).collect(),
+    };
+    let mut msg = Vec::new();
+    let group = ha_agent::vrrp::packet::VRRP_GROUP_V6;
+    advert.emit(&mut msg, ChecksumForm::PseudoHeader, src, group);
+    let mut p = ha_agent::net::advert_socket::ipv6_header(src, group, 112, msg.len()).to_vec();
+    p.extend_from_slice(&msg);
+    p
+}
+
+/// `p` (IPv6) with message byte `at` set to `value` and the checksum recomputed.
+fn edit6(p: &[u8], at: usize, value: u8) -> Vec<u8> {
+    let mut p = p.to_vec();
+    p[40 + at] = value;
+    p[46] = 0;
+    p[47] = 0;
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap());
+    let sum = checksum(&p[40..], Some((src.into(), dst.into())));
+    p[46..48].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// Every invalid class the receive step knows over IPv6, made from valid seeds.
+fn crafted6(seeds: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, p) in seeds {
+        let mut add = |what: &str, bytes: Vec<u8>| out.push((format!("{name}-{what}"), bytes));
+        let mut hop = p.clone();
+        hop[7] = 64;
+        add("hop64", hop);
+        add("version2", edit6(p, 0, 0x21));
+        add("version4", edit6(p, 0, 0x41));
+        add("type2", edit6(p, 0, 0x32));
+        add("vrid9", edit6(p, 1, 9));
+        add("priority0", edit6(p, 2, 0));
+        add("priority255", edit6(p, 2, 255));
+        add("count3", edit6(p, 3, 3));
+        add("interval0", edit6(edit6(p, 4, 0).as_slice(), 5, 0));
+        let mut bad = p.clone();
+        bad[46] ^= 0xff;
+        add("checksum", bad);
+        // The message-only checksum VRRPv3 over IPv4 may carry: not over IPv6.
+        let mut message_only = p.clone();
+        message_only[46..48].copy_from_slice(&[0, 0]);
+        let sum = checksum(&message_only[40..], None);
+        message_only[46..48].copy_from_slice(&sum.to_be_bytes());
+        add("message-checksum", message_only);
+        let mut long = p.clone();
+        long.extend_from_slice(&[0; 16]);
+        let payload = ((long.len() - 40) as u16).to_be_bytes();
+        long[4..6].copy_from_slice(&payload);
+        add("trailing", long);
+        let mut padded = p.clone();
+        padded.extend_from_slice(&[0; 6]);
+        add("padded", padded);
+        let mut hop_by_hop = p.clone();
+        hop_by_hop[6] = 0;
+        add("next-header0", hop_by_hop);
+        let mut ipv4 = p.clone();
+        ipv4[0] = 0x45;
+        add("ip-version4", ipv4);
+        for cut in [39, 41, 47, 48, 60, p.len() - 1] {
+            add(&format!("cut{cut}"), p[..cut].to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_kernel_and_the_agent_agree_on_ipv6_adverts() {
+    let valid: Vec<(String, Vec<u8>)> = vec![
+        ("v6-100".into(), advert6(PEER6, 100, &VIPS6)),
+        ("v6-200".into(), advert6(PEER6, 200, &[VIPS6[1], VIPS6[0]])),
+        ("v6-other-list".into(), advert6(PEER6, 150, &VIPS6[..1])),
+        ("v6-own".into(), advert6(OWN6, 150, &VIPS6)),
+        (
+            "v6-stranger".into(),
+            advert6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x0c), 150, &VIPS6),
+        ),
+    ];
+    let mut corpus = valid.clone();
+    corpus.extend(crafted6(&valid));
+    corpus.extend(mutated(&valid, 200));
+
+    let mut program = XdpProgram::load().expect("load XDP object");
+    program
+        .run_on(&ethernet_as(0x86dd, &valid[0].1, 0))
+        .unwrap();
+    let ifindex = verdict_counts(&program).keys().next().expect("a verdict").0;
+    let key = VridKey {
+        ifindex,
+        vrid: u32::from(VRID) | VRID_IPV6,
+    };
+    program
+        .allow_source(SourceKey {
+            ifindex,
+            vrid: key.vrid,
+            addr: PEER6.octets(),
+        })
+        .unwrap();
+    let vips: Vec<IpAddr> = VIPS6.iter().map(|&a| a.into()).collect();
+    let mut seen: HashMap<Verdict, usize> = HashMap::new();
+    for (absorb, check_src, strict) in [
+        (false, false, false),
+        (true, false, false),
+        (false, true, false),
+        (true, true, true),
+    ] {
+        program
+            .configure_vrid(
+                key,
+                VridConfig {
+                    version: 3,
+                    absorb: u8::from(absorb),
+                    own: OWN6.octets(),
+                    addr_count: VIPS6.len() as u8,
+                    addr_digest: addr_digest(VIPS6.iter().map(|a| a.octets())),
+                    check_src: u8::from(check_src),
+                    strict: u8::from(strict),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        for (name, packet) in &corpus {
+            let peers = [IpAddr::from(PEER6)];
+            let sources = check_src.then_some(&peers[..]);
+            let (want, advert, clean) =
+                agent_verdict_as(packet, 3, OWN6.into(), &vips, sources, strict);
+            // An IPv6 frame whose header says otherwise is no advert to the kernel; the
+            // agent's socket never sees one (the kernel builds the header it reads).
+            let not_ipv6 = packet.first().is_some_and(|b| b >> 4 != 6);
+            let want = match () {
+                _ if not_ipv6 => Verdict::BadIp,
+                _ if absorb && clean => Verdict::Absorbed,
+                _ => want,
+            };
+            for tags in 0..=2 {
+                let frame = ethernet_as(0x86dd, packet, tags);
+                let before = verdict_counts(&program);
+                let action = program.run_on(&frame).unwrap();
+                let after = verdict_counts(&program);
+                let moved: Vec<Verdict> = after
+                    .iter()
+                    .filter(|(k, n)| before.get(k) != Some(n))
+                    .map(|((_, v), _)| *v)
+                    .collect();
+                let not_vrrp = packet.len() < 40 || packet[6] != 112;
+                let got = match moved.as_slice() {
+                    [] if want == Verdict::BadIp && not_vrrp => Verdict::BadIp,
+                    [one] => *one,
+                    other => panic!("{name} ({tags} tags): counters {other:?}"),
+                };
+                assert_eq!(got, want, "{name} ({tags} tags)");
+                *seen.entry(got).or_default() += 1;
+                let ours = packet.get(41) == Some(&VRID);
+                let expected_action = if got != Verdict::Accepted && got != Verdict::BadIp && ours {
+                    XDP_DROP
+                } else {
+                    XDP_PASS
+                };
+                assert_eq!(action, expected_action, "{name} ({tags} tags): action");
+                let recorded = (got == Verdict::Accepted && !absorb) || got == Verdict::Absorbed;
+                if let Some(advert) = advert.as_ref().filter(|_| recorded) {
+                    let (_, peer) = program
+                        .peers()
+                        .unwrap()
+                        .into_iter()
+                        .find(|(k, _)| *k == key)
+                        .expect("a peer entry");
+                    assert_eq!(&peer.master[..], &packet[8..24], "{name}");
+                    assert_eq!(peer.priority, advert.priority, "{name}");
+                    assert_eq!(usize::from(peer.addr_count), advert.addrs.len(), "{name}");
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} IPv6 packets × 4 configurations × 3 framings; verdicts: {seen:?}",
+        corpus.len()
+    );
+    for verdict in [
+        Verdict::Accepted,
+        Verdict::Absorbed,
+        Verdict::BadIp,
+        Verdict::Ttl,
+        Verdict::Version,
+        Verdict::Type,
+        Verdict::Length,
+        Verdict::Checksum,
+        Verdict::ZeroInterval,
+        Verdict::UnknownVrid,
+        Verdict::UnknownSource,
+    ] {
+        assert!(
+            seen.contains_key(&verdict),
+            "no IPv6 packet got {verdict:?}"
+        );
+    }
 }
 
 // The daemon with the program attached: a third host floods forged adverts at a pair.

@@ -3,14 +3,15 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
 use tracing::{error, info, warn};
 
 use ha_common::vrrp::{
-    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey, addr_digest,
+    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VRID_IPV6, VipEntry, VipKey, VridConfig, VridKey,
+    addr_digest, addr16,
 };
 
 use super::{
@@ -593,22 +594,22 @@ impl Running {
         self.checked_sources()
             .unwrap_or_default()
             .iter()
-            .filter_map(|addr| match addr {
-                IpAddr::V4(a) => Some(a.octets()),
-                IpAddr::V6(_) => None,
-            })
             .map(move |addr| SourceKey {
                 ifindex: key.ifindex,
                 vrid: key.vrid,
-                addr,
+                addr: kernel_addr(addr),
             })
     }
 
-    /// The VRID as the XDP maps know it.
+    /// The VRID as the XDP maps know it (each family in its own VRID space).
     pub fn kernel_key(&self) -> VridKey {
+        let space = match self.cfg.family {
+            Family::V4 => 0,
+            Family::V6 => VRID_IPV6,
+        };
         VridKey {
             ifindex: self.kernel_ifindex,
-            vrid: u32::from(self.cfg.vrid),
+            vrid: u32::from(self.cfg.vrid) | space,
         }
     }
 
@@ -628,21 +629,14 @@ impl Running {
             },
             // A promoting backup claims the VRID as a master would: its adverts come by socket.
             absorb: u8::from(self.fsm.state() == State::Backup && !self.fsm.promoting()),
-            own: v4_octets(&self.primary_ip),
+            own: kernel_addr(&self.primary_ip),
             auth: self.cfg.auth_pass.unwrap_or_default(),
             addr_count: u8::try_from(self.vip_addrs.len()).unwrap_or(u8::MAX),
-            addr_digest: addr_digest(self.vip_addrs.iter().map(v4_octets)),
+            addr_digest: addr_digest(self.vip_addrs.iter().map(kernel_addr)),
             check_src: u8::from(self.checked_sources().is_some()),
             strict: u8::from(self.cfg.strict),
             unicast: u8::from(!self.cfg.unicast_peers.is_empty()),
-            ..Default::default()
         }
-    }
-
-    /// Whether the XDP program checks this instance's adverts: it parses IPv4 only, and
-    /// IPv6 adverts pass it to the socket.
-    pub fn in_kernel(&self) -> bool {
-        self.cfg.family == Family::V4
     }
 
     /// This instance's `VIPS` entries (IPv4: the XDP program watches ARP).
@@ -660,7 +654,10 @@ impl Running {
                     } else {
                         t.ifindex
                     },
-                    addr: v4_octets(&t.vip.addr),
+                    addr: match t.vip.addr {
+                        IpAddr::V4(a) => a.octets(),
+                        IpAddr::V6(_) => [0; 4],
+                    },
                 },
                 VipEntry {
                     vrid: u32::from(self.cfg.vrid),
@@ -696,7 +693,7 @@ impl Running {
         self.kernel_fed_ns = peer.last_seen_ns;
         self.stats.received += 1;
         // The kernel absorbs only adverts that agree with our configuration.
-        let from = IpAddr::from(Ipv4Addr::from(peer.master));
+        let from = crate::xdp::peer_address(self.kernel_key(), &peer.master);
         self.agrees(from);
         self.fsm.handle_advert(
             Duration::from_nanos(peer.last_seen_ns),
@@ -1268,11 +1265,11 @@ impl Running {
     }
 }
 
-/// An IPv4 address's bytes for the XDP maps (which know IPv4 only: 0 for IPv6).
-fn v4_octets(addr: &IpAddr) -> [u8; 4] {
+/// An address as the XDP maps hold it.
+fn kernel_addr(addr: &IpAddr) -> [u8; 16] {
     match addr {
-        IpAddr::V4(a) => a.octets(),
-        IpAddr::V6(_) => [0; 4],
+        IpAddr::V4(a) => addr16(&a.octets()),
+        IpAddr::V6(a) => a.octets(),
     }
 }
 

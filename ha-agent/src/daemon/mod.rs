@@ -968,7 +968,6 @@ impl Daemon {
         let vrids = self
             .instances
             .iter()
-            .filter(|r| r.in_kernel())
             .map(|r| (r.kernel_key(), r.kernel_config()))
             .collect();
         let vips = self
@@ -1324,7 +1323,6 @@ impl Daemon {
             .instances
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.in_kernel())
             .map(|(i, r)| (r.kernel_key(), i))
             .collect();
         self.world.kernel_dirty.set(true);
@@ -1335,13 +1333,7 @@ impl Daemon {
         xdp::interfaces(self.instances.iter().map(|r| &r.cfg))
             .into_iter()
             .map(|interface| {
-                let v6 = self
-                    .instances
-                    .iter()
-                    .any(|r| !r.in_kernel() && r.cfg.interface == interface);
                 let path = match self.kernel.as_ref().and_then(|k| k.mode(interface)) {
-                    // The program parses IPv4: IPv6 adverts pass it to the socket.
-                    Some(mode) if v6 => format!("xdp {} (IPv6 adverts: sockets)", mode.as_str()),
                     Some(mode) => format!("xdp {}", mode.as_str()),
                     None if self.xdp_loading.is_some() => "sockets (XDP loading)".into(),
                     None => "sockets".into(),

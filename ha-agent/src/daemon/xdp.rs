@@ -255,7 +255,7 @@ impl Kernel {
             .map(|(key, peer)| XdpPeer {
                 interface: self.interface(key.ifindex),
                 vrid: key.vrid as u8,
-                master: std::net::Ipv4Addr::from(peer.master).to_string(),
+                master: crate::xdp::peer_address(key, &peer.master).to_string(),
                 priority: peer.priority,
                 interval_cs: peer.interval_cs,
                 adverts: peer.adverts,

@@ -17,6 +17,15 @@ mod batch;
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
 pub static HA_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
 
+/// A master's address as `PEERS` holds it (`addr16`), in the family of `key`'s VRID.
+pub fn peer_address(key: VridKey, master: &[u8; 16]) -> std::net::IpAddr {
+    if key.vrid & ha_common::vrrp::VRID_IPV6 != 0 {
+        std::net::Ipv6Addr::from(*master).into()
+    } else {
+        std::net::Ipv4Addr::new(master[0], master[1], master[2], master[3]).into()
+    }
+}
+
 const PROGRAM: &str = "ha_xdp";
 const CLASS_COUNTS: &str = "CLASS_COUNTS";
 const VRIDS: &str = "VRIDS";
