@@ -411,3 +411,47 @@ fn a_lower_priority_makes_the_master_announce_its_vip_again() {
         assert_eq!(state(&a), "MASTER");
     }
 }
+
+/// `garp_group`: the gratuitous ARPs of two instances on one interface are spaced by the
+/// group's `garp_interval`, whichever instance sends them (an upstream switch that cannot
+/// take a flood of ARP sees one every 100 ms).
+#[test]
+fn a_garp_group_spaces_every_instances_gratuitous_arp() {
+    let t = Topology::new(&["a", "c"]);
+    let observer = Observer::start(t.host("c"), t.dir(), "garp-group").unwrap();
+    let mut vi1 = VrrpConf::v3("MASTER", 150, "0.1");
+    let mut vi2 = vi1.clone();
+    vi2.name = "VI_2".into();
+    vi2.vrid = 108;
+    vi2.vips = vec![VIP2.to_string()];
+    for vi in [&mut vi1, &mut vi2] {
+        vi.extra = vec!["garp_master_repeat 3".into(), "garp_master_delay 0".into()];
+    }
+    let conf = ha_tests::daemons::config(&[vi1, vi2])
+        + "garp_group {\n    garp_interval 0.1\n    interface eth0\n}\n";
+    let a = Daemon::agent(t.host("a"), t.dir(), &conf);
+    let garps = || -> Vec<ha_tests::capture::Ns> {
+        observer
+            .frames()
+            .unwrap()
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Garp { at, ip, .. } if *ip == VIP || *ip == VIP2 => Some(*at),
+                _ => None,
+            })
+            .collect()
+    };
+    wait_until("six gratuitous ARPs", Duration::from_secs(5), || {
+        (garps().len() >= 6).then_some(())
+    });
+    // None came early, and the last of them has had its time to come.
+    std::thread::sleep(Duration::from_millis(300));
+    let at = garps();
+    assert_eq!(at.len(), 6, "two instances × garp_master_repeat 3");
+    let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 95.0),
+        "gaps between gratuitous ARPs (ms): {gaps:?}"
+    );
+    assert_eq!(a.instance_field("state"), "MASTER");
+}

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::{
     build::Builder,
     diag::{Diagnostics, Loc},
+    garp_group::GarpGroup,
     global::GlobalDefs,
     instance::VrrpInstance,
     replication::MysqlReplication,
@@ -27,6 +28,7 @@ pub struct Config {
     pub track_files: Vec<TrackFile>,
     /// `interface_up_down_delays`: interface → (down delay, up delay).
     pub link_delays: Vec<(String, std::time::Duration, std::time::Duration)>,
+    pub garp_groups: Vec<GarpGroup>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -68,6 +70,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                     config.sync_groups.push(g);
                 }
             }
+            "garp_group" => {
+                if let Some(g) = b.garp_group(node) {
+                    config.garp_groups.push(g);
+                }
+            }
             "etcd_witness" => {
                 if let Some(w) = b.witness(node) {
                     config.witnesses.push(w);
@@ -86,6 +93,17 @@ impl Builder<'_> {
     /// Checks across instances and scripts.
     fn check(&mut self, config: &Config) {
         let mut names: HashMap<&str, &Loc> = HashMap::new();
+        let mut paced: HashMap<&str, &Loc> = HashMap::new();
+        for group in &config.garp_groups {
+            for interface in &group.interfaces {
+                if let Some(first) = paced.insert(interface, &group.loc) {
+                    self.diags.error(
+                        &group.loc,
+                        format!("interface {interface} is already in the garp_group at {first}"),
+                    );
+                }
+            }
+        }
         // RFC 5798: each address family has its own VRID space.
         let mut vrids: HashMap<(&str, crate::vrrp::Family, u8), &str> = HashMap::new();
         let mut unicast_ttls: HashMap<(&str, Option<std::net::IpAddr>), (u8, &str)> =

@@ -22,8 +22,6 @@ pub struct GarpParams {
     /// Period of refresh bursts while master, if any.
     pub refresh: Option<Duration>,
     pub refresh_repeat: u32,
-    /// Gap between two GARPs on one interface (`vrrp_garp_interval`).
-    pub interval: Duration,
     /// A MASTER hearing a lower priority announces its VIPs again: GARPs per VIP (default
     /// `repeat`; 0: never) and the delay of the second burst (default `delay`).
     pub lower_prio_repeat: Option<u32>,
@@ -41,7 +39,6 @@ impl Default for GarpParams {
             repeat: 5,
             refresh: None,
             refresh_repeat: 1,
-            interval: Duration::ZERO,
             lower_prio_repeat: None,
             lower_prio_delay: None,
             extra_if: None,
@@ -61,6 +58,10 @@ pub struct GlobalDefs {
     pub strict: bool,
     /// `vrrp_check_unicast_src`: every unicast instance checks adverts' sources.
     pub check_unicast_src: bool,
+    /// `vrrp_garp_interval` / `vrrp_gna_interval`: the gap between two gratuitous ARPs (two
+    /// unsolicited NAs) on one interface, across instances; `garp_group` sets it per
+    /// interface or group of interfaces.
+    pub garp_interval: Duration,
     pub gna_interval: Duration,
     pub vrrp_version: Version,
     pub garp: GarpParams,
@@ -113,6 +114,7 @@ impl Default for GlobalDefs {
             skip_check_adv_addr: false,
             strict: false,
             check_unicast_src: false,
+            garp_interval: Duration::ZERO,
             gna_interval: Duration::ZERO,
             vrrp_version: Version::V2,
             garp: GarpParams::default(),
@@ -223,7 +225,7 @@ impl Builder<'_> {
                 // keepalived rejects a literal 0 and keeps its default, which is 0: same result.
                 "vrrp_garp_interval" => {
                     if let Some(d) = self.seconds(node, 0.0, 4294.967295) {
-                        g.garp.interval = d;
+                        g.garp_interval = d;
                     }
                 }
                 "vrrp_gna_interval" => {

@@ -71,14 +71,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(TOP, "etcd_witness", Supported),
     kw(TOP, "include", Supported),
     kw(TOP, "vrrp_sync_group", Supported),
-    kw(
-        TOP,
-        "garp_group",
-        Unsupported(
-            "gratuitous ARP pacing per interface group is not applied: bursts follow \
-         vrrp_garp_interval",
-        ),
-    ),
+    kw(TOP, "garp_group", Supported),
     kw(TOP, "vrrp_track_file", Supported),
     kw(TOP, "track_file", Supported),
     kw(TOP, "vrrp_track_process", TRACK_PROCESS),

@@ -4,6 +4,7 @@
 mod build;
 mod diag;
 mod file;
+mod garp_group;
 mod global;
 mod instance;
 mod keywords;
@@ -21,6 +22,7 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
 pub use file::Config;
+pub use garp_group::GarpGroup;
 pub use global::{GarpParams, GlobalDefs, NotifyFifo};
 pub use instance::{
     InitialState, NotifyScripts, TrackInterface, TrackScript, Vip, Vmac, VrrpInstance,

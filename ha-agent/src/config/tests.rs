@@ -27,7 +27,7 @@ fn seed_is_accepted_with_a_warning_for_the_stray_brace() {
     let c = &loaded.config;
     assert_eq!(c.global.router_id.as_deref(), Some("ha_test"));
     assert!(c.global.skip_check_adv_addr);
-    assert_eq!(c.global.garp.interval, Duration::ZERO);
+    assert_eq!(c.global.garp_interval, Duration::ZERO);
     let i = &c.instances[0];
     assert_eq!(i.name, "VI_1");
     assert_eq!(i.initial, InitialState::Master);
@@ -1101,5 +1101,36 @@ fn multicast_groups() {
     assert_eq!(
         errors("global_defs {\n vrrp_mcast_group4 10.0.0.1\n}\n"),
         ["t.conf:2: error: `vrrp_mcast_group4` 10.0.0.1 is not a multicast address"]
+    );
+}
+
+#[test]
+fn garp_groups() {
+    let text = "global_defs {\n vrrp_garp_interval 0.01\n}\n\
+                garp_group {\n garp_interval 0.1\n interfaces {\n eth0\n eth1\n }\n}\n\
+                garp_group {\n gna_interval 0.2\n interface eth2\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert!(errors(text).is_empty(), "{:?}", errors(text));
+    let groups = &loaded.config.garp_groups;
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].interfaces, ["eth0", "eth1"]);
+    assert_eq!(groups[0].garp_interval, Some(Duration::from_millis(100)));
+    assert_eq!(groups[0].gna_interval, None);
+    assert_eq!(groups[1].gna_interval, Some(Duration::from_millis(200)));
+    assert_eq!(
+        loaded.config.global.garp_interval,
+        Duration::from_millis(10)
+    );
+    assert_eq!(
+        errors("garp_group {\n garp_interval 1\n}\n"),
+        ["t.conf:1: error: `garp_group` needs `interface IF` or `interfaces { IF ... }`"]
+    );
+    assert_eq!(
+        errors("garp_group {\n interface eth0\n interfaces {\n eth1\n }\n}\n"),
+        ["t.conf:1: error: `garp_group`: use `interface` or `interfaces`, not both"]
+    );
+    assert_eq!(
+        errors("garp_group {\n interface eth0\n}\ngarp_group {\n interface eth0\n}\n"),
+        ["t.conf:4: error: interface eth0 is already in the garp_group at t.conf:1"]
     );
 }

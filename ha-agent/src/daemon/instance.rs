@@ -30,7 +30,6 @@ use crate::{
     net::{
         advert_socket::multicast_frame,
         arp_watch::HeldVip,
-        garp::GarpSocket,
         link::{Link, mac_string},
         routes, vmac,
     },
@@ -1156,23 +1155,10 @@ impl Running {
             .iter()
             .map(|t| (t.ifindex, t.mac, t.vip.addr))
             .collect();
-        let garp = &self.cfg.garp;
-        if garp.interval.is_zero() {
-            for _ in 0..repeat {
-                world.garp.burst(&targets);
-            }
-            return;
+        // Paced per interface (vrrp_garp_interval, garp_group) by the sender.
+        for _ in 0..repeat {
+            world.garp.burst(&targets);
         }
-        // Paced bursts (vrrp_garp_interval) must not hold up the loop.
-        let (socket, gap) = (world.garp.clone(), garp.interval);
-        tokio::spawn(async move {
-            for i in 0..repeat {
-                if i > 0 {
-                    tokio::time::sleep(gap).await;
-                }
-                socket.burst(&targets);
-            }
-        });
     }
 
     /// Waits, up to `limit`, for the notify scripts queued so far.
@@ -1286,31 +1272,4 @@ async fn remove_leftover(
         world.vips.remove(target.ifindex, &target.vip).await?;
     }
     Ok(())
-}
-
-/// The gratuitous ARP socket, whose errors (a full device queue in a takeover of hundreds
-/// of VIPs) are logged at most every 10 s.
-pub(super) struct Garp {
-    socket: GarpSocket,
-    errors: std::sync::Mutex<RateLimit>,
-}
-
-impl Garp {
-    pub(super) fn new(socket: GarpSocket) -> Self {
-        Self {
-            socket,
-            errors: std::sync::Mutex::default(),
-        }
-    }
-
-    /// One gratuitous ARP (IPv6: unsolicited NA) for each (interface, MAC, VIP).
-    fn burst(&self, targets: &[(u32, [u8; 6], IpAddr)]) {
-        for &(ifindex, mac, addr) in targets {
-            if let Err(e) = self.socket.send(ifindex, &mac, addr)
-                && let Some(suppressed) = self.errors.lock().ok().and_then(|mut l| l.allow())
-            {
-                warn!(vip = %addr, error = %e, suppressed, "sending gratuitous ARP");
-            }
-        }
-    }
 }

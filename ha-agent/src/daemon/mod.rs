@@ -4,6 +4,7 @@
 mod checks;
 mod clock;
 mod db;
+mod garp;
 mod instance;
 mod link_delays;
 mod notify;
@@ -136,7 +137,7 @@ pub(crate) struct World {
     vips: Vips,
     /// The VIPs this agent's instances hold, by (ifindex, address): never "left behind".
     held: RefCell<HashSet<(u32, IpAddr)>>,
-    garp: Arc<instance::Garp>,
+    garp: Arc<garp::Garp>,
     sockets: HashMap<SocketKey, Arc<AdvertSocket>>,
     /// `script_user` of global_defs: notify scripts without a user of their own run as it.
     script_user: Option<String>,
@@ -373,7 +374,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         held: RefCell::default(),
         script_user: script_user(&config).map(str::to_owned),
         notify_timeout: config.global.notify_timeout,
-        garp: Arc::new(instance::Garp::new(
+        garp: Arc::new(garp::Garp::new(
             GarpSocket::open().map_err(io_error("opening the ARP socket"))?,
         )),
         sockets: HashMap::new(),
@@ -433,6 +434,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .configure(&config.scripts, script_user(&config));
     daemon.files.configure(&config.track_files);
     daemon.link_delays.configure(&config.link_delays);
+    daemon.world.garp.configure(&config);
     daemon
         .world
         .dbs
@@ -1176,6 +1178,7 @@ impl Daemon {
         self.checks.configure(&config.scripts, script_user(&config));
         self.files.configure(&config.track_files);
         self.link_delays.configure(&config.link_delays);
+        self.world.garp.configure(&config);
         self.shutdown_script = config.global.shutdown_script.clone();
         if let Err(e) = self
             .world

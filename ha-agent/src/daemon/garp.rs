@@ -1,0 +1,169 @@
+//! Gratuitous ARPs and unsolicited NAs leave through one sender, which spaces them per
+//! interface as `vrrp_garp_interval` / `vrrp_gna_interval` say, or per `garp_group` (one
+//! interface, or several behind one switch), whichever instance sends them. A frame whose
+//! turn has not come waits on a timer beside the loop, never in it.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tracing::warn;
+
+use super::instance::RateLimit;
+use crate::{net::garp::GarpSocket, vrrp::Family};
+
+/// Where a frame's turn is kept: a `garp_group`, or an interface in none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Lane {
+    Group(usize),
+    Interface(u32),
+}
+
+/// The gaps between frames of each family, per lane.
+#[derive(Debug, Default)]
+pub struct Pacing {
+    /// ifindex → its garp_group and the group's (ARP, NA) gaps.
+    groups: HashMap<u32, (usize, Duration, Duration)>,
+    /// The gaps of interfaces in no group.
+    default: (Duration, Duration),
+    /// (lane, family) → when its next frame may leave.
+    next: HashMap<(Lane, Family), Instant>,
+}
+
+impl Pacing {
+    /// The interfaces' groups (by ifindex, each with its gaps) and the global gaps.
+    pub fn configure(
+        &mut self,
+        groups: HashMap<u32, (usize, Duration, Duration)>,
+        default: (Duration, Duration),
+    ) {
+        self.groups = groups;
+        self.default = default;
+    }
+
+    /// When a frame of `family` on `ifindex` may leave if asked `now`, taking that turn.
+    fn turn(&mut self, ifindex: u32, family: Family, now: Instant) -> Instant {
+        let (lane, (arp, na)) = match self.groups.get(&ifindex) {
+            Some(&(group, arp, na)) => (Lane::Group(group), (arp, na)),
+            None => (Lane::Interface(ifindex), self.default),
+        };
+        let gap = match family {
+            Family::V4 => arp,
+            Family::V6 => na,
+        };
+        if gap.is_zero() {
+            return now;
+        }
+        let next = self.next.entry((lane, family)).or_insert(now);
+        let at = (*next).max(now);
+        *next = at + gap;
+        at
+    }
+}
+
+/// The gratuitous ARP socket, whose errors (a full device queue in a takeover of hundreds
+/// of VIPs) are logged at most every 10 s.
+pub(super) struct Garp {
+    socket: GarpSocket,
+    errors: Mutex<RateLimit>,
+    pacing: Mutex<Pacing>,
+}
+
+impl Garp {
+    pub(super) fn new(socket: GarpSocket) -> Self {
+        Self {
+            socket,
+            errors: Mutex::default(),
+            pacing: Mutex::default(),
+        }
+    }
+
+    /// One gratuitous ARP (IPv6: unsolicited NA) for each (interface, MAC, VIP), each when
+    /// its interface's turn comes.
+    pub(super) fn burst(self: &Arc<Self>, targets: &[(u32, [u8; 6], IpAddr)]) {
+        let now = Instant::now();
+        for &(ifindex, mac, addr) in targets {
+            let at = self
+                .pacing
+                .lock()
+                .map_or(now, |mut p| p.turn(ifindex, Family::of(addr), now));
+            if at <= now {
+                self.send(ifindex, mac, addr);
+                continue;
+            }
+            let garp = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                garp.send(ifindex, mac, addr);
+            });
+        }
+    }
+
+    /// Takes the gaps of `config`: its `garp_group`s (interfaces missing now are warned
+    /// about and paced as the others) and the global intervals.
+    pub(super) fn configure(&self, config: &crate::config::Config) {
+        let mut groups = HashMap::new();
+        for (i, group) in config.garp_groups.iter().enumerate() {
+            let arp = group.garp_interval.unwrap_or(config.global.garp_interval);
+            let na = group.gna_interval.unwrap_or(config.global.gna_interval);
+            for name in &group.interfaces {
+                match nix::net::if_::if_nametoindex(name.as_str()) {
+                    Ok(ifindex) => {
+                        groups.insert(ifindex, (i, arp, na));
+                    }
+                    Err(e) => warn!(interface = %name, error = %e, "garp_group: no such interface"),
+                }
+            }
+        }
+        let default = (config.global.garp_interval, config.global.gna_interval);
+        if let Ok(mut pacing) = self.pacing.lock() {
+            pacing.configure(groups, default);
+        }
+    }
+
+    fn send(&self, ifindex: u32, mac: [u8; 6], addr: IpAddr) {
+        if let Err(e) = self.socket.send(ifindex, &mac, addr)
+            && let Some(suppressed) = self.errors.lock().ok().and_then(|mut l| l.allow())
+        {
+            warn!(vip = %addr, error = %e, suppressed, "sending gratuitous ARP");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn frames_on_one_lane_are_spaced_and_lanes_are_apart() {
+        let mut p = Pacing::default();
+        // eth0 (1) and eth1 (2) behind one switch: 100 ms between ARPs, 30 ms between NAs;
+        // eth2 (3) on its own at the global 10 ms.
+        p.configure(
+            HashMap::from([(1, (0, 100 * MS, 30 * MS)), (2, (0, 100 * MS, 30 * MS))]),
+            (10 * MS, Duration::ZERO),
+        );
+        let t0 = Instant::now();
+        let turns: Vec<Duration> = [1, 2, 1]
+            .iter()
+            .map(|&i| p.turn(i, Family::V4, t0) - t0)
+            .collect();
+        assert_eq!(turns, [Duration::ZERO, 100 * MS, 200 * MS]);
+        // NAs keep a lane of their own.
+        assert_eq!(p.turn(2, Family::V6, t0) - t0, Duration::ZERO);
+        assert_eq!(p.turn(1, Family::V6, t0) - t0, 30 * MS);
+        assert_eq!(p.turn(3, Family::V4, t0) - t0, Duration::ZERO);
+        assert_eq!(p.turn(3, Family::V4, t0) - t0, 10 * MS);
+        // No gap: at once, however many.
+        assert_eq!(p.turn(3, Family::V6, t0), t0);
+        assert_eq!(p.turn(3, Family::V6, t0), t0);
+        // A lane idle for longer than its gap starts again at once.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(p.turn(1, Family::V4, later), later);
+    }
+}
