@@ -6,4 +6,5 @@
 #![no_std]
 
 pub mod classify;
+pub mod process;
 pub mod vrrp;

@@ -1,4 +1,4 @@
-//! ha-agent's XDP program.
+//! ha-agent's XDP program, and the process tracepoints of `track_process` (process.rs).
 //!
 //! Fail open: every frame is passed. The program observes and counts; a frame it cannot
 //! parse is counted as `Other` and passed, never aborted.
@@ -8,6 +8,8 @@
 //! for the BPF target.
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
+#[cfg(target_arch = "bpf")]
+mod process;
 #[cfg(target_arch = "bpf")]
 mod program;
 

@@ -498,3 +498,90 @@ fn fast_preempt_switches_over_after_skew_time_against_ha_agent_and_keepalived() 
         );
     }
 }
+
+/// `vrrp_track_process` with keepalived's semantics, from the kernel's process events: the
+/// program's processes are counted (one found at start, more as they run), too few means
+/// FAULT with weight 0 (keepalived 2.2.7 as the backup takes over), a restart within
+/// `terminate_delay` changes nothing, and a quorum of two moves the priority by its weight.
+#[test]
+fn a_tracked_process_moves_the_priority_or_means_fault() {
+    let t = Topology::new(&["a", "b"]);
+    let a_host = t.host("a");
+    // A program of a name of its own, so that nothing else on the machine counts.
+    let name = format!("hta{}", std::process::id() % 100_000);
+    let program = t.dir().join(&name);
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let start = || {
+        std::process::Command::new(&program)
+            .arg("600")
+            .spawn()
+            .unwrap()
+    };
+    let stop = |mut child: std::process::Child| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    let first = start();
+    let mut conf = VrrpConf::v3("MASTER", 150, "0.1");
+    conf.extra = vec!["track_process {\n        app\n        pair\n    }".into()];
+    let conf_a = format!(
+        "{}vrrp_track_process app {{\n    process {name}\n    weight 0\n    terminate_delay 0.5\n}}\n\
+         vrrp_track_process pair {{\n    process {name}\n    quorum 2\n    weight 10\n}}\n",
+        config(&[conf])
+    );
+    let a = Daemon::agent(a_host, t.dir(), &conf_a);
+    let a_master =
+        || (field(&a, "state") == "MASTER" && a_host.has_address("eth0", VIP)).then_some(());
+    wait_until("A master", Duration::from_secs(5), a_master);
+    let b = Daemon::keepalived(
+        t.host("b"),
+        t.dir(),
+        &VrrpConf::v3("BACKUP", 155, "0.1").render(),
+    );
+    let b_master = || t.host("b").has_address("eth0", VIP).then_some(());
+    let tracker = |which: &str| {
+        field(&a, "trackers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == format!("process {which}"))
+            .cloned()
+            .unwrap()
+    };
+    // One process: `app` is up; `pair` (quorum 2) is not, so A is 150 < 155.
+    wait_until("keepalived master at 155", Duration::from_secs(5), b_master);
+    assert_eq!(tracker("app")["last_result"], "1 running");
+    assert_eq!(tracker("pair")["up"], false);
+
+    // A second one: `pair` adds 10, A (160) preempts keepalived.
+    let second = start();
+    wait_until("A master at 160", Duration::from_secs(5), || {
+        (field(&a, "priority") == 160).then_some(())?;
+        a_master()
+    });
+    assert_eq!(tracker("app")["last_result"], "2 running");
+
+    // Both restarted at once: within terminate_delay, `app` never goes down.
+    stop(first);
+    stop(second);
+    let (first, second) = (start(), start());
+    assert_never("A in FAULT", Duration::from_secs(1), || {
+        field(&a, "state") == "FAULT"
+    });
+
+    // All gone: FAULT after terminate_delay, keepalived takes over.
+    stop(first);
+    stop(second);
+    wait_until("A in FAULT", Duration::from_secs(3), || {
+        (field(&a, "state") == "FAULT").then_some(())
+    });
+    wait_until("keepalived master", Duration::from_secs(3), b_master);
+    assert_eq!(tracker("app")["fault"], true);
+
+    // Back: A is master again.
+    let (first, second) = (start(), start());
+    wait_until("A master again", Duration::from_secs(5), a_master);
+    stop(first);
+    stop(second);
+    drop(b);
+}

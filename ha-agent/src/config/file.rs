@@ -13,6 +13,7 @@ use super::{
     script::VrrpScript,
     sync_group::SyncGroup,
     track_file::TrackFile,
+    track_process::TrackProcess,
     tree::Node,
     witness::EtcdWitness,
 };
@@ -29,6 +30,7 @@ pub struct Config {
     /// `interface_up_down_delays`: interface → (down delay, up delay).
     pub link_delays: Vec<(String, std::time::Duration, std::time::Duration)>,
     pub garp_groups: Vec<GarpGroup>,
+    pub track_processes: Vec<TrackProcess>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -68,6 +70,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
             "vrrp_sync_group" => {
                 if let Some(g) = b.sync_group(node) {
                     config.sync_groups.push(g);
+                }
+            }
+            "vrrp_track_process" => {
+                if let Some(t) = b.track_process(node) {
+                    config.track_processes.push(t);
                 }
             }
             "garp_group" => {
@@ -171,6 +178,17 @@ impl Builder<'_> {
                     &w.loc,
                     format!("witness {}: no etcd_witness of that name", w.name),
                 );
+            }
+            for track in &inst.track_processes {
+                if !config.track_processes.iter().any(|p| p.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!(
+                            "track_process {}: no vrrp_track_process of that name",
+                            track.name
+                        ),
+                    );
+                }
             }
             for track in &inst.track_files {
                 if !config.track_files.iter().any(|f| f.name == track.name) {

@@ -123,6 +123,8 @@ pub struct VrrpInstance {
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
     pub track_files: Vec<TrackFileRef>,
+    /// `track_process { NAME [weight N] [reverse] }`.
+    pub track_processes: Vec<TrackFileRef>,
     /// Databases whose promotion gates this instance's takeover.
     pub track_replication: Vec<TrackReplication>,
     /// The etcd witness whose leader key this instance must hold to be MASTER.
@@ -201,6 +203,7 @@ impl Builder<'_> {
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
+            track_processes: Vec::new(),
             track_replication: Vec::new(),
             witness: None,
             notify: NotifyScripts::default(),
@@ -342,6 +345,7 @@ impl Builder<'_> {
                 "track_script" => inst.track_scripts.extend(self.track_scripts(node)),
                 "track_interface" => inst.track_interfaces.extend(self.track_interfaces(node)),
                 "track_file" => inst.track_files.extend(self.track_file_refs(node)),
+                "track_process" => inst.track_processes.extend(self.track_file_refs(node)),
                 "track_replication" => {
                     let tracks = self.track_replication(node);
                     inst.track_replication.extend(tracks);

@@ -55,8 +55,6 @@ const FIREWALL: Status =
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const TRACK_PROCESS: Status =
-    Unsupported("the process is not watched: its exit never changes the priority or causes FAULT");
 const TRACK_BFD: Status =
     Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
@@ -74,7 +72,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(TOP, "garp_group", Supported),
     kw(TOP, "vrrp_track_file", Supported),
     kw(TOP, "track_file", Supported),
-    kw(TOP, "vrrp_track_process", TRACK_PROCESS),
+    kw(TOP, "vrrp_track_process", Supported),
     kw(TOP, "bfd_instance", TRACK_BFD),
     kw(
         TOP,
@@ -336,7 +334,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "native_ipv6", Supported),
     kw(INSTANCE, "dont_track_primary", Supported),
     kw(INSTANCE, "track_file", Supported),
-    kw(INSTANCE, "track_process", TRACK_PROCESS),
+    kw(INSTANCE, "track_process", Supported),
     kw(INSTANCE, "track_bfd", TRACK_BFD),
     kw(INSTANCE, "mcast_src_ip", Supported),
     kw(INSTANCE, "mcast_dst_ip", Supported),
@@ -410,7 +408,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(SYNC, "sync_group_tracking_weight", Supported),
     kw(SYNC, "global_tracking", Supported),
     kw(SYNC, "track_file", Supported),
-    kw(SYNC, "track_process", TRACK_PROCESS),
+    kw(SYNC, "track_process", Supported),
     kw(SYNC, "track_bfd", TRACK_BFD),
     kw(SYNC, "notify_priority_changes", PRIORITY_NOTIFY),
     kw(SYNC, "smtp_alert", NO_MAIL),
@@ -520,13 +518,6 @@ mod tests {
         }
     }
 
-    fn unsupported_text(status: Status) -> &'static str {
-        match status {
-            Unsupported(why) => why,
-            _ => panic!("{status:?} is supported"),
-        }
-    }
-
     #[test]
     fn every_keyword_gets_the_line_its_status_says() {
         // `include` is read by the lexer, before any block.
@@ -561,7 +552,7 @@ mod tests {
 
     #[test]
     fn unsupported_keywords_are_errors_until_allowed() {
-        let text = "vrrp_track_process P {\n process nginx\n}\n\
+        let text = "static_ipaddress {\n 10.9.0.1/24 dev eth0\n}\n\
                     vrrp_instance V {\n interface eth0\n virtual_router_id 1\n use_ipvlan\n\
                     virtual_ipaddress {\n 10.0.0.1\n }\n}\n";
         let mut loaded = parse_str(text, "t.conf");
@@ -570,8 +561,8 @@ mod tests {
             lines,
             [
                 format!(
-                    "t.conf:1: error: `vrrp_track_process` is not supported by ha-agent: {}",
-                    unsupported_text(TRACK_PROCESS)
+                    "t.conf:1: error: `static_ipaddress` is not supported by ha-agent: {}",
+                    "these addresses are not added"
                 ),
                 format!(
                     "t.conf:7: error: `use_ipvlan` is not supported by ha-agent: {}",

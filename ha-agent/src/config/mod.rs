@@ -15,6 +15,7 @@ mod script;
 mod secret;
 mod sync_group;
 mod track_file;
+mod track_process;
 mod tree;
 mod witness;
 
@@ -34,6 +35,7 @@ pub use script::{Script, VrrpScript};
 pub use secret::read_secret;
 pub use sync_group::SyncGroup;
 pub use track_file::{TrackFile, TrackFileRef};
+pub use track_process::{ParamMatch, TrackProcess};
 pub use tree::MAX_NESTING;
 pub use witness::{EtcdWitness, OnUnreachable, Tls, WitnessRef};
 

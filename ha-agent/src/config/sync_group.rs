@@ -22,6 +22,7 @@ pub struct SyncGroup {
     pub track_scripts: Vec<TrackScript>,
     pub track_interfaces: Vec<TrackInterface>,
     pub track_files: Vec<TrackFileRef>,
+    pub track_processes: Vec<TrackFileRef>,
     /// `sync_group_tracking_weight` (or the deprecated `global_tracking`): the members'
     /// trackers keep their weights. Without it every tracker of a member means FAULT, as in
     /// keepalived: members whose priorities moved apart could be master on different nodes.
@@ -43,6 +44,7 @@ impl Builder<'_> {
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
+            track_processes: Vec::new(),
             tracking_weight: false,
         };
         for node in block.children() {
@@ -55,6 +57,7 @@ impl Builder<'_> {
                 "track_script" => g.track_scripts.extend(self.track_scripts(node)),
                 "track_interface" => g.track_interfaces.extend(self.track_interfaces(node)),
                 "track_file" => g.track_files.extend(self.track_file_refs(node)),
+                "track_process" => g.track_processes.extend(self.track_file_refs(node)),
                 "sync_group_tracking_weight" => {
                     g.tracking_weight = self.bool_flag(node);
                 }
@@ -117,6 +120,9 @@ impl Builder<'_> {
                 inst.track_scripts.extend(g.track_scripts.iter().cloned());
                 inst.track_interfaces
                     .extend(g.track_interfaces.iter().cloned());
+                inst.track_files.extend(g.track_files.iter().cloned());
+                inst.track_processes
+                    .extend(g.track_processes.iter().cloned());
                 if g.tracking_weight {
                     continue;
                 }
@@ -143,6 +149,21 @@ impl Builder<'_> {
                             format!(
                                 "track_file {}: weight ignored in sync group {} (a non-zero \
                                  value means FAULT; `sync_group_tracking_weight` keeps weights)",
+                                t.name, g.name
+                            ),
+                        );
+                    }
+                    t.weight = Some(0);
+                }
+                for t in &mut inst.track_processes {
+                    let own = config.track_processes.iter().find(|p| p.name == t.name);
+                    if t.weight.or(own.map(|p| p.weight)).unwrap_or(0) != 0 {
+                        self.diags.warn(
+                            &t.loc,
+                            format!(
+                                "track_process {}: weight ignored in sync group {} (too few \
+                                 processes means FAULT; `sync_group_tracking_weight` keeps \
+                                 weights)",
                                 t.name, g.name
                             ),
                         );

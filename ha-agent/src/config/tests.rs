@@ -1134,3 +1134,27 @@ fn garp_groups() {
         ["t.conf:4: error: interface eth0 is already in the garp_group at t.conf:1"]
     );
 }
+
+/// A sync group's `track_file` and `track_process` reach its members (weights dropped: a
+/// failure is FAULT for the whole group). The group's `track_file` used to be read and
+/// then left out.
+#[test]
+fn a_sync_groups_file_and_process_trackers_reach_its_members() {
+    let text = "track_file f {\n file /tmp/f\n}\n\
+                vrrp_track_process p {\n process nginx\n weight 5\n}\n\
+                vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1\n }\n}\n\
+                vrrp_sync_group G {\n group {\n A\n }\n track_file {\n f\n }\n track_process {\n p\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert!(errors(text).is_empty(), "{:?}", errors(text));
+    let a = &loaded.config.instances[0];
+    assert_eq!(a.track_files.len(), 1);
+    assert_eq!(a.track_files[0].weight, Some(0));
+    assert_eq!(a.track_processes.len(), 1);
+    assert_eq!(a.track_processes[0].weight, Some(0));
+    let p = &loaded.config.track_processes[0];
+    assert_eq!((p.process.as_str(), p.weight, p.quorum), ("nginx", 5, 1));
+    assert_eq!(
+        errors(&text.replace("track_process {\n p\n", "track_process {\n q\n")),
+        ["t.conf:23: error: track_process q: no vrrp_track_process of that name"]
+    );
+}

@@ -14,6 +14,7 @@ pub mod reload;
 mod sync_groups;
 mod systemd;
 mod track_files;
+mod track_processes;
 mod witness;
 pub mod xdp;
 
@@ -287,6 +288,8 @@ struct Daemon {
     groups: Vec<sync_groups::Group>,
     /// The `track_file`s and their values.
     files: track_files::TrackFiles,
+    /// The `vrrp_track_process`es and their states.
+    processes: track_processes::TrackProcesses,
     /// `interface_up_down_delays`.
     link_delays: link_delays::LinkDelays,
     /// `shutdown_script`, as the configuration last read says.
@@ -424,6 +427,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         lateness: ctl::status::Lateness::default(),
         groups: Vec::new(),
         files: track_files::TrackFiles::default(),
+        processes: track_processes::TrackProcesses::default(),
         shutdown_script: config.global.shutdown_script.clone(),
         link_delays: link_delays::LinkDelays::default(),
         systemd: systemd::Systemd::from_env(),
@@ -433,6 +437,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .checks
         .configure(&config.scripts, script_user(&config));
     daemon.files.configure(&config.track_files);
+    daemon.processes.configure(&config.track_processes);
     daemon.link_delays.configure(&config.link_delays);
     daemon.world.garp.configure(&config);
     daemon
@@ -547,6 +552,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             Some(report) = daemon.checks.rx.recv() => daemon.on_check(report).await,
             Some(report) = daemon.files.rx.recv() => {
                 if daemon.files.update(report) {
+                    daemon.apply_tracking().await;
+                }
+            }
+            Some(report) = daemon.processes.rx.recv() => {
+                if daemon.processes.update(report) {
                     daemon.apply_tracking().await;
                 }
             }
@@ -848,6 +858,12 @@ impl Daemon {
                 Effect::Fault => fault = true,
             }
         }
+        for t in &cfg.track_processes {
+            match self.process_effect(t) {
+                Effect::Priority(d) => delta += d,
+                Effect::Fault => fault = true,
+            }
+        }
         (delta, fault)
     }
 
@@ -880,7 +896,26 @@ impl Daemon {
                 Some(value),
             )
         }));
+        trackers.extend(cfg.track_processes.iter().map(|t| {
+            let (up, running) = self.processes.state(&t.name);
+            let value = format!("{running} running");
+            tracker(
+                format!("process {}", t.name),
+                up,
+                self.process_effect(t),
+                Some(value),
+            )
+        }));
         trackers
+    }
+
+    /// What a `track_process` does to an instance now: up or down with the weight (the
+    /// tracker's, else the process tracker's), as for a check.
+    fn process_effect(&self, t: &crate::config::TrackFileRef) -> Effect {
+        let spec = self.processes.spec(&t.name);
+        let weight = t.weight.or(spec.map(|s| s.weight)).unwrap_or(1);
+        let reverse = t.reverse.or(spec.map(|s| s.reverse)).unwrap_or(false);
+        effect(self.processes.state(&t.name).0, weight, reverse)
     }
 
     /// What a `track_file` does to an instance now: its value times the weight (the
@@ -1177,6 +1212,7 @@ impl Daemon {
         let write_states = config.global.fifo_states_on_reload;
         self.checks.configure(&config.scripts, script_user(&config));
         self.files.configure(&config.track_files);
+        self.processes.configure(&config.track_processes);
         self.link_delays.configure(&config.link_delays);
         self.world.garp.configure(&config);
         self.shutdown_script = config.global.shutdown_script.clone();

@@ -54,7 +54,8 @@ pub enum Change {
     Garp,
     TrackScripts,
     TrackInterfaces,
-    TrackFiles,
+    /// `track_file` or `track_process` references.
+    Trackers,
     /// How adverts are checked: `check_unicast_src`, `strict_mode`, `skip_check_adv_addr`.
     ReceiveChecks,
     /// `virtual_routes` / `virtual_rules`.
@@ -184,7 +185,8 @@ fn changes(old: &VrrpInstance, new: &VrrpInstance) -> Vec<Change> {
             old.track_interfaces != new.track_interfaces,
             Change::TrackInterfaces,
         ),
-        (old.track_files != new.track_files, Change::TrackFiles),
+        (old.track_files != new.track_files, Change::Trackers),
+        (old.track_processes != new.track_processes, Change::Trackers),
         (
             (old.check_unicast_src, old.strict, old.skip_check_adv_addr)
                 != (new.check_unicast_src, new.strict, new.skip_check_adv_addr),
