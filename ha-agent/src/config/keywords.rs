@@ -259,7 +259,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(
         GLOBAL,
         "vmac_addr_prefix",
-        Unsupported("the VMAC is always 00:00:5e:00:01:VRID"),
+        Unsupported("the VMAC is always 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID)"),
     ),
     kw(
         GLOBAL,
