@@ -302,36 +302,68 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     };
     // SAFETY: ptr_at checked the four bytes.
     let src = addr16(&unsafe { *src });
+    let advert = Heard {
+        key,
+        src,
+        priority,
+        count,
+        interval_cs,
+        // Configuration is compared last: an authentic advert configured otherwise still
+        // proves its sender alive (the agent judges it), unless `vrrp_strict` asks for the
+        // RFC's drop.
+        other_interval: version == 2 && b5 != config.interval_s,
+    };
+    settle(&config, advert, || digest(ctx, msg + HEADER_LEN, count))
+}
+
+/// What the last checks need of an advert that passed the others.
+struct Heard {
+    key: VridKey,
+    src: [u8; 16],
+    priority: u8,
+    count: u8,
+    interval_cs: u16,
+    /// VRRPv2: another interval than ours.
+    other_interval: bool,
+}
+
+/// The checks both families end with: the sender (`check_unicast_src`), the interval under
+/// `vrrp_strict`, then recorded and passed, or absorbed if the agent would accept it too
+/// (not from its own address, its address list, by count and `digest`).
+#[inline(always)]
+fn settle(
+    config: &VridConfig,
+    a: Heard,
+    digest: impl FnOnce() -> Option<u64>,
+) -> (Verdict, Option<u32>) {
+    let vrid = Some(a.key.vrid);
     let source = SourceKey {
-        ifindex,
-        vrid,
-        addr: src,
+        ifindex: a.key.ifindex,
+        vrid: a.key.vrid,
+        addr: a.src,
     };
     // Our own address is the agent's to drop (as `own`).
     // SAFETY: a lookup; the value is not read.
-    if config.check_src != 0 && src != config.own && unsafe { SOURCES.get(source) }.is_none() {
-        return (Verdict::UnknownSource, Some(vrid));
+    if config.check_src != 0 && a.src != config.own && unsafe { SOURCES.get(source) }.is_none() {
+        return (Verdict::UnknownSource, vrid);
     }
-    // Configuration is compared last: an authentic advert configured otherwise still proves
-    // its sender alive (the agent judges it), unless `vrrp_strict` asks for the RFC's drop.
-    let other_interval = version == 2 && b5 != config.interval_s;
-    if other_interval && config.strict != 0 {
-        return (Verdict::Interval, Some(vrid));
+    if a.other_interval && config.strict != 0 {
+        return (Verdict::Interval, vrid);
     }
     if config.absorb == 0 {
-        record(key, src, priority, count, interval_cs);
-        return (Verdict::Accepted, Some(vrid));
+        record(a.key, a.src, a.priority, a.count, a.interval_cs);
+        return (Verdict::Accepted, vrid);
     }
     // Absorbed only if the agent would accept it too; else it judges (and counts) it.
-    if src == config.own
-        || other_interval
-        || count != config.addr_count
-        || digest(ctx, msg + HEADER_LEN, count) != Some(config.addr_digest)
+    if a.src == config.own
+        || a.other_interval
+        || a.count != config.addr_count
+        || digest() != Some(config.addr_digest)
     {
-        return (Verdict::Accepted, Some(vrid));
+        return (Verdict::Accepted, vrid);
     }
-    record(key, src, priority, count, interval_cs);
-    (Verdict::Absorbed, Some(vrid))
+    record(a.key, a.src, a.priority, a.count, a.interval_cs);
+    (Verdict::Absorbed, vrid)
 }
 
 /// [`check`] for VRRPv3 over IPv6 (RFC 5798 §5.1.2): the fixed header's hop limit, the
@@ -409,27 +441,15 @@ fn check6(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     };
     // SAFETY: ptr_at checked the sixteen bytes.
     let src = unsafe { *src };
-    let source = SourceKey {
-        ifindex,
-        vrid,
-        addr: src,
+    let advert = Heard {
+        key,
+        src,
+        priority,
+        count,
+        interval_cs,
+        other_interval: false,
     };
-    // SAFETY: a lookup; the value is not read.
-    if config.check_src != 0 && src != config.own && unsafe { SOURCES.get(source) }.is_none() {
-        return (Verdict::UnknownSource, Some(vrid));
-    }
-    if config.absorb == 0 {
-        record(key, src, priority, count, interval_cs);
-        return (Verdict::Accepted, Some(vrid));
-    }
-    if src == config.own
-        || count != config.addr_count
-        || digest6(ctx, msg + HEADER_LEN, count) != Some(config.addr_digest)
-    {
-        return (Verdict::Accepted, Some(vrid));
-    }
-    record(key, src, priority, count, interval_cs);
-    (Verdict::Absorbed, Some(vrid))
+    settle(&config, advert, || digest6(ctx, msg + HEADER_LEN, count))
 }
 
 /// The order-free digest of the `count` IPv4 addresses at `offset`, each as its `addr16`

@@ -57,14 +57,19 @@ fn wait_released(host: &Host) {
 
 /// The observer reaches the VIP and its neighbour entry names `owner`'s MAC.
 fn wait_neighbour(observer: &Host, owner: &Host) {
+    wait_neighbour_mac(observer, &owner.mac, &owner.name);
+}
+
+/// The observer reaches the VIP and its neighbour entry names `mac` (`whose`).
+fn wait_neighbour_mac(observer: &Host, mac: &str, whose: &str) {
     wait_until(
-        &format!("observer's neighbour entry for the VIP -> {}", owner.name),
+        &format!("observer's neighbour entry for the VIP -> {whose}"),
         Duration::from_secs(3),
         || {
             if observer.arp_entry(VIP).is_none() {
                 observer.ping_once(VIP);
             }
-            (observer.arp_entry(VIP).as_deref() == Some(owner.mac.as_str())).then_some(())
+            (observer.arp_entry(VIP).as_deref() == Some(mac)).then_some(())
         },
     );
 }
@@ -300,14 +305,7 @@ fn frr_master_agent_backup_crash() {
         serde_json::json!({})
     );
     assert!(!b.has_address("eth0", VIP));
-    wait_until(
-        "observer's neighbour entry for the VIP -> FRR's virtual MAC",
-        Duration::from_secs(3),
-        || {
-            c.ping_once(VIP);
-            (c.arp_entry(VIP) == Some(frr_vmac())).then_some(())
-        },
-    );
+    wait_neighbour_mac(c, &frr_vmac(), "FRR's virtual MAC");
 
     let mdi = master_down_interval(3, INTERVAL, 100);
     let killed = Instant::now();
@@ -350,13 +348,6 @@ fn agent_master_frr_backup_graceful() {
         || frr.is_master().then_some(()),
     );
     wait_released(a);
-    wait_until(
-        "observer's neighbour entry for the VIP -> FRR's virtual MAC",
-        Duration::from_secs(3),
-        || {
-            c.ping_once(VIP);
-            (c.arp_entry(VIP) == Some(frr_vmac())).then_some(())
-        },
-    );
+    wait_neighbour_mac(c, &frr_vmac(), "FRR's virtual MAC");
     assert!(frr.log().contains("Backup -> Master"), "{}", frr.log());
 }
