@@ -55,14 +55,14 @@ fn unsupported_keywords_are_errors_unless_allowed() {
     std::fs::create_dir_all(&dir).unwrap();
     let seed = include_str!("../../docs/seed-keepalived.conf")
         .replace("interface enp1s0", "interface hat-none0");
-    let text = format!("{seed}\nvrrp_track_process P {{\n process nginx\n}}\n");
+    let text = format!("{seed}\nstatic_ipaddress {{\n 10.9.0.1/24 dev eth0\n}}\n");
     let line = seed.lines().count() + 2;
     let (code, out) = check_config(&text, &dir);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(&format!(
-            "F:{line}: error: `vrrp_track_process` is not supported by ha-agent: the process is \
-             not watched"
+            "F:{line}: error: `static_ipaddress` is not supported by ha-agent: these addresses \
+             are not added"
         )),
         "{out}"
     );
