@@ -182,7 +182,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            match runtime.block_on(daemon::run(daemon::Options {
+            let result = runtime.block_on(daemon::run(daemon::Options {
                 config,
                 state_dir,
                 status_group,
@@ -194,7 +194,12 @@ fn main() -> anyhow::Result<ExitCode> {
                     XdpArg::Off => daemon::xdp::Choice::Off,
                 },
                 allow_unsupported,
-            })) {
+            }));
+            // Everything the daemon holds is released by now: an XDP load still running on
+            // a blocking thread (a stop right after start) must not hold the exit, as
+            // dropping the runtime would until it finished.
+            runtime.shutdown_background();
+            match result {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("ha-agent: {e}");
