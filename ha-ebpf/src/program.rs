@@ -271,17 +271,11 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     if version == 3 && interval_cs == 0 {
         return (Verdict::ZeroInterval, vrid);
     }
-    let Some(vrid) = vrid else {
-        return (Verdict::Length, None);
+    let (key, config) = match configured(ifindex, vrid, version) {
+        Ok(found) => found,
+        Err(verdict) => return verdict,
     };
-    let key = VridKey { ifindex, vrid };
-    // SAFETY: a lookup; the value is copied out.
-    let Some(config) = (unsafe { VRIDS.get(key) }).copied() else {
-        return (Verdict::UnknownVrid, Some(vrid));
-    };
-    if version != config.version {
-        return (Verdict::Version, Some(vrid));
-    }
+    let vrid = key.vrid;
     if version == 2 {
         if b4 != config.auth_type || (b4 != AUTH_NONE && b4 != AUTH_PASS) {
             return (Verdict::AuthType, Some(vrid));
@@ -314,6 +308,28 @@ fn check(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
         other_interval: version == 2 && b5 != config.interval_s,
     };
     settle(&config, advert, || digest(ctx, msg + HEADER_LEN, count))
+}
+
+/// The configuration of `vrid` on `ifindex`, if the advert's `version` is the one it
+/// expects; else the verdict.
+#[inline(always)]
+fn configured(
+    ifindex: u32,
+    vrid: Option<u32>,
+    version: u8,
+) -> Result<(VridKey, VridConfig), (Verdict, Option<u32>)> {
+    let Some(vrid) = vrid else {
+        return Err((Verdict::Length, None));
+    };
+    let key = VridKey { ifindex, vrid };
+    // SAFETY: a lookup; the value is copied out.
+    let Some(config) = (unsafe { VRIDS.get(key) }).copied() else {
+        return Err((Verdict::UnknownVrid, Some(vrid)));
+    };
+    if version != config.version {
+        return Err((Verdict::Version, Some(vrid)));
+    }
+    Ok((key, config))
 }
 
 /// What the last checks need of an advert that passed the others.
@@ -425,17 +441,11 @@ fn check6(ctx: &XdpContext, ip: usize, ifindex: u32) -> (Verdict, Option<u32>) {
     if interval_cs == 0 {
         return (Verdict::ZeroInterval, vrid);
     }
-    let Some(vrid) = vrid else {
-        return (Verdict::Length, None);
+    let (key, config) = match configured(ifindex, vrid, 3) {
+        Ok(found) => found,
+        Err(verdict) => return verdict,
     };
-    let key = VridKey { ifindex, vrid };
-    // SAFETY: a lookup; the value is copied out.
-    let Some(config) = (unsafe { VRIDS.get(key) }).copied() else {
-        return (Verdict::UnknownVrid, Some(vrid));
-    };
-    if config.version != 3 {
-        return (Verdict::Version, Some(vrid));
-    }
+    let vrid = key.vrid;
     let (Some(priority), Some(src)) = (byte(ctx, msg + 2), ptr_at::<[u8; 16]>(ctx, ip + 8)) else {
         return (Verdict::Length, Some(vrid));
     };
