@@ -263,6 +263,17 @@ pub struct VipClaims {
 
 pub const CONFLICT_EVENT_GAP_NS: u64 = 100_000_000;
 
+/// A VIP held by a master without Accept_Mode (`NOT_ACCEPTED`): traffic addressed to it is
+/// dropped, Neighbor Discovery excepted. Written by the agent only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NotAcceptedKey {
+    /// 4 or 6.
+    pub family: u32,
+    /// [`addr16`].
+    pub addr: [u8; 16],
+}
+
 /// A `VERDICTS` counter: per interface and verdict.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -294,5 +305,6 @@ mod pod {
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::VipEntry {}
+    unsafe impl aya::Pod for super::NotAcceptedKey {}
     unsafe impl aya::Pod for super::VipClaims {}
 }

@@ -13,7 +13,9 @@
 //! from the agent's own address, the agent's address list) are dropped once recorded, so the
 //! agent sleeps through them. ARP frames whose sender address is one of our VIPs and whose
 //! sender MAC is not ours are recorded in `VIPS`, and while we hold the VIP sent on `EVENTS`
-//! as a conflict. Anything else is passed; a frame it cannot parse is passed, never aborted.
+//! as a conflict. IP traffic addressed to a VIP in `NOT_ACCEPTED` (held by a master without
+//! Accept_Mode) is dropped and counted, Neighbor Discovery excepted. Anything else is
+//! passed; a frame it cannot parse is passed, never aborted.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -26,9 +28,9 @@ use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
         AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
-        IPPROTO_VRRP, MAX_ADDRS, MAX_ADDRS_V6, MAX_LEN, MAX_LEN_V6, Peer, SourceKey, TTL,
-        TYPE_ADVERTISEMENT, VRID_IPV6, Verdict, VipClaims, VipEntry, VipKey, VridConfig, VridKey,
-        addr_share, addr16,
+        IPPROTO_VRRP, MAX_ADDRS, MAX_ADDRS_V6, MAX_LEN, MAX_LEN_V6, NotAcceptedKey, Peer,
+        SourceKey, TTL, TYPE_ADVERTISEMENT, VRID_IPV6, Verdict, VipClaims, VipEntry, VipKey,
+        VridConfig, VridKey, addr_share, addr16,
     },
 };
 
@@ -42,6 +44,9 @@ const VLAN_LEN: usize = 4;
 const IPV4_MIN_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 const ARP_LEN: usize = 28;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
 
 #[map]
 static CLASS_COUNTS: PerCpuArray<ClassCount> = PerCpuArray::with_max_entries(FrameClass::COUNT, 0);
@@ -74,18 +79,31 @@ static VIPS: HashMap<VipKey, VipEntry> = HashMap::with_max_entries(4096, 0);
 #[map]
 static VIP_CLAIMS: HashMap<VipKey, VipClaims> = HashMap::with_max_entries(4096, 0);
 
+/// VIPs whose traffic is dropped (held without Accept_Mode); filled by the agent.
+#[map]
+static NOT_ACCEPTED: HashMap<NotAcceptedKey, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Frames `NOT_ACCEPTED` dropped.
+#[map]
+static NOT_ACCEPTED_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
     let (class, l3) = classify(&ctx);
     count(class, (ctx.data_end() - ctx.data()) as u64);
     match (class, l3) {
         (FrameClass::Vrrp, Some(offset)) => advert(&ctx, offset, false),
-        (FrameClass::Ipv6, Some(offset)) => advert(&ctx, offset, true),
+        (FrameClass::Ipv6, Some(offset)) if byte(&ctx, offset + 6) == Some(IPPROTO_VRRP) => {
+            advert(&ctx, offset, true)
+        }
+        (FrameClass::Ipv6, Some(offset)) => accept_mode(&ctx, offset, true),
         (FrameClass::Arp, Some(offset)) => {
             arp(&ctx, offset);
             xdp_action::XDP_PASS
         }
-        _ => xdp_action::XDP_PASS,
+        (FrameClass::Other, _) | (_, None) => xdp_action::XDP_PASS,
+        // Any other IPv4 packet.
+        (_, Some(offset)) => accept_mode(&ctx, offset, false),
     }
 }
 
@@ -111,8 +129,8 @@ fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
 }
 
-/// The frame's class and, for IPv4, ARP and VRRP over IPv6, the offset of its network
-/// header (IPv6 frames count as `Ipv6`, VRRP ones included).
+/// The frame's class and, for IPv4, IPv6 and ARP, the offset of its network header (IPv6
+/// frames count as `Ipv6`, VRRP ones included).
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
     let mut offset = ETH_LEN;
@@ -132,12 +150,10 @@ fn classify(ctx: &XdpContext) -> (FrameClass, Option<usize>) {
     }
     match ether_type {
         ETH_P_ARP => (FrameClass::Arp, Some(offset)),
-        ETH_P_IPV6 => match byte(ctx, offset + 6) {
-            Some(IPPROTO_VRRP) if ptr_at::<[u8; IPV6_LEN]>(ctx, offset).is_some() => {
-                (FrameClass::Ipv6, Some(offset))
-            }
-            _ => (FrameClass::Ipv6, None),
-        },
+        ETH_P_IPV6 if ptr_at::<[u8; IPV6_LEN]>(ctx, offset).is_some() => {
+            (FrameClass::Ipv6, Some(offset))
+        }
+        ETH_P_IPV6 => (FrameClass::Ipv6, None),
         ETH_P_IP => match byte(ctx, offset + 9) {
             Some(protocol) if ptr_at::<[u8; IPV4_MIN_LEN]>(ctx, offset).is_some() => {
                 (FrameClass::from_ipv4_protocol(protocol), Some(offset))
@@ -157,6 +173,49 @@ fn count(class: FrameClass, bytes: u64) {
             (*slot).bytes += bytes;
         }
     }
+}
+
+/// RFC 5798 Accept_Mode off: a packet for a VIP in `NOT_ACCEPTED`, whose IPv4 (`v6`: IPv6)
+/// header is at `ip`, is dropped. Neighbor Solicitations and Advertisements pass (right
+/// after the fixed header): the VIP's neighbours must still resolve it.
+#[inline(always)]
+fn accept_mode(ctx: &XdpContext, ip: usize, v6: bool) -> u32 {
+    let key = if v6 {
+        let Some(dst) = ptr_at::<[u8; 16]>(ctx, ip + 24) else {
+            return xdp_action::XDP_PASS;
+        };
+        if byte(ctx, ip + 6) == Some(IPPROTO_ICMPV6)
+            && matches!(
+                byte(ctx, ip + IPV6_LEN),
+                Some(ND_NEIGHBOR_SOLICIT | ND_NEIGHBOR_ADVERT)
+            )
+        {
+            return xdp_action::XDP_PASS;
+        }
+        // SAFETY: ptr_at checked the sixteen bytes.
+        NotAcceptedKey {
+            family: 6,
+            addr: unsafe { *dst },
+        }
+    } else {
+        let Some(dst) = ptr_at::<[u8; 4]>(ctx, ip + 16) else {
+            return xdp_action::XDP_PASS;
+        };
+        // SAFETY: ptr_at checked the four bytes.
+        NotAcceptedKey {
+            family: 4,
+            addr: addr16(&unsafe { *dst }),
+        }
+    };
+    // SAFETY: a lookup; the value is not read.
+    if unsafe { NOT_ACCEPTED.get(key) }.is_none() {
+        return xdp_action::XDP_PASS;
+    }
+    if let Some(n) = NOT_ACCEPTED_DROPS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *n += 1 };
+    }
+    xdp_action::XDP_DROP
 }
 
 /// Checks one VRRP packet whose IPv4 (`v6`: IPv6) header is at `ip`; counts and returns the

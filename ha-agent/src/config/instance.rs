@@ -93,6 +93,11 @@ pub struct VrrpInstance {
     /// `strict_mode` (or global `vrrp_strict`): adverts configured otherwise (address list,
     /// VRRPv2 interval) are dropped as the RFC says, instead of proving their sender alive.
     pub strict: bool,
+    /// RFC 5798's Accept_Mode (`accept` / `no_accept`): whether a master that is not the
+    /// address owner takes traffic addressed to its VIPs. keepalived's default: on, but off
+    /// under strict mode; always on for the owner (priority 255). Off, the XDP program drops
+    /// such traffic (but Neighbor Discovery) while the VIPs are held.
+    pub accept: bool,
     /// `skip_check_adv_addr` (or global `vrrp_skip_check_adv_addr`): adverts from the master
     /// already followed skip the address-list check.
     pub skip_check_adv_addr: bool,
@@ -166,6 +171,7 @@ impl Builder<'_> {
         let mut use_vmac: Option<Option<String>> = None;
         let mut vmac_xmit_base = false;
         let mut lower_prio_no_advert = g.lower_prio_no_advert;
+        let mut accept: Option<(bool, Loc)> = None;
         let mut higher_prio_send_advert = g.higher_prio_send_advert;
         let mut mcast_dst_ip = None;
         // The first address that says which family the instance is, and where it was.
@@ -187,6 +193,7 @@ impl Builder<'_> {
             fast_preempt: false,
             check_unicast_src: g.check_unicast_src,
             strict: g.strict,
+            accept: true,
             skip_check_adv_addr: g.skip_check_adv_addr,
             down_timer_adverts: g.down_timer_adverts,
             lower_prio_no_advert: false,
@@ -259,8 +266,11 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.preempt = false;
                 }
-                // VIPs always accept traffic here: what `accept` asks for.
-                "preempt" | "accept" => self.flag(node),
+                "preempt" => self.flag(node),
+                "accept" | "no_accept" => {
+                    self.flag(node);
+                    accept = Some((node.name() == "accept", node.loc().clone()));
+                }
                 "fast_preempt" => {
                     self.flag(node);
                     inst.fast_preempt = true;
@@ -425,6 +435,23 @@ impl Builder<'_> {
         if inst.strict {
             inst.garp.lower_prio_repeat = Some(0);
         }
+        inst.accept = match accept {
+            _ if inst.priority == 255 => true,
+            // RFC 3768 has no Accept_Mode: keepalived resets it under strict mode.
+            Some((true, loc)) if inst.strict && inst.version == Version::V2 => {
+                self.diags.warn(
+                    &loc,
+                    format!(
+                        "instance {}: VRRPv2 under strict mode has no `accept` (RFC 3768); \
+                         traffic to its VIPs is dropped",
+                        inst.name
+                    ),
+                );
+                false
+            }
+            Some((accept, _)) => accept,
+            None => !inst.strict,
+        };
         if let Some(name) = use_vmac {
             let name = name.unwrap_or_else(|| format!("vrrp.{}", vrid.unwrap_or(0)));
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {

@@ -50,8 +50,10 @@ const SCHEDULING: Status = Ignored(
      (README: Real-time scheduling)",
 );
 const BUFFERS: Status = Ignored("socket buffer sizes are ha-agent's own");
-const FIREWALL: Status =
-    Ignored("ha-agent installs no firewall rules: VIPs accept traffic, as keepalived's `accept`");
+const FIREWALL: Status = Ignored(
+    "ha-agent installs no firewall rules: `no_accept` (strict mode's default) drops traffic \
+     to the VIPs in the XDP program",
+);
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
@@ -362,11 +364,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "promote_secondaries", Supported),
     kw(INSTANCE, "virtual_routes", Supported),
     kw(INSTANCE, "virtual_rules", Supported),
-    kw(
-        INSTANCE,
-        "no_accept",
-        Unsupported("VIPs accept traffic on the master: no firewall rule drops it"),
-    ),
+    kw(INSTANCE, "no_accept", Supported),
     kw(INSTANCE, "skip_check_adv_addr", Supported),
     kw(INSTANCE, "strict_mode", Supported),
     kw(

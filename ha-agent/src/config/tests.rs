@@ -1158,3 +1158,47 @@ fn a_sync_groups_file_and_process_trackers_reach_its_members() {
         ["t.conf:23: error: track_process q: no vrrp_track_process of that name"]
     );
 }
+
+#[test]
+fn accept_mode_follows_keepalived_defaults() {
+    let instance = |name: &str, vrid: u8, lines: &str| {
+        format!(
+            "vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n version 3\n{lines}\
+             virtual_ipaddress {{\n 10.0.0.{vrid}\n }}\n}}\n"
+        )
+    };
+    let text = [
+        instance("PLAIN", 1, ""),
+        instance("NO_ACCEPT", 2, " no_accept\n"),
+        instance("STRICT", 3, " strict_mode\n"),
+        instance("STRICT_ACCEPT", 4, " strict_mode\n accept\n"),
+        instance("OWNER", 5, " strict_mode\n priority 255\n no_accept\n"),
+        instance("V2", 6, " version 2\n strict_mode\n accept\n"),
+    ]
+    .concat();
+    let loaded = parse_str(&text, "t.conf");
+    assert_eq!(
+        messages(&loaded),
+        vec![
+            "t.conf:54: warning: instance V2: VRRPv2 under strict mode has no `accept` \
+             (RFC 3768); traffic to its VIPs is dropped"
+        ]
+    );
+    let accept: Vec<(&str, bool)> = loaded
+        .config
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.accept))
+        .collect();
+    assert_eq!(
+        accept,
+        [
+            ("PLAIN", true),
+            ("NO_ACCEPT", false),
+            ("STRICT", false),
+            ("STRICT_ACCEPT", true),
+            ("OWNER", true),
+            ("V2", false),
+        ]
+    );
+}

@@ -35,6 +35,7 @@ pub const EXPORTED: &[&str] = &[
     "ha_agent_timer_late_max_seconds",
     "ha_agent_timer_late_total",
     "ha_agent_xdp_frames_total",
+    "ha_agent_xdp_not_accepted_total",
     "ha_agent_replication_server_up",
     "ha_agent_replication_read_only",
     "ha_agent_replication_io_running",
@@ -327,6 +328,13 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
                     .inc_by(*n);
             }
         }
+        m.counter(
+            "ha_agent_xdp_not_accepted_total",
+            "Frames the XDP program dropped because they were addressed to a VIP held without Accept_Mode (`no_accept`).",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .inc_by(x.not_accepted_drops);
     }
     replication(&m, status)?;
     witnesses(&m, status)?;

@@ -163,6 +163,9 @@ pub struct XdpStatus {
     /// Our VIPs and who last claimed each one by ARP.
     #[serde(default)]
     pub vips: Vec<XdpVip>,
+    /// Frames dropped because they were addressed to a VIP held without Accept_Mode.
+    #[serde(default)]
+    pub not_accepted_drops: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

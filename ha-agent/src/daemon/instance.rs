@@ -10,8 +10,8 @@ use std::{
 use tracing::{error, info, warn};
 
 use ha_common::vrrp::{
-    AUTH_NONE, AUTH_PASS, Peer, SourceKey, VRID_IPV6, VipEntry, VipKey, VridConfig, VridKey,
-    addr_digest, addr16,
+    AUTH_NONE, AUTH_PASS, NotAcceptedKey, Peer, SourceKey, VRID_IPV6, VipEntry, VipKey, VridConfig,
+    VridKey, addr_digest, addr16,
 };
 
 use super::{
@@ -666,6 +666,23 @@ impl Running {
                 },
             )
         })
+    }
+
+    /// The VIPs whose traffic the XDP program drops: those held without Accept_Mode.
+    pub fn kernel_not_accepted(&self) -> impl Iterator<Item = NotAcceptedKey> + '_ {
+        self.vips
+            .iter()
+            .filter(|_| self.vips_held && !self.cfg.accept)
+            .map(|t| match t.vip.addr {
+                IpAddr::V4(a) => NotAcceptedKey {
+                    family: 4,
+                    addr: addr16(&a.octets()),
+                },
+                IpAddr::V6(a) => NotAcceptedKey {
+                    family: 6,
+                    addr: a.octets(),
+                },
+            })
     }
 
     /// The IPv4 VIPs this instance holds, for the ARP watch of the socket path.

@@ -636,6 +636,18 @@ async fn kernel_events(kernel: &mut Option<xdp::Kernel>) -> Vec<ha_common::vrrp:
     }
 }
 
+/// Accept_Mode off is the XDP program's to enforce: without it, say so (as keepalived does
+/// when it has no firewall).
+fn warn_accept_not_enforced(cfg: &VrrpInstance, why: &str) {
+    if !cfg.accept {
+        warn!(
+            instance = %cfg.name,
+            "no_accept (strict mode's default) is not enforced: traffic to its VIPs is \
+             accepted, because the XDP program does not run ({why})"
+        );
+    }
+}
+
 /// The next ARP claim of a held VIP on the socket path (never, without the watch).
 async fn arp_claim(watch: &mut Option<ArpWatch>) -> std::io::Result<Claim> {
     match watch {
@@ -978,7 +990,12 @@ impl Daemon {
                 self.kernel = Some(kernel);
                 self.world.kernel_dirty.set(true);
             }
-            Err(why) => self.xdp_unused = Some(why),
+            Err(why) => {
+                for r in &self.instances {
+                    warn_accept_not_enforced(&r.cfg, &why);
+                }
+                self.xdp_unused = Some(why);
+            }
         }
         // Start-up is over: what it touched and no longer needs goes.
         realtime::trim_memory();
@@ -1017,7 +1034,12 @@ impl Daemon {
             .iter()
             .flat_map(Running::kernel_sources)
             .collect();
-        if let Err(e) = kernel.sync(vrids, vips, sources) {
+        let not_accepted = self
+            .instances
+            .iter()
+            .flat_map(Running::kernel_not_accepted)
+            .collect();
+        if let Err(e) = kernel.sync(vrids, vips, sources, not_accepted) {
             warn!("XDP: updating the maps: {e}");
         }
     }
@@ -1341,6 +1363,9 @@ impl Daemon {
         match Running::prepare(cfg, &mut self.world).await {
             Ok(mut running) => {
                 info!(instance = %name, "starting");
+                if let Some(why) = &self.xdp_unused {
+                    warn_accept_not_enforced(&running.cfg, why);
+                }
                 follow_links(&mut self.links, &running.cfg);
                 let tracking = self.tracking(&running.cfg);
                 running.set_tracking(tracking, now(), &self.world).await;

@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::{MapData, RingBuf};
-use ha_common::vrrp::{Event, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey};
+use ha_common::vrrp::{
+    Event, NotAcceptedKey, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
@@ -42,6 +44,8 @@ pub struct Kernel {
     vips: HashMap<VipKey, VipEntry>,
     /// What `SOURCES` holds.
     sources: HashSet<SourceKey>,
+    /// What `NOT_ACCEPTED` holds.
+    not_accepted: HashSet<NotAcceptedKey>,
     /// ifindex → interface name, for the status.
     names: HashMap<u32, String>,
 }
@@ -115,6 +119,7 @@ impl Kernel {
                 vrids: HashMap::new(),
                 vips: HashMap::new(),
                 sources: HashSet::new(),
+                not_accepted: HashSet::new(),
                 names,
             })
         });
@@ -157,14 +162,22 @@ impl Kernel {
         Ok(())
     }
 
-    /// Makes `VRIDS`, `VIPS` and `SOURCES` what the instances want; only differences cost
-    /// a syscall. Sources are allowed before a VRID starts checking them.
+    /// Makes `VRIDS`, `VIPS`, `SOURCES` and `NOT_ACCEPTED` what the instances want; only
+    /// differences cost a syscall. Sources are allowed before a VRID starts checking them.
     pub fn sync(
         &mut self,
         vrids: HashMap<VridKey, VridConfig>,
         vips: HashMap<VipKey, VipEntry>,
         sources: HashSet<SourceKey>,
+        not_accepted: HashSet<NotAcceptedKey>,
     ) -> Result<(), XdpError> {
+        for key in not_accepted.difference(&self.not_accepted) {
+            self.program.refuse(*key)?;
+        }
+        for key in self.not_accepted.difference(&not_accepted) {
+            self.program.unrefuse(*key)?;
+        }
+        self.not_accepted = not_accepted;
         for key in sources.difference(&self.sources) {
             self.program.allow_source(*key)?;
         }
@@ -291,6 +304,7 @@ impl Kernel {
             verdicts,
             peers,
             vips,
+            not_accepted_drops: self.program.not_accepted_drops().unwrap_or_default(),
         }
     }
 }

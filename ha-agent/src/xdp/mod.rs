@@ -8,7 +8,8 @@ use aya::{
 use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
-        CountKey, Event, Peer, SourceKey, Verdict, VipClaims, VipEntry, VipKey, VridConfig, VridKey,
+        CountKey, Event, NotAcceptedKey, Peer, SourceKey, Verdict, VipClaims, VipEntry, VipKey,
+        VridConfig, VridKey,
     },
 };
 
@@ -37,6 +38,8 @@ const VIP_CLAIMS: &str = "VIP_CLAIMS";
 /// `PEERS` entries read per call: the map's size, so one call reads it all.
 const PEERS_READ_CHUNK: usize = 4096;
 const SOURCES: &str = "SOURCES";
+const NOT_ACCEPTED: &str = "NOT_ACCEPTED";
+const NOT_ACCEPTED_DROPS: &str = "NOT_ACCEPTED_DROPS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -297,6 +300,29 @@ impl XdpProgram {
         let mut map = self.hash_map_mut::<SourceKey, u8>(SOURCES)?;
         map.remove(&key)?;
         Ok(())
+    }
+
+    /// Traffic to `key` is dropped from now on (Accept_Mode off while it is held).
+    pub fn refuse(&mut self, key: NotAcceptedKey) -> Result<(), XdpError> {
+        let mut map = self.hash_map_mut::<NotAcceptedKey, u8>(NOT_ACCEPTED)?;
+        map.insert(key, 1, 0)?;
+        Ok(())
+    }
+
+    pub fn unrefuse(&mut self, key: NotAcceptedKey) -> Result<(), XdpError> {
+        let mut map = self.hash_map_mut::<NotAcceptedKey, u8>(NOT_ACCEPTED)?;
+        map.remove(&key)?;
+        Ok(())
+    }
+
+    /// Frames dropped because their VIP does not accept traffic, on all CPUs.
+    pub fn not_accepted_drops(&self) -> Result<u64, XdpError> {
+        let map = self
+            .ebpf
+            .map(NOT_ACCEPTED_DROPS)
+            .ok_or(XdpError::Missing(NOT_ACCEPTED_DROPS))?;
+        let counts: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        Ok(counts.get(&0, 0)?.iter().sum())
     }
 
     pub fn remove_vip(&mut self, key: VipKey) -> Result<(), XdpError> {

@@ -294,6 +294,8 @@ impl Run<'_> {
         if self.db.is_some() {
             conf.extra
                 .push("track_replication {\n        DB1\n    }".to_owned());
+            // The writer reaches the database through the VIP: strict mode would refuse it.
+            conf.extra.push("accept".to_owned());
         }
         conf.extra.extend([
             "track_script {\n        chk\n    }".to_owned(),
