@@ -12,6 +12,7 @@ pub mod frr;
 pub mod http;
 pub mod mariadb;
 pub mod topology;
+pub mod tshark;
 pub mod wait;
 
 pub use daemons::{Daemon, Kind, VrrpConf};

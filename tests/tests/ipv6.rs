@@ -5,6 +5,7 @@
 
 use std::{
     net::{IpAddr, Ipv6Addr},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -13,6 +14,7 @@ use ha_tests::{
     Daemon, Host, Topology, VrrpConf,
     daemons::{master_down_interval, skew_time},
     frr::{self, Frr},
+    tshark,
     wait::assert_never,
     wait_until,
 };
@@ -105,8 +107,52 @@ fn capture_advert(observer: &Host, from: &Host) -> Vec<u8> {
 }
 
 /// RFC 5798 §5.1.2: from the link-local address to ff02::12 (MAC 33:33:00:00:00:12), hop
-/// limit 255, the checksum over the IPv6 pseudo-header, the VIP in a 16-byte list.
-fn assert_rfc_advert(frame: &[u8], from: &Host, priority: u8) {
+/// limit 255, the checksum over the IPv6 pseudo-header, the VIP in a 16-byte list; as our
+/// parser reads it and as Wireshark's dissector does.
+fn assert_rfc_advert(dir: &Path, frame: &[u8], from: &Host, priority: u8) {
+    let judged = tshark::fields(
+        dir,
+        &format!("advert-{}", from.name),
+        frame,
+        &[
+            "eth.dst",
+            "ipv6.hlim",
+            "ipv6.src",
+            "ipv6.dst",
+            "vrrp.version",
+            "vrrp.type",
+            "vrrp.virt_rtr_id",
+            "vrrp.prio",
+            "vrrp.addr_count",
+            "vrrp.short_adver_int",
+            "vrrp.checksum.status",
+            "vrrp.ipv6_addr",
+            "_ws.expert",
+        ],
+    );
+    let expected = [
+        "33:33:00:00:00:12".to_owned(),
+        "255".into(),
+        from.link_local().to_string(),
+        VRRP_GROUP_V6.to_string(),
+        "3".into(),
+        "1".into(),
+        VRID.to_string(),
+        priority.to_string(),
+        "1".into(),
+        "10".into(),
+        // Good.
+        "1".into(),
+        VIP.to_string(),
+        // No expert note (malformed, bad checksum).
+        String::new(),
+    ];
+    assert_eq!(
+        judged,
+        expected,
+        "tshark's reading of {from}'s advert",
+        from = from.name
+    );
     assert_eq!(&frame[..6], &[0x33, 0x33, 0, 0, 0, 0x12], "destination MAC");
     assert_eq!(frame[12..14], [0x86, 0xdd]);
     let ip = &frame[14..54];
@@ -142,7 +188,7 @@ fn agent_master_keepalived_backup_graceful_preempt_and_crash() {
     let agent = Daemon::agent(a, t.dir(), &conf("MASTER", 150));
     let mut keepalived = Daemon::keepalived(b, t.dir(), &conf("BACKUP", 120));
     wait_vip(a, mdi_a + SLACK + Duration::from_secs(1));
-    assert_rfc_advert(&capture_advert(c, a), a, 150);
+    assert_rfc_advert(t.dir(), &capture_advert(c, a), a, 150);
     wait_neighbour(c, a);
     // keepalived accepts our adverts: it stays backup.
     assert_never(
@@ -239,7 +285,7 @@ fn keepalived_master_agent_backup_crash_and_preempt() {
         took + INTERVAL >= mdi_b,
         "the agent took over after {took:?}"
     );
-    assert_rfc_advert(&capture_advert(c, b), b, 120);
+    assert_rfc_advert(t.dir(), &capture_advert(c, b), b, 120);
     wait_neighbour(c, b);
 
     // keepalived returns and preempts; the agent yields.

@@ -28,6 +28,8 @@ const PACKAGES: &[&str] = &[
     "etcd-server",
     // FRR's vrrpd: the IPv6 interop suite runs it beside ha-agent.
     "frr",
+    // Wireshark's dissectors judge the IPv6 adverts on the wire (tests/tests/ipv6.rs).
+    "tshark",
     // bench steady: GRO on a veth gives it NAPI, so delivery can run on a kernel thread.
     "ethtool",
     // promtool checks /metrics; lintian the package; systemd-analyze the unit.
