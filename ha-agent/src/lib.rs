@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod bfd;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

@@ -208,19 +208,27 @@ impl Daemon {
 
     /// Starts keepalived 2.2.7 (VRRP only, foreground) in `host` with `config`.
     pub fn keepalived(host: &Host, dir: &Path, config: &str) -> Self {
+        Self::keepalived_with(host, dir, config, &["--vrrp"])
+    }
+
+    /// [`Daemon::keepalived`] with `which` choosing its processes: `--vrrp` for VRRP alone,
+    /// nothing for every process the configuration needs (VRRP and BFD).
+    pub fn keepalived_with(host: &Host, dir: &Path, config: &str, which: &[&str]) -> Self {
         let conf = dir.join(format!("keepalived-{}.conf", host.name));
         std::fs::write(&conf, config).expect("write config");
         let log = dir.join(format!("keepalived-{}.log", host.name));
         let pid = dir.join(format!("keepalived-{}.pid", host.name));
         let vrrp_pid = dir.join(format!("keepalived-vrrp-{}.pid", host.name));
-        // A SIGKILLed keepalived leaves its VRRP child a zombie when no init reaps orphans
+        let bfd_pid = dir.join(format!("keepalived-bfd-{}.pid", host.name));
+        // A SIGKILLed keepalived leaves its children zombies when no init reaps orphans
         // (containers), and keepalived refuses to start while a pid file names a live pid.
-        let _ = std::fs::remove_file(&pid);
-        let _ = std::fs::remove_file(&vrrp_pid);
+        for file in [&pid, &vrrp_pid, &bfd_pid] {
+            let _ = std::fs::remove_file(file);
+        }
         let mut command = host.command("keepalived");
         command
+            .args(which)
             .args([
-                "--vrrp",
                 "--dont-fork",
                 "--log-console",
                 "--log-detail",
@@ -231,7 +239,9 @@ impl Daemon {
             .arg("--pid")
             .arg(&pid)
             .arg("--vrrp_pid")
-            .arg(&vrrp_pid);
+            .arg(&vrrp_pid)
+            .arg("--bfd_pid")
+            .arg(&bfd_pid);
         let process = host.spawn("keepalived", command, &log);
         Self {
             kind: Kind::Keepalived,

@@ -1,7 +1,8 @@
-//! FRR's vrrpd (with the zebra it needs) inside a test host, set up as FRR's documentation
-//! asks: the operator creates a macvlan in bridge mode per virtual router and family with the
-//! virtual MAC (00:00:5e:00:02:VRID for IPv6), a random link-local address and the VIP;
-//! FRR switches it between master and backup with `protodown`.
+//! FRR's daemons inside a test host, each with the zebra it talks to. vrrpd is set up as
+//! FRR's documentation asks: the operator creates a macvlan in bridge mode per virtual router
+//! and family with the virtual MAC (00:00:5e:00:02:VRID for IPv6), a random link-local
+//! address and the VIP; FRR switches it between master and backup with `protodown`. bfdd
+//! runs the peers of its `bfd` block and answers `vtysh` in the host.
 
 use std::{
     net::Ipv6Addr,
@@ -12,6 +13,41 @@ use std::{
 use crate::topology::{Host, Process};
 
 const DAEMONS: &str = "/usr/lib/frr";
+
+/// zebra, then `name` with `conf`, as FRR's user, everything in `dir`/frr-HOST: the
+/// directory, zebra and the daemon.
+fn start(host: &Host, dir: &Path, name: &str, conf: &str) -> (PathBuf, Process, Process) {
+    // FRR drops to its own user: its sockets, pid files and logs go where it may write.
+    let dir = dir.join(format!("frr-{}", host.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(dir.join("zebra.conf"), "").unwrap();
+    std::fs::write(dir.join(format!("{name}.conf")), conf).unwrap();
+    let daemon = |name: &str, extra: &[String]| {
+        let mut command = host.command(&format!("{DAEMONS}/{name}"));
+        let d = dir.display();
+        command.args(["-u", "frr", "-g", "frr", "-P", "0"]);
+        command.args(["-z", &format!("{d}/zserv.api")]);
+        command.args(["-i", &format!("{d}/{name}.pid")]);
+        command.args(["--vty_socket", &d.to_string()]);
+        command.args(["-f", &format!("{d}/{name}.conf")]);
+        command.args(["--log", &format!("file:{d}/{name}.log")]);
+        command.args(extra);
+        host.spawn(name, command, &dir.join(format!("{name}.out")))
+    };
+    let zebra = daemon("zebra", &[]);
+    crate::wait_until(
+        "zebra's API socket",
+        std::time::Duration::from_secs(5),
+        || dir.join("zserv.api").exists().then_some(()),
+    );
+    let extra = match name {
+        "bfdd" => vec![format!("--bfdctl={}/bfdd.sock", dir.display())],
+        _ => Vec::new(),
+    };
+    let process = daemon(name, &extra);
+    (dir, zebra, process)
+}
 
 /// Whether FRR is installed.
 pub fn available() -> bool {
@@ -58,37 +94,11 @@ impl Frr {
                     .then_some(())
             },
         );
-        // FRR drops to its own user: its sockets, pid files and logs go where it may write.
-        let dir = dir.join(format!("frr-{}", host.name));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::fs::write(dir.join("zebra.conf"), "").unwrap();
-        std::fs::write(
-            dir.join("vrrpd.conf"),
-            format!(
-                "interface eth0\n vrrp {vrid} version 3\n vrrp {vrid} priority {priority}\n \
-                 vrrp {vrid} advertisement-interval {interval_ms}\n vrrp {vrid} ipv6 {vip}\n"
-            ),
-        )
-        .unwrap();
-        let daemon = |name: &str| {
-            let mut command = host.command(&format!("{DAEMONS}/{name}"));
-            let d = dir.display();
-            command.args(["-u", "frr", "-g", "frr", "-P", "0"]);
-            command.args(["-z", &format!("{d}/zserv.api")]);
-            command.args(["-i", &format!("{d}/{name}.pid")]);
-            command.args(["--vty_socket", &d.to_string()]);
-            command.args(["-f", &format!("{d}/{name}.conf")]);
-            command.args(["--log", &format!("file:{d}/{name}.log")]);
-            host.spawn(name, command, &dir.join(format!("{name}.out")))
-        };
-        let zebra = daemon("zebra");
-        crate::wait_until(
-            "zebra's API socket",
-            std::time::Duration::from_secs(5),
-            || dir.join("zserv.api").exists().then_some(()),
+        let conf = format!(
+            "interface eth0\n vrrp {vrid} version 3\n vrrp {vrid} priority {priority}\n \
+             vrrp {vrid} advertisement-interval {interval_ms}\n vrrp {vrid} ipv6 {vip}\n"
         );
-        let vrrpd = daemon("vrrpd");
+        let (dir, zebra, vrrpd) = start(host, dir, "vrrpd", &conf);
         let frr = Self {
             vrrpd: Some(vrrpd),
             _zebra: zebra,
@@ -132,6 +142,69 @@ impl Frr {
     pub fn crash(&mut self) {
         if let Some(mut vrrpd) = self.vrrpd.take() {
             vrrpd.kill_group();
+        }
+    }
+}
+
+/// FRR's bfdd with the peers of its `bfd` block.
+pub struct Bfdd {
+    /// bfdd first: dropped (killed) before zebra.
+    bfdd: Option<Process>,
+    _zebra: Process,
+    host: Host,
+    pub dir: PathBuf,
+}
+
+impl Bfdd {
+    /// bfdd on `host` with `peers`: the lines inside FRR's `bfd` block.
+    pub fn start(host: &Host, dir: &Path, peers: &str) -> Self {
+        let (dir, zebra, bfdd) = start(host, dir, "bfdd", &format!("bfd\n{peers}\n"));
+        let frr = Self {
+            bfdd: Some(bfdd),
+            _zebra: zebra,
+            host: host.clone(),
+            dir,
+        };
+        crate::wait_until(
+            "bfdd answering vtysh",
+            std::time::Duration::from_secs(5),
+            || frr.peers().map(|_| ()),
+        );
+        frr
+    }
+
+    /// `show bfd peers json`, once bfdd answers.
+    pub fn peers(&self) -> Option<serde_json::Value> {
+        let d = self.dir.display().to_string();
+        let out = self
+            .host
+            .run(&["vtysh", "--vty_socket", &d, "-c", "show bfd peers json"]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The peer `address` as bfdd shows it.
+    pub fn peer(&self, address: &str) -> Option<serde_json::Value> {
+        self.peers()?
+            .as_array()?
+            .iter()
+            .find(|p| p["peer"] == address)
+            .cloned()
+    }
+
+    /// Runs `commands` in bfdd's configuration (`configure terminal` first).
+    pub fn configure(&self, commands: &[&str]) {
+        let d = self.dir.display().to_string();
+        let mut args = vec!["vtysh", "--vty_socket", &d, "-c", "configure terminal"];
+        for c in commands {
+            args.extend(["-c", c]);
+        }
+        self.host.sh(&args);
+    }
+
+    /// Kills bfdd (-9): its sessions fall silent.
+    pub fn crash(&mut self) {
+        if let Some(mut bfdd) = self.bfdd.take() {
+            bfdd.kill_group();
         }
     }
 }

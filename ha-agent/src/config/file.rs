@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::{
+    bfd::BfdInstance,
     build::Builder,
     diag::{Diagnostics, Loc},
     garp_group::GarpGroup,
@@ -31,6 +32,7 @@ pub struct Config {
     pub link_delays: Vec<(String, std::time::Duration, std::time::Duration)>,
     pub garp_groups: Vec<GarpGroup>,
     pub track_processes: Vec<TrackProcess>,
+    pub bfd_instances: Vec<BfdInstance>,
 }
 
 pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
@@ -77,6 +79,11 @@ pub(super) fn build(nodes: &[Node], diags: &mut Diagnostics) -> Config {
                     config.track_processes.push(t);
                 }
             }
+            "bfd_instance" => {
+                if let Some(b) = b.bfd_instance(node) {
+                    config.bfd_instances.push(b);
+                }
+            }
             "garp_group" => {
                 if let Some(g) = b.garp_group(node) {
                     config.garp_groups.push(g);
@@ -111,6 +118,26 @@ impl Builder<'_> {
                 }
             }
         }
+        let mut sessions: HashMap<(std::net::IpAddr, Option<std::net::IpAddr>), &str> =
+            HashMap::new();
+        for b in &config.bfd_instances {
+            if let Some(first) = names.insert(&b.name, &b.loc) {
+                self.diags.error(
+                    &b.loc,
+                    format!("bfd_instance name {} already used at {first}", b.name),
+                );
+            }
+            if let Some(other) = sessions.insert((b.neighbor, b.source), &b.name) {
+                self.diags.error(
+                    &b.loc,
+                    format!(
+                        "bfd_instance {}: bfd_instance {other} already runs a session to {}",
+                        b.name, b.neighbor
+                    ),
+                );
+            }
+        }
+        names.clear();
         // RFC 5798: each address family has its own VRID space.
         let mut vrids: HashMap<(&str, crate::vrrp::Family, u8), &str> = HashMap::new();
         let mut unicast_ttls: HashMap<(&str, Option<std::net::IpAddr>), (u8, &str)> =
@@ -187,6 +214,14 @@ impl Builder<'_> {
                             "track_process {}: no vrrp_track_process of that name",
                             track.name
                         ),
+                    );
+                }
+            }
+            for track in &inst.track_bfds {
+                if !config.bfd_instances.iter().any(|b| b.name == track.name) {
+                    self.diags.error(
+                        &track.loc,
+                        format!("track_bfd {}: no bfd_instance of that name", track.name),
                     );
                 }
             }

@@ -130,6 +130,8 @@ pub struct VrrpInstance {
     pub track_files: Vec<TrackFileRef>,
     /// `track_process { NAME [weight N] [reverse] }`.
     pub track_processes: Vec<TrackFileRef>,
+    /// `track_bfd { NAME [weight N] [reverse] }`.
+    pub track_bfds: Vec<TrackFileRef>,
     /// Databases whose promotion gates this instance's takeover.
     pub track_replication: Vec<TrackReplication>,
     /// The etcd witness whose leader key this instance must hold to be MASTER.
@@ -211,6 +213,7 @@ impl Builder<'_> {
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
             track_processes: Vec::new(),
+            track_bfds: Vec::new(),
             track_replication: Vec::new(),
             witness: None,
             notify: NotifyScripts::default(),
@@ -356,6 +359,7 @@ impl Builder<'_> {
                 "track_interface" => inst.track_interfaces.extend(self.track_interfaces(node)),
                 "track_file" => inst.track_files.extend(self.track_file_refs(node)),
                 "track_process" => inst.track_processes.extend(self.track_file_refs(node)),
+                "track_bfd" => inst.track_bfds.extend(self.track_file_refs(node)),
                 "track_replication" => {
                     let tracks = self.track_replication(node);
                     inst.track_replication.extend(tracks);

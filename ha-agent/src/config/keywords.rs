@@ -57,8 +57,6 @@ const FIREWALL: Status = Ignored(
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const TRACK_BFD: Status =
-    Unsupported("no BFD session runs: a peer's failure is seen only by VRRP's own timers");
 const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
 
 /// keepalived.conf(5) of keepalived 2.2.7, VRRP side and `global_defs`, plus ha-agent's
@@ -75,7 +73,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(TOP, "vrrp_track_file", Supported),
     kw(TOP, "track_file", Supported),
     kw(TOP, "vrrp_track_process", Supported),
-    kw(TOP, "bfd_instance", TRACK_BFD),
+    kw(TOP, "bfd_instance", Supported),
     kw(
         TOP,
         "track_group",
@@ -337,7 +335,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "dont_track_primary", Supported),
     kw(INSTANCE, "track_file", Supported),
     kw(INSTANCE, "track_process", Supported),
-    kw(INSTANCE, "track_bfd", TRACK_BFD),
+    kw(INSTANCE, "track_bfd", Supported),
     kw(INSTANCE, "mcast_src_ip", Supported),
     kw(INSTANCE, "mcast_dst_ip", Supported),
     kw(
@@ -407,7 +405,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(SYNC, "global_tracking", Supported),
     kw(SYNC, "track_file", Supported),
     kw(SYNC, "track_process", Supported),
-    kw(SYNC, "track_bfd", TRACK_BFD),
+    kw(SYNC, "track_bfd", Supported),
     kw(SYNC, "notify_priority_changes", PRIORITY_NOTIFY),
     kw(SYNC, "smtp_alert", NO_MAIL),
 ];

@@ -1,6 +1,7 @@
 //! keepalived.conf: lexer → block tree → typed [`Config`], with diagnostics carrying
 //! `file:line`. Unknown keywords are warnings; values that cannot work are errors.
 
+mod bfd;
 mod build;
 mod diag;
 mod file;
@@ -21,6 +22,7 @@ mod witness;
 
 use std::path::Path;
 
+pub use bfd::BfdInstance;
 pub use diag::{Diagnostic, Diagnostics, Loc, MAX_DIAGNOSTICS, Severity};
 pub use file::Config;
 pub use garp_group::GarpGroup;

@@ -23,6 +23,7 @@ pub struct SyncGroup {
     pub track_interfaces: Vec<TrackInterface>,
     pub track_files: Vec<TrackFileRef>,
     pub track_processes: Vec<TrackFileRef>,
+    pub track_bfds: Vec<TrackFileRef>,
     /// `sync_group_tracking_weight` (or the deprecated `global_tracking`): the members'
     /// trackers keep their weights. Without it every tracker of a member means FAULT, as in
     /// keepalived: members whose priorities moved apart could be master on different nodes.
@@ -45,6 +46,7 @@ impl Builder<'_> {
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
             track_processes: Vec::new(),
+            track_bfds: Vec::new(),
             tracking_weight: false,
         };
         for node in block.children() {
@@ -58,6 +60,7 @@ impl Builder<'_> {
                 "track_interface" => g.track_interfaces.extend(self.track_interfaces(node)),
                 "track_file" => g.track_files.extend(self.track_file_refs(node)),
                 "track_process" => g.track_processes.extend(self.track_file_refs(node)),
+                "track_bfd" => g.track_bfds.extend(self.track_file_refs(node)),
                 "sync_group_tracking_weight" => {
                     g.tracking_weight = self.bool_flag(node);
                 }
@@ -123,6 +126,7 @@ impl Builder<'_> {
                 inst.track_files.extend(g.track_files.iter().cloned());
                 inst.track_processes
                     .extend(g.track_processes.iter().cloned());
+                inst.track_bfds.extend(g.track_bfds.iter().cloned());
                 if g.tracking_weight {
                     continue;
                 }
@@ -164,6 +168,20 @@ impl Builder<'_> {
                                 "track_process {}: weight ignored in sync group {} (too few \
                                  processes means FAULT; `sync_group_tracking_weight` keeps \
                                  weights)",
+                                t.name, g.name
+                            ),
+                        );
+                    }
+                    t.weight = Some(0);
+                }
+                for t in &mut inst.track_bfds {
+                    let own = config.bfd_instances.iter().find(|b| b.name == t.name);
+                    if t.weight.or(own.map(|b| b.weight)).unwrap_or(0) != 0 {
+                        self.diags.warn(
+                            &t.loc,
+                            format!(
+                                "track_bfd {}: weight ignored in sync group {} (a session \
+                                 down means FAULT; `sync_group_tracking_weight` keeps weights)",
                                 t.name, g.name
                             ),
                         );

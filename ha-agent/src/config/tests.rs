@@ -1202,3 +1202,89 @@ fn accept_mode_follows_keepalived_defaults() {
         ]
     );
 }
+
+#[test]
+fn bfd_instances_take_keepalived_defaults_and_ranges() {
+    let text = "bfd_instance A {\n neighbor_ip 10.0.0.2\n}\n\
+                bfd_instance B {\n neighbour_ip 10.0.0.3\n source_ip 10.0.0.1\n min_rx 1.5\n min_tx 3\n idle_tx 2000\n\
+                multiplier 3\n passive\n ttl 254\n max_hops -1\n weight -20 reverse\n vrrp\n}\n\
+                vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.100\n }\n\
+                track_bfd {\n A\n B weight 10\n }\n}\n";
+    let loaded = parse_str(text, "t.conf");
+    assert_eq!(messages(&loaded), Vec::<String>::new());
+    let [a, b] = &loaded.config.bfd_instances[..] else {
+        panic!("two sessions")
+    };
+    assert_eq!(
+        (
+            a.min_rx,
+            a.min_tx,
+            a.idle_tx,
+            a.multiplier,
+            a.passive,
+            a.ttl,
+            a.max_hops,
+            a.weight
+        ),
+        (
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            5,
+            false,
+            255,
+            0,
+            0
+        )
+    );
+    assert_eq!(a.source, None);
+    assert_eq!(
+        (
+            b.min_rx,
+            b.min_tx,
+            b.idle_tx,
+            b.multiplier,
+            b.passive,
+            b.ttl,
+            b.max_hops
+        ),
+        (
+            Duration::from_micros(1500),
+            Duration::from_millis(3),
+            Duration::from_secs(2),
+            3,
+            true,
+            254,
+            255
+        )
+    );
+    assert_eq!((b.weight, b.reverse), (-20, true));
+    let tracks: Vec<(&str, Option<i32>)> = loaded.config.instances[0]
+        .track_bfds
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight))
+        .collect();
+    assert_eq!(tracks, [("A", None), ("B", Some(10))]);
+}
+
+#[test]
+fn bfd_mistakes_are_errors_at_their_line() {
+    let text = "bfd_instance A {\n min_rx 0.5\n multiplier 0\n}\n\
+                bfd_instance B {\n neighbor_ip 10.0.0.2\n source_ip fe80::1\n}\n\
+                bfd_instance C {\n neighbor_ip 10.0.0.2\n idle_tx 999\n}\n\
+                bfd_instance D {\n neighbor_ip 10.0.0.2\n}\n\
+                vrrp_instance V {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.100\n }\n\
+                track_bfd {\n NONE\n }\n}\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            "t.conf:2: error: `min_rx` must be a number of milliseconds from 1 to 4294967, not `0.5`",
+            "t.conf:3: error: `multiplier` 0 is out of range 1..255",
+            "t.conf:1: error: bfd_instance A: `neighbor_ip` missing",
+            "t.conf:5: error: bfd_instance B: source_ip fe80::1 and neighbor_ip 10.0.0.2 are of different families",
+            "t.conf:11: error: `idle_tx` must be a number of milliseconds from 1000 to 4294967, not `999`",
+            "t.conf:13: error: bfd_instance D: bfd_instance C already runs a session to 10.0.0.2",
+            "t.conf:23: error: track_bfd NONE: no bfd_instance of that name",
+        ]
+    );
+}

@@ -36,6 +36,12 @@ pub const EXPORTED: &[&str] = &[
     "ha_agent_timer_late_total",
     "ha_agent_xdp_frames_total",
     "ha_agent_xdp_not_accepted_total",
+    "ha_agent_bfd_session_state",
+    "ha_agent_bfd_detection_time_seconds",
+    "ha_agent_bfd_packets_total",
+    "ha_agent_bfd_state_changes_total",
+    "ha_agent_bfd_session_downs_total",
+    "ha_agent_bfd_dropped_total",
     "ha_agent_replication_server_up",
     "ha_agent_replication_read_only",
     "ha_agent_replication_io_running",
@@ -338,6 +344,7 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
     }
     replication(&m, status)?;
     witnesses(&m, status)?;
+    bfd(&m, status)?;
     TextEncoder::new().encode_to_string(&m.registry.gather())
 }
 
@@ -467,6 +474,66 @@ fn replication(m: &Metrics, status: &Status) -> prometheus::Result<()> {
                     .set(f64::from(rep.last_sql_errno));
             }
         }
+    }
+    Ok(())
+}
+
+fn bfd(m: &Metrics, status: &Status) -> prometheus::Result<()> {
+    if status.bfd.is_empty() {
+        return Ok(());
+    }
+    let state = m.gauge(
+        "ha_agent_bfd_session_state",
+        "1 for the state the BFD session is in (AdminDown, Down, Init, Up), 0 for the others.",
+        &["session", "state"],
+    )?;
+    let detection = m.gauge(
+        "ha_agent_bfd_detection_time_seconds",
+        "How long the peer may stay silent before the session goes Down.",
+        &["session"],
+    )?;
+    let packets = m.counter(
+        "ha_agent_bfd_packets_total",
+        "Control packets of the session, by direction (rx: accepted, tx: sent, discarded).",
+        &["session", "direction"],
+    )?;
+    let changes = m.counter(
+        "ha_agent_bfd_state_changes_total",
+        "State changes of the session.",
+        &["session"],
+    )?;
+    let downs = m.counter(
+        "ha_agent_bfd_session_downs_total",
+        "Times the session left Up.",
+        &["session"],
+    )?;
+    for b in &status.bfd {
+        let name = b.name.as_str();
+        for s in ["AdminDown", "Down", "Init", "Up"] {
+            state
+                .with_label_values(&[name, s])
+                .set(f64::from(u8::from(b.state == s)));
+        }
+        detection
+            .with_label_values(&[name])
+            .set(b.detection_time_ms / 1e3);
+        for (direction, n) in [
+            ("rx", b.received),
+            ("tx", b.sent),
+            ("discarded", b.discarded),
+        ] {
+            packets.with_label_values(&[name, direction]).inc_by(n);
+        }
+        changes.with_label_values(&[name]).inc_by(b.state_changes);
+        downs.with_label_values(&[name]).inc_by(b.downs);
+    }
+    let dropped = m.counter(
+        "ha_agent_bfd_dropped_total",
+        "BFD packets dropped before a session saw them, by reason.",
+        &["reason"],
+    )?;
+    for (reason, n) in &status.bfd_drops {
+        dropped.with_label_values(&[reason.as_str()]).inc_by(*n);
     }
     Ok(())
 }

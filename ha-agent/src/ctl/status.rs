@@ -44,6 +44,41 @@ pub struct Status {
     /// Each `vrrp_sync_group`.
     #[serde(default)]
     pub sync_groups: Vec<SyncGroupStatus>,
+    /// Each `bfd_instance` session.
+    #[serde(default)]
+    pub bfd: Vec<BfdStatus>,
+    /// BFD packets dropped before a session saw them, by reason.
+    #[serde(default)]
+    pub bfd_drops: BTreeMap<String, u64>,
+}
+
+/// A BFD session (`bfd_instance`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BfdStatus {
+    pub name: String,
+    pub neighbor: String,
+    /// AdminDown, Down, Init or Up.
+    pub state: String,
+    /// The state the peer last reported.
+    pub remote_state: String,
+    /// Why the session last changed state (RFC 5880 diagnostic).
+    pub diag: String,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    /// Between our periodic packets, jitter aside (none while the peer asks for none).
+    pub tx_interval_ms: Option<f64>,
+    /// How long the peer may stay silent before the session goes Down.
+    pub detection_time_ms: f64,
+    pub received: u64,
+    pub sent: u64,
+    /// Packets of this session discarded (authentication, discriminator, AdminDown).
+    pub discarded: u64,
+    pub send_errors: u64,
+    pub state_changes: u64,
+    /// Up → Down transitions.
+    pub downs: u64,
+    /// Seconds since the last state change (or the start).
+    pub since_s: f64,
 }
 
 /// A `vrrp_sync_group`: its state as last announced (MASTER when every member is, FAULT
@@ -453,6 +488,22 @@ impl Status {
                 g.name,
                 g.state,
                 g.members.join(", ")
+            );
+        }
+        for b in &self.bfd {
+            let _ = writeln!(
+                out,
+                "bfd {} to {}: {} (peer {}, {}) for {:.1} s, detection {:.1} ms, {} in / {} out, {} down",
+                b.name,
+                b.neighbor,
+                b.state,
+                b.remote_state,
+                b.diag,
+                b.since_s,
+                b.detection_time_ms,
+                b.received,
+                b.sent,
+                b.downs
             );
         }
         for i in &self.instances {

@@ -1,6 +1,7 @@
 //! The agent's event loop: one thread feeding packets, timers, signals and status requests
 //! to the instances' state machines and carrying out their actions.
 
+mod bfd;
 mod checks;
 mod clock;
 mod db;
@@ -294,6 +295,8 @@ struct Daemon {
     link_delays: link_delays::LinkDelays,
     /// `shutdown_script`, as the configuration last read says.
     shutdown_script: Option<(crate::config::Script, Duration)>,
+    /// The `bfd_instance` sessions.
+    bfd: bfd::Bfd,
 }
 
 /// This node's name in the witness's keys: global_defs' `router_id`, else the host name.
@@ -429,6 +432,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         files: track_files::TrackFiles::default(),
         processes: track_processes::TrackProcesses::default(),
         shutdown_script: config.global.shutdown_script.clone(),
+        bfd: bfd::Bfd::start(&config.bfd_instances, now())
+            .map_err(io_error("starting the BFD sessions"))?,
         link_delays: link_delays::LinkDelays::default(),
         systemd: systemd::Systemd::from_env(),
         started_unix: ctl::status::unix_now(),
@@ -511,6 +516,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .instances
             .iter()
             .filter_map(Running::poll_timeout)
+            .chain(daemon.bfd.poll_timeout())
             .min();
         timer.arm(deadline).map_err(io_error("arming the timer"))?;
         tokio::select! {
@@ -530,6 +536,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 daemon.drain(&mut buf).await;
                 daemon.sweep_kernel().await;
                 daemon.on_timer(late).await;
+                if daemon.bfd.drain(now()) | daemon.bfd.on_timeout(now()) {
+                    daemon.apply_tracking().await;
+                }
+            }
+            () = daemon.bfd.readable() => {
+                if daemon.bfd.drain(now()) {
+                    daemon.apply_tracking().await;
+                }
             }
             events = kernel_events(&mut daemon.kernel) => {
                 daemon.on_kernel_events(events, &mut buf).await
@@ -574,6 +588,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
 
     daemon.systemd.stopping();
+    daemon.bfd.stop(now());
     info!("stopping: releasing VIPs");
     let at = now();
     for running in &mut daemon.instances {
@@ -876,6 +891,12 @@ impl Daemon {
                 Effect::Fault => fault = true,
             }
         }
+        for t in &cfg.track_bfds {
+            match self.bfd_effect(t) {
+                Effect::Priority(d) => delta += d,
+                Effect::Fault => fault = true,
+            }
+        }
         (delta, fault)
     }
 
@@ -908,6 +929,10 @@ impl Daemon {
                 Some(value),
             )
         }));
+        trackers.extend(cfg.track_bfds.iter().map(|t| {
+            let up = self.bfd.up(&t.name).unwrap_or(false);
+            tracker(format!("bfd {}", t.name), up, self.bfd_effect(t), None)
+        }));
         trackers.extend(cfg.track_processes.iter().map(|t| {
             let (up, running) = self.processes.state(&t.name);
             let value = format!("{running} running");
@@ -928,6 +953,17 @@ impl Daemon {
         let weight = t.weight.or(spec.map(|s| s.weight)).unwrap_or(1);
         let reverse = t.reverse.or(spec.map(|s| s.reverse)).unwrap_or(false);
         effect(self.processes.state(&t.name).0, weight, reverse)
+    }
+
+    /// What a `track_bfd` does to an instance now: the session Up or not, with the weight
+    /// (the tracker's, else the `bfd_instance`'s; 0: FAULT while not Up), as keepalived.
+    fn bfd_effect(&self, t: &crate::config::TrackFileRef) -> Effect {
+        let (weight, reverse) = self.bfd.weight(&t.name);
+        effect(
+            self.bfd.up(&t.name).unwrap_or(false),
+            t.weight.unwrap_or(weight),
+            t.reverse.unwrap_or(reverse),
+        )
     }
 
     /// What a `track_file` does to an instance now: its value times the weight (the
@@ -1238,6 +1274,9 @@ impl Daemon {
         self.link_delays.configure(&config.link_delays);
         self.world.garp.configure(&config);
         self.shutdown_script = config.global.shutdown_script.clone();
+        if let Err(e) = self.bfd.reload(&config.bfd_instances, now()) {
+            error!("BFD: {e}");
+        }
         if let Err(e) = self
             .world
             .dbs
@@ -1450,6 +1489,8 @@ impl Daemon {
             timer_lateness: self.lateness,
             witnesses: self.world.witnesses.status(),
             sync_groups: self.sync_group_status(),
+            bfd: self.bfd.status(now()),
+            bfd_drops: self.bfd.dropped().into_iter().collect(),
         }
     }
 }

@@ -1,0 +1,8 @@
+//! BFD (RFC 5880 asynchronous mode, single hop per RFC 5881): the control packet codec and
+//! the sans-IO session state machine. The daemon owns the sockets and the clock.
+
+pub mod packet;
+pub mod session;
+
+pub use packet::{Control, Diag, State};
+pub use session::{Action, Config, Session};

@@ -1,0 +1,424 @@
+//! The `bfd_instance` sessions on the daemon's loop: one UDP socket per family on port 3784
+//! receives every session's control packets (with their TTL), one socket per session sends
+//! from a port of RFC 5881's range with TTL 255, and the sans-IO sessions in `crate::bfd`
+//! decide. A session's Up or Down reaches the instances through `track_bfd`.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasher as _, Hasher as _},
+    io::{self, IoSliceMut},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::AsRawFd as _,
+    time::Duration,
+};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::{Interest, unix::AsyncFd};
+use tracing::{info, warn};
+
+use crate::{
+    bfd::{
+        Action, Config, Control, Session, State,
+        packet::{CONTROL_PORT, MAX_LEN, Malformed, SOURCE_PORTS},
+    },
+    config::BfdInstance,
+    ctl::status::BfdStatus,
+};
+
+/// CS6, as routing protocols mark their control traffic.
+const TOS_CS6: u32 = 0xc0;
+
+struct Peer {
+    cfg: BfdInstance,
+    session: Session,
+    tx: Socket,
+    /// When the state last changed ([`super::now`]).
+    changed_at: Duration,
+    /// Up → Down transitions.
+    downs: u64,
+    send_errors: u64,
+}
+
+/// Every session, and what was dropped before one saw it.
+pub struct Bfd {
+    peers: Vec<Peer>,
+    rx4: Option<AsyncFd<Socket>>,
+    rx6: Option<AsyncFd<Socket>>,
+    malformed: BTreeMap<&'static str, u64>,
+    /// Packets no session claims (unknown discriminator or sender).
+    unmatched: u64,
+    /// Packets whose TTL says they crossed a router (RFC 5881 §5).
+    ttl: u64,
+    buf: Vec<u8>,
+}
+
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(super::now().as_nanos() as u64);
+    h.finish()
+}
+
+fn session_config(b: &BfdInstance) -> Config {
+    Config {
+        min_tx: b.min_tx,
+        min_rx: b.min_rx,
+        idle_tx: b.idle_tx,
+        multiplier: b.multiplier,
+        passive: b.passive,
+        password: None,
+    }
+}
+
+/// The receiving socket of a family: every session's packets, with their TTL.
+fn listener(family: IpAddr) -> io::Result<AsyncFd<Socket>> {
+    use nix_hoplimit::sys::socket::{setsockopt, sockopt};
+    let (domain, any): (Domain, IpAddr) = match family {
+        IpAddr::V4(_) => (Domain::IPV4, Ipv4Addr::UNSPECIFIED.into()),
+        IpAddr::V6(_) => (Domain::IPV6, Ipv6Addr::UNSPECIFIED.into()),
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    match family {
+        IpAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true)?,
+        IpAddr::V6(_) => {
+            socket.set_only_v6(true)?;
+            setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(SocketAddr::new(any, CONTROL_PORT)))?;
+    // SAFETY: the AsyncFd owns the socket, and with it the descriptor it registered.
+    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// A session's sending socket: from `source` (or the kernel's choice) and a port of RFC
+/// 5881's range, to the neighbour's port 3784, TTL `ttl`.
+fn sender(b: &BfdInstance, seed: u64) -> io::Result<Socket> {
+    let domain = if b.neighbor.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    match b.neighbor {
+        IpAddr::V4(_) => {
+            socket.set_ttl_v4(u32::from(b.ttl))?;
+            socket.set_tos_v4(TOS_CS6)?;
+        }
+        IpAddr::V6(_) => {
+            socket.set_unicast_hops_v6(u32::from(b.ttl))?;
+            socket.set_tclass_v6(TOS_CS6)?;
+        }
+    }
+    socket.set_nonblocking(true)?;
+    let source = b.source.unwrap_or(match b.neighbor {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    });
+    let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
+    let mut last = None;
+    for i in 0..64 {
+        let port = *SOURCE_PORTS.start() + ((seed + i) % span) as u16;
+        match socket.bind(&SockAddr::from(SocketAddr::new(source, port))) {
+            Ok(()) => {
+                socket.connect(&SockAddr::from(SocketAddr::new(b.neighbor, CONTROL_PORT)))?;
+                return Ok(socket);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free source port")))
+}
+
+impl Bfd {
+    /// Sockets and sessions for `instances`; the first packets go out on the next timer.
+    pub fn start(instances: &[BfdInstance], now: Duration) -> io::Result<Self> {
+        let mut bfd = Bfd {
+            peers: Vec::new(),
+            rx4: None,
+            rx6: None,
+            malformed: BTreeMap::new(),
+            unmatched: 0,
+            ttl: 0,
+            buf: vec![0; 1500],
+        };
+        bfd.reload(instances, now)?;
+        Ok(bfd)
+    }
+
+    /// Keeps the sessions whose neighbour and source stay (new timers through a poll
+    /// sequence), starts the new ones and takes the removed ones down administratively.
+    pub fn reload(&mut self, instances: &[BfdInstance], now: Duration) -> io::Result<()> {
+        let mut kept = Vec::new();
+        let mut old: Vec<Peer> = std::mem::take(&mut self.peers);
+        for b in instances {
+            if let Some(i) = old
+                .iter()
+                .position(|p| p.cfg.neighbor == b.neighbor && p.cfg.source == b.source)
+            {
+                let mut peer = old.swap_remove(i);
+                if peer.cfg != *b {
+                    peer.session.reconfigure(session_config(b), now);
+                    peer.cfg = b.clone();
+                }
+                kept.push(peer);
+                continue;
+            }
+            let seed = random_u64();
+            let discr = loop {
+                let d = (random_u64() as u32).max(1);
+                if !kept
+                    .iter()
+                    .chain(&old)
+                    .any(|p: &Peer| p.session.local_discr() == d)
+                {
+                    break d;
+                }
+            };
+            let tx = sender(b, seed)
+                .map_err(|e| io::Error::new(e.kind(), format!("bfd_instance {}: {e}", b.name)))?;
+            info!(bfd = %b.name, neighbor = %b.neighbor, "BFD session starting");
+            kept.push(Peer {
+                cfg: b.clone(),
+                session: Session::new(session_config(b), discr, seed, now),
+                tx,
+                changed_at: now,
+                downs: 0,
+                send_errors: 0,
+            });
+        }
+        for mut gone in old {
+            gone.session.admin_down(now);
+            Self::act(&mut gone, now);
+        }
+        self.peers = kept;
+        if self.rx4.is_none() && self.peers.iter().any(|p| p.cfg.neighbor.is_ipv4()) {
+            self.rx4 = Some(listener(Ipv4Addr::UNSPECIFIED.into())?);
+        }
+        if self.rx6.is_none() && self.peers.iter().any(|p| p.cfg.neighbor.is_ipv6()) {
+            self.rx6 = Some(listener(Ipv6Addr::UNSPECIFIED.into())?);
+        }
+        Ok(())
+    }
+
+    /// Whether the session `name` is Up (None: no such session).
+    pub fn up(&self, name: &str) -> Option<bool> {
+        self.peers
+            .iter()
+            .find(|p| p.cfg.name == name)
+            .map(|p| p.session.state() == State::Up)
+    }
+
+    /// The session's default weight and reverse flag.
+    pub fn weight(&self, name: &str) -> (i32, bool) {
+        self.peers
+            .iter()
+            .find(|p| p.cfg.name == name)
+            .map_or((0, false), |p| (p.cfg.weight, p.cfg.reverse))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.peers
+            .iter()
+            .filter_map(|p| p.session.poll_timeout())
+            .min()
+    }
+
+    /// Timers due at `now`; true when a session went Up or left it.
+    pub fn on_timeout(&mut self, now: Duration) -> bool {
+        let mut changed = false;
+        for peer in &mut self.peers {
+            if peer.session.poll_timeout().is_some_and(|t| t <= now) {
+                peer.session.on_timeout(now);
+                changed |= Self::act(peer, now);
+            }
+        }
+        changed
+    }
+
+    /// At exit: AdminDown to every peer, so that theirs go Down at once.
+    pub fn stop(&mut self, now: Duration) {
+        for peer in &mut self.peers {
+            peer.session.admin_down(now);
+            Self::act(peer, now);
+        }
+    }
+
+    /// Until a packet waits on either socket.
+    pub async fn readable(&self) {
+        async fn ready(fd: Option<&AsyncFd<Socket>>) {
+            match fd {
+                Some(fd) => match fd.readable().await {
+                    Ok(mut guard) => guard.clear_ready(),
+                    Err(e) => {
+                        warn!("BFD: waiting for packets: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = ready(self.rx4.as_ref()) => {}
+            () = ready(self.rx6.as_ref()) => {}
+        }
+    }
+
+    /// Reads every packet waiting; true when a session went Up or left it.
+    pub fn drain(&mut self, now: Duration) -> bool {
+        let mut changed = false;
+        for v6 in [false, true] {
+            while let (false, Some(fd), _) | (true, _, Some(fd)) = (v6, &self.rx4, &self.rx6) {
+                match recv_with_ttl(fd.get_ref(), &mut self.buf) {
+                    Ok((n, from, ttl)) => {
+                        let Some(bytes) = self.buf.get(..n) else {
+                            break;
+                        };
+                        let packet = Control::parse(bytes);
+                        changed |= self.on_packet(now, from, ttl, packet);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        warn!("BFD: receiving: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    fn on_packet(
+        &mut self,
+        now: Duration,
+        from: IpAddr,
+        ttl: u8,
+        packet: Result<Control, Malformed>,
+    ) -> bool {
+        let p = match packet {
+            Ok(p) => p,
+            Err(m) => {
+                *self.malformed.entry(m.as_str()).or_default() += 1;
+                return false;
+            }
+        };
+        let found = if p.your_discr != 0 {
+            self.peers
+                .iter_mut()
+                .find(|peer| peer.session.local_discr() == p.your_discr)
+        } else {
+            self.peers.iter_mut().find(|peer| peer.cfg.neighbor == from)
+        };
+        let Some(peer) = found else {
+            self.unmatched += 1;
+            return false;
+        };
+        if u16::from(ttl) + u16::from(peer.cfg.max_hops) < u16::from(peer.cfg.ttl) {
+            self.ttl += 1;
+            return false;
+        }
+        let _ = peer.session.on_packet(now, &p);
+        Self::act(peer, now)
+    }
+
+    /// Carries out what the session asks; true when it went Up or left it.
+    fn act(peer: &mut Peer, now: Duration) -> bool {
+        let mut changed = false;
+        let mut bytes = Vec::with_capacity(MAX_LEN);
+        while let Some(action) = peer.session.poll_action() {
+            match action {
+                Action::Send(p) => {
+                    p.emit(&mut bytes);
+                    if let Err(e) = peer.tx.send(&bytes) {
+                        peer.send_errors += 1;
+                        if peer.send_errors.is_power_of_two() {
+                            warn!(bfd = %peer.cfg.name, "BFD: sending: {e} ({} errors)", peer.send_errors);
+                        }
+                    }
+                }
+                Action::Changed { from, to, diag } => {
+                    peer.changed_at = now;
+                    if from == State::Up {
+                        peer.downs += 1;
+                        warn!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session left Up");
+                    } else {
+                        info!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session state");
+                    }
+                    changed |= from == State::Up || to == State::Up;
+                }
+            }
+        }
+        changed
+    }
+
+    pub fn status(&self, now: Duration) -> Vec<BfdStatus> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let s = &p.session;
+                BfdStatus {
+                    name: p.cfg.name.clone(),
+                    neighbor: p.cfg.neighbor.to_string(),
+                    state: s.state().as_str().to_owned(),
+                    remote_state: s.remote_state().as_str().to_owned(),
+                    diag: s.diag().as_str().to_owned(),
+                    local_discriminator: s.local_discr(),
+                    remote_discriminator: s.remote_discr(),
+                    tx_interval_ms: s.tx_interval().map(|d| d.as_secs_f64() * 1e3),
+                    detection_time_ms: s.detection_time().as_secs_f64() * 1e3,
+                    received: s.stats.received,
+                    sent: s.stats.sent,
+                    discarded: s.stats.discarded,
+                    send_errors: p.send_errors,
+                    state_changes: s.stats.state_changes,
+                    downs: p.downs,
+                    since_s: now.saturating_sub(p.changed_at).as_secs_f64(),
+                }
+            })
+            .collect()
+    }
+
+    /// Packets dropped before a session saw them, by reason.
+    pub fn dropped(&self) -> HashMap<String, u64> {
+        let mut dropped: HashMap<String, u64> = self
+            .malformed
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        dropped.insert("unmatched".into(), self.unmatched);
+        dropped.insert("ttl".into(), self.ttl);
+        dropped
+    }
+}
+
+/// One datagram: its length, sender and TTL (hop limit); 0 when the kernel gave none.
+fn recv_with_ttl(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, IpAddr, u8)> {
+    use nix_hoplimit::sys::socket::{
+        ControlMessageOwned as Cmsg, MsgFlags, SockaddrStorage, recvmsg,
+    };
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix_hoplimit::cmsg_space!(libc::c_int);
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let mut ttl = 0u8;
+    for cmsg in msg.cmsgs()? {
+        match cmsg {
+            Cmsg::Ipv4Ttl(t) => ttl = u8::try_from(t).unwrap_or(0),
+            Cmsg::Ipv6HopLimit(h) => ttl = u8::try_from(h).unwrap_or(0),
+            _ => {}
+        }
+    }
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|s| IpAddr::V4(s.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+    });
+    let from = from.ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+    Ok((msg.bytes, from, ttl))
+}

@@ -1,0 +1,249 @@
+//! BFD (`bfd_instance`, `track_bfd`) with real peers in namespaces: FRR's bfdd and
+//! keepalived's BFD process, each side active and passive; parameters renegotiated by a
+//! reload; a killed peer seen Down within the detection time (measured); a session's state
+//! moving the priority or the FAULT state of the instances that track it.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use ha_tests::{
+    Daemon, Host, Topology, VrrpConf,
+    frr::{self, Bfdd},
+    wait_until,
+};
+use nix::sys::signal::Signal;
+
+/// Slack for process scheduling on a loaded 2-core machine.
+const SLACK: Duration = Duration::from_millis(700);
+
+fn bfd_instance(name: &str, neighbor: Ipv4Addr, source: Ipv4Addr, lines: &[&str]) -> String {
+    let mut block =
+        format!("bfd_instance {name} {{\n    neighbor_ip {neighbor}\n    source_ip {source}\n");
+    for line in lines {
+        block.push_str(&format!("    {line}\n"));
+    }
+    block.push_str("}\n");
+    block
+}
+
+/// The agent's configuration: one session to `peer`, and the seed's instance (VRRPv3 at
+/// 0.1 s) tracking it as `track` says.
+fn agent_conf(host: &Host, peer: &Host, lines: &[&str], track: &str) -> String {
+    let instance = VrrpConf {
+        extra: vec![format!("track_bfd {{\n        PEER {track}\n    }}")],
+        ..VrrpConf::v3("BACKUP", 100, "0.1")
+    };
+    format!(
+        "{}{}",
+        bfd_instance("PEER", peer.ip, host.ip, lines),
+        instance.render()
+    )
+}
+
+fn session(agent: &Daemon) -> Option<serde_json::Value> {
+    agent.try_status()?["bfd"].as_array()?.first().cloned()
+}
+
+fn wait_agent_state(agent: &Daemon, state: &str, within: Duration) -> serde_json::Value {
+    wait_until(&format!("the agent's session {state}"), within, || {
+        session(agent).filter(|s| s["state"] == state)
+    })
+    .0
+}
+
+fn wait_frr_status(frr: &Bfdd, peer: &Host, status: &str) -> serde_json::Value {
+    wait_until(
+        &format!("bfdd's session {status}"),
+        Duration::from_secs(10),
+        || {
+            frr.peer(&peer.ip.to_string())
+                .filter(|p| p["status"] == status)
+        },
+    )
+    .0
+}
+
+fn frr_peer(agent_host: &Host, frr_host: &Host, extra: &[&str]) -> String {
+    let mut peer = format!(
+        " peer {} local-address {}\n  receive-interval 10\n  transmit-interval 10\n  \
+         detect-multiplier 3\n",
+        agent_host.ip, frr_host.ip
+    );
+    for line in extra {
+        peer.push_str(&format!("  {line}\n"));
+    }
+    peer
+}
+
+/// How long ago the agent's session changed state last, from its status.
+fn changed_at(s: &serde_json::Value) -> Instant {
+    Instant::now() - Duration::from_secs_f64(s["since_s"].as_f64().unwrap())
+}
+
+#[test]
+fn sessions_come_up_with_frr_bfdd_both_active_and_passive_and_renegotiate_on_reload() {
+    if !frr::available() {
+        panic!("FRR is not installed: run `cargo xtask setup`");
+    }
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    for (agent_passive, frr_passive) in [(false, false), (true, false), (false, true)] {
+        eprintln!("agent passive: {agent_passive}, bfdd passive: {frr_passive}");
+        let mut lines = vec!["min_rx 10", "min_tx 10", "multiplier 3"];
+        if agent_passive {
+            lines.push("passive");
+        }
+        let conf = agent_conf(a, b, &lines, "weight -50");
+        let mut agent = Daemon::agent(a, t.dir(), &conf);
+        let frr_extra: &[&str] = if frr_passive { &["passive-mode"] } else { &[] };
+        let mut frr = Bfdd::start(b, t.dir(), &frr_peer(a, b, frr_extra));
+        let up = wait_agent_state(&agent, "Up", Duration::from_secs(10));
+        let peer = wait_frr_status(&frr, a, "up");
+        // Negotiated: each side sends every 10 ms and expects 3 × 10 ms.
+        assert_eq!(up["tx_interval_ms"], 10.0, "{up}");
+        assert_eq!(up["detection_time_ms"], 30.0, "{up}");
+        assert_eq!(peer["remote-id"], up["local_discriminator"], "{peer}");
+        assert_eq!(peer["id"], up["remote_discriminator"], "{peer}");
+        // The instance tracking it keeps its priority while Up.
+        assert_eq!(agent.instance_field("priority"), 100);
+
+        if !agent_passive && !frr_passive {
+            // A reload to 30 ms: bfdd hears it through a poll sequence.
+            let slower = agent_conf(
+                a,
+                b,
+                &["min_rx 30", "min_tx 30", "multiplier 3"],
+                "weight -50",
+            );
+            std::fs::write(t.dir().join("ha-agent-a.conf"), slower).unwrap();
+            agent.process.signal(Signal::SIGHUP);
+            wait_until(
+                "bfdd follows the agent's new intervals",
+                Duration::from_secs(10),
+                || {
+                    let p = frr.peer(&a.ip.to_string())?;
+                    (p["remote-transmit-interval"] == 30 && p["remote-receive-interval"] == 30)
+                        .then_some(())
+                },
+            );
+            let s = session(&agent).unwrap();
+            assert_eq!(s["state"], "Up", "{s}");
+            assert_eq!(s["tx_interval_ms"], 30.0, "{s}");
+            assert_eq!(s["downs"], 0, "{s}");
+        }
+
+        // bfdd killed: Down within the detection time (after its last packet).
+        let detection = Duration::from_secs_f64(
+            session(&agent).unwrap()["detection_time_ms"]
+                .as_f64()
+                .unwrap()
+                / 1e3,
+        );
+        let killed = Instant::now();
+        frr.crash();
+        let down = wait_agent_state(&agent, "Down", detection + SLACK);
+        let took = changed_at(&down).saturating_duration_since(killed);
+        eprintln!("down {took:?} after bfdd was killed (detection time {detection:?})");
+        assert_eq!(down["diag"], "detection time expired", "{down}");
+        assert!(took <= detection + Duration::from_millis(200), "{took:?}");
+        // The tracking instance lost 50.
+        wait_until("priority 50", Duration::from_secs(2), || {
+            (agent.instance_field("priority") == 50).then_some(())
+        });
+        agent.stop();
+    }
+}
+
+const UP: &str = "Tracked BFD instance PEER is UP";
+const ADMIN_DOWN: &str = "Remote diagnostic - Administratively Down";
+
+/// keepalived with its VRRP and BFD processes.
+fn start_keepalived(host: &Host, t: &Topology, conf: &str) -> Daemon {
+    Daemon::keepalived_with(host, t.dir(), conf, &[])
+}
+
+/// How often `text` is in keepalived's log on `host` (every run of it appends there).
+fn log_count(host: &Host, t: &Topology, text: &str) -> usize {
+    std::fs::read_to_string(t.dir().join(format!("keepalived-{}.log", host.name)))
+        .unwrap_or_default()
+        .matches(text)
+        .count()
+}
+
+fn wait_log_count(host: &Host, t: &Topology, text: &str, n: usize) {
+    wait_until(
+        &format!("keepalived logging `{text}` ({n})"),
+        Duration::from_secs(5),
+        || (log_count(host, t, text) >= n).then_some(()),
+    );
+}
+
+#[test]
+fn sessions_come_up_with_keepalived_both_ways_and_a_session_down_means_fault() {
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    // keepalived: an unweighted track_bfd (FAULT until Up); the agent: the same, so that
+    // its instance is FAULT while keepalived is away.
+    let keepalived_conf = |passive: bool| {
+        let lines: &[&str] = if passive {
+            &["min_rx 10", "min_tx 10", "multiplier 3", "passive"]
+        } else {
+            &["min_rx 10", "min_tx 10", "multiplier 3"]
+        };
+        let instance = VrrpConf {
+            extra: vec!["track_bfd {\n        PEER\n    }".into()],
+            ..VrrpConf::v3("BACKUP", 90, "0.1")
+        };
+        format!(
+            "{}{}",
+            bfd_instance("PEER", a.ip, b.ip, lines),
+            instance.render()
+        )
+    };
+    for keepalived_passive in [false, true] {
+        let agent_lines: &[&str] = if keepalived_passive {
+            &["min_rx 10", "min_tx 10", "multiplier 3"]
+        } else {
+            &["min_rx 10", "min_tx 10", "multiplier 3", "passive"]
+        };
+        let mut agent = Daemon::agent(a, t.dir(), &agent_conf(a, b, agent_lines, ""));
+        wait_until("the agent's instance FAULT", Duration::from_secs(5), || {
+            (agent.try_status()?["instances"][0]["state"] == "FAULT").then_some(())
+        });
+        let ups = log_count(b, &t, UP);
+        let mut keepalived = start_keepalived(b, &t, &keepalived_conf(keepalived_passive));
+        let up = wait_agent_state(&agent, "Up", Duration::from_secs(10));
+        assert_eq!(up["detection_time_ms"], 30.0, "{up}");
+        wait_log_count(b, &t, UP, ups + 1);
+        // Up: the agent's instance leaves FAULT (master: keepalived's is lower).
+        wait_until(
+            "the agent's instance MASTER",
+            Duration::from_secs(5),
+            || (agent.instance_field("state") == "MASTER").then_some(()),
+        );
+        // keepalived killed: Down within the detection time, the instance FAULT.
+        let killed = Instant::now();
+        keepalived.process.kill_group();
+        let down = wait_agent_state(&agent, "Down", Duration::from_millis(30) + SLACK);
+        let took = changed_at(&down).saturating_duration_since(killed);
+        eprintln!("down {took:?} after keepalived was killed");
+        assert!(took <= Duration::from_millis(230), "{took:?}");
+        wait_until(
+            "the agent's instance FAULT again",
+            Duration::from_secs(2),
+            || (agent.instance_field("state") == "FAULT").then_some(()),
+        );
+        // A graceful stop of the agent takes keepalived's session down at once with our
+        // AdminDown (which RFC 5880 has it not report as a path failure to its VRRP).
+        let ups = log_count(b, &t, UP);
+        let mut keepalived = start_keepalived(b, &t, &keepalived_conf(keepalived_passive));
+        wait_agent_state(&agent, "Up", Duration::from_secs(10));
+        wait_log_count(b, &t, UP, ups + 1);
+        let admin_downs = log_count(b, &t, ADMIN_DOWN);
+        agent.stop();
+        wait_log_count(b, &t, ADMIN_DOWN, admin_downs + 1);
+        keepalived.stop();
+    }
+}
