@@ -218,12 +218,32 @@ impl Builder<'_> {
                 }
             }
             for track in &inst.track_bfds {
-                if !config.bfd_instances.iter().any(|b| b.name == track.name) {
+                let Some(b) = config.bfd_instances.iter().find(|b| b.name == track.name) else {
                     self.diags.error(
                         &track.loc,
                         format!("track_bfd {}: no bfd_instance of that name", track.name),
                     );
+                    continue;
+                };
+                if inst.bfd_takeover && track.weight.unwrap_or(b.weight) == 0 {
+                    self.diags.error(
+                        &track.loc,
+                        format!(
+                            "track_bfd {}: with `bfd_takeover` a session needs a weight: \
+                             unweighted, the backup would go FAULT when its master fails",
+                            track.name
+                        ),
+                    );
                 }
+            }
+            if inst.bfd_takeover && inst.track_bfds.is_empty() {
+                self.diags.error(
+                    &inst.loc,
+                    format!(
+                        "instance {}: `bfd_takeover` needs a `track_bfd` session to the peer",
+                        inst.name
+                    ),
+                );
             }
             for track in &inst.track_files {
                 if !config.track_files.iter().any(|f| f.name == track.name) {

@@ -87,6 +87,9 @@ pub struct VrrpInstance {
     pub preempt_delay: Duration,
     /// ha-agent extension `fast_preempt`: preempt a lower-priority master after Skew_Time.
     pub fast_preempt: bool,
+    /// ha-agent extension `bfd_takeover`: a backup whose `track_bfd` session to its master's
+    /// address goes Down takes over after Skew_Time.
+    pub bfd_takeover: bool,
     /// `check_unicast_src` (or global `vrrp_check_unicast_src`): with unicast peers, adverts
     /// from any other source are dropped.
     pub check_unicast_src: bool,
@@ -193,6 +196,7 @@ impl Builder<'_> {
             preempt: true,
             preempt_delay: Duration::ZERO,
             fast_preempt: false,
+            bfd_takeover: false,
             check_unicast_src: g.check_unicast_src,
             strict: g.strict,
             accept: true,
@@ -277,6 +281,10 @@ impl Builder<'_> {
                 "fast_preempt" => {
                     self.flag(node);
                     inst.fast_preempt = true;
+                }
+                "bfd_takeover" => {
+                    self.flag(node);
+                    inst.bfd_takeover = true;
                 }
                 "strict_mode" => inst.strict = self.bool_flag(node),
                 "down_timer_adverts" => {

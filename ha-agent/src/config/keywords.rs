@@ -312,6 +312,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(INSTANCE, "notify_deleted", Supported),
     kw(INSTANCE, "accept", Supported),
     kw(INSTANCE, "fast_preempt", Supported),
+    kw(INSTANCE, "bfd_takeover", Supported),
     kw(INSTANCE, "track_replication", Supported),
     kw(INSTANCE, "witness", Supported),
     kw(

@@ -28,6 +28,10 @@ use crate::{
 /// CS6, as routing protocols mark their control traffic.
 const TOS_CS6: u32 = 0xc0;
 
+/// How long a session must have stayed Up for its failure to count as its peer's
+/// (`bfd_takeover`): one that flaps (a peer starting, a loaded machine) proves nothing.
+pub const TRUSTED_AFTER: Duration = Duration::from_secs(1);
+
 struct Peer {
     cfg: BfdInstance,
     session: Session,
@@ -37,6 +41,10 @@ struct Peer {
     /// Up → Down transitions.
     downs: u64,
     send_errors: u64,
+    /// When the peer went silent past the detection time, until [`Bfd::take_lost`].
+    lost_at: Option<Duration>,
+    /// When the session last came Up.
+    up_at: Option<Duration>,
 }
 
 /// Every session, and what was dropped before one saw it.
@@ -187,6 +195,8 @@ impl Bfd {
                 changed_at: now,
                 downs: 0,
                 send_errors: 0,
+                lost_at: None,
+                up_at: None,
             });
         }
         for mut gone in old {
@@ -236,6 +246,14 @@ impl Bfd {
             }
         }
         changed
+    }
+
+    /// The sessions whose peer fell silent since the last call: name, neighbour and when.
+    pub fn take_lost(&mut self) -> Vec<(String, IpAddr, Duration)> {
+        self.peers
+            .iter_mut()
+            .filter_map(|p| Some((p.cfg.name.clone(), p.cfg.neighbor, p.lost_at.take()?)))
+            .collect()
     }
 
     /// At exit: AdminDown to every peer, so that theirs go Down at once.
@@ -342,9 +360,20 @@ impl Bfd {
                     peer.changed_at = now;
                     if from == State::Up {
                         peer.downs += 1;
+                        // A peer that said AdminDown or Down is alive: only silence is a
+                        // failure (RFC 5880 §3.2), and only after a stable session.
+                        let stable = peer
+                            .up_at
+                            .is_some_and(|up| now.saturating_sub(up) >= TRUSTED_AFTER);
+                        if diag == crate::bfd::Diag::DetectionTimeExpired && stable {
+                            peer.lost_at = Some(now);
+                        }
                         warn!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session left Up");
                     } else {
                         info!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session state");
+                    }
+                    if to == State::Up {
+                        peer.up_at = Some(now);
                     }
                     changed |= from == State::Up || to == State::Up;
                 }

@@ -443,6 +443,12 @@ impl Running {
         &self.fsm
     }
 
+    /// A BFD session saw `peer` fail at `at` (`bfd_takeover`): whether this backup, which
+    /// follows `peer`, now takes over after Skew_Time.
+    pub fn master_lost(&mut self, at: Duration, peer: IpAddr) -> bool {
+        self.fsm.master_lost(at, peer)
+    }
+
     /// The sync group's order or hold.
     pub async fn sync(&mut self, order: Option<Order>, hold: bool, now: Duration, world: &World) {
         self.fsm.set_group_hold(hold);

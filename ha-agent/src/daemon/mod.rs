@@ -537,12 +537,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 daemon.sweep_kernel().await;
                 daemon.on_timer(late).await;
                 if daemon.bfd.drain(now()) | daemon.bfd.on_timeout(now()) {
-                    daemon.apply_tracking().await;
+                    daemon.on_bfd_change().await;
                 }
             }
             () = daemon.bfd.readable() => {
                 if daemon.bfd.drain(now()) {
-                    daemon.apply_tracking().await;
+                    daemon.on_bfd_change().await;
                 }
             }
             events = kernel_events(&mut daemon.kernel) => {
@@ -953,6 +953,25 @@ impl Daemon {
         let weight = t.weight.or(spec.map(|s| s.weight)).unwrap_or(1);
         let reverse = t.reverse.or(spec.map(|s| s.reverse)).unwrap_or(false);
         effect(self.processes.state(&t.name).0, weight, reverse)
+    }
+
+    /// A BFD session went Up or left it: the trackers, then `bfd_takeover` for the backups
+    /// whose master it watched.
+    async fn on_bfd_change(&mut self) {
+        self.apply_tracking().await;
+        for (session, peer, at) in self.bfd.take_lost() {
+            for r in &mut self.instances {
+                if r.cfg.bfd_takeover
+                    && r.cfg.track_bfds.iter().any(|t| t.name == session)
+                    && r.master_lost(at, peer)
+                {
+                    info!(
+                        instance = %r.cfg.name, bfd = %session, master = %peer,
+                        "BFD saw the master fail: taking over after Skew_Time"
+                    );
+                }
+            }
+        }
     }
 
     /// What a `track_bfd` does to an instance now: the session Up or not, with the weight

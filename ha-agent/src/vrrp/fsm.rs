@@ -264,6 +264,11 @@ pub struct Instance {
     /// A takeover held back by the group, and why it was due.
     wants_master: Option<Reason>,
     next_db_id: u64,
+    /// When a failure detector reported our master down ([`Instance::master_lost`]), until
+    /// an advert received since shows it alive.
+    master_lost_at: Option<Time>,
+    /// The last such report acted on: one per Master_Down_Interval.
+    last_loss: Option<Time>,
 }
 
 impl Instance {
@@ -294,6 +299,8 @@ impl Instance {
             group_hold: false,
             wants_master: None,
             next_db_id: 0,
+            master_lost_at: None,
+            last_loss: None,
         }
     }
 
@@ -404,6 +411,11 @@ impl Instance {
     }
 
     fn backup_rx(&mut self, now: Time, advert: Received) {
+        // Sent before the master was seen to fail: it proves nothing about the master now.
+        if self.master_lost_at.is_some_and(|lost| now < lost) {
+            return;
+        }
+        self.master_lost_at = None;
         if advert.priority == 0 {
             self.master = Some((advert.from, 0));
             self.resigned = true;
@@ -513,6 +525,29 @@ impl Instance {
         } else if self.may_answer(now) {
             self.send_advert(ours);
         }
+    }
+
+    /// A failure detector (a BFD session to `peer`) saw `peer` fail. A backup following
+    /// `peer` takes over after Skew_Time instead of Master_Down_Interval (ha-agent's
+    /// `bfd_takeover`), unless an advert received after `now` shows the master alive; at most
+    /// once per Master_Down_Interval, so a flapping session makes no takeover per flap.
+    /// Whether the takeover was brought forward.
+    pub fn master_lost(&mut self, now: Time, peer: IpAddr) -> bool {
+        let following = matches!(self.master, Some((master, p)) if master == peer && p > 0);
+        if self.state != State::Backup || self.promotion.is_some() || !following {
+            return false;
+        }
+        if self
+            .last_loss
+            .is_some_and(|last| now < last + self.master_down_interval())
+        {
+            return false;
+        }
+        self.last_loss = Some(now);
+        self.master_lost_at = Some(now);
+        let at = now + self.skew_time();
+        self.down_timer = Some(self.down_timer.map_or(at, |t| t.min(at)));
+        true
     }
 
     /// The witness gave us the leader key for promotion `id`: the claim starts, if it had

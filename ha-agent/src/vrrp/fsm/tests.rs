@@ -1304,3 +1304,61 @@ fn extra_interfaces_are_announced_every_period_while_master() {
     assert_eq!(sim.inst.state(), State::Backup);
     assert_eq!(sim.count(Action::SendGarpExtra), 3, "none once BACKUP");
 }
+
+/// `bfd_takeover`: BFD reports the master down 3 ms after its last advert (VRRPv3, 10 ms).
+/// The backup takes over after Skew_Time, not Master_Down_Interval; an advert it had
+/// received before the report (read late, as the kernel path does) does not undo it.
+#[test]
+fn a_master_reported_down_is_taken_over_after_skew_time() {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let last = ms(1000);
+    sim.run_until(last + ms(3));
+    // Another peer's loss changes nothing.
+    assert!(!sim.inst.master_lost(sim.now, PEER_LOW));
+    assert!(sim.inst.master_lost(sim.now, PEER_HIGH));
+    // The master's last advert, read only now, with its receive time.
+    sim.inst.handle_advert(
+        last,
+        Received {
+            from: PEER_HIGH,
+            priority: 150,
+            interval_cs: 1,
+        },
+    );
+    let skew = sim.inst.skew_time();
+    sim.run_until(ms(1100));
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(last + ms(3) + skew, State::Master, Reason::MasterDown))
+    );
+    assert!(last + ms(3) + skew < last + sim.inst.master_down_interval());
+}
+
+/// A false report (the master still advertises): its next advert keeps the backup a backup,
+/// and reports within Master_Down_Interval of the first are not acted on.
+#[test]
+fn a_live_master_reported_down_keeps_its_backup_and_flaps_are_limited() {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    sim.run_until(ms(1001));
+    assert!(sim.inst.master_lost(sim.now, PEER_HIGH));
+    // The master's next advert arrives within Skew_Time of the report.
+    let skew = sim.inst.skew_time();
+    sim.run_until(ms(1001) + skew - us(100));
+    sim.advert(PEER_HIGH, 150, 1);
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1030));
+    assert_eq!(sim.inst.state(), State::Backup);
+    // A second report 20 ms after the first (< Master_Down_Interval, 34.4 ms): ignored.
+    sim.run_until(ms(1021));
+    assert!(!sim.inst.master_lost(sim.now, PEER_HIGH));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1200));
+    assert_eq!(sim.inst.state(), State::Backup);
+    // One after it is acted on.
+    assert!(sim.inst.master_lost(sim.now, PEER_HIGH));
+    // A master is not a backup: nothing to bring forward.
+    let mut master = Sim::started(params(Version::V3, 200, 1));
+    master.run_until(ms(100));
+    assert_eq!(master.inst.state(), State::Master);
+    assert!(!master.inst.master_lost(master.now, PEER_HIGH));
+}
