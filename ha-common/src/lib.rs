@@ -5,6 +5,7 @@
 //! types implement `aya::Pod` so user space can read them from BPF maps.
 #![no_std]
 
+pub mod bfd;
 pub mod classify;
 pub mod process;
 pub mod vrrp;

@@ -14,8 +14,9 @@
 //! agent sleeps through them. ARP frames whose sender address is one of our VIPs and whose
 //! sender MAC is not ours are recorded in `VIPS`, and while we hold the VIP sent on `EVENTS`
 //! as a conflict. IP traffic addressed to a VIP in `NOT_ACCEPTED` (held by a master without
-//! Accept_Mode) is dropped and counted, Neighbor Discovery excepted. Anything else is
-//! passed; a frame it cannot parse is passed, never aborted.
+//! Accept_Mode) is dropped and counted, Neighbor Discovery excepted. A BFD session's steady
+//! packets are absorbed (bfd.rs). Anything else is passed; a frame it cannot parse is passed,
+//! never aborted.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -96,7 +97,10 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
         (FrameClass::Ipv6, Some(offset)) if byte(&ctx, offset + 6) == Some(IPPROTO_VRRP) => {
             advert(&ctx, offset, true)
         }
-        (FrameClass::Ipv6, Some(offset)) => accept_mode(&ctx, offset, true),
+        (FrameClass::Ipv6, Some(offset)) => crate::bfd::control(&ctx, offset, true)
+            .unwrap_or_else(|| accept_mode(&ctx, offset, true)),
+        (FrameClass::Udp, Some(offset)) => crate::bfd::control(&ctx, offset, false)
+            .unwrap_or_else(|| accept_mode(&ctx, offset, false)),
         (FrameClass::Arp, Some(offset)) => {
             arp(&ctx, offset);
             xdp_action::XDP_PASS
@@ -109,7 +113,7 @@ pub fn ha_xdp(ctx: XdpContext) -> u32 {
 
 /// A pointer to a `T` at `offset` in the frame, if the whole `T` lies inside it.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+pub(crate) fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
     let start = ctx.data();
     if start + offset + core::mem::size_of::<T>() > ctx.data_end() {
         return None;
@@ -118,13 +122,13 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
 }
 
 #[inline(always)]
-fn byte(ctx: &XdpContext, offset: usize) -> Option<u8> {
+pub(crate) fn byte(ctx: &XdpContext, offset: usize) -> Option<u8> {
     // SAFETY: ptr_at checked that the byte lies inside the frame.
     ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
 }
 
 #[inline(always)]
-fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
+pub(crate) fn be16(ctx: &XdpContext, offset: usize) -> Option<u16> {
     // SAFETY: as above, for two bytes.
     ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
 }

@@ -201,6 +201,11 @@ impl Bfdd {
         self.host.sh(&args);
     }
 
+    /// bfdd's pid (its own process group).
+    pub fn pid(&self) -> u32 {
+        self.bfdd.as_ref().map_or(0, |p| p.pid())
+    }
+
     /// Kills bfdd (-9): its sessions fall silent.
     pub fn crash(&mut self) {
         if let Some(mut bfdd) = self.bfdd.take() {

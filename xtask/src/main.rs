@@ -115,6 +115,19 @@ enum BenchCmd {
     },
     /// Rewrite docs/benchmarks.md from the JSON results, without measuring.
     Report,
+    /// BFD: crash takeover with `bfd_takeover` beside VRRPv3 at 10 ms alone, false Downs
+    /// under stress-ng per interval, and the cost of a session pair beside keepalived's and
+    /// FRR's.
+    Bfd {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// BFD intervals (ms) for the false-Down runs; the first is the takeover's.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10")]
+        intervals: Vec<f64>,
+        /// Seconds of stress-ng per interval.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+    },
     /// Check-triggered switchover (keepalived, ha-agent RFC, ha-agent fast_preempt), then the
     /// database's planned switchover and crash failover under writes.
     Switchover {
@@ -193,6 +206,20 @@ fn main() -> Result<()> {
                     bench::flood(&binary, std::time::Duration::from_secs(window))?,
                 ),
                 BenchCmd::Report => unreachable!("handled above"),
+                BenchCmd::Bfd {
+                    trials,
+                    intervals,
+                    window,
+                } => bench::report::save(
+                    &workspace_root(),
+                    "bfd",
+                    bench::bfd::run(
+                        &binary,
+                        trials,
+                        &intervals,
+                        std::time::Duration::from_secs(window),
+                    )?,
+                ),
                 BenchCmd::Switchover {
                     trials,
                     db_trials,

@@ -94,6 +94,9 @@ pub struct Session {
     rng: u64,
     actions: VecDeque<Action>,
     pub stats: Stats,
+    /// The kernel times the peer out (XDP): no detection timer here; silence arrives
+    /// through [`Session::expired`].
+    delegated: bool,
 }
 
 fn us(d: Duration) -> u32 {
@@ -125,6 +128,7 @@ impl Session {
             rng: seed | 1,
             actions: VecDeque::new(),
             stats: Stats::default(),
+            delegated: false,
         };
         session.jitter();
         session
@@ -152,6 +156,33 @@ impl Session {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Whether a Poll Sequence of ours waits for its Final.
+    pub fn polling(&self) -> bool {
+        self.poll.is_some()
+    }
+
+    /// Hands the detection timer to the kernel (`on`), or takes it back: the peer then has
+    /// a whole detection time from `now`.
+    pub fn delegate(&mut self, on: bool, now: Duration) {
+        if on == self.delegated {
+            return;
+        }
+        self.delegated = on;
+        self.detect_at = match self.state {
+            _ if on => None,
+            State::Init | State::Up => Some(now + self.detection_time()),
+            _ => None,
+        };
+    }
+
+    /// The kernel saw the peer silent for the detection time: as [`Session::on_timeout`]
+    /// would have, had the timer been here.
+    pub fn expired(&mut self, now: Duration) {
+        self.delegated = false;
+        self.detect_at = Some(now);
+        self.on_timeout(now);
     }
 
     /// The Desired Min TX this session announces now.
@@ -263,7 +294,9 @@ impl Session {
             (State::Up, State::Down) => Some((State::Down, Diag::NeighborSignaledDown)),
             _ => None,
         };
-        self.detect_at = Some(now + self.detection_time());
+        if !self.delegated {
+            self.detect_at = Some(now + self.detection_time());
+        }
         if let Some((to, diag)) = next {
             self.change(to, diag, now, p.poll);
         } else if p.poll {
@@ -656,6 +689,33 @@ mod tests {
         );
         assert_eq!(s.state(), State::Init);
         assert_eq!(s.stats.discarded, 3);
+    }
+
+    #[test]
+    fn a_delegated_session_keeps_no_detection_timer_and_expires_when_told() {
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.sides[0].delegate(true, pair.now);
+        // Silent peer: nothing here notices; the kernel's report does.
+        pair.dead = true;
+        pair.run(Duration::from_millis(200));
+        assert_eq!(pair.sides[0].state(), State::Up);
+        pair.sides[0].expired(pair.now);
+        pair.collect();
+        assert_eq!(
+            pair.changes[0].last().map(|c| (c.1, c.2)),
+            Some((State::Down, Diag::DetectionTimeExpired))
+        );
+        // Taken back: the peer gets a whole detection time from then.
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.sides[0].delegate(true, pair.now);
+        pair.dead = true;
+        pair.run(Duration::from_millis(150));
+        pair.sides[0].delegate(false, pair.now);
+        let back = pair.now;
+        pair.run(Duration::from_millis(200));
+        assert_eq!(pair.changes[0].last().map(|c| c.0), Some(back + 3 * MS));
     }
 
     #[test]

@@ -494,7 +494,7 @@ fn bfd(m: &Metrics, status: &Status) -> prometheus::Result<()> {
     )?;
     let packets = m.counter(
         "ha_agent_bfd_packets_total",
-        "Control packets of the session, by direction (rx: accepted, tx: sent, discarded).",
+        "Control packets of the session, by direction (rx: accepted by the agent, absorbed: by the XDP program, tx: sent, discarded).",
         &["session", "direction"],
     )?;
     let changes = m.counter(
@@ -519,6 +519,7 @@ fn bfd(m: &Metrics, status: &Status) -> prometheus::Result<()> {
             .set(b.detection_time_ms / 1e3);
         for (direction, n) in [
             ("rx", b.received),
+            ("absorbed", b.absorbed),
             ("tx", b.sent),
             ("discarded", b.discarded),
         ] {

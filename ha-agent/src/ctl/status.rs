@@ -79,6 +79,12 @@ pub struct BfdStatus {
     pub downs: u64,
     /// Seconds since the last state change (or the start).
     pub since_s: f64,
+    /// The XDP program absorbs the peer's steady packets and times it out.
+    #[serde(default)]
+    pub in_kernel: bool,
+    /// The peer's packets the XDP program absorbed (never seen by the agent).
+    #[serde(default)]
+    pub absorbed: u64,
 }
 
 /// A `vrrp_sync_group`: its state as last announced (MASTER when every member is, FAULT
@@ -493,7 +499,7 @@ impl Status {
         for b in &self.bfd {
             let _ = writeln!(
                 out,
-                "bfd {} to {}: {} (peer {}, {}) for {:.1} s, detection {:.1} ms, {} in / {} out, {} down",
+                "bfd {} to {}: {} (peer {}, {}) for {:.1} s, detection {:.1} ms{}, {} in ({} in the kernel) / {} out, {} down",
                 b.name,
                 b.neighbor,
                 b.state,
@@ -501,7 +507,9 @@ impl Status {
                 b.diag,
                 b.since_s,
                 b.detection_time_ms,
+                if b.in_kernel { " (in the kernel)" } else { "" },
                 b.received,
+                b.absorbed,
                 b.sent,
                 b.downs
             );

@@ -2,6 +2,13 @@
 //! receives every session's control packets (with their TTL), one socket per session sends
 //! from a port of RFC 5881's range with TTL 255, and the sans-IO sessions in `crate::bfd`
 //! decide. A session's Up or Down reaches the instances through `track_bfd`.
+//!
+//! With the XDP program, a session that is Up with nothing to negotiate is handed to the
+//! kernel: its peer's steady packets are dropped there and re-arm a kernel timer, so they
+//! never wake the agent; the timer reports a silent peer on a ring buffer. Any other packet
+//! reaches the session here, which takes the detection back until it is steady again. A
+//! new kernel entry is armed by the first packet it absorbs: until then a backstop timer
+//! here covers a peer that falls silent at that moment.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,6 +23,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
+use ha_common::bfd::{BFD_LEN, BfdExpired, BfdKey, BfdWatch};
+
+use super::xdp::Kernel;
 use crate::{
     bfd::{
         Action, Config, Control, Session, State,
@@ -45,6 +55,17 @@ struct Peer {
     lost_at: Option<Duration>,
     /// When the session last came Up.
     up_at: Option<Duration>,
+    /// The last packet the session accepted, as it came.
+    last_packet: Option<[u8; BFD_LEN]>,
+    /// What the kernel watches for this session, and since when.
+    watched: Option<(BfdWatch, Duration)>,
+    /// When the kernel must have absorbed a packet of a new entry (else the peer is silent).
+    backstop_at: Option<Duration>,
+    /// Packets the kernel absorbed in entries since replaced.
+    absorbed: u64,
+    /// The kernel does not see this session's packets (they arrive where the program is
+    /// not attached): the detection stays here.
+    kernel_blind: bool,
 }
 
 /// Every session, and what was dropped before one saw it.
@@ -197,6 +218,11 @@ impl Bfd {
                 send_errors: 0,
                 lost_at: None,
                 up_at: None,
+                last_packet: None,
+                watched: None,
+                backstop_at: None,
+                absorbed: 0,
+                kernel_blind: false,
             });
         }
         for mut gone in old {
@@ -232,20 +258,135 @@ impl Bfd {
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.peers
             .iter()
-            .filter_map(|p| p.session.poll_timeout())
+            .flat_map(|p| [p.session.poll_timeout(), p.backstop_at])
+            .flatten()
             .min()
     }
 
     /// Timers due at `now`; true when a session went Up or left it.
-    pub fn on_timeout(&mut self, now: Duration) -> bool {
+    pub fn on_timeout(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) -> bool {
         let mut changed = false;
         for peer in &mut self.peers {
+            if peer.backstop_at.is_some_and(|t| t <= now) {
+                peer.backstop_at = None;
+                let key = BfdKey {
+                    discr: peer.session.local_discr(),
+                };
+                let absorbed = kernel.as_deref().and_then(|k| k.bfd_watch(key));
+                // Nothing absorbed, nothing heard here: the peer fell silent before the
+                // kernel's timer could start.
+                if absorbed.is_some_and(|w| w.absorbed == 0 && w.detect_ns != 0) {
+                    peer.session.expired(now);
+                }
+            }
             if peer.session.poll_timeout().is_some_and(|t| t <= now) {
                 peer.session.on_timeout(now);
-                changed |= Self::act(peer, now);
             }
+            changed |= Self::act(peer, now);
+            Self::watch(peer, now, kernel.as_deref_mut());
         }
         changed
+    }
+
+    /// The kernel saw these peers fall silent; true when a session left Up.
+    pub fn on_expired(
+        &mut self,
+        expired: Vec<BfdExpired>,
+        now: Duration,
+        mut kernel: Option<&mut Kernel>,
+    ) -> bool {
+        let mut changed = false;
+        for e in expired {
+            let Some(peer) = self
+                .peers
+                .iter_mut()
+                .find(|p| p.session.local_discr() == e.discr && p.watched.is_some())
+            else {
+                continue;
+            };
+            Self::unwatch(peer, now, kernel.as_deref_mut());
+            peer.session.expired(now);
+            changed |= Self::act(peer, now);
+            Self::watch(peer, now, kernel.as_deref_mut());
+        }
+        changed
+    }
+
+    /// Hands the session to the kernel while it is steady, takes it back when it is not.
+    fn watch(peer: &mut Peer, now: Duration, kernel: Option<&mut Kernel>) {
+        let Some(kernel) = kernel else { return };
+        let want = Self::steady(peer);
+        if want == peer.watched.map(|(w, _)| w) {
+            return;
+        }
+        let key = BfdKey {
+            discr: peer.session.local_discr(),
+        };
+        match want {
+            Some(watch) => {
+                Self::count_absorbed(peer, kernel);
+                if let Err(e) = kernel.watch_bfd(key, watch) {
+                    warn!(bfd = %peer.cfg.name, "BFD: handing the session to XDP: {e}");
+                    return;
+                }
+                peer.watched = Some((watch, now));
+                peer.session.delegate(true, now);
+                let interval = peer.session.tx_interval().unwrap_or_default();
+                peer.backstop_at = Some(now + peer.session.detection_time() + interval);
+            }
+            None => Self::unwatch(peer, now, Some(kernel)),
+        }
+    }
+
+    /// Takes the detection back from the kernel.
+    fn unwatch(peer: &mut Peer, now: Duration, kernel: Option<&mut Kernel>) {
+        if peer.watched.is_none() {
+            return;
+        }
+        peer.session.delegate(false, now);
+        peer.backstop_at = None;
+        if let Some(kernel) = kernel {
+            Self::count_absorbed(peer, kernel);
+            let key = BfdKey {
+                discr: peer.session.local_discr(),
+            };
+            if let Err(e) = kernel.unwatch_bfd(key) {
+                warn!(bfd = %peer.cfg.name, "BFD: taking the session back from XDP: {e}");
+            }
+        }
+        peer.watched = None;
+    }
+
+    fn count_absorbed(peer: &mut Peer, kernel: &Kernel) {
+        let key = BfdKey {
+            discr: peer.session.local_discr(),
+        };
+        if peer.watched.is_some() {
+            peer.absorbed += kernel.bfd_watch(key).map_or(0, |w| w.absorbed);
+        }
+    }
+
+    /// What the kernel may absorb for this session: Up, no Poll Sequence of ours, the peer's
+    /// last packet Up without Poll, Final or authentication.
+    fn steady(peer: &Peer) -> Option<BfdWatch> {
+        let s = &peer.session;
+        let raw = peer.last_packet?;
+        let steady_packet = raw[1] >> 6 == State::Up as u8 && raw[1] & 0x34 == 0;
+        if peer.kernel_blind || s.state() != State::Up || s.polling() || !steady_packet {
+            return None;
+        }
+        let (peer_addr, family) = match peer.cfg.neighbor {
+            IpAddr::V4(a) => (ha_common::vrrp::addr16(&a.octets()), 4),
+            IpAddr::V6(a) => (a.octets(), 6),
+        };
+        Some(BfdWatch {
+            expect: raw,
+            peer: peer_addr,
+            family,
+            min_ttl: peer.cfg.ttl.saturating_sub(peer.cfg.max_hops),
+            detect_ns: u64::try_from(s.detection_time().as_nanos()).unwrap_or(u64::MAX),
+            ..BfdWatch::default()
+        })
     }
 
     /// The sessions whose peer fell silent since the last call: name, neighbour and when.
@@ -257,8 +398,9 @@ impl Bfd {
     }
 
     /// At exit: AdminDown to every peer, so that theirs go Down at once.
-    pub fn stop(&mut self, now: Duration) {
+    pub fn stop(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) {
         for peer in &mut self.peers {
+            Self::unwatch(peer, now, kernel.as_deref_mut());
             peer.session.admin_down(now);
             Self::act(peer, now);
         }
@@ -285,7 +427,7 @@ impl Bfd {
     }
 
     /// Reads every packet waiting; true when a session went Up or left it.
-    pub fn drain(&mut self, now: Duration) -> bool {
+    pub fn drain(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) -> bool {
         let mut changed = false;
         for v6 in [false, true] {
             while let (false, Some(fd), _) | (true, _, Some(fd)) = (v6, &self.rx4, &self.rx6) {
@@ -294,8 +436,10 @@ impl Bfd {
                         let Some(bytes) = self.buf.get(..n) else {
                             break;
                         };
+                        let raw = bytes.first_chunk::<BFD_LEN>().copied();
                         let packet = Control::parse(bytes);
-                        changed |= self.on_packet(now, from, ttl, packet);
+                        changed |=
+                            self.on_packet(now, from, ttl, raw, packet, kernel.as_deref_mut());
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
@@ -313,7 +457,9 @@ impl Bfd {
         now: Duration,
         from: IpAddr,
         ttl: u8,
+        raw: Option<[u8; BFD_LEN]>,
         packet: Result<Control, Malformed>,
+        kernel: Option<&mut Kernel>,
     ) -> bool {
         let p = match packet {
             Ok(p) => p,
@@ -337,8 +483,30 @@ impl Bfd {
             self.ttl += 1;
             return false;
         }
-        let _ = peer.session.on_packet(now, &p);
-        Self::act(peer, now)
+        if let Some((watch, since)) = peer.watched
+            && raw == Some(watch.expect)
+            && now.saturating_sub(since) > 2 * peer.session.detection_time()
+            && !peer.kernel_blind
+            && kernel
+                .as_deref()
+                .and_then(|k| {
+                    k.bfd_watch(BfdKey {
+                        discr: p.your_discr,
+                    })
+                })
+                .is_some_and(|w| w.detect_ns != 0)
+        {
+            // A packet the kernel would have absorbed, still absorbing and long after it
+            // was told to: it does not see this session's packets.
+            peer.kernel_blind = true;
+            info!(bfd = %peer.cfg.name, "BFD: the XDP program does not see this session's packets; detection stays in the agent");
+        }
+        if peer.session.on_packet(now, &p).is_ok() && p.password.is_none() {
+            peer.last_packet = raw;
+        }
+        let changed = Self::act(peer, now);
+        Self::watch(peer, now, kernel);
+        changed
     }
 
     /// Carries out what the session asks; true when it went Up or left it.
@@ -382,11 +550,19 @@ impl Bfd {
         changed
     }
 
-    pub fn status(&self, now: Duration) -> Vec<BfdStatus> {
+    pub fn status(&self, now: Duration, kernel: Option<&Kernel>) -> Vec<BfdStatus> {
         self.peers
             .iter()
             .map(|p| {
                 let s = &p.session;
+                let key = BfdKey {
+                    discr: s.local_discr(),
+                };
+                let now_absorbing = p
+                    .watched
+                    .and(kernel)
+                    .and_then(|k| k.bfd_watch(key))
+                    .map_or(0, |w| w.absorbed);
                 BfdStatus {
                     name: p.cfg.name.clone(),
                     neighbor: p.cfg.neighbor.to_string(),
@@ -403,6 +579,8 @@ impl Bfd {
                     send_errors: p.send_errors,
                     state_changes: s.stats.state_changes,
                     downs: p.downs,
+                    in_kernel: p.watched.is_some(),
+                    absorbed: p.absorbed + now_absorbing,
                     since_s: now.saturating_sub(p.changed_at).as_secs_f64(),
                 }
             })

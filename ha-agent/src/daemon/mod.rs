@@ -536,18 +536,25 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 daemon.drain(&mut buf).await;
                 daemon.sweep_kernel().await;
                 daemon.on_timer(late).await;
-                if daemon.bfd.drain(now()) | daemon.bfd.on_timeout(now()) {
+                let kernel = daemon.kernel.as_mut();
+                let changed = daemon.bfd.drain(now(), kernel);
+                if changed | daemon.bfd.on_timeout(now(), daemon.kernel.as_mut()) {
                     daemon.on_bfd_change().await;
                 }
             }
             () = daemon.bfd.readable() => {
-                if daemon.bfd.drain(now()) {
+                if daemon.bfd.drain(now(), daemon.kernel.as_mut()) {
                     daemon.on_bfd_change().await;
                 }
             }
-            events = kernel_events(&mut daemon.kernel) => {
-                daemon.on_kernel_events(events, &mut buf).await
-            }
+            events = kernel_events(&mut daemon.kernel) => match events {
+                xdp::KernelEvents::Vrrp(events) => daemon.on_kernel_events(events, &mut buf).await,
+                xdp::KernelEvents::BfdExpired(expired) => {
+                    if daemon.bfd.on_expired(expired, now(), daemon.kernel.as_mut()) {
+                        daemon.on_bfd_change().await;
+                    }
+                }
+            },
             claim = arp_claim(&mut daemon.arp_watch) => daemon.on_arp_claim(claim, &mut buf).await,
             loaded = xdp_loaded(&mut daemon.xdp_loading) => {
                 daemon.on_xdp_loaded(loaded);
@@ -588,7 +595,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
 
     daemon.systemd.stopping();
-    daemon.bfd.stop(now());
+    daemon.bfd.stop(now(), daemon.kernel.as_mut());
     info!("stopping: releasing VIPs");
     let at = now();
     for running in &mut daemon.instances {
@@ -644,7 +651,7 @@ async fn run_once(
 }
 
 /// The XDP program's next change events (never, without XDP).
-async fn kernel_events(kernel: &mut Option<xdp::Kernel>) -> Vec<ha_common::vrrp::Event> {
+async fn kernel_events(kernel: &mut Option<xdp::Kernel>) -> xdp::KernelEvents {
     match kernel {
         Some(kernel) => kernel.events().await,
         None => std::future::pending().await,
@@ -1508,7 +1515,7 @@ impl Daemon {
             timer_lateness: self.lateness,
             witnesses: self.world.witnesses.status(),
             sync_groups: self.sync_group_status(),
-            bfd: self.bfd.status(now()),
+            bfd: self.bfd.status(now(), self.kernel.as_ref()),
             bfd_drops: self.bfd.dropped().into_iter().collect(),
         }
     }

@@ -12,8 +12,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::{MapData, RingBuf};
-use ha_common::vrrp::{
-    Event, NotAcceptedKey, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey,
+use ha_common::{
+    bfd::{BfdExpired, BfdKey, BfdWatch},
+    vrrp::{Event, NotAcceptedKey, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey},
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
@@ -23,6 +24,12 @@ use crate::{
     net::link::Link,
     xdp::{AttachMode, Want, XdpError, XdpProgram, drain_events},
 };
+
+/// What the program reports on its rings.
+pub enum KernelEvents {
+    Vrrp(Vec<Event>),
+    BfdExpired(Vec<BfdExpired>),
+}
 
 /// `run --xdp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +45,8 @@ pub struct Kernel {
     program: XdpProgram,
     want: Want,
     events: AsyncFd<RingBuf<MapData>>,
+    /// BFD peers the kernel saw fall silent.
+    bfd_events: AsyncFd<RingBuf<MapData>>,
     /// What `VRIDS` holds.
     vrids: HashMap<VridKey, VridConfig>,
     /// What the agent wrote into `VIPS`.
@@ -104,6 +113,10 @@ impl Kernel {
             // SAFETY: the ring buffer owns its descriptor for as long as the AsyncFd holds it.
             let events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
                 .map_err(|e| XdpError::Events(e.to_string()))?;
+            let ring = program.take_bfd_events()?;
+            // SAFETY: as above.
+            let bfd_events = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|e| XdpError::Events(e.to_string()))?;
             let names = program
                 .attached()
                 .iter()
@@ -116,6 +129,7 @@ impl Kernel {
                 program,
                 want,
                 events,
+                bfd_events,
                 vrids: HashMap::new(),
                 vips: HashMap::new(),
                 sources: HashSet::new(),
@@ -225,22 +239,26 @@ impl Kernel {
         }
     }
 
-    /// The next batch of change events.
-    pub async fn events(&mut self) -> Vec<Event> {
-        loop {
-            let mut guard = match self.events.readable_mut().await {
-                Ok(guard) => guard,
-                Err(e) => {
-                    warn!("XDP: waiting for events: {e}");
-                    return std::future::pending().await;
-                }
-            };
-            let events = drain_events(guard.get_inner_mut());
-            guard.clear_ready();
-            if !events.is_empty() {
-                return events;
-            }
+    /// The next batch of change events: VRRP peers' changes, or BFD peers that fell silent.
+    pub async fn events(&mut self) -> KernelEvents {
+        tokio::select! {
+            events = next_records(&mut self.events) => KernelEvents::Vrrp(events),
+            expired = next_records(&mut self.bfd_events) => KernelEvents::BfdExpired(expired),
         }
+    }
+
+    /// The kernel absorbs `key`'s steady packets and times its peer out.
+    pub fn watch_bfd(&mut self, key: BfdKey, watch: BfdWatch) -> Result<(), XdpError> {
+        self.program.watch_bfd(key, watch)
+    }
+
+    pub fn unwatch_bfd(&mut self, key: BfdKey) -> Result<(), XdpError> {
+        self.program.unwatch_bfd(key)
+    }
+
+    /// `key`'s entry with what the kernel wrote into it.
+    pub fn bfd_watch(&self, key: BfdKey) -> Option<BfdWatch> {
+        self.program.bfd_watch(key).ok().flatten()
     }
 
     pub fn interface(&self, ifindex: u32) -> String {
@@ -305,6 +323,24 @@ impl Kernel {
             peers,
             vips,
             not_accepted_drops: self.program.not_accepted_drops().unwrap_or_default(),
+        }
+    }
+}
+
+/// The next records on `ring`, once there are any.
+async fn next_records<E: aya::Pod>(ring: &mut AsyncFd<RingBuf<MapData>>) -> Vec<E> {
+    loop {
+        let mut guard = match ring.readable_mut().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                warn!("XDP: waiting for events: {e}");
+                return std::future::pending().await;
+            }
+        };
+        let records = drain_events(guard.get_inner_mut());
+        guard.clear_ready();
+        if !records.is_empty() {
+            return records;
         }
     }
 }

@@ -6,6 +6,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
 use ha_common::{
+    bfd::{BfdKey, BfdWatch},
     classify::{ClassCount, FrameClass},
     vrrp::{
         CountKey, Event, NotAcceptedKey, Peer, SourceKey, Verdict, VipClaims, VipEntry, VipKey,
@@ -40,6 +41,8 @@ const PEERS_READ_CHUNK: usize = 4096;
 const SOURCES: &str = "SOURCES";
 const NOT_ACCEPTED: &str = "NOT_ACCEPTED";
 const NOT_ACCEPTED_DROPS: &str = "NOT_ACCEPTED_DROPS";
+const BFD_SESSIONS: &str = "BFD_SESSIONS";
+const BFD_EVENTS: &str = "BFD_EVENTS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -368,6 +371,37 @@ impl XdpProgram {
     }
 
     /// The ring buffer of changes, owned (to be polled for readiness).
+    /// Has the kernel absorb `key`'s steady packets and time its peer out (a new entry:
+    /// its timer starts with the next absorbed packet).
+    pub fn watch_bfd(&mut self, key: BfdKey, watch: BfdWatch) -> Result<(), XdpError> {
+        let mut map = self.hash_map_mut::<BfdKey, BfdWatch>(BFD_SESSIONS)?;
+        map.insert(key, watch, 0)?;
+        Ok(())
+    }
+
+    pub fn unwatch_bfd(&mut self, key: BfdKey) -> Result<(), XdpError> {
+        let mut map = self.hash_map_mut::<BfdKey, BfdWatch>(BFD_SESSIONS)?;
+        match map.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `key`'s entry as the kernel keeps it (absorbed packets, the last one's time).
+    pub fn bfd_watch(&self, key: BfdKey) -> Result<Option<BfdWatch>, XdpError> {
+        let map = self.hash_map::<BfdKey, BfdWatch>(BFD_SESSIONS)?;
+        found(map.get(&key, 0))
+    }
+
+    /// The ring on which silent peers are reported.
+    pub fn take_bfd_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
+        Ok(RingBuf::try_from(
+            self.ebpf
+                .take_map(BFD_EVENTS)
+                .ok_or(XdpError::Missing(BFD_EVENTS))?,
+        )?)
+    }
+
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
         Ok(RingBuf::try_from(
             self.ebpf
@@ -377,13 +411,14 @@ impl XdpProgram {
     }
 }
 
-/// Every event waiting in `ring`.
-pub fn drain_events<T: std::borrow::Borrow<MapData>>(ring: &mut RingBuf<T>) -> Vec<Event> {
+/// Every record waiting in `ring` (`Event`s, `BfdExpired`s).
+pub fn drain_events<E: aya::Pod, T: std::borrow::Borrow<MapData>>(ring: &mut RingBuf<T>) -> Vec<E> {
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
-        if let Some(bytes) = item.first_chunk::<{ size_of::<Event>() }>() {
-            // SAFETY: Event is plain old data of exactly this size; read unaligned.
-            out.push(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) });
+        if item.len() >= size_of::<E>() {
+            // SAFETY: E is plain old data and the record holds at least its size; read
+            // unaligned.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<E>()) });
         }
     }
     out

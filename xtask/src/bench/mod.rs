@@ -1,6 +1,7 @@
-//! `cargo xtask bench failover|flood|steady|switchover`: ha-agent and keepalived side by side, in one run,
+//! `cargo xtask bench failover|flood|steady|switchover|bfd`: ha-agent and keepalived side by side, in one run,
 //! on the same namespace topology (method: docs/benchmarks.md).
 
+pub mod bfd;
 pub mod database;
 mod failover;
 mod flood;

@@ -17,6 +17,7 @@ const STEADY_LARGEST_JSON: &str = "docs/bench/steady-largest.json";
 const WITNESS_JSON: &str = "docs/bench/witness.json";
 const SEMI_SYNC_JSON: &str = "docs/bench/semi-sync.json";
 const WITNESS_COST_JSON: &str = "docs/bench/witness-cost.json";
+const BFD_JSON: &str = "docs/bench/bfd.json";
 const MARKDOWN: &str = "docs/benchmarks.md";
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -59,6 +60,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "witness" => WITNESS_JSON,
         "semi-sync" => SEMI_SYNC_JSON,
         "witness-cost" => WITNESS_COST_JSON,
+        "bfd" => BFD_JSON,
         _ => SWITCHOVER_JSON,
     });
     std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
@@ -79,7 +81,7 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
 
 pub fn write_markdown(root: &Path) -> Result<()> {
     let mut md = String::from(
-        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady`, `switchover`, `flood`, `witness` and `semi-sync` (raw numbers in\n\
+        "# Benchmarks\n\nMade by `cargo xtask bench failover`, `steady`, `switchover`, `flood`, `witness`, `semi-sync` and `bfd` (raw numbers in\n\
          `docs/bench/*.json`). ha-agent and keepalived 2.2.7 run in the same run, on the same\n\
          namespace topology: host a (MASTER, priority 150), host b (BACKUP, 120), observer c, VRID 107.\n\
          Method: crash = SIGKILL of the daemon's process\n\
@@ -339,6 +341,7 @@ pub fn write_markdown(root: &Path) -> Result<()> {
     }
     witness_table(root, &mut md)?;
     semi_sync_table(root, &mut md)?;
+    bfd_tables(root, &mut md)?;
     std::fs::write(root.join(MARKDOWN), md)?;
     eprintln!("wrote {MARKDOWN}");
     Ok(())
@@ -423,6 +426,83 @@ fn witness_table(root: &Path, md: &mut String) -> Result<()> {
             c.backup_wakeups_per_s,
             c.vip_events
         );
+    }
+    Ok(())
+}
+
+/// `bench bfd`: crash takeover with and without `bfd_takeover`, false Downs under load, and
+/// the cost of a session beside keepalived's and FRR's.
+fn bfd_tables(root: &Path, md: &mut String) -> Result<()> {
+    use super::bfd::Case as Bfd;
+    let Some(run) = load::<Bfd>(&root.join(BFD_JSON))? else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        md,
+        "\n## BFD ({}, kernel {}, {} CPUs)\n\n\
+         `cargo xtask bench bfd`: ha-agent pairs (master priority 250, backup 200, VRRPv3 10 ms), \
+         release build, default mode. Crash = SIGKILL of the master plus its link down; measured \
+         from the kill to the VIP on the backup (netlink monitor in b).\n\n\
+         | detector | BFD interval | Master_Down_Interval ms | trials | VIP after the kill ms p50 / p99 / max |\n|---|---|---|---|---|",
+        run.date, run.kernel, run.cpus
+    );
+    for c in &run.results {
+        if let Bfd::Takeover {
+            detector,
+            bfd_interval_ms,
+            master_down_interval_ms,
+            ms,
+            summary,
+        } = c
+        {
+            let _ = writeln!(
+                md,
+                "| {detector} | {} | {master_down_interval_ms:.1} | {} | {:.2} / {:.2} / {:.2} |",
+                bfd_interval_ms.map_or("–".into(), |i| format!("{i} ms × 3")),
+                ms.len(),
+                summary.p50,
+                summary.p99,
+                summary.max
+            );
+        }
+    }
+    md.push_str(
+        "\nFalse Downs: both agents' sessions under `stress-ng --cpu 2 --io 1 --vm 1` for the \
+         window (Up → Down at either end), and VIP events on either node.\n\n\
+         | BFD interval | seconds | session downs | VIP events |\n|---|---|---|---|\n",
+    );
+    for c in &run.results {
+        if let Bfd::FalseDowns {
+            bfd_interval_ms,
+            seconds,
+            downs,
+            vip_events,
+        } = c
+        {
+            let _ = writeln!(
+                md,
+                "| {bfd_interval_ms} ms × 3 | {seconds:.0} | {downs} | {vip_events} |"
+            );
+        }
+    }
+    md.push_str(
+        "\nCost of one end of a session pair (its process group; FRR: bfdd alone), 20 s \
+         unloaded.\n\n| implementation | BFD interval | CPU % of a core | wake-ups/s |\n|---|---|---|---|\n",
+    );
+    for c in &run.results {
+        if let Bfd::Cost {
+            implementation,
+            bfd_interval_ms,
+            cpu_percent,
+            wakeups_per_s,
+            ..
+        } = c
+        {
+            let _ = writeln!(
+                md,
+                "| {implementation} | {bfd_interval_ms} ms | {cpu_percent:.3} | {wakeups_per_s:.0} |"
+            );
+        }
     }
     Ok(())
 }

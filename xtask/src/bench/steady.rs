@@ -71,6 +71,33 @@ fn on() -> bool {
 /// What loads the machine in `--stress` runs (the load keepalived users report flapping under).
 pub const STRESS: &[&str] = &["--cpu", "2", "--io", "1", "--vm", "1", "--vm-bytes", "256M"];
 
+/// `stress-ng` [`STRESS`] on the host (not in a namespace: it sends nothing), killed with its
+/// workers (its process group) when dropped.
+pub struct Stress(std::process::Child);
+
+impl Stress {
+    pub fn start() -> Result<Self> {
+        std::process::Command::new("stress-ng")
+            .args(STRESS)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map(Stress)
+            .context("starting stress-ng")
+    }
+}
+
+impl Drop for Stress {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.0.wait();
+    }
+}
+
 fn instances(n: usize, timing: Timing, state: &'static str, priority: u8) -> String {
     let confs: Vec<VrrpConf> = (0..n)
         .map(|i| {
@@ -175,17 +202,10 @@ fn measure(
     )?;
     // keepalived sends its second GARP burst 5 s after becoming master.
     std::thread::sleep(Duration::from_secs(6));
-    // The load runs on the host (not in a namespace: it sends nothing), killed by its PID.
-    let mut load = if stress {
-        let child = std::process::Command::new("stress-ng")
-            .args(STRESS)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .context("starting stress-ng")?;
+    let load = if stress {
+        let load = Stress::start()?;
         std::thread::sleep(Duration::from_secs(2));
-        Some(child)
+        Some(load)
     } else {
         None
     };
@@ -206,14 +226,7 @@ fn measure(
         t.frames_from("a"),
         steal_ticks(),
     );
-    if let Some(child) = &mut load {
-        // stress-ng's workers are its children, in its process group.
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = child.wait();
-    }
+    drop(load);
     eprintln!(
         "  VIP events on the master {}, on the backup {}",
         monitors[0].events().len(),

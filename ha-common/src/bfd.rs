@@ -1,0 +1,71 @@
+//! What the XDP program and the agent share for BFD (`bfd_instance`): the agent puts each
+//! session that is Up with nothing to negotiate into `BFD_SESSIONS`, with the packet its
+//! peer sends while steady; the kernel drops packets equal to it, byte for byte, and keeps
+//! the detection timer (`bpf_timer`, re-armed per packet). When the peer falls silent the
+//! timer reports it on `BFD_EVENTS` and stops absorbing; any other packet goes to the agent.
+
+/// UDP port of single-hop control packets (RFC 5881).
+pub const BFD_PORT: u16 = 3784;
+/// A control packet without authentication.
+pub const BFD_LEN: usize = 24;
+
+/// `BFD_SESSIONS` key: our discriminator, as the peer's packets carry it (Your
+/// Discriminator, host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BfdKey {
+    pub discr: u32,
+}
+
+/// The kernel's `struct bpf_timer` (the verifier finds it by this name in the map's BTF).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct bpf_timer {
+    pub opaque: [u64; 2],
+}
+
+/// One watched session (`BFD_SESSIONS` value). The agent writes the whole entry; the kernel
+/// writes `last_ns`, `absorbed` and `timer` (an update from user space starts a new entry,
+/// whose timer the next absorbed packet arms).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BfdWatch {
+    /// The packet a steady peer sends, byte for byte.
+    pub expect: [u8; BFD_LEN],
+    /// The peer's address (IPv4 in the first four bytes).
+    pub peer: [u8; 16],
+    /// 4 or 6.
+    pub family: u8,
+    /// The smallest TTL (hop limit) accepted.
+    pub min_ttl: u8,
+    pub _pad: [u8; 6],
+    /// The detection time.
+    pub detect_ns: u64,
+    /// When the last absorbed packet arrived (`bpf_ktime_get_ns`).
+    pub last_ns: u64,
+    /// Packets absorbed.
+    pub absorbed: u64,
+    pub timer: bpf_timer,
+}
+
+const _: () = assert!(core::mem::size_of::<BfdWatch>() == 88);
+
+/// `BFD_EVENTS`: a watched peer fell silent for the detection time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BfdExpired {
+    pub discr: u32,
+    pub _pad: u32,
+    /// When its last packet arrived.
+    pub last_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: repr(C), integer fields only, no implicit padding (sizes fixed above), every
+    // bit pattern valid.
+    unsafe impl aya::Pod for super::BfdKey {}
+    unsafe impl aya::Pod for super::BfdWatch {}
+    unsafe impl aya::Pod for super::BfdExpired {}
+}
