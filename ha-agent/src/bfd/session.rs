@@ -204,6 +204,11 @@ impl Session {
         self.rx_in_force.max(self.remote_min_tx) * u32::from(self.remote_mult)
     }
 
+    /// Whether the peer's time runs out at `now` (a send alone is not).
+    pub fn detection_due(&self, now: Duration) -> bool {
+        self.detect_at.is_some_and(|t| t <= now)
+    }
+
     /// The next instant [`Session::on_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Duration> {
         match (self.next_tx, self.detect_at) {

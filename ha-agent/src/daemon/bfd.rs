@@ -263,6 +263,13 @@ impl Bfd {
             .min()
     }
 
+    /// Whether a detection timer (or a backstop) is due at `now`, not only a packet to send.
+    pub fn detection_due(&self, now: Duration) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.session.detection_due(now) || p.backstop_at.is_some_and(|t| t <= now))
+    }
+
     /// Timers due at `now`; true when a session went Up or left it.
     pub fn on_timeout(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) -> bool {
         let mut changed = false;

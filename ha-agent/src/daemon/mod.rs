@@ -531,15 +531,28 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 if daemon.lateness.record(late) {
                     warn!(late_ms = late.as_secs_f64() * 1e3, "the loop acted late on a due timer (the largest so far): adverts may have gone out late");
                 }
-                // A loop that wakes late first reads the adverts that came in time, so that
-                // a down timer is judged against them.
-                daemon.drain(&mut buf).await;
-                daemon.sweep_kernel().await;
-                daemon.on_timer(late).await;
-                let kernel = daemon.kernel.as_mut();
-                let changed = daemon.bfd.drain(now(), kernel);
-                if changed | daemon.bfd.on_timeout(now(), daemon.kernel.as_mut()) {
-                    daemon.on_bfd_change().await;
+                let at = now();
+                let vrrp_due = daemon
+                    .instances
+                    .iter()
+                    .filter_map(Running::poll_timeout)
+                    .min()
+                    .is_some_and(|t| t <= at);
+                if vrrp_due {
+                    // A loop that wakes late first reads the adverts that came in time, so
+                    // that a down timer is judged against them.
+                    daemon.drain(&mut buf).await;
+                    daemon.sweep_kernel().await;
+                    daemon.on_timer(late).await;
+                }
+                if daemon.bfd.poll_timeout().is_some_and(|t| t <= at) {
+                    // Likewise the BFD packets before a detection timer (not before a send,
+                    // most of these wake-ups).
+                    let changed = daemon.bfd.detection_due(at)
+                        && daemon.bfd.drain(now(), daemon.kernel.as_mut());
+                    if changed | daemon.bfd.on_timeout(now(), daemon.kernel.as_mut()) {
+                        daemon.on_bfd_change().await;
+                    }
                 }
             }
             () = daemon.bfd.readable() => {
