@@ -173,13 +173,18 @@ impl Bfd {
             ttl: 0,
             buf: vec![0; 1500],
         };
-        bfd.reload(instances, now)?;
+        bfd.reload(instances, now, None)?;
         Ok(bfd)
     }
 
     /// Keeps the sessions whose neighbour and source stay (new timers through a poll
     /// sequence), starts the new ones and takes the removed ones down administratively.
-    pub fn reload(&mut self, instances: &[BfdInstance], now: Duration) -> io::Result<()> {
+    pub fn reload(
+        &mut self,
+        instances: &[BfdInstance],
+        now: Duration,
+        mut kernel: Option<&mut Kernel>,
+    ) -> io::Result<()> {
         let mut kept = Vec::new();
         let mut old: Vec<Peer> = std::mem::take(&mut self.peers);
         for b in instances {
@@ -226,6 +231,7 @@ impl Bfd {
             });
         }
         for mut gone in old {
+            Self::unwatch(&mut gone, now, kernel.as_deref_mut());
             gone.session.admin_down(now);
             Self::act(&mut gone, now);
         }

@@ -1313,7 +1313,10 @@ impl Daemon {
         self.link_delays.configure(&config.link_delays);
         self.world.garp.configure(&config);
         self.shutdown_script = config.global.shutdown_script.clone();
-        if let Err(e) = self.bfd.reload(&config.bfd_instances, now()) {
+        if let Err(e) = self
+            .bfd
+            .reload(&config.bfd_instances, now(), self.kernel.as_mut())
+        {
             error!("BFD: {e}");
         }
         if let Err(e) = self
