@@ -99,6 +99,12 @@ impl Lab {
         let b = self.agent("b", 100, track_b, extra);
         wait_state(&a, "MASTER", Duration::from_secs(10));
         wait_state(&b, "BACKUP", Duration::from_secs(10));
+        // b follows a (it heard an advert): a crash from here is a failover to b, one that
+        // anti-flap counts, not b's start without a master.
+        let master = self.host("a").ip.to_string();
+        wait_until("b following a", Duration::from_secs(10), || {
+            (b.try_status()?["instances"][0]["master"] == master.as_str()).then_some(())
+        });
         (a, b)
     }
 

@@ -113,6 +113,8 @@ pub struct VrrpInstance {
     pub higher_prio_send_advert: bool,
     /// `notify_priority_changes`: the notify FIFOs are told of priority changes.
     pub notify_priority_changes: bool,
+    /// Whether the instance says so itself (else its sync group's setting applies).
+    pub notify_priority_changes_own: bool,
     /// `promote_secondaries`: removing one address of a subnet keeps the others (the
     /// interface's `promote_secondaries` sysctl, set at start).
     pub promote_secondaries: bool,
@@ -205,6 +207,7 @@ impl Builder<'_> {
             lower_prio_no_advert: false,
             higher_prio_send_advert: false,
             notify_priority_changes: g.notify_priority_changes,
+            notify_priority_changes_own: false,
             promote_secondaries: false,
             unicast_src_ip: None,
             mcast_src_ip: None,
@@ -296,7 +299,10 @@ impl Builder<'_> {
                     self.flag(node);
                     inst.promote_secondaries = true;
                 }
-                "notify_priority_changes" => inst.notify_priority_changes = self.bool_flag(node),
+                "notify_priority_changes" => {
+                    inst.notify_priority_changes = self.bool_flag(node);
+                    inst.notify_priority_changes_own = true;
+                }
                 "lower_prio_no_advert" => lower_prio_no_advert = Some(self.bool_flag(node)),
                 "higher_prio_send_advert" => higher_prio_send_advert = Some(self.bool_flag(node)),
                 "skip_check_adv_addr" => inst.skip_check_adv_addr = self.bool_flag(node),

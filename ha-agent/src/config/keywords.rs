@@ -57,7 +57,6 @@ const FIREWALL: Status = Ignored(
 const NETLINK_LINKS: Status = Ignored("link state always comes from netlink link events");
 const NO_SCHEDULED_RELOAD: Status = Ignored("no scheduled reloads: send SIGHUP when needed");
 const NOT_COPIED: Status = Ignored("the file is read once per load, not copied");
-const PRIORITY_NOTIFY: Status = Unsupported("notify scripts are not told of priority changes");
 
 /// keepalived.conf(5) of keepalived 2.2.7, VRRP side and `global_defs`, plus ha-agent's
 /// own extensions.
@@ -398,8 +397,9 @@ const KEYWORDS: &[Keyword] = &[
     kw(
         SYNC,
         "notify_deleted",
-        Unsupported(
-            "members a reload removes are announced FAULT: set `notify_deleted` in each instance",
+        Ignored(
+            "keepalived 2.2.7's own parser does not take it in a sync group (its manual lists \
+             it there): set `notify_deleted` in each instance",
         ),
     ),
     kw(SYNC, "sync_group_tracking_weight", Supported),
@@ -407,7 +407,7 @@ const KEYWORDS: &[Keyword] = &[
     kw(SYNC, "track_file", Supported),
     kw(SYNC, "track_process", Supported),
     kw(SYNC, "track_bfd", Supported),
-    kw(SYNC, "notify_priority_changes", PRIORITY_NOTIFY),
+    kw(SYNC, "notify_priority_changes", Supported),
     kw(SYNC, "smtp_alert", NO_MAIL),
 ];
 

@@ -28,6 +28,8 @@ pub struct SyncGroup {
     /// trackers keep their weights. Without it every tracker of a member means FAULT, as in
     /// keepalived: members whose priorities moved apart could be master on different nodes.
     pub tracking_weight: bool,
+    /// `notify_priority_changes`: the default of members that do not say.
+    pub notify_priority_changes: Option<bool>,
 }
 
 impl Builder<'_> {
@@ -48,6 +50,7 @@ impl Builder<'_> {
             track_processes: Vec::new(),
             track_bfds: Vec::new(),
             tracking_weight: false,
+            notify_priority_changes: None,
         };
         for node in block.children() {
             match node.name() {
@@ -63,6 +66,9 @@ impl Builder<'_> {
                 "track_bfd" => g.track_bfds.extend(self.track_file_refs(node)),
                 "sync_group_tracking_weight" => {
                     g.tracking_weight = self.bool_flag(node);
+                }
+                "notify_priority_changes" => {
+                    g.notify_priority_changes = Some(self.bool_flag(node));
                 }
                 "global_tracking" => {
                     self.diags.warn(
@@ -127,6 +133,12 @@ impl Builder<'_> {
                 inst.track_processes
                     .extend(g.track_processes.iter().cloned());
                 inst.track_bfds.extend(g.track_bfds.iter().cloned());
+                // keepalived: the instance's own setting, else the group's, else the global.
+                if let Some(changes) = g.notify_priority_changes
+                    && !inst.notify_priority_changes_own
+                {
+                    inst.notify_priority_changes = changes;
+                }
                 if g.tracking_weight {
                     continue;
                 }

@@ -1288,3 +1288,38 @@ fn bfd_mistakes_are_errors_at_their_line() {
         ]
     );
 }
+
+#[test]
+fn a_sync_groups_notify_priority_changes_is_its_members_default() {
+    let instance = |name: &str, vrid: u8, own: &str| {
+        format!(
+            "vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n{own}\
+             virtual_ipaddress {{\n 10.0.0.{vrid}\n }}\n}}\n"
+        )
+    };
+    let text = [
+        instance("A", 1, ""),
+        instance("B", 2, " notify_priority_changes false\n"),
+        instance("C", 3, ""),
+        "vrrp_sync_group G {\n group {\n A\n B\n }\n notify_priority_changes\n notify_deleted\n}\n"
+            .to_owned(),
+    ]
+    .concat();
+    let loaded = parse_str(&text, "t.conf");
+    assert_eq!(
+        messages(&loaded),
+        vec![
+            "t.conf:29: warning: `notify_deleted` is ignored: keepalived 2.2.7's own parser does \
+             not take it in a sync group (its manual lists it there): set `notify_deleted` in \
+             each instance"
+        ]
+    );
+    let changes: Vec<bool> = loaded
+        .config
+        .instances
+        .iter()
+        .map(|i| i.notify_priority_changes)
+        .collect();
+    // A follows its group, B says otherwise itself, C is in no group.
+    assert_eq!(changes, [true, false, false]);
+}
