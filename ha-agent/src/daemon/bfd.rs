@@ -53,8 +53,6 @@ struct Peer {
     send_errors: u64,
     /// When the peer went silent past the detection time, until [`Bfd::take_lost`].
     lost_at: Option<Duration>,
-    /// When the session last came Up.
-    up_at: Option<Duration>,
     /// The last packet the session accepted, as it came.
     last_packet: Option<[u8; BFD_LEN]>,
     /// What the kernel watches for this session, and since when.
@@ -66,6 +64,15 @@ struct Peer {
     /// The kernel does not see this session's packets (they arrive where the program is
     /// not attached): the detection stays here.
     kernel_blind: bool,
+}
+
+impl Peer {
+    /// Its `BFD_SESSIONS` key: our discriminator.
+    fn key(&self) -> BfdKey {
+        BfdKey {
+            discr: self.session.local_discr(),
+        }
+    }
 }
 
 /// Every session, and what was dropped before one saw it.
@@ -222,7 +229,6 @@ impl Bfd {
                 downs: 0,
                 send_errors: 0,
                 lost_at: None,
-                up_at: None,
                 last_packet: None,
                 watched: None,
                 backstop_at: None,
@@ -282,9 +288,7 @@ impl Bfd {
         for peer in &mut self.peers {
             if peer.backstop_at.is_some_and(|t| t <= now) {
                 peer.backstop_at = None;
-                let key = BfdKey {
-                    discr: peer.session.local_discr(),
-                };
+                let key = peer.key();
                 let absorbed = kernel.as_deref().and_then(|k| k.bfd_watch(key));
                 // Nothing absorbed, nothing heard here: the peer fell silent before the
                 // kernel's timer could start.
@@ -332,9 +336,7 @@ impl Bfd {
         if want == peer.watched.map(|(w, _)| w) {
             return;
         }
-        let key = BfdKey {
-            discr: peer.session.local_discr(),
-        };
+        let key = peer.key();
         match want {
             Some(watch) => {
                 Self::count_absorbed(peer, kernel);
@@ -360,9 +362,7 @@ impl Bfd {
         peer.backstop_at = None;
         if let Some(kernel) = kernel {
             Self::count_absorbed(peer, kernel);
-            let key = BfdKey {
-                discr: peer.session.local_discr(),
-            };
+            let key = peer.key();
             if let Err(e) = kernel.unwatch_bfd(key) {
                 warn!(bfd = %peer.cfg.name, "BFD: taking the session back from XDP: {e}");
             }
@@ -371,9 +371,7 @@ impl Bfd {
     }
 
     fn count_absorbed(peer: &mut Peer, kernel: &Kernel) {
-        let key = BfdKey {
-            discr: peer.session.local_discr(),
-        };
+        let key = peer.key();
         if peer.watched.is_some() {
             peer.absorbed += kernel.bfd_watch(key).map_or(0, |w| w.absorbed);
         }
@@ -502,11 +500,7 @@ impl Bfd {
             && !peer.kernel_blind
             && kernel
                 .as_deref()
-                .and_then(|k| {
-                    k.bfd_watch(BfdKey {
-                        discr: p.your_discr,
-                    })
-                })
+                .and_then(|k| k.bfd_watch(peer.key()))
                 .is_some_and(|w| w.detect_ns != 0)
         {
             // A packet the kernel would have absorbed, still absorbing and long after it
@@ -538,23 +532,20 @@ impl Bfd {
                     }
                 }
                 Action::Changed { from, to, diag } => {
+                    // Leaving Up, the last change was the one to Up.
+                    let up_for = now.saturating_sub(peer.changed_at);
                     peer.changed_at = now;
                     if from == State::Up {
                         peer.downs += 1;
                         // A peer that said AdminDown or Down is alive: only silence is a
                         // failure (RFC 5880 §3.2), and only after a stable session.
-                        let stable = peer
-                            .up_at
-                            .is_some_and(|up| now.saturating_sub(up) >= TRUSTED_AFTER);
+                        let stable = up_for >= TRUSTED_AFTER;
                         if diag == crate::bfd::Diag::DetectionTimeExpired && stable {
                             peer.lost_at = Some(now);
                         }
                         warn!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session left Up");
                     } else {
                         info!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session state");
-                    }
-                    if to == State::Up {
-                        peer.up_at = Some(now);
                     }
                     changed |= from == State::Up || to == State::Up;
                 }
@@ -568,13 +559,10 @@ impl Bfd {
             .iter()
             .map(|p| {
                 let s = &p.session;
-                let key = BfdKey {
-                    discr: s.local_discr(),
-                };
                 let now_absorbing = p
                     .watched
                     .and(kernel)
-                    .and_then(|k| k.bfd_watch(key))
+                    .and_then(|k| k.bfd_watch(p.key()))
                     .map_or(0, |w| w.absorbed);
                 BfdStatus {
                     name: p.cfg.name.clone(),
