@@ -253,6 +253,7 @@ fn sessions_come_up_with_keepalived_both_ways_and_a_session_down_means_fault() {
 /// comes first; the times are reported, the bench measures them), and the observer's ARP
 /// entry for the VIP moves to b.
 const REPORT: &str = "BFD saw the master fail";
+const TAKEOVER: &str = "BACKUP -> MASTER";
 
 #[test]
 fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
@@ -283,29 +284,41 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
     let backup = Daemon::agent(b, t.dir(), &conf(b, a, 200, true));
     let mdi = ha_tests::daemons::master_down_interval(3, Duration::from_millis(10), 200);
     let mut took = Vec::new();
+    let mut blips = 0;
     for trial in 0..20 {
         let mut master = Daemon::agent(a, t.dir(), &conf(a, b, 250, false));
         wait_until("a master, b backup", Duration::from_secs(5), || {
             (a.has_address("eth0", vip) && !b.has_address("eth0", vip)).then_some(())
         });
         // A session trusted for the takeover: Up for a second (a's start, its XDP load
-        // among it, can make a 1 ms session flap).
-        wait_until("b's session Up for 1.2 s", Duration::from_secs(10), || {
+        // among it, can make a 1 ms session flap), and still so at the crash: a blip (a
+        // late loop on a loaded machine) makes it untrusted for a second, and the takeover
+        // VRRP's, so the crash waits for the next trusted second.
+        let trusted = || {
             session(&backup)
                 .filter(|s| s["state"] == "Up" && s["since_s"].as_f64().unwrap_or(0.0) > 1.2)
-        });
-        wait_until(
-            "the observer's ARP entry on a",
-            Duration::from_secs(3),
-            || {
-                c.ping_once(vip);
-                (c.arp_entry(vip).as_deref() == Some(a.mac.as_str())).then_some(())
-            },
-        );
-        // Let b hear a few adverts and BFD packets, then crash a at a varying phase.
-        std::thread::sleep(Duration::from_millis(50 + 3 * trial));
+        };
+        loop {
+            wait_until("b's session Up for 1.2 s", Duration::from_secs(10), trusted);
+            wait_until(
+                "the observer's ARP entry on a",
+                Duration::from_secs(3),
+                || {
+                    c.ping_once(vip);
+                    (c.arp_entry(vip).as_deref() == Some(a.mac.as_str())).then_some(())
+                },
+            );
+            // Let b hear a few adverts and BFD packets, then crash a at a varying phase.
+            std::thread::sleep(Duration::from_millis(50 + 3 * trial));
+            if trusted().is_some() {
+                break;
+            }
+            blips += 1;
+        }
         monitor.clear();
         let reports = backup.log_text().matches(REPORT).count();
+        // b may have been master for a moment at its start, before a's first advert.
+        let takeovers = backup.log_text().matches(TAKEOVER).count();
         let killed = ha_tests::capture::realtime_ns();
         t.crash("a", &mut master.process);
         wait_until("the VIP on b", mdi + SLACK, || {
@@ -325,7 +338,14 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
         took.push(ms);
         assert!(
             backup.log_text().matches(REPORT).count() > reports,
-            "trial {trial}: the VIP on b {ms:.2} ms after the crash, without BFD's report"
+            "trial {trial}: the VIP on b {ms:.2} ms after the crash, without BFD's report\n{}",
+            backup.log_text()
+        );
+        let log = backup.log_text();
+        assert_eq!(
+            log.matches(TAKEOVER).count(),
+            takeovers + 1,
+            "trial {trial}: one takeover\n{log}"
         );
         wait_until(
             "the observer's ARP entry on b",
@@ -338,10 +358,9 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
     // blip) made none.
     let log = backup.log_text();
     let reports = log.matches(REPORT).count();
-    assert_eq!(log.matches("BACKUP -> MASTER").count(), 20, "{log}");
     assert!(reports >= 20, "{reports} reports\n{log}");
     eprintln!(
-        "bfd_takeover: {took:.2?} ms; {} reports of a live master",
+        "bfd_takeover: {took:.2?} ms; {} reports of a live master; {blips} crashes put off by a session blip",
         reports - 20
     );
     took.sort_by(f64::total_cmp);
