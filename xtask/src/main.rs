@@ -127,6 +127,9 @@ enum BenchCmd {
         /// Seconds of stress-ng per interval.
         #[arg(long, default_value_t = 60)]
         window: u64,
+        /// One part only (takeover, false-downs or cost), printed and not saved.
+        #[arg(long)]
+        only: Option<bench::bfd::Part>,
     },
     /// Check-triggered switchover (keepalived, ha-agent RFC, ha-agent fast_preempt), then the
     /// database's planned switchover and crash failover under writes.
@@ -210,16 +213,21 @@ fn main() -> Result<()> {
                     trials,
                     intervals,
                     window,
-                } => bench::report::save(
-                    &workspace_root(),
-                    "bfd",
-                    bench::bfd::run(
+                    only,
+                } => {
+                    let cases = bench::bfd::run(
                         &binary,
                         trials,
                         &intervals,
                         std::time::Duration::from_secs(window),
-                    )?,
-                ),
+                        only,
+                    )?;
+                    if only.is_some() {
+                        Ok(())
+                    } else {
+                        bench::report::save(&workspace_root(), "bfd", cases)
+                    }
+                }
                 BenchCmd::Switchover {
                     trials,
                     db_trials,

@@ -33,7 +33,14 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Send(Control),
-    Changed { from: State, to: State, diag: Diag },
+    /// `at`: when it happened; for a detection time run out, when it ran out (the owner
+    /// may learn of it later).
+    Changed {
+        from: State,
+        to: State,
+        diag: Diag,
+        at: Duration,
+    },
 }
 
 /// Why a packet that reached the session was discarded (§6.8.6).
@@ -177,11 +184,11 @@ impl Session {
         };
     }
 
-    /// The kernel saw the peer silent for the detection time: as [`Session::on_timeout`]
-    /// would have, had the timer been here.
-    pub fn expired(&mut self, now: Duration) {
+    /// The kernel saw the peer silent for the detection time, which ran out `at`: as
+    /// [`Session::on_timeout`] would have, had the timer been here.
+    pub fn expired(&mut self, at: Duration, now: Duration) {
         self.delegated = false;
-        self.detect_at = Some(now);
+        self.detect_at = Some(at.min(now));
         self.on_timeout(now);
     }
 
@@ -234,13 +241,13 @@ impl Session {
 
     /// Timers: a packet due, the detection time run out.
     pub fn on_timeout(&mut self, now: Duration) {
-        if self.detect_at.is_some_and(|at| at <= now) {
+        if let Some(expired) = self.detect_at.filter(|&at| at <= now) {
             self.detect_at = None;
             // §6.8.1: the peer is forgotten after a Detection Time of silence.
             self.remote_discr = 0;
             self.remote_state = State::Down;
             if matches!(self.state, State::Init | State::Up) {
-                self.change(State::Down, Diag::DetectionTimeExpired, now, false);
+                self.change(State::Down, Diag::DetectionTimeExpired, expired, now, false);
             }
             if self.cfg.passive {
                 self.next_tx = None;
@@ -303,7 +310,7 @@ impl Session {
             self.detect_at = Some(now + self.detection_time());
         }
         if let Some((to, diag)) = next {
-            self.change(to, diag, now, p.poll);
+            self.change(to, diag, now, now, p.poll);
         } else if p.poll {
             self.send(true);
         } else if self.next_tx.is_none() {
@@ -317,17 +324,25 @@ impl Session {
     /// once instead of after its detection time.
     pub fn admin_down(&mut self, now: Duration) {
         if self.state != State::AdminDown {
-            self.change(State::AdminDown, Diag::AdministrativelyDown, now, false);
+            self.change(
+                State::AdminDown,
+                Diag::AdministrativelyDown,
+                now,
+                now,
+                false,
+            );
         }
     }
 
-    /// `final_`: the packet that caused it polled, and the one sent now answers.
-    fn change(&mut self, to: State, diag: Diag, now: Duration, final_: bool) {
+    /// `final_`: the packet that caused it polled, and the one sent now answers; `at`: when
+    /// the change happened, `now` or earlier.
+    fn change(&mut self, to: State, diag: Diag, at: Duration, now: Duration, final_: bool) {
         let from = self.state;
         self.state = to;
         self.diag = diag;
         self.stats.state_changes += 1;
-        self.actions.push_back(Action::Changed { from, to, diag });
+        self.actions
+            .push_back(Action::Changed { from, to, diag, at });
         self.announce_intervals();
         // The new state goes out at once (a Final too, should the packet have polled).
         if !self.cfg.passive || self.remote_discr != 0 || to == State::AdminDown {
@@ -473,8 +488,8 @@ mod tests {
                                 self.in_flight.push((self.now + self.delay, 1 - side, p));
                             }
                         }
-                        Action::Changed { to, diag, .. } => {
-                            self.changes[side].push((self.now, to, diag));
+                        Action::Changed { to, diag, at, .. } => {
+                            self.changes[side].push((at, to, diag));
                         }
                     }
                 }
@@ -579,6 +594,22 @@ mod tests {
         );
         assert!(after.iter().all(|(_, p)| p.desired_min_tx_us == 1_000_000));
         assert!(after.len() <= 2, "{} packets sent while down", after.len());
+    }
+
+    #[test]
+    fn a_timer_run_late_dates_the_down_when_the_time_ran_out() {
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.dead = true;
+        pair.in_flight.clear();
+        // Nothing more is heard: the detection time runs out within 3 ms; the owner's
+        // timer fires 20 ms late.
+        let late = pair.now + 20 * MS;
+        pair.sides[0].on_timeout(late);
+        pair.collect();
+        let (at, state, diag) = *pair.changes[0].last().unwrap();
+        assert_eq!((state, diag), (State::Down, Diag::DetectionTimeExpired));
+        assert!(at <= pair.now + 3 * MS, "{at:?}, now {:?}", pair.now);
     }
 
     #[test]
@@ -705,11 +736,13 @@ mod tests {
         pair.dead = true;
         pair.run(Duration::from_millis(200));
         assert_eq!(pair.sides[0].state(), State::Up);
-        pair.sides[0].expired(pair.now);
+        // Reported late: the Down counts from when the time ran out.
+        let ran_out = pair.now - Duration::from_millis(150);
+        pair.sides[0].expired(ran_out, pair.now);
         pair.collect();
         assert_eq!(
-            pair.changes[0].last().map(|c| (c.1, c.2)),
-            Some((State::Down, Diag::DetectionTimeExpired))
+            pair.changes[0].last().copied(),
+            Some((ran_out, State::Down, Diag::DetectionTimeExpired))
         );
         // Taken back: the peer gets a whole detection time from then.
         let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));

@@ -239,7 +239,7 @@ impl Bfd {
         for mut gone in old {
             Self::unwatch(&mut gone, now, kernel.as_deref_mut());
             gone.session.admin_down(now);
-            Self::act(&mut gone, now);
+            Self::act(&mut gone);
         }
         self.peers = kept;
         if self.rx4.is_none() && self.peers.iter().any(|p| p.cfg.neighbor.is_ipv4()) {
@@ -293,13 +293,13 @@ impl Bfd {
                 // Nothing absorbed, nothing heard here: the peer fell silent before the
                 // kernel's timer could start.
                 if absorbed.is_some_and(|w| w.absorbed == 0 && w.detect_ns != 0) {
-                    peer.session.expired(now);
+                    peer.session.expired(now, now);
                 }
             }
             if peer.session.poll_timeout().is_some_and(|t| t <= now) {
                 peer.session.on_timeout(now);
             }
-            changed |= Self::act(peer, now);
+            changed |= Self::act(peer);
             Self::watch(peer, now, kernel.as_deref_mut());
         }
         changed
@@ -321,9 +321,12 @@ impl Bfd {
             else {
                 continue;
             };
+            // Ran out in the kernel a detection time after the last packet, however long
+            // the report took to reach us.
+            let at = Duration::from_nanos(e.last_ns) + peer.session.detection_time();
             Self::unwatch(peer, now, kernel.as_deref_mut());
-            peer.session.expired(now);
-            changed |= Self::act(peer, now);
+            peer.session.expired(at, now);
+            changed |= Self::act(peer);
             Self::watch(peer, now, kernel.as_deref_mut());
         }
         changed
@@ -413,7 +416,7 @@ impl Bfd {
         for peer in &mut self.peers {
             Self::unwatch(peer, now, kernel.as_deref_mut());
             peer.session.admin_down(now);
-            Self::act(peer, now);
+            Self::act(peer);
         }
     }
 
@@ -511,13 +514,13 @@ impl Bfd {
         if peer.session.on_packet(now, &p).is_ok() && p.password.is_none() {
             peer.last_packet = raw;
         }
-        let changed = Self::act(peer, now);
+        let changed = Self::act(peer);
         Self::watch(peer, now, kernel);
         changed
     }
 
     /// Carries out what the session asks; true when it went Up or left it.
-    fn act(peer: &mut Peer, now: Duration) -> bool {
+    fn act(peer: &mut Peer) -> bool {
         let mut changed = false;
         let mut bytes = Vec::with_capacity(MAX_LEN);
         while let Some(action) = peer.session.poll_action() {
@@ -531,17 +534,17 @@ impl Bfd {
                         }
                     }
                 }
-                Action::Changed { from, to, diag } => {
+                Action::Changed { from, to, diag, at } => {
                     // Leaving Up, the last change was the one to Up.
-                    let up_for = now.saturating_sub(peer.changed_at);
-                    peer.changed_at = now;
+                    let up_for = at.saturating_sub(peer.changed_at);
+                    peer.changed_at = at;
                     if from == State::Up {
                         peer.downs += 1;
                         // A peer that said AdminDown or Down is alive: only silence is a
                         // failure (RFC 5880 §3.2), and only after a stable session.
                         let stable = up_for >= TRUSTED_AFTER;
                         if diag == crate::bfd::Diag::DetectionTimeExpired && stable {
-                            peer.lost_at = Some(now);
+                            peer.lost_at = Some(at);
                         }
                         warn!(bfd = %peer.cfg.name, neighbor = %peer.cfg.neighbor, %from, %to, diag = diag.as_str(), "BFD session left Up");
                     } else {

@@ -60,6 +60,9 @@ impl AsRawFd for RawTimerFd {
 pub struct Timer {
     fd: AsyncFd<RawTimerFd>,
     armed: Option<Duration>,
+    /// When it was armed: a deadline already past then (a takeover dated back to when a
+    /// detector saw the master fail) makes the loop late only from this instant on.
+    armed_at: Duration,
 }
 
 impl Timer {
@@ -70,7 +73,11 @@ impl Timer {
         )?;
         // SAFETY: the TimerFd owns its descriptor for as long as the AsyncFd holds it.
         let fd = unsafe { AsyncFd::register_with_interest(RawTimerFd(fd), Interest::READABLE) }?;
-        Ok(Self { fd, armed: None })
+        Ok(Self {
+            fd,
+            armed: None,
+            armed_at: Duration::ZERO,
+        })
     }
 
     /// Arms the timer for `deadline` (absolute, on [`now`]'s clock), or disarms it. Only a
@@ -88,6 +95,7 @@ impl Timer {
             None => self.fd.get_ref().0.unset()?,
         }
         self.armed = deadline;
+        self.armed_at = now();
         Ok(())
     }
 
@@ -99,9 +107,9 @@ impl Timer {
             let mut count = [0u8; 8];
             match nix::unistd::read(guard.get_inner().as_raw_fd(), &mut count) {
                 Ok(_) => {
-                    let late = self
-                        .armed
-                        .map_or(Duration::ZERO, |at| now().saturating_sub(at));
+                    let late = self.armed.map_or(Duration::ZERO, |at| {
+                        now().saturating_sub(at.max(self.armed_at))
+                    });
                     self.armed = None;
                     return Ok(late);
                 }
@@ -109,5 +117,24 @@ impl Timer {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deadline_already_past_when_armed_is_not_lateness() {
+        let mut timer = Timer::new().unwrap();
+        timer
+            .arm(Some(now().saturating_sub(Duration::from_millis(50))))
+            .unwrap();
+        let late = timer.expired().await.unwrap();
+        assert!(late < Duration::from_millis(20), "{late:?}");
+        // A deadline ahead: late by what the wake-up took past it.
+        timer.arm(Some(now() + Duration::from_millis(5))).unwrap();
+        let late = timer.expired().await.unwrap();
+        assert!(late < Duration::from_millis(20), "{late:?}");
     }
 }

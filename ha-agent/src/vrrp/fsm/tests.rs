@@ -1335,6 +1335,29 @@ fn a_master_reported_down_is_taken_over_after_skew_time() {
     assert!(last + ms(3) + skew < last + sim.inst.master_down_interval());
 }
 
+/// A report that reaches the backup late (the detector's time ran out 7 ms before it was
+/// read) counts from when it ran out: the takeover is due at once, not a Skew_Time later.
+#[test]
+fn a_report_read_late_counts_from_when_the_master_was_lost() {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let lost = ms(1001);
+    sim.run_until(ms(1008));
+    assert!(sim.inst.master_lost(lost, PEER_HIGH));
+    assert_eq!(
+        sim.inst.poll_timeout(),
+        Some(lost + sim.inst.skew_time()),
+        "already past"
+    );
+    assert!(lost + sim.inst.skew_time() < sim.now);
+    sim.inst.handle_timeout(sim.now);
+    sim.drain();
+    assert_eq!(
+        sim.transitions().last(),
+        Some(&(ms(1008), State::Master, Reason::MasterDown))
+    );
+}
+
 /// A false report (the master still advertises): its next advert keeps the backup a backup,
 /// and reports within Master_Down_Interval of the first are not acted on.
 #[test]
