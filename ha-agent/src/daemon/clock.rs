@@ -107,6 +107,9 @@ impl Timer {
             let mut count = [0u8; 8];
             match nix::unistd::read(guard.get_inner().as_raw_fd(), &mut count) {
                 Ok(_) => {
+                    // Read: not readable again before the next expiry, so the next wait
+                    // goes straight to epoll instead of a read that finds nothing.
+                    guard.clear_ready();
                     let late = self.armed.map_or(Duration::ZERO, |at| {
                         now().saturating_sub(at.max(self.armed_at))
                     });
