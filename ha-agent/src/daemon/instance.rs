@@ -445,8 +445,8 @@ impl Running {
 
     /// A BFD session saw `peer` fail at `at` (`bfd_takeover`): whether this backup, which
     /// follows `peer`, now takes over after Skew_Time.
-    pub fn master_lost(&mut self, at: Duration, peer: IpAddr) -> bool {
-        self.fsm.master_lost(at, peer)
+    pub fn master_lost(&mut self, at: Duration, judged: Duration, peer: IpAddr) -> bool {
+        self.fsm.master_lost(at, judged, peer)
     }
 
     /// The sync group's order or hold.

@@ -979,11 +979,18 @@ impl Daemon {
     /// whose master it watched.
     async fn on_bfd_change(&mut self) {
         self.apply_tracking().await;
+        let read = now();
         for (session, peer, at) in self.bfd.take_lost() {
+            // A report that took longer than a stall to reach us is judged from now.
+            let judged = if read.saturating_sub(at) > STALL_TOLERANCE {
+                read
+            } else {
+                at
+            };
             for r in &mut self.instances {
                 if r.cfg.bfd_takeover
                     && r.cfg.track_bfds.iter().any(|t| t.name == session)
-                    && r.master_lost(at, peer)
+                    && r.master_lost(at, judged, peer)
                 {
                     info!(
                         instance = %r.cfg.name, bfd = %session, master = %peer,

@@ -527,12 +527,14 @@ impl Instance {
         }
     }
 
-    /// A failure detector (a BFD session to `peer`) saw `peer` fail. A backup following
-    /// `peer` takes over after Skew_Time instead of Master_Down_Interval (ha-agent's
-    /// `bfd_takeover`), unless an advert received after `now` shows the master alive; at most
-    /// once per Master_Down_Interval, so a flapping session makes no takeover per flap.
-    /// Whether the takeover was brought forward.
-    pub fn master_lost(&mut self, now: Time, peer: IpAddr) -> bool {
+    /// A failure detector (a BFD session to `peer`) saw `peer` fail at `now`. A backup
+    /// following `peer` takes over Skew_Time after `judged` instead of Master_Down_Interval
+    /// (ha-agent's `bfd_takeover`), unless an advert received after `now` shows the master
+    /// alive; at most once per Master_Down_Interval, so a flapping session makes no takeover
+    /// per flap. `judged` is `now` for a report that came at once, and when it was read for
+    /// one that came late (this host stalled: the adverts the stall held up get Skew_Time to
+    /// arrive). Whether the takeover was brought forward.
+    pub fn master_lost(&mut self, now: Time, judged: Time, peer: IpAddr) -> bool {
         let following = matches!(self.master, Some((master, p)) if master == peer && p > 0);
         if self.state != State::Backup || self.promotion.is_some() || !following {
             return false;
@@ -545,7 +547,7 @@ impl Instance {
         }
         self.last_loss = Some(now);
         self.master_lost_at = Some(now);
-        let at = now + self.skew_time();
+        let at = judged.max(now) + self.skew_time();
         self.down_timer = Some(self.down_timer.map_or(at, |t| t.min(at)));
         true
     }

@@ -202,11 +202,23 @@ fn takeover(binary: &Path, bfd: Option<f64>, trials: usize) -> Result<Case> {
                     format!("{:.2}", at - (stopped % DAY_NS) as f64 / 1e6)
                 })
         };
+        // Session changes in the second and a half before the stop: a session that left Up
+        // in it is not trusted yet, and the takeover is VRRP's.
+        let since = |l: &&str| {
+            ms_of_day(l).is_some_and(|at| at - (stopped % DAY_NS) as f64 / 1e6 > -1500.0)
+        };
+        let blips = log
+            .lines()
+            .filter(since)
+            .filter(|l| l.contains("left Up"))
+            .count();
         eprintln!(
-            "  trial {trial}: session Down +{} ms, takeover +{} ms, VIP +{:.2} ms",
+            "  trial {trial}: session Down +{} ms, report +{} ms, takeover +{} ms, VIP +{:.2} ms; {} session Downs from 1.5 s before the stop",
             after("left Up"),
+            after("BFD saw the master fail"),
             after("BACKUP -> MASTER"),
-            ms.last().copied().unwrap_or_default()
+            ms.last().copied().unwrap_or_default(),
+            blips.saturating_sub(usize::from(bfd.is_some()))
         );
         t.crash("a", &mut master.process);
         t.set_cable("a", true);
