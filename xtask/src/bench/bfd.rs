@@ -202,10 +202,10 @@ fn takeover(binary: &Path, bfd: Option<f64>, trials: usize) -> Result<Case> {
                     format!("{:.2}", at - (stopped % DAY_NS) as f64 / 1e6)
                 })
         };
-        // Session changes in the second and a half before the stop: a session that left Up
-        // in it is not trusted yet, and the takeover is VRRP's.
+        // Session Downs in the second before the stop: a session that left Up in it is not
+        // trusted yet, and the takeover is VRRP's.
         let since = |l: &&str| {
-            ms_of_day(l).is_some_and(|at| at - (stopped % DAY_NS) as f64 / 1e6 > -1500.0)
+            ms_of_day(l).is_some_and(|at| at - (stopped % DAY_NS) as f64 / 1e6 > -1000.0)
         };
         let blips = log
             .lines()
@@ -213,7 +213,7 @@ fn takeover(binary: &Path, bfd: Option<f64>, trials: usize) -> Result<Case> {
             .filter(|l| l.contains("left Up"))
             .count();
         eprintln!(
-            "  trial {trial}: session Down +{} ms, report +{} ms, takeover +{} ms, VIP +{:.2} ms; {} session Downs from 1.5 s before the stop",
+            "  trial {trial}: session Down +{} ms, report +{} ms, takeover +{} ms, VIP +{:.2} ms; {} session Downs in the second before the stop",
             after("left Up"),
             after("BFD saw the master fail"),
             after("BACKUP -> MASTER"),

@@ -441,9 +441,10 @@ fn bfd_tables(root: &Path, md: &mut String) -> Result<()> {
         md,
         "\n## BFD ({}, kernel {}, {} CPUs)\n\n\
          `cargo xtask bench bfd`: ha-agent pairs (master priority 250, backup 200, VRRPv3 10 ms), \
-         release build, default mode. Crash = SIGKILL of the master plus its link down; measured \
-         from the kill to the VIP on the backup (netlink monitor in b).\n\n\
-         | detector | BFD interval | Master_Down_Interval ms | trials | VIP after the kill ms p50 / p99 / max |\n|---|---|---|---|---|",
+         release build, default mode. Crash = the master stopped dead (SIGSTOP; killed and its link \
+         taken down after the takeover); measured from the stop to the VIP on the backup \
+         (netlink monitor in b).\n\n\
+         | detector | BFD interval | Master_Down_Interval ms | trials | VIP after the stop ms p50 / p99 / max |\n|---|---|---|---|---|",
         run.date, run.kernel, run.cpus
     );
     for c in &run.results {
