@@ -60,9 +60,6 @@ impl AsRawFd for RawTimerFd {
 pub struct Timer {
     fd: AsyncFd<RawTimerFd>,
     armed: Option<Duration>,
-    /// When it was armed: a deadline already past then (a takeover dated back to when a
-    /// detector saw the master fail) makes the loop late only from this instant on.
-    armed_at: Duration,
 }
 
 impl Timer {
@@ -73,11 +70,7 @@ impl Timer {
         )?;
         // SAFETY: the TimerFd owns its descriptor for as long as the AsyncFd holds it.
         let fd = unsafe { AsyncFd::register_with_interest(RawTimerFd(fd), Interest::READABLE) }?;
-        Ok(Self {
-            fd,
-            armed: None,
-            armed_at: Duration::ZERO,
-        })
+        Ok(Self { fd, armed: None })
     }
 
     /// Arms the timer for `deadline` (absolute, on [`now`]'s clock), or disarms it. Only a
@@ -95,7 +88,6 @@ impl Timer {
             None => self.fd.get_ref().0.unset()?,
         }
         self.armed = deadline;
-        self.armed_at = now();
         Ok(())
     }
 
@@ -110,9 +102,9 @@ impl Timer {
                     // Read: not readable again before the next expiry, so the next wait
                     // goes straight to epoll instead of a read that finds nothing.
                     guard.clear_ready();
-                    let late = self.armed.map_or(Duration::ZERO, |at| {
-                        now().saturating_sub(at.max(self.armed_at))
-                    });
+                    let late = self
+                        .armed
+                        .map_or(Duration::ZERO, |at| now().saturating_sub(at));
                     self.armed = None;
                     return Ok(late);
                 }
@@ -127,17 +119,17 @@ impl Timer {
 mod tests {
     use super::*;
 
+    /// Readiness is consumed with the read: the next expiry wakes the next wait.
     #[tokio::test]
-    async fn a_deadline_already_past_when_armed_is_not_lateness() {
+    async fn expires_again_after_each_read() {
         let mut timer = Timer::new().unwrap();
-        timer
-            .arm(Some(now().saturating_sub(Duration::from_millis(50))))
-            .unwrap();
-        let late = timer.expired().await.unwrap();
-        assert!(late < Duration::from_millis(20), "{late:?}");
-        // A deadline ahead: late by what the wake-up took past it.
-        timer.arm(Some(now() + Duration::from_millis(5))).unwrap();
-        let late = timer.expired().await.unwrap();
-        assert!(late < Duration::from_millis(20), "{late:?}");
+        for _ in 0..3 {
+            timer.arm(Some(now() + Duration::from_millis(2))).unwrap();
+            let late = tokio::time::timeout(Duration::from_secs(5), timer.expired())
+                .await
+                .expect("the timer fired")
+                .unwrap();
+            assert!(late < Duration::from_secs(1), "{late:?}");
+        }
     }
 }
