@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum as _};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, test and demo ha-agent")]
@@ -127,7 +127,7 @@ enum BenchCmd {
         /// Seconds of stress-ng per interval.
         #[arg(long, default_value_t = 60)]
         window: u64,
-        /// One part only (takeover, false-downs or cost), printed and not saved.
+        /// One part only (takeover, false-downs or cost), saved in docs/bench/bfd-runs/.
         #[arg(long)]
         only: Option<bench::bfd::Part>,
     },
@@ -222,11 +222,16 @@ fn main() -> Result<()> {
                         std::time::Duration::from_secs(window),
                         only,
                     )?;
-                    if only.is_some() {
-                        Ok(())
-                    } else {
-                        bench::report::save(&workspace_root(), "bfd", cases)
-                    }
+                    let which = match only {
+                        Some(part) => format!(
+                            "bfd-runs/{}-{}",
+                            part.to_possible_value()
+                                .map_or("part".into(), |v| v.get_name().to_owned()),
+                            bench::report::sh("date", &["-u", "+%Y%m%d-%H%M"])
+                        ),
+                        None => "bfd".into(),
+                    };
+                    bench::report::save(&workspace_root(), &which, cases)
                 }
                 BenchCmd::Switchover {
                     trials,

@@ -31,6 +31,8 @@ pub struct Pacing {
     default: (Duration, Duration),
     /// (lane, family) → when its next frame may leave.
     next: HashMap<(Lane, Family), Instant>,
+    /// (lane, family) → when its last frame left (a frame can leave later than its turn).
+    last: HashMap<(Lane, Family), Instant>,
 }
 
 impl Pacing {
@@ -44,8 +46,8 @@ impl Pacing {
         self.default = default;
     }
 
-    /// When a frame of `family` on `ifindex` may leave if asked `now`, taking that turn.
-    fn turn(&mut self, ifindex: u32, family: Family, now: Instant) -> Instant {
+    /// A frame's lane and the gap its family keeps there.
+    fn lane(&self, ifindex: u32, family: Family) -> ((Lane, Family), Duration) {
         let (lane, (arp, na)) = match self.groups.get(&ifindex) {
             Some(&(group, arp, na)) => (Lane::Group(group), (arp, na)),
             None => (Lane::Interface(ifindex), self.default),
@@ -54,6 +56,25 @@ impl Pacing {
             Family::V4 => arp,
             Family::V6 => na,
         };
+        ((lane, family), gap)
+    }
+
+    /// A frame whose turn has come, about to leave `now`: `None` when it may (noted as the
+    /// lane's last), else when it may, should the frame before it have left late.
+    fn hold(&mut self, ifindex: u32, family: Family, now: Instant) -> Option<Instant> {
+        let (key, gap) = self.lane(ifindex, family);
+        if let Some(&last) = self.last.get(&key)
+            && now < last + gap
+        {
+            return Some(last + gap);
+        }
+        self.last.insert(key, now);
+        None
+    }
+
+    /// When a frame of `family` on `ifindex` may leave if asked `now`, taking that turn.
+    fn turn(&mut self, ifindex: u32, family: Family, now: Instant) -> Instant {
+        let ((lane, family), gap) = self.lane(ifindex, family);
         if gap.is_zero() {
             return now;
         }
@@ -86,20 +107,38 @@ impl Garp {
     pub(super) fn burst(self: &Arc<Self>, targets: &[(u32, [u8; 6], IpAddr)]) {
         let now = Instant::now();
         for &(ifindex, mac, addr) in targets {
+            let family = Family::of(addr);
             let at = self
                 .pacing
                 .lock()
-                .map_or(now, |mut p| p.turn(ifindex, Family::of(addr), now));
-            if at <= now {
+                .map_or(now, |mut p| p.turn(ifindex, family, now));
+            if at <= now && self.hold(ifindex, family).is_none() {
                 self.send(ifindex, mac, addr);
                 continue;
             }
             let garp = Arc::clone(self);
             tokio::spawn(async move {
-                tokio::time::sleep_until(at.into()).await;
+                let mut at = at;
+                // A frame before it that left late (a busy host) pushes it back: the gap
+                // holds on the wire, not only in the schedule.
+                loop {
+                    tokio::time::sleep_until(at.into()).await;
+                    match garp.hold(ifindex, family) {
+                        Some(later) => at = later,
+                        None => break,
+                    }
+                }
                 garp.send(ifindex, mac, addr);
             });
         }
+    }
+
+    fn hold(&self, ifindex: u32, family: Family) -> Option<Instant> {
+        let now = Instant::now();
+        self.pacing
+            .lock()
+            .ok()
+            .and_then(|mut p| p.hold(ifindex, family, now))
     }
 
     /// Takes the gaps of `config`: its `garp_group`s (interfaces missing now are warned
@@ -165,5 +204,21 @@ mod tests {
         // A lane idle for longer than its gap starts again at once.
         let later = t0 + Duration::from_secs(1);
         assert_eq!(p.turn(1, Family::V4, later), later);
+    }
+
+    #[test]
+    fn a_frame_that_left_late_pushes_the_next_one_back() {
+        let mut p = Pacing::default();
+        p.configure(HashMap::new(), (100 * MS, Duration::ZERO));
+        let t0 = Instant::now();
+        assert_eq!(p.turn(1, Family::V4, t0), t0);
+        assert_eq!(p.turn(1, Family::V4, t0), t0 + 100 * MS);
+        // The first leaves 6 ms after its turn; the second, due at 100 ms, waits until 106.
+        assert_eq!(p.hold(1, Family::V4, t0 + 6 * MS), None);
+        assert_eq!(p.hold(1, Family::V4, t0 + 100 * MS), Some(t0 + 106 * MS));
+        assert_eq!(p.hold(1, Family::V4, t0 + 106 * MS), None);
+        // Without a gap nothing is held.
+        assert_eq!(p.hold(1, Family::V6, t0), None);
+        assert_eq!(p.hold(1, Family::V6, t0), None);
     }
 }

@@ -29,7 +29,7 @@ struct Run<T> {
     results: Vec<T>,
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
+pub fn sh(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
         .output()
@@ -50,7 +50,20 @@ pub fn save<T: Serialize + DeserializeOwned>(
             .unwrap_or(0),
         results,
     };
-    let path = root.join(match which {
+    // A part run alone (`bench bfd --only`) goes beside the whole runs it adds to.
+    let path = if let Some(part) = which.strip_prefix("bfd-runs/") {
+        root.join(format!("docs/bench/bfd-runs/{part}.json"))
+    } else {
+        root.join(known_path(which))
+    };
+    std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&run)?)?;
+    eprintln!("wrote {}", path.display());
+    write_markdown(root)
+}
+
+fn known_path(which: &str) -> &'static str {
+    match which {
         "failover" => FAILOVER_JSON,
         "steady" => STEADY_JSON,
         "steady-stress" => STEADY_STRESS_JSON,
@@ -62,11 +75,7 @@ pub fn save<T: Serialize + DeserializeOwned>(
         "witness-cost" => WITNESS_COST_JSON,
         "bfd" => BFD_JSON,
         _ => SWITCHOVER_JSON,
-    });
-    std::fs::create_dir_all(path.parent().expect("docs/bench"))?;
-    std::fs::write(&path, serde_json::to_string_pretty(&run)?)?;
-    eprintln!("wrote {}", path.display());
-    write_markdown(root)
+    }
 }
 
 fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<Run<T>>> {
