@@ -316,9 +316,10 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
             blips += 1;
         }
         monitor.clear();
-        let reports = backup.log_text().matches(REPORT).count();
+        let log = backup.log_text();
+        let reports = log.matches(REPORT).count();
         // b may have been master for a moment at its start, before a's first advert.
-        let takeovers = backup.log_text().matches(TAKEOVER).count();
+        let takeovers = log.matches(TAKEOVER).count();
         let killed = ha_tests::capture::realtime_ns();
         t.crash("a", &mut master.process);
         wait_until("the VIP on b", mdi + SLACK, || {
@@ -336,12 +337,11 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
             .at;
         let ms = (added - killed) as f64 / 1e6;
         took.push(ms);
-        assert!(
-            backup.log_text().matches(REPORT).count() > reports,
-            "trial {trial}: the VIP on b {ms:.2} ms after the crash, without BFD's report\n{}",
-            backup.log_text()
-        );
         let log = backup.log_text();
+        assert!(
+            log.matches(REPORT).count() > reports,
+            "trial {trial}: the VIP on b {ms:.2} ms after the crash, without BFD's report\n{log}"
+        );
         assert_eq!(
             log.matches(TAKEOVER).count(),
             takeovers + 1,

@@ -192,25 +192,21 @@ fn takeover(binary: &Path, bfd: Option<f64>, trials: usize) -> Result<Case> {
             .map(|e| e.at)
             .context("no VIP event")?;
         ms.push((added - stopped) as f64 / 1e6);
-        // Where the time went, from b's log (its lines are stamped in µs).
+        // Where the time went, from b's log (its lines are stamped in µs): ms after the stop.
         let log = backup.log_text();
+        let stopped_ms = (stopped % DAY_NS) as f64 / 1e6;
+        let offset = |l: &str| ms_of_day(l).map(|at| at - stopped_ms);
         let after = |what: &str| {
             log.lines()
                 .rfind(|l| l.contains(what))
-                .and_then(ms_of_day)
-                .map_or("-".to_owned(), |at| {
-                    format!("{:.2}", at - (stopped % DAY_NS) as f64 / 1e6)
-                })
+                .and_then(offset)
+                .map_or("-".to_owned(), |at| format!("{at:.2}"))
         };
         // Session Downs in the second before the stop: a session that left Up in it is not
         // trusted yet, and the takeover is VRRP's.
-        let since = |l: &&str| {
-            ms_of_day(l).is_some_and(|at| at - (stopped % DAY_NS) as f64 / 1e6 > -1000.0)
-        };
         let blips = log
             .lines()
-            .filter(since)
-            .filter(|l| l.contains("left Up"))
+            .filter(|l| l.contains("left Up") && offset(l).is_some_and(|at| at > -1000.0))
             .count();
         eprintln!(
             "  trial {trial}: session Down +{} ms, report +{} ms, takeover +{} ms, VIP +{:.2} ms; {} session Downs in the second before the stop",

@@ -256,8 +256,7 @@ fn backup_takes_over_master_down_interval_after_the_last_advert() {
 /// A VRRPv3 10 ms backup of a live master whose loop wakes `late` after its down timer ran
 /// out, and is told so before the timers are handled; returns it and when it woke.
 fn stalled_past_the_down_timer(late: Duration) -> (Sim, Time) {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let mut sim = backup_of_high_until_1s();
     let woke = sim.inst.poll_timeout().expect("down timer") + late;
     sim.now = woke;
     sim.inst.stalled(woke, late);
@@ -1310,8 +1309,7 @@ fn extra_interfaces_are_announced_every_period_while_master() {
 /// received before the report (read late, as the kernel path does) does not undo it.
 #[test]
 fn a_master_reported_down_is_taken_over_after_skew_time() {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let mut sim = backup_of_high_until_1s();
     let last = ms(1000);
     sim.run_until(last + ms(3));
     // Another peer's loss changes nothing.
@@ -1340,15 +1338,13 @@ fn a_master_reported_down_is_taken_over_after_skew_time() {
 /// and such an advert, sent after the loss, keeps the backup a backup.
 #[test]
 fn a_report_counts_from_the_loss_unless_it_was_read_late() {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let mut sim = backup_of_high_until_1s();
     let lost = ms(1003);
     sim.run_until(lost + us(50));
     assert!(sim.inst.master_lost(lost, lost, PEER_HIGH));
     assert_eq!(sim.inst.poll_timeout(), Some(lost + sim.inst.skew_time()));
 
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let mut sim = backup_of_high_until_1s();
     sim.run_until(ms(1010));
     assert!(sim.inst.master_lost(lost, sim.now, PEER_HIGH));
     let skew = sim.inst.skew_time();
@@ -1370,8 +1366,7 @@ fn a_report_counts_from_the_loss_unless_it_was_read_late() {
 /// and reports within Master_Down_Interval of the first are not acted on.
 #[test]
 fn a_live_master_reported_down_keeps_its_backup_and_flaps_are_limited() {
-    let mut sim = Sim::started(params(Version::V3, 120, 1));
-    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    let mut sim = backup_of_high_until_1s();
     sim.run_until(ms(1001));
     assert!(sim.inst.master_lost(sim.now, sim.now, PEER_HIGH));
     // The master's next advert arrives within Skew_Time of the report.
@@ -1392,4 +1387,12 @@ fn a_live_master_reported_down_keeps_its_backup_and_flaps_are_limited() {
     master.run_until(ms(100));
     assert_eq!(master.inst.state(), State::Master);
     assert!(!master.inst.master_lost(master.now, master.now, PEER_HIGH));
+}
+
+/// A VRRPv3 backup (priority 120, 10 ms) following PEER_HIGH (150), whose last advert
+/// came at 1 s.
+fn backup_of_high_until_1s() -> Sim {
+    let mut sim = Sim::started(params(Version::V3, 120, 1));
+    sim.peer_master(PEER_HIGH, 150, 1, ms(1000));
+    sim
 }
