@@ -8,4 +8,5 @@
 pub mod bfd;
 pub mod classify;
 pub mod process;
+pub mod tx;
 pub mod vrrp;

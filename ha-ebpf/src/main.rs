@@ -1,4 +1,5 @@
-//! ha-agent's XDP program, and the process tracepoints of `track_process` (process.rs).
+//! ha-agent's XDP program, the process tracepoints of `track_process` (process.rs) and the
+//! advert transmitter (tx.rs).
 //!
 //! Fail open: every frame is passed. The program observes and counts; a frame it cannot
 //! parse is counted as `Other` and passed, never aborted.
@@ -14,6 +15,8 @@ mod bfd;
 mod process;
 #[cfg(target_arch = "bpf")]
 mod program;
+#[cfg(target_arch = "bpf")]
+mod tx;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

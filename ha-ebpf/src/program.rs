@@ -16,7 +16,7 @@
 //! as a conflict. IP traffic addressed to a VIP in `NOT_ACCEPTED` (held by a master without
 //! Accept_Mode) is dropped and counted, Neighbor Discovery excepted. A BFD session's steady
 //! packets are absorbed (bfd.rs). Anything else is passed; a frame it cannot parse is passed,
-//! never aborted.
+//! never aborted. Run by the agent on the loopback device, it transmits adverts (tx.rs).
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -90,6 +90,9 @@ static NOT_ACCEPTED_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0
 
 #[xdp]
 pub fn ha_xdp(ctx: XdpContext) -> u32 {
+    if let Some(verdict) = crate::tx::transmit(&ctx) {
+        return verdict;
+    }
     let (class, l3) = classify(&ctx);
     count(class, (ctx.data_end() - ctx.data()) as u64);
     match (class, l3) {

@@ -1086,6 +1086,68 @@ fn a_backup_in_xdp_mode_sleeps_through_its_masters_adverts() {
     assert!(verdicts["absorbed"].as_u64().unwrap_or(0) > 0, "{verdicts}");
 }
 
+use ha_tests::capture::{AddrMonitor, Frame, Observer};
+
+/// Where the driver takes XDP frames (a veth whose peer runs GRO, as on the bench's LAN), a
+/// master's adverts leave from the kernel: keepalived follows them as a backup, an
+/// observer counts every one, and the master's status says so. On the default LAN (the
+/// peer without GRO) the same master keeps the socket.
+#[test]
+fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_frames() {
+    const N: u8 = 20;
+    const WINDOW: Duration = Duration::from_secs(3);
+    let t = Topology::new(&["a", "b", "c"]);
+    t.deliver_on_threads();
+    let (a, b) = (t.host("a"), t.host("b"));
+    let agent_a = Daemon::agent(a, t.dir(), &many("MASTER", 150, N));
+    let mut keepalived_b = Daemon::keepalived(b, t.dir(), &many("BACKUP", 120, N));
+    let vip = |i: u8| format!("192.168.2.{}", 100 + u16::from(i)).parse::<Ipv4Addr>().unwrap();
+    let (status, _) = wait_until("A master of all, from the kernel", Duration::from_secs(10), || {
+        let status = agent_a.try_status()?;
+        let instances = status["instances"].as_array()?;
+        (instances.len() == usize::from(N)
+            && instances.iter().all(|i| i["state"] == "MASTER")
+            && status["xdp"]["transmitted"].as_u64()? > 0)
+            .then_some(status)
+    });
+    assert_eq!(status["xdp"]["transmit"]["eth0"], "kernel", "{status}");
+    let monitor = AddrMonitor::start(b).unwrap();
+    let observer = Observer::start_filtered(t.host("c"), t.dir(), "kernel-tx", "vrrp").unwrap();
+    let sent_before = status["xdp"]["transmitted"].as_u64().unwrap();
+    std::thread::sleep(WINDOW);
+    let sent = agent_a.status()["xdp"]["transmitted"].as_u64().unwrap() - sent_before;
+    let seen = observer
+        .frames()
+        .unwrap()
+        .into_iter()
+        .filter(|f| matches!(f, Frame::Advert { src, priority: 150, .. } if *src == a.ip))
+        .count() as u64;
+    let expected = u64::from(N) * 100 * WINDOW.as_secs();
+    eprintln!("{sent} adverts transmitted from the kernel in {WINDOW:?}, {seen} seen on the LAN (expected {expected})");
+    assert!(sent >= expected * 9 / 10, "{sent} sent, {expected} expected");
+    assert!(seen >= expected * 8 / 10, "{seen} seen, {expected} expected");
+    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+    assert!((1..=N).all(|i| !b.has_address("eth0", vip(i))));
+
+    // keepalived followed them: the master gone, it takes over.
+    drop(agent_a);
+    wait_until("keepalived master of all", Duration::from_secs(5), || {
+        (1..=N).all(|i| b.has_address("eth0", vip(i))).then_some(())
+    });
+    keepalived_b.stop();
+
+    // The default LAN: the bridge's ports run no GRO, so a redirect would be lost.
+    let plain = Topology::new(&["a", "b"]);
+    let agent = Daemon::agent(plain.host("a"), plain.dir(), &many("MASTER", 150, 1));
+    let (status, _) = wait_until("the program attached", Duration::from_secs(10), || {
+        let status = agent.try_status()?;
+        status["xdp"]["attached"]["eth0"].as_str()?;
+        Some(status)
+    });
+    assert_eq!(status["xdp"]["transmit"]["eth0"], "socket", "{status}");
+    assert_eq!(status["xdp"]["transmitted"], 0, "{status}");
+}
+
 #[test]
 fn a_vip_claimed_by_another_mac_is_a_split_brain_answered_at_once() {
     split_brain("native");

@@ -341,6 +341,13 @@ pub fn render(status: &Status) -> prometheus::Result<String> {
         )?
         .with_label_values::<&str>(&[])
         .inc_by(x.not_accepted_drops);
+        m.counter(
+            "ha_agent_xdp_transmitted_total",
+            "Adverts transmitted from the kernel (XDP) instead of a socket.",
+            &[],
+        )?
+        .with_label_values::<&str>(&[])
+        .inc_by(x.transmitted);
     }
     replication(&m, status)?;
     witnesses(&m, status)?;

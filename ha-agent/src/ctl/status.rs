@@ -207,6 +207,12 @@ pub struct XdpStatus {
     /// Frames dropped because they were addressed to a VIP held without Accept_Mode.
     #[serde(default)]
     pub not_accepted_drops: u64,
+    /// Interface → how its multicast adverts leave: "kernel" (XDP) or "socket".
+    #[serde(default)]
+    pub transmit: BTreeMap<String, String>,
+    /// Adverts transmitted from the kernel.
+    #[serde(default)]
+    pub transmitted: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

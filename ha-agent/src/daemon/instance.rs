@@ -478,7 +478,7 @@ impl Running {
         self.fsm.shutdown(now);
         self.execute(world).await;
         if let Some((link, base)) = self.vmac.take() {
-            world.flush();
+            world.flush(None);
             if let Err(e) = vmac::remove(world.vips.handle(), &link, &base).await {
                 warn!(instance = %self.cfg.name, "use_vmac: {e}");
             }
@@ -815,8 +815,9 @@ impl Running {
     async fn execute_actions(&mut self, world: &World) {
         while let Some(action) = self.fsm.poll_action() {
             if !matches!(action, Action::SendAdvert { .. }) {
-                // Adverts go before whatever follows them (VIPs, ARP, scripts).
-                world.flush();
+                // Adverts go before whatever follows them (VIPs, ARP, scripts), on the
+                // sockets (a steady master's adverts leave from the loop's flush).
+                world.flush(None);
             }
             match action {
                 Action::SendAdvert { priority } => self.send_advert(priority, world),

@@ -181,10 +181,14 @@ impl World {
             .push((msg, dst));
     }
 
-    /// Sends the queued adverts: one `sendmmsg` per socket for every instance due in the
-    /// same tick. A message the kernel refuses is skipped (logged at most every 10 s).
-    fn flush(&self) {
+    /// Sends the queued adverts: the whole frames of interfaces the kernel transmits on in
+    /// one system call (XDP), the rest in one `sendmmsg` per socket, for every instance due
+    /// in the same tick. A message the kernel refuses is skipped (logged at most every 10 s).
+    fn flush(&self, kernel: Option<&mut xdp::Kernel>) {
         let mut outbox = self.outbox.borrow_mut();
+        if let Some(kernel) = kernel {
+            self.transmit(&mut outbox, kernel);
+        }
         for (key, queued) in outbox.iter_mut().filter(|(_, q)| !q.is_empty()) {
             let Some(socket) = self.sockets.get(key) else {
                 queued.clear();
@@ -198,15 +202,52 @@ impl World {
                         let error = result
                             .err()
                             .map_or_else(|| "nothing sent".into(), |e| e.to_string());
-                        if let Some(suppressed) = self.send_errors.borrow_mut().allow() {
-                            let dst = rest.first().map(|(_, dst)| *dst);
-                            warn!(?dst, %error, suppressed, "sending advert");
-                        }
+                        self.send_failed(rest.first().map(|(_, dst)| *dst), &error);
                         done += 1;
                     }
                 }
             }
             queued.clear();
+        }
+    }
+
+    /// Takes the frames the kernel can transmit out of `outbox` and transmits them; on an
+    /// error they stay for the sockets.
+    fn transmit(
+        &self,
+        outbox: &mut HashMap<SocketKey, Vec<(bytes::Bytes, IpAddr)>>,
+        kernel: &mut xdp::Kernel,
+    ) {
+        let fits = |(frame, _): &(bytes::Bytes, IpAddr)| frame.len() <= crate::xdp::tx::FRAME_MAX;
+        let mut taken = Vec::new();
+        for (key, queued) in outbox.iter_mut() {
+            let by_kernel = kernel.transmits_on(key.ifindex)
+                && self.sockets.get(key).is_some_and(|s| s.sends_frames());
+            if by_kernel && !queued.is_empty() && queued.iter().all(fits) {
+                taken.push((key.ifindex, std::mem::take(queued)));
+            }
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let frames: Vec<(u32, &[u8])> = taken
+            .iter()
+            .flat_map(|(ifindex, q)| q.iter().map(|(frame, _)| (*ifindex, &frame[..])))
+            .collect();
+        if let Err(e) = kernel.transmit(&frames) {
+            self.send_failed(None, &format!("from the kernel: {e}; sent on the socket"));
+            drop(frames);
+            for (ifindex, queued) in taken {
+                if let Some((_, q)) = outbox.iter_mut().find(|(k, _)| k.ifindex == ifindex) {
+                    q.extend(queued);
+                }
+            }
+        }
+    }
+
+    fn send_failed(&self, dst: Option<IpAddr>, error: &str) {
+        if let Some(suppressed) = self.send_errors.borrow_mut().allow() {
+            warn!(?dst, %error, suppressed, "sending advert");
         }
     }
 
@@ -504,7 +545,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     loop {
         daemon.sync_groups().await;
-        daemon.world.flush();
+        daemon.world.flush(daemon.kernel.as_mut());
         if daemon.world.kernel_dirty.take() {
             daemon.sync_kernel();
         }
@@ -614,7 +655,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for running in &mut daemon.instances {
         running.stop(at, &daemon.world).await;
     }
-    daemon.world.flush();
+    daemon.world.flush(daemon.kernel.as_mut());
     daemon.finish_demotions(&mut db_inbox).await;
     daemon.finish_group_notify(NOTIFY_AT_EXIT).await;
     daemon.world.fifos.close();

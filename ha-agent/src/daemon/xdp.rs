@@ -57,6 +57,10 @@ pub struct Kernel {
     not_accepted: HashSet<NotAcceptedKey>,
     /// ifindex → interface name, for the status.
     names: HashMap<u32, String>,
+    /// The interfaces whose adverts the kernel transmits (see [`Kernel::transmits_on`]).
+    transmit: HashSet<u32>,
+    /// Frames transmitted from the kernel.
+    transmitted: u64,
 }
 
 impl Choice {
@@ -125,7 +129,7 @@ impl Kernel {
                     Some((Link::lookup(name).ok()?.index, name.clone()))
                 })
                 .collect();
-            Ok(Self {
+            let mut kernel = Self {
                 program,
                 want,
                 events,
@@ -135,7 +139,13 @@ impl Kernel {
                 sources: HashSet::new(),
                 not_accepted: HashSet::new(),
                 names,
-            })
+                transmit: HashSet::new(),
+                transmitted: 0,
+            };
+            for (&ifindex, name) in &kernel.names.clone() {
+                kernel.probe_transmit(ifindex, name);
+            }
+            Ok(kernel)
         });
         match started {
             Ok(kernel) => Ok(Ok(kernel)),
@@ -171,8 +181,39 @@ impl Kernel {
                 let mode = self.program.attach_as(interface, self.want)?;
                 info!(%interface, mode = mode.as_str(), "XDP attached");
                 self.names.insert(link.index, interface.to_owned());
+                self.probe_transmit(link.index, interface);
             }
         }
+        Ok(())
+    }
+
+    /// Has the kernel transmit `interface`'s adverts when its driver takes redirected
+    /// frames (asked of the kernel, after the attach: some drivers take them only then).
+    fn probe_transmit(&mut self, ifindex: u32, interface: &str) {
+        if !self.program.can_transmit() {
+            return;
+        }
+        match crate::net::xdp_features::takes_redirects(ifindex) {
+            Ok(true) => {
+                info!(%interface, "adverts transmitted from the kernel (XDP)");
+                self.transmit.insert(ifindex);
+            }
+            Ok(false) => {
+                info!(%interface, "adverts sent on the socket: the driver takes no XDP frames")
+            }
+            Err(e) => info!(%interface, "adverts sent on the socket: XDP features unknown ({e})"),
+        }
+    }
+
+    /// Whether adverts leaving on `ifindex` (whole frames) go out through [`Kernel::transmit`].
+    pub fn transmits_on(&self, ifindex: u32) -> bool {
+        self.transmit.contains(&ifindex)
+    }
+
+    /// Sends frames (interface, Ethernet frame) from the kernel, in order.
+    pub fn transmit(&mut self, frames: &[(u32, &[u8])]) -> Result<(), XdpError> {
+        self.program.transmit(frames)?;
+        self.transmitted += frames.len() as u64;
         Ok(())
     }
 
@@ -323,6 +364,15 @@ impl Kernel {
             peers,
             vips,
             not_accepted_drops: self.program.not_accepted_drops().unwrap_or_default(),
+            transmit: self
+                .names
+                .iter()
+                .map(|(ifindex, name)| {
+                    let how = if self.transmits_on(*ifindex) { "kernel" } else { "socket" };
+                    (name.clone(), how.to_owned())
+                })
+                .collect(),
+            transmitted: self.transmitted,
         }
     }
 }

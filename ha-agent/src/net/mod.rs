@@ -8,6 +8,7 @@ pub mod link_watch;
 pub mod routes;
 pub mod vip;
 pub mod vmac;
+pub mod xdp_features;
 
 use std::{
     io,

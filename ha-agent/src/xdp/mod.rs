@@ -15,6 +15,7 @@ use ha_common::{
 };
 
 mod batch;
+pub mod tx;
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
 pub static HA_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ha-ebpf"));
@@ -54,6 +55,8 @@ pub enum XdpError {
     Map(#[from] aya::maps::MapError),
     #[error("updating {0} in a batch: {1}")]
     Batch(&'static str, std::io::Error),
+    #[error("mapping {0}: {1}")]
+    Mapping(&'static str, std::io::Error),
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
     #[error("the thread loading the XDP program: {0}")]
@@ -111,6 +114,8 @@ pub enum Want {
 pub struct XdpProgram {
     ebpf: Ebpf,
     attached: Vec<(String, AttachMode)>,
+    /// Adverts sent from the kernel, when the maps could be mapped.
+    tx: Option<tx::Transmitter>,
 }
 
 impl XdpProgram {
@@ -120,9 +125,13 @@ impl XdpProgram {
         // /sys/kernel/btf/vmlinux was most of the load's time and a passing ~15 MiB of heap.
         let mut ebpf = EbpfLoader::new().btf(None).load(HA_EBPF)?;
         program(&mut ebpf)?.load()?;
+        let tx = tx::Transmitter::new(&ebpf)
+            .inspect_err(|e| tracing::info!("adverts are sent on sockets: {e}"))
+            .ok();
         Ok(Self {
             ebpf,
             attached: Vec::new(),
+            tx,
         })
     }
 
@@ -180,6 +189,19 @@ impl XdpProgram {
             ..Default::default()
         };
         Ok(program(&mut self.ebpf)?.test_run(options)?.return_value)
+    }
+
+    /// Whether [`XdpProgram::transmit`] can send.
+    pub fn can_transmit(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Sends Ethernet frames, each on its interface, from the kernel (no socket): one
+    /// system call for up to 256 of them. Each must fit [`tx::FRAME_MAX`] and its interface
+    /// take redirected frames (`net::xdp_features`), or it is lost.
+    pub fn transmit(&mut self, frames: &[(u32, &[u8])]) -> Result<(), XdpError> {
+        let tx = self.tx.as_ref().ok_or(XdpError::Missing("TX_FRAMES"))?;
+        tx.send(&mut self.ebpf, frames)
     }
 
     /// Frames and bytes seen per class, summed over all CPUs.
