@@ -411,6 +411,14 @@ impl Topology {
         }
     }
 
+    /// Turns GRO on a host's bridge port on or off: with it off, the host's veth takes no
+    /// XDP frames (a driver that stopped taking them).
+    pub fn set_gro(&self, host: &str, on: bool) {
+        let port = &self.host(host).lan_port;
+        let on = if on { "on" } else { "off" };
+        sh(&["ip", "netns", "exec", &self.lan, "ethtool", "-K", port, "gro", on]);
+    }
+
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.
     pub fn set_cable(&self, host: &str, up: bool) {
         let port = &self.host(host).lan_port;

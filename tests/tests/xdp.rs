@@ -1129,6 +1129,23 @@ fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_fra
     assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
     assert!((1..=N).all(|i| !b.has_address("eth0", vip(i))));
 
+    // The driver stops taking XDP frames: the kernel says so, and the master moves to its
+    // socket before keepalived misses an advert.
+    t.set_gro("a", false);
+    let (_, after) = wait_until("A back on its socket", Duration::from_secs(2), || {
+        (agent_a.try_status()?["xdp"]["transmit"]["eth0"] == "socket").then_some(())
+    });
+    eprintln!("back on the socket {after:?} after the change");
+    let mdi = ha_tests::daemons::master_down_interval(3, Duration::from_millis(10), 120);
+    std::thread::sleep(mdi * 10);
+    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+    t.set_gro("a", true);
+    wait_until("A on the kernel again", Duration::from_secs(2), || {
+        (agent_a.try_status()?["xdp"]["transmit"]["eth0"] == "kernel").then_some(())
+    });
+    std::thread::sleep(mdi * 10);
+    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+
     // keepalived followed them: the master gone, it takes over.
     drop(agent_a);
     wait_until("keepalived master of all", Duration::from_secs(5), || {

@@ -158,7 +158,16 @@ pub(crate) struct World {
     outbox: RefCell<HashMap<SocketKey, Vec<(bytes::Bytes, IpAddr)>>>,
     /// Adverts the kernel refused (a full device queue): logged at most every 10 s.
     send_errors: RefCell<instance::RateLimit>,
+    /// When the frames the kernel transmits next may go (a burst was just sent).
+    pace_until: Cell<Option<Duration>>,
 }
+
+/// Frames the kernel transmits per interface at once. A redirected frame skips the qdisc: it
+/// goes straight into the driver's ring, which must hold the whole burst (a veth's and
+/// virtio-net's hold 256, NICs 256-4096); a frame that finds it full is lost.
+const TX_BURST: usize = 128;
+/// The pause between two bursts on an interface: time for the device to drain its ring.
+const TX_PACE: Duration = Duration::from_millis(1);
 
 impl World {
     async fn add_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
@@ -182,14 +191,16 @@ impl World {
     }
 
     /// Sends the queued adverts: the whole frames of interfaces the kernel transmits on in
-    /// one system call (XDP), the rest in one `sendmmsg` per socket, for every instance due
-    /// in the same tick. A message the kernel refuses is skipped (logged at most every 10 s).
+    /// one system call (XDP, in bursts: [`TX_BURST`]), the rest in one `sendmmsg` per
+    /// socket, for every instance due in the same tick. A message the kernel refuses is
+    /// skipped (logged at most every 10 s).
     fn flush(&self, kernel: Option<&mut xdp::Kernel>) {
         let mut outbox = self.outbox.borrow_mut();
-        if let Some(kernel) = kernel {
-            self.transmit(&mut outbox, kernel);
-        }
-        for (key, queued) in outbox.iter_mut().filter(|(_, q)| !q.is_empty()) {
+        let for_kernel = kernel.map(|k| self.transmit(&mut outbox, k)).unwrap_or_default();
+        for (key, queued) in outbox
+            .iter_mut()
+            .filter(|(k, q)| !q.is_empty() && !for_kernel.contains(k))
+        {
             let Some(socket) = self.sockets.get(key) else {
                 queued.clear();
                 continue;
@@ -211,38 +222,55 @@ impl World {
         }
     }
 
-    /// Takes the frames the kernel can transmit out of `outbox` and transmits them; on an
-    /// error they stay for the sockets.
+    /// Transmits from the kernel what it can: at most [`TX_BURST`] frames per interface,
+    /// the rest [`TX_PACE`] later (see [`World::pace_until`]). Returns the sockets whose
+    /// frames are the kernel's, sent or waiting; on an error they go to the sockets.
     fn transmit(
         &self,
         outbox: &mut HashMap<SocketKey, Vec<(bytes::Bytes, IpAddr)>>,
         kernel: &mut xdp::Kernel,
-    ) {
+    ) -> HashSet<SocketKey> {
         let fits = |(frame, _): &(bytes::Bytes, IpAddr)| frame.len() <= crate::xdp::tx::FRAME_MAX;
+        let at = now();
+        let paused = self.pace_until.get().is_some_and(|t| at < t);
+        let mut keys = HashSet::new();
+        let mut budget: HashMap<u32, usize> = HashMap::new();
         let mut taken = Vec::new();
         for (key, queued) in outbox.iter_mut() {
             let by_kernel = kernel.transmits_on(key.ifindex)
                 && self.sockets.get(key).is_some_and(|s| s.sends_frames());
-            if by_kernel && !queued.is_empty() && queued.iter().all(fits) {
-                taken.push((key.ifindex, std::mem::take(queued)));
+            if !by_kernel || queued.is_empty() || !queued.iter().all(fits) {
+                continue;
+            }
+            keys.insert(*key);
+            let left = budget.entry(key.ifindex).or_insert(TX_BURST);
+            let n = if paused { 0 } else { queued.len().min(*left) };
+            *left -= n;
+            if n > 0 {
+                taken.push((*key, queued.drain(..n).collect::<Vec<_>>()));
             }
         }
         if taken.is_empty() {
-            return;
+            return keys;
         }
         let frames: Vec<(u32, &[u8])> = taken
             .iter()
-            .flat_map(|(ifindex, q)| q.iter().map(|(frame, _)| (*ifindex, &frame[..])))
+            .flat_map(|(key, q)| q.iter().map(|(frame, _)| (key.ifindex, &frame[..])))
             .collect();
-        if let Err(e) = kernel.transmit(&frames) {
+        let sent = kernel.transmit(&frames);
+        drop(frames);
+        if let Err(e) = sent {
             self.send_failed(None, &format!("from the kernel: {e}; sent on the socket"));
-            drop(frames);
-            for (ifindex, queued) in taken {
-                if let Some((_, q)) = outbox.iter_mut().find(|(k, _)| k.ifindex == ifindex) {
-                    q.extend(queued);
+            for (key, frames) in taken {
+                keys.remove(&key);
+                if let Some(queued) = outbox.get_mut(&key) {
+                    queued.splice(..0, frames);
                 }
             }
         }
+        let waiting = keys.iter().any(|k| outbox.get(k).is_some_and(|q| !q.is_empty()));
+        self.pace_until.set(waiting.then_some(at + TX_PACE));
+        keys
     }
 
     fn send_failed(&self, dst: Option<IpAddr>, error: &str) {
@@ -432,6 +460,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         fifos: notify_fifo::Fifos::open(fifos(&config), script_user(&config)),
         outbox: RefCell::default(),
         send_errors: RefCell::default(),
+        pace_until: Cell::new(None),
     };
     let interfaces = xdp::interfaces(&config.instances)
         .into_iter()
@@ -518,6 +547,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let mut buf = vec![0u8; 65536];
 
     let mut link_events = link_watch::watch().map_err(io_error("watching links"))?;
+    // Before the XDP program is attached and asked: no change falls between.
+    let mut xdp_feature_changes = crate::net::xdp_features::watch().unwrap_or_else(|e| {
+        info!("XDP features not followed ({e}): adverts are sent on sockets");
+        tokio::sync::mpsc::unbounded_channel().1
+    });
     daemon.refresh_links();
     daemon.apply_tracking().await;
     let start = now();
@@ -558,6 +592,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .iter()
             .filter_map(Running::poll_timeout)
             .chain(daemon.bfd.poll_timeout())
+            .chain(daemon.world.pace_until.get())
             .min();
         timer.arm(deadline).map_err(io_error("arming the timer"))?;
         tokio::select! {
@@ -636,6 +671,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                 }
             }
             Some((name, up)) = link_events.recv() => daemon.on_link(name, up).await,
+            Some(ifindex) = xdp_feature_changes.recv() => {
+                if let Some(kernel) = &mut daemon.kernel {
+                    kernel.features_changed(ifindex);
+                }
+            }
             Some(due) = daemon.link_delays.rx.recv() => {
                 if daemon.link_delays.due(&due) {
                     daemon.link_changed(due.0, due.1).await;

@@ -187,21 +187,36 @@ impl Kernel {
         Ok(())
     }
 
-    /// Has the kernel transmit `interface`'s adverts when its driver takes redirected
-    /// frames (asked of the kernel, after the attach: some drivers take them only then).
+    /// Has the kernel transmit `interface`'s adverts while its driver takes redirected
+    /// frames (asked of the kernel after the attach, as some drivers take them only then, and
+    /// again whenever the kernel announces a change: [`Kernel::features_changed`]).
     fn probe_transmit(&mut self, ifindex: u32, interface: &str) {
         if !self.program.can_transmit() {
             return;
         }
-        match crate::net::xdp_features::takes_redirects(ifindex) {
-            Ok(true) => {
-                info!(%interface, "adverts transmitted from the kernel (XDP)");
-                self.transmit.insert(ifindex);
-            }
+        let takes = crate::net::xdp_features::takes_redirects(ifindex);
+        let now = matches!(takes, Ok(true));
+        match takes {
+            Ok(true) => info!(%interface, "adverts transmitted from the kernel (XDP)"),
             Ok(false) => {
                 info!(%interface, "adverts sent on the socket: the driver takes no XDP frames")
             }
             Err(e) => info!(%interface, "adverts sent on the socket: XDP features unknown ({e})"),
+        }
+        if now {
+            self.transmit.insert(ifindex);
+        } else {
+            self.transmit.remove(&ifindex);
+        }
+    }
+
+    /// The kernel announced that `ifindex`'s XDP features changed (or that any may have).
+    pub fn features_changed(&mut self, ifindex: u32) {
+        let every = ifindex == crate::net::xdp_features::EVERY_INTERFACE;
+        for (index, name) in self.names.clone() {
+            if every || index == ifindex {
+                self.probe_transmit(index, &name);
+            }
         }
     }
 

@@ -2,9 +2,13 @@
 //! family, Linux 6.3+): whether an interface takes frames redirected to it
 //! (`NETDEV_XDP_ACT_NDO_XMIT`). A veth takes them only while its peer runs XDP or GRO, a
 //! NIC driver typically only with an XDP program attached, and a redirect to an interface
-//! that does not is dropped without a word: the feature is asked, never assumed.
+//! that does not is dropped without a word: the feature is asked, never assumed, and its
+//! changes are followed (the family's `mgmt` notifications).
 
-use std::io;
+use std::{
+    io,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload, NlaBuffer,
@@ -12,9 +16,16 @@ use netlink_packet_core::{
 };
 use netlink_packet_generic::{
     GenlFamily, GenlHeader, GenlMessage,
-    ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs},
+    ctrl::{
+        GenlCtrl, GenlCtrlCmd,
+        nlas::{GenlCtrlAttrs, McastGrpAttrs},
+    },
 };
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
+use netlink_sys::{
+    AsyncSocket as _, AsyncSocketExt as _, Socket, SocketAddr, TokioSocket,
+    protocols::NETLINK_GENERIC,
+};
+use tokio::sync::mpsc;
 
 const NETDEV_CMD_DEV_GET: u8 = 1;
 const NETDEV_A_DEV_IFINDEX: u16 = 1;
@@ -76,13 +87,19 @@ impl ParseableParametrized<[u8], GenlHeader> for NetdevDev {
     }
 }
 
+/// Whether [`watch`] follows the kernel's announcements: an answer that could change
+/// unseen is not given.
+static WATCHING: AtomicBool = AtomicBool::new(false);
+
 /// Whether frames redirected to `ifindex` (in the calling thread's network namespace) are
-/// sent. An error when the kernel cannot say (no `netdev` family before 6.3).
+/// sent. An error when the kernel cannot say (no `netdev` family before 6.3), or when its
+/// changes are not followed ([`watch`]).
 pub fn takes_redirects(ifindex: u32) -> io::Result<bool> {
-    let mut socket = Socket::new(NETLINK_GENERIC)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let family = family_id(&socket)?;
+    if !WATCHING.load(Ordering::Relaxed) {
+        return Err(io::Error::other("changes of the XDP features are not followed"));
+    }
+    let socket = request_socket()?;
+    let (family, _) = family(&socket)?;
     let mut request = GenlMessage::from_payload(NetdevDev {
         ifindex,
         ..Default::default()
@@ -92,21 +109,90 @@ pub fn takes_redirects(ifindex: u32) -> io::Result<bool> {
     Ok(dev.xdp_features & NETDEV_XDP_ACT_NDO_XMIT != 0)
 }
 
-/// The id the kernel gave the `netdev` family.
-fn family_id(socket: &Socket) -> io::Result<u16> {
+/// What [`watch`] sends when any interface may have changed.
+pub const EVERY_INTERFACE: u32 = 0;
+
+/// The interfaces whose XDP features (or existence) changed, as the kernel announces them
+/// ([`EVERY_INTERFACE`] when announcements were lost); read on the calling runtime.
+pub fn watch() -> io::Result<mpsc::UnboundedReceiver<u32>> {
+    let (_, group) = family(&request_socket()?)?;
+    let group = group.ok_or_else(|| io::Error::other("the netdev family has no mgmt group"))?;
+    let mut socket = TokioSocket::new(NETLINK_GENERIC)?;
+    socket.socket_mut().bind_auto()?;
+    socket.socket_mut().add_membership(group)?;
+    WATCHING.store(true, Ordering::Relaxed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let buf = match socket.recv_from_full().await {
+                Ok((buf, _)) => buf,
+                // Announcements were lost: every interface may have changed.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    let _ = tx.send(EVERY_INTERFACE);
+                    continue;
+                }
+                Err(_) => break,
+            };
+            let mut at = 0;
+            while let Ok(message) = NetlinkMessage::<GenlMessage<NetdevDev>>::deserialize(&buf[at..])
+            {
+                if let NetlinkPayload::InnerMessage(m) = message.payload
+                    && tx.send(m.payload.ifindex).is_err()
+                {
+                    return;
+                }
+                let len = message.header.length as usize;
+                at += len.next_multiple_of(4);
+                if len == 0 || at >= buf.len() {
+                    break;
+                }
+            }
+        }
+        // Nothing is followed any more: every answer is asked again (and refused).
+        WATCHING.store(false, Ordering::Relaxed);
+        let _ = tx.send(EVERY_INTERFACE);
+    });
+    Ok(rx)
+}
+
+fn request_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_GENERIC)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
+/// The id the kernel gave the `netdev` family, and that of its `mgmt` notification group.
+fn family(socket: &Socket) -> io::Result<(u16, Option<u32>)> {
     let request = GenlMessage::from_payload(GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
         nlas: vec![GenlCtrlAttrs::FamilyName(NetdevDev::family_name().to_owned())],
     });
     let reply: GenlCtrl = round_trip(socket, request)?;
-    reply
-        .nlas
-        .iter()
-        .find_map(|nla| match nla {
-            GenlCtrlAttrs::FamilyId(id) => Some(*id),
-            _ => None,
-        })
-        .ok_or_else(|| io::Error::other("no id for the netdev family"))
+    let mut id = None;
+    let mut mgmt = None;
+    for nla in reply.nlas {
+        match nla {
+            GenlCtrlAttrs::FamilyId(i) => id = Some(i),
+            GenlCtrlAttrs::McastGroups(groups) => {
+                for group in groups {
+                    let named = group
+                        .iter()
+                        .any(|a| matches!(a, McastGrpAttrs::Name(n) if n == "mgmt"));
+                    let group_id = group.iter().find_map(|a| match a {
+                        McastGrpAttrs::Id(i) => Some(*i),
+                        _ => None,
+                    });
+                    if named {
+                        mgmt = group_id;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let id = id.ok_or_else(|| io::Error::other("no id for the netdev family"))?;
+    Ok((id, mgmt))
 }
 
 /// Sends one request and parses its one reply.
