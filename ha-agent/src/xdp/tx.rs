@@ -22,8 +22,10 @@ use super::XdpError;
 const TX_FRAMES: &str = "TX_FRAMES";
 const TX_CURSOR: &str = "TX_CURSOR";
 
-/// What each run starts from: overwritten with the slot's frame.
-static SCRATCH: [u8; TX_FRAME_MAX] = [0; TX_FRAME_MAX];
+/// What each run starts from, grown and overwritten with the slot's frame: an Ethernet
+/// header's worth, the least the kernel takes. Each frame's page is set up from it, so
+/// every byte more is copied once per frame sent.
+static SCRATCH: [u8; 14] = [0; 14];
 
 /// The transmitter's two maps, mapped into this process.
 pub struct Transmitter {
