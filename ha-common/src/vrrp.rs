@@ -128,7 +128,16 @@ pub struct VridConfig {
     /// keepalived does).
     pub unicast: u8,
     pub addr_digest: u64,
+    /// Where `PEER_SLOTS` mirrors this VRID's `PEERS` entry (the agent's choice, below
+    /// [`PEER_SLOTS`]).
+    pub slot: u32,
+    pub _pad: u32,
 }
+
+/// Entries of `PEER_SLOTS`: a copy of each configured VRID's `PEERS` entry, in an array the
+/// agent maps into its memory and reads without a system call. Written under a sequence
+/// count ([`Peer::seq`]): odd while a write is under way.
+pub const PEER_SLOTS: u32 = 4096;
 
 /// A sender a VRID accepts (`SOURCES`, for `check_unicast_src`).
 #[repr(C)]
@@ -182,7 +191,8 @@ pub struct Peer {
     pub addr_count: u8,
     /// Its advert interval in centiseconds.
     pub interval_cs: u16,
-    pub _pad: [u8; 4],
+    /// `PEER_SLOTS` only: incremented before and after each write (odd: being written).
+    pub seq: u32,
     /// Adverts accepted from it.
     pub adverts: u64,
     /// CLOCK_MONOTONIC of the last one (`bpf_ktime_get_ns`), in ns.
@@ -284,7 +294,7 @@ pub struct CountKey {
 }
 
 const _: () = assert!(core::mem::size_of::<VridKey>() == 8);
-const _: () = assert!(core::mem::size_of::<VridConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<VridConfig>() == 48);
 const _: () = assert!(core::mem::size_of::<Peer>() == 40);
 const _: () = assert!(core::mem::size_of::<Event>() == 112);
 const _: () = assert!(core::mem::size_of::<VipKey>() == 8);

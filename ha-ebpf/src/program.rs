@@ -19,19 +19,19 @@
 //! never aborted. Run by the agent on the loopback device, it transmits adverts (tx.rs).
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_F_MMAPABLE, xdp_action},
     helpers::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_load_bytes},
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::XdpContext,
 };
 use ha_common::{
     classify::{ClassCount, FrameClass},
     vrrp::{
         AUTH_LEN, AUTH_NONE, AUTH_PASS, CONFLICT_EVENT_GAP_NS, Change, CountKey, Event, HEADER_LEN,
-        IPPROTO_VRRP, MAX_ADDRS, MAX_ADDRS_V6, MAX_LEN, MAX_LEN_V6, NotAcceptedKey, Peer,
-        SourceKey, TTL, TYPE_ADVERTISEMENT, VRID_IPV6, Verdict, VipClaims, VipEntry, VipKey,
-        VridConfig, VridKey, addr_share, addr16,
+        IPPROTO_VRRP, MAX_ADDRS, MAX_ADDRS_V6, MAX_LEN, MAX_LEN_V6, NotAcceptedKey,
+        PEER_SLOTS as PEER_SLOTS_LEN, Peer, SourceKey, TTL, TYPE_ADVERTISEMENT, VRID_IPV6, Verdict,
+        VipClaims, VipEntry, VipKey, VridConfig, VridKey, addr_share, addr16,
     },
 };
 
@@ -59,6 +59,11 @@ static VRIDS: HashMap<VridKey, VridConfig> = HashMap::with_max_entries(4096, 0);
 /// The master each configured VRID follows, from its last accepted advert.
 #[map]
 static PEERS: HashMap<VridKey, Peer> = HashMap::with_max_entries(4096, 0);
+
+/// A copy of each configured VRID's `PEERS` entry at its `VridConfig::slot`, which the agent
+/// reads through a mapping, without a system call.
+#[map]
+static PEER_SLOTS: Array<Peer> = Array::with_max_entries(PEER_SLOTS_LEN, BPF_F_MMAPABLE);
 
 /// Changes of `PEERS` (never steady adverts).
 #[map]
@@ -433,7 +438,14 @@ fn settle(
         return (Verdict::Interval, vrid);
     }
     if config.absorb == 0 {
-        record(a.key, a.src, a.priority, a.count, a.interval_cs);
+        record(
+            a.key,
+            config.slot,
+            a.src,
+            a.priority,
+            a.count,
+            a.interval_cs,
+        );
         return (Verdict::Accepted, vrid);
     }
     // Absorbed only if the agent would accept it too; else it judges (and counts) it.
@@ -444,7 +456,14 @@ fn settle(
     {
         return (Verdict::Accepted, vrid);
     }
-    record(a.key, a.src, a.priority, a.count, a.interval_cs);
+    record(
+        a.key,
+        config.slot,
+        a.src,
+        a.priority,
+        a.count,
+        a.interval_cs,
+    );
     (Verdict::Absorbed, vrid)
 }
 
@@ -662,9 +681,10 @@ fn fold(mut sum: u32) -> u32 {
     (sum & 0xffff) + (sum >> 16)
 }
 
-/// Updates the VRID's peer entry; a change of master, priority or interval is an event.
+/// Updates the VRID's peer entry and its copy at `slot`; a change of master, priority or
+/// interval is an event.
 #[inline(always)]
-fn record(key: VridKey, master: [u8; 16], priority: u8, count: u8, interval_cs: u16) {
+fn record(key: VridKey, slot: u32, master: [u8; 16], priority: u8, count: u8, interval_cs: u16) {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a lookup; the value is copied out.
@@ -679,6 +699,7 @@ fn record(key: VridKey, master: [u8; 16], priority: u8, count: u8, interval_cs: 
         ..Default::default()
     };
     let _ = PEERS.insert(key, peer, 0);
+    mirror(slot, peer);
     let change = match old {
         None => Some(Change::NewMaster),
         Some(old) if old.master != master => Some(Change::NewMaster),
@@ -701,6 +722,27 @@ fn record(key: VridKey, master: [u8; 16], priority: u8, count: u8, interval_cs: 
             },
             0,
         );
+    }
+}
+
+/// Writes `peer` at `slot` of `PEER_SLOTS` between two increments of its sequence count, so
+/// that the agent, reading without a lock, can tell a torn copy (stores are seen in program
+/// order on x86; the fences keep the compiler from moving them).
+#[inline(always)]
+fn mirror(slot: u32, peer: Peer) {
+    use core::sync::atomic::{Ordering, compiler_fence};
+    let Some(entry) = PEER_SLOTS.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: a pointer to a whole slot of the map.
+    unsafe {
+        let seq = core::ptr::addr_of_mut!((*entry).seq);
+        let start = core::ptr::read_volatile(seq).wrapping_add(1) | 1;
+        core::ptr::write_volatile(seq, start);
+        compiler_fence(Ordering::SeqCst);
+        core::ptr::write_volatile(entry, Peer { seq: start, ..peer });
+        compiler_fence(Ordering::SeqCst);
+        core::ptr::write_volatile(seq, start.wrapping_add(1));
     }
 }
 

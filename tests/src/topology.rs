@@ -416,7 +416,9 @@ impl Topology {
     pub fn set_gro(&self, host: &str, on: bool) {
         let port = &self.host(host).lan_port;
         let on = if on { "on" } else { "off" };
-        sh(&["ip", "netns", "exec", &self.lan, "ethtool", "-K", port, "gro", on]);
+        sh(&[
+            "ip", "netns", "exec", &self.lan, "ethtool", "-K", port, "gro", on,
+        ]);
     }
 
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.

@@ -138,7 +138,7 @@ use ha_agent::vrrp::{
     receive::{Target, receive},
 };
 use ha_common::vrrp::{
-    AUTH_PASS, SourceKey, VRID_IPV6, Verdict, VridConfig, VridKey, addr_digest, addr16,
+    AUTH_PASS, Peer, SourceKey, VRID_IPV6, Verdict, VridConfig, VridKey, addr_digest, addr16,
 };
 
 const XDP_DROP: u32 = 1;
@@ -603,6 +603,9 @@ fn the_kernel_and_the_agent_agree_on_every_packet_of_the_corpus() {
                         .into_iter()
                         .find(|(k, _)| *k == key)
                         .expect("a peer entry");
+                    // The mapped copy (slot 0, the configuration's) says the same.
+                    let copy = program.peer_at(0).expect("readable").expect("recorded");
+                    assert_eq!(Peer { seq: 0, ..copy }, peer, "{name}: PEER_SLOTS");
                     let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
                     assert_eq!(peer.master, addr16(&src.octets()), "{name}");
                     assert_eq!(peer.priority, advert.priority, "{name}");
@@ -1101,15 +1104,23 @@ fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_fra
     let (a, b) = (t.host("a"), t.host("b"));
     let agent_a = Daemon::agent(a, t.dir(), &many("MASTER", 150, N));
     let mut keepalived_b = Daemon::keepalived(b, t.dir(), &many("BACKUP", 120, N));
-    let vip = |i: u8| format!("192.168.2.{}", 100 + u16::from(i)).parse::<Ipv4Addr>().unwrap();
-    let (status, _) = wait_until("A master of all, from the kernel", Duration::from_secs(10), || {
-        let status = agent_a.try_status()?;
-        let instances = status["instances"].as_array()?;
-        (instances.len() == usize::from(N)
-            && instances.iter().all(|i| i["state"] == "MASTER")
-            && status["xdp"]["transmitted"].as_u64()? > 0)
-            .then_some(status)
-    });
+    let vip = |i: u8| {
+        format!("192.168.2.{}", 100 + u16::from(i))
+            .parse::<Ipv4Addr>()
+            .unwrap()
+    };
+    let (status, _) = wait_until(
+        "A master of all, from the kernel",
+        Duration::from_secs(10),
+        || {
+            let status = agent_a.try_status()?;
+            let instances = status["instances"].as_array()?;
+            (instances.len() == usize::from(N)
+                && instances.iter().all(|i| i["state"] == "MASTER")
+                && status["xdp"]["transmitted"].as_u64()? > 0)
+                .then_some(status)
+        },
+    );
     assert_eq!(status["xdp"]["transmit"]["eth0"], "kernel", "{status}");
     let monitor = AddrMonitor::start(b).unwrap();
     let observer = Observer::start_filtered(t.host("c"), t.dir(), "kernel-tx", "vrrp").unwrap();
@@ -1123,10 +1134,22 @@ fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_fra
         .filter(|f| matches!(f, Frame::Advert { src, priority: 150, .. } if *src == a.ip))
         .count() as u64;
     let expected = u64::from(N) * 100 * WINDOW.as_secs();
-    eprintln!("{sent} adverts transmitted from the kernel in {WINDOW:?}, {seen} seen on the LAN (expected {expected})");
-    assert!(sent >= expected * 9 / 10, "{sent} sent, {expected} expected");
-    assert!(seen >= expected * 8 / 10, "{seen} seen, {expected} expected");
-    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+    eprintln!(
+        "{sent} adverts transmitted from the kernel in {WINDOW:?}, {seen} seen on the LAN (expected {expected})"
+    );
+    assert!(
+        sent >= expected * 9 / 10,
+        "{sent} sent, {expected} expected"
+    );
+    assert!(
+        seen >= expected * 8 / 10,
+        "{seen} seen, {expected} expected"
+    );
+    assert!(
+        monitor.events().is_empty(),
+        "keepalived took a VIP: {:?}",
+        monitor.events()
+    );
     assert!((1..=N).all(|i| !b.has_address("eth0", vip(i))));
 
     // The driver stops taking XDP frames: the kernel says so, and the master moves to its
@@ -1138,13 +1161,21 @@ fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_fra
     eprintln!("back on the socket {after:?} after the change");
     let mdi = ha_tests::daemons::master_down_interval(3, Duration::from_millis(10), 120);
     std::thread::sleep(mdi * 10);
-    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+    assert!(
+        monitor.events().is_empty(),
+        "keepalived took a VIP: {:?}",
+        monitor.events()
+    );
     t.set_gro("a", true);
     wait_until("A on the kernel again", Duration::from_secs(2), || {
         (agent_a.try_status()?["xdp"]["transmit"]["eth0"] == "kernel").then_some(())
     });
     std::thread::sleep(mdi * 10);
-    assert!(monitor.events().is_empty(), "keepalived took a VIP: {:?}", monitor.events());
+    assert!(
+        monitor.events().is_empty(),
+        "keepalived took a VIP: {:?}",
+        monitor.events()
+    );
 
     // keepalived followed them: the master gone, it takes over.
     drop(agent_a);

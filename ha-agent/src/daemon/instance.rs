@@ -641,6 +641,8 @@ impl Running {
             check_src: u8::from(self.checked_sources().is_some()),
             strict: u8::from(self.cfg.strict),
             unicast: u8::from(!self.cfg.unicast_peers.is_empty()),
+            // The kernel's record keeper (daemon/xdp.rs) gives it its slot.
+            ..Default::default()
         }
     }
 

@@ -196,7 +196,9 @@ impl World {
     /// skipped (logged at most every 10 s).
     fn flush(&self, kernel: Option<&mut xdp::Kernel>) {
         let mut outbox = self.outbox.borrow_mut();
-        let for_kernel = kernel.map(|k| self.transmit(&mut outbox, k)).unwrap_or_default();
+        let for_kernel = kernel
+            .map(|k| self.transmit(&mut outbox, k))
+            .unwrap_or_default();
         for (key, queued) in outbox
             .iter_mut()
             .filter(|(k, q)| !q.is_empty() && !for_kernel.contains(k))
@@ -268,7 +270,9 @@ impl World {
                 }
             }
         }
-        let waiting = keys.iter().any(|k| outbox.get(k).is_some_and(|q| !q.is_empty()));
+        let waiting = keys
+            .iter()
+            .any(|k| outbox.get(k).is_some_and(|q| !q.is_empty()));
         self.pace_until.set(waiting.then_some(at + TX_PACE));
         keys
     }
@@ -1244,13 +1248,12 @@ impl Daemon {
         if !self.instances.iter().any(due) {
             return;
         }
-        // One read of the whole map for every backup due.
-        let peers = kernel.peers();
+        // Read from the kernel's mapped copy: no system call per backup due.
         for running in &mut self.instances {
             if due(running)
-                && let Some(peer) = peers.get(&running.kernel_key())
+                && let Some(peer) = kernel.peer(running.kernel_key())
             {
-                running.on_kernel_advert(peer, &self.world).await;
+                running.on_kernel_advert(&peer, &self.world).await;
             }
         }
     }

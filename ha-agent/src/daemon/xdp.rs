@@ -61,6 +61,9 @@ pub struct Kernel {
     transmit: HashSet<u32>,
     /// Frames transmitted from the kernel.
     transmitted: u64,
+    /// Each configured VRID's slot in `PEER_SLOTS`, and the slots given back.
+    slots: HashMap<VridKey, u32>,
+    free_slots: Vec<u32>,
 }
 
 impl Choice {
@@ -141,6 +144,8 @@ impl Kernel {
                 names,
                 transmit: HashSet::new(),
                 transmitted: 0,
+                slots: HashMap::new(),
+                free_slots: Vec::new(),
             };
             for (&ifindex, name) in &kernel.names.clone() {
                 kernel.probe_transmit(ifindex, name);
@@ -251,9 +256,20 @@ impl Kernel {
         for key in sources.difference(&self.sources) {
             self.program.allow_source(*key)?;
         }
+        let vrids: HashMap<VridKey, VridConfig> = vrids
+            .into_iter()
+            .map(|(key, config)| {
+                let slot = self.slot(key);
+                (key, VridConfig { slot, ..config })
+            })
+            .collect();
         for key in missing_from(&vrids, &self.vrids) {
             self.program.remove_vrid(key)?;
             self.vrids.remove(&key);
+            // Given back only now: the kernel no longer writes it for `key`.
+            if let Some(slot) = self.slots.remove(&key) {
+                self.free_slots.push(slot);
+            }
         }
         // A takeover of many instances changes many entries: one batch per map.
         let changed: Vec<(VridKey, VridConfig)> = vrids
@@ -282,6 +298,30 @@ impl Kernel {
     /// Whether the kernel absorbs `key`'s valid adverts (its instance learns of them here).
     pub fn absorbs(&self, key: VridKey) -> bool {
         self.vrids.get(&key).is_some_and(|c| c.absorb != 0)
+    }
+
+    /// `key`'s slot in `PEER_SLOTS`, taken (and emptied) on first use.
+    fn slot(&mut self, key: VridKey) -> u32 {
+        if let Some(&slot) = self.slots.get(&key) {
+            return slot;
+        }
+        let slot = self.free_slots.pop().unwrap_or(self.slots.len() as u32);
+        self.program.clear_peer_slot(slot);
+        self.slots.insert(key, slot);
+        slot
+    }
+
+    /// The master the kernel recorded for `key`: read from the mapped `PEER_SLOTS`, or by a
+    /// system call when it cannot be.
+    pub fn peer(&self, key: VridKey) -> Option<Peer> {
+        let mapped = self.slots.get(&key).and_then(|&s| self.program.peer_at(s));
+        match mapped {
+            Some(peer) => peer,
+            None => self.program.peer(key).unwrap_or_else(|e| {
+                warn!("XDP: reading PEERS: {e}");
+                None
+            }),
+        }
     }
 
     /// Every master the kernel recorded, by VRID (one system call).
@@ -383,7 +423,11 @@ impl Kernel {
                 .names
                 .iter()
                 .map(|(ifindex, name)| {
-                    let how = if self.transmits_on(*ifindex) { "kernel" } else { "socket" };
+                    let how = if self.transmits_on(*ifindex) {
+                        "kernel"
+                    } else {
+                        "socket"
+                    };
                     (name.clone(), how.to_owned())
                 })
                 .collect(),

@@ -96,7 +96,9 @@ static WATCHING: AtomicBool = AtomicBool::new(false);
 /// changes are not followed ([`watch`]).
 pub fn takes_redirects(ifindex: u32) -> io::Result<bool> {
     if !WATCHING.load(Ordering::Relaxed) {
-        return Err(io::Error::other("changes of the XDP features are not followed"));
+        return Err(io::Error::other(
+            "changes of the XDP features are not followed",
+        ));
     }
     let socket = request_socket()?;
     let (family, _) = family(&socket)?;
@@ -134,7 +136,8 @@ pub fn watch() -> io::Result<mpsc::UnboundedReceiver<u32>> {
                 Err(_) => break,
             };
             let mut at = 0;
-            while let Ok(message) = NetlinkMessage::<GenlMessage<NetdevDev>>::deserialize(&buf[at..])
+            while let Ok(message) =
+                NetlinkMessage::<GenlMessage<NetdevDev>>::deserialize(&buf[at..])
             {
                 if let NetlinkPayload::InnerMessage(m) = message.payload
                     && tx.send(m.payload.ifindex).is_err()
@@ -166,7 +169,9 @@ fn request_socket() -> io::Result<Socket> {
 fn family(socket: &Socket) -> io::Result<(u16, Option<u32>)> {
     let request = GenlMessage::from_payload(GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
-        nlas: vec![GenlCtrlAttrs::FamilyName(NetdevDev::family_name().to_owned())],
+        nlas: vec![GenlCtrlAttrs::FamilyName(
+            NetdevDev::family_name().to_owned(),
+        )],
     });
     let reply: GenlCtrl = round_trip(socket, request)?;
     let mut id = None;
@@ -213,11 +218,10 @@ where
         .map_err(|e| io::Error::other(e.to_string()))?;
     match reply.payload {
         NetlinkPayload::InnerMessage(message) => Ok(message.payload),
-        NetlinkPayload::Error(e) => Err(e
-            .code
-            .map_or_else(|| io::Error::other("netlink error"), |c| {
-                io::Error::from_raw_os_error(-c.get())
-            })),
+        NetlinkPayload::Error(e) => Err(e.code.map_or_else(
+            || io::Error::other("netlink error"),
+            |c| io::Error::from_raw_os_error(-c.get()),
+        )),
         other => Err(io::Error::other(format!("unexpected reply {other:?}"))),
     }
 }

@@ -9,12 +9,13 @@ use ha_common::{
     bfd::{BfdKey, BfdWatch},
     classify::{ClassCount, FrameClass},
     vrrp::{
-        CountKey, Event, NotAcceptedKey, Peer, SourceKey, Verdict, VipClaims, VipEntry, VipKey,
-        VridConfig, VridKey,
+        CountKey, Event, NotAcceptedKey, PEER_SLOTS as PEER_SLOTS_LEN, Peer, SourceKey, Verdict,
+        VipClaims, VipEntry, VipKey, VridConfig, VridKey,
     },
 };
 
 mod batch;
+mod mapping;
 pub mod tx;
 
 /// The XDP object built from `ha-ebpf` by build.rs, embedded in the binary.
@@ -43,6 +44,7 @@ const SOURCES: &str = "SOURCES";
 const NOT_ACCEPTED: &str = "NOT_ACCEPTED";
 const NOT_ACCEPTED_DROPS: &str = "NOT_ACCEPTED_DROPS";
 const BFD_SESSIONS: &str = "BFD_SESSIONS";
+const PEER_SLOTS: &str = "PEER_SLOTS";
 const BFD_EVENTS: &str = "BFD_EVENTS";
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,8 @@ pub struct XdpProgram {
     attached: Vec<(String, AttachMode)>,
     /// Adverts sent from the kernel, when the maps could be mapped.
     tx: Option<tx::Transmitter>,
+    /// `PEER_SLOTS`, mapped (read without a system call).
+    peer_slots: Option<mapping::Mapping>,
 }
 
 impl XdpProgram {
@@ -128,10 +132,19 @@ impl XdpProgram {
         let tx = tx::Transmitter::new(&ebpf)
             .inspect_err(|e| tracing::info!("adverts are sent on sockets: {e}"))
             .ok();
+        let peer_slots = match ebpf.map(PEER_SLOTS) {
+            Some(aya::maps::Map::Array(data)) => {
+                mapping::Mapping::new(data, PEER_SLOTS_LEN as usize * size_of::<Peer>())
+                    .inspect_err(|e| tracing::info!("{PEER_SLOTS} read by system calls: {e}"))
+                    .ok()
+            }
+            _ => None,
+        };
         Ok(Self {
             ebpf,
             attached: Vec::new(),
             tx,
+            peer_slots,
         })
     }
 
@@ -290,6 +303,58 @@ impl XdpProgram {
                 Ok(map.iter().filter_map(Result::ok).collect())
             }
         }
+    }
+
+    /// The copy of a VRID's `PEERS` entry at `slot` of `PEER_SLOTS`, read from the mapping:
+    /// `Some(None)` while nothing was recorded there, `None` when it cannot be read so (no
+    /// mapping, or a write under way each time it was tried).
+    pub fn peer_at(&self, slot: u32) -> Option<Option<Peer>> {
+        use std::sync::atomic::{Ordering, fence};
+        let slots = self.peer_slots.as_ref()?;
+        if slot >= PEER_SLOTS_LEN {
+            return None;
+        }
+        // SAFETY: `slot` is inside the mapping, which holds every slot.
+        let entry = unsafe { slots.ptr.cast::<Peer>().as_ptr().add(slot as usize) };
+        for _ in 0..3 {
+            // SAFETY: volatile reads of the mapped slot; a torn copy is detected below.
+            let (before, peer, after) = unsafe {
+                let before = std::ptr::read_volatile(std::ptr::addr_of!((*entry).seq));
+                fence(Ordering::Acquire);
+                let peer = std::ptr::read_volatile(entry);
+                fence(Ordering::Acquire);
+                (
+                    before,
+                    peer,
+                    std::ptr::read_volatile(std::ptr::addr_of!((*entry).seq)),
+                )
+            };
+            if before % 2 == 0 && before == after {
+                return Some((peer.last_seen_ns != 0).then_some(peer));
+            }
+        }
+        None
+    }
+
+    /// Empties `slot` of `PEER_SLOTS` for a VRID that takes it (its last user's record gone).
+    pub fn clear_peer_slot(&mut self, slot: u32) {
+        if let Some(slots) = &self.peer_slots
+            && slot < PEER_SLOTS_LEN
+        {
+            // SAFETY: inside the mapping; the kernel writes the slot only for the VRID whose
+            // configuration names it, and none does yet.
+            unsafe {
+                std::ptr::write_volatile(
+                    slots.ptr.cast::<Peer>().as_ptr().add(slot as usize),
+                    Peer::default(),
+                );
+            }
+        }
+    }
+
+    /// `key`'s `PEERS` entry (a system call).
+    pub fn peer(&self, key: VridKey) -> Result<Option<Peer>, XdpError> {
+        found(self.hash_map::<VridKey, Peer>(PEERS)?.get(&key, 0))
     }
 
     /// Adds VIPs or updates them (instance, held, own MAC) in one system call; the kernel's

@@ -3,21 +3,15 @@
 //! live-frames mode (ha-common's `tx` module). One system call for the tick, no socket
 //! buffer per frame.
 
-use std::{
-    io,
-    os::fd::{AsFd as _, AsRawFd as _},
-    ptr::NonNull,
-};
-
 use aya::{
     Ebpf,
-    maps::{Map, MapData},
+    maps::Map,
     programs::{TestRun as _, TestRunAttrs, TestRunOptions},
 };
 pub use ha_common::tx::TX_FRAME_MAX as FRAME_MAX;
 use ha_common::tx::{TX_FRAME_MAX, TX_SLOTS, TxCursor, TxFrame};
 
-use super::XdpError;
+use super::{XdpError, mapping::Mapping};
 
 const TX_FRAMES: &str = "TX_FRAMES";
 const TX_CURSOR: &str = "TX_CURSOR";
@@ -81,43 +75,3 @@ impl Transmitter {
         Ok(())
     }
 }
-
-/// A map's values, mapped shared (`BPF_F_MMAPABLE`).
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(map: &MapData, len: usize) -> io::Result<Self> {
-        let page = 4096;
-        let len = len.div_ceil(page) * page;
-        // SAFETY: a shared mapping of the map's descriptor, as long as its values; checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        NonNull::new(ptr.cast())
-            .map(|ptr| Self { ptr, len })
-            .ok_or_else(|| io::Error::other("mmap returned null"))
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-// SAFETY: the mapping is plain shared memory, used by one thread at a time (`&mut Ebpf`).
-unsafe impl Send for Mapping {}
