@@ -135,19 +135,17 @@ pub fn watch() -> io::Result<mpsc::UnboundedReceiver<u32>> {
                 }
                 Err(_) => break,
             };
-            let mut at = 0;
-            while let Ok(message) =
-                NetlinkMessage::<GenlMessage<NetdevDev>>::deserialize(&buf[at..])
-            {
+            let mut rest = buf.as_slice();
+            while let Ok(message) = NetlinkMessage::<GenlMessage<NetdevDev>>::deserialize(rest) {
                 if let NetlinkPayload::InnerMessage(m) = message.payload
                     && tx.send(m.payload.ifindex).is_err()
                 {
                     return;
                 }
-                let len = message.header.length as usize;
-                at += len.next_multiple_of(4);
-                if len == 0 || at >= buf.len() {
-                    break;
+                let len = (message.header.length as usize).next_multiple_of(4);
+                match rest.get(len..) {
+                    Some(next) if len > 0 && !next.is_empty() => rest = next,
+                    _ => break,
                 }
             }
         }

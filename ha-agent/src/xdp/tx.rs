@@ -47,14 +47,14 @@ impl Transmitter {
         for chunk in frames.chunks(TX_SLOTS as usize) {
             let slots = self.frames.ptr.cast::<TxFrame>();
             for (i, (ifindex, frame)) in chunk.iter().enumerate() {
-                let len = frame.len().min(TX_FRAME_MAX);
                 // SAFETY: `i` < TX_SLOTS, inside the mapping; the kernel reads the slots
                 // only during the run below, which this thread makes.
-                unsafe {
-                    let slot = &mut *slots.as_ptr().add(i);
-                    slot.ifindex = *ifindex;
-                    slot.len = len as u32;
-                    slot.data[..len].copy_from_slice(&frame[..len]);
+                let slot = unsafe { &mut *slots.as_ptr().add(i) };
+                let len = frame.len().min(TX_FRAME_MAX);
+                slot.ifindex = *ifindex;
+                slot.len = len as u32;
+                for (to, from) in slot.data.iter_mut().zip(frame.iter()) {
+                    *to = *from;
                 }
             }
             let cursor = TxCursor {
