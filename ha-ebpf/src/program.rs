@@ -438,14 +438,7 @@ fn settle(
         return (Verdict::Interval, vrid);
     }
     if config.absorb == 0 {
-        record(
-            a.key,
-            config.slot,
-            a.src,
-            a.priority,
-            a.count,
-            a.interval_cs,
-        );
+        record(&a, config.slot);
         return (Verdict::Accepted, vrid);
     }
     // Absorbed only if the agent would accept it too; else it judges (and counts) it.
@@ -456,14 +449,7 @@ fn settle(
     {
         return (Verdict::Accepted, vrid);
     }
-    record(
-        a.key,
-        config.slot,
-        a.src,
-        a.priority,
-        a.count,
-        a.interval_cs,
-    );
+    record(&a, config.slot);
     (Verdict::Absorbed, vrid)
 }
 
@@ -684,7 +670,8 @@ fn fold(mut sum: u32) -> u32 {
 /// Updates the VRID's peer entry and its copy at `slot`; a change of master, priority or
 /// interval is an event.
 #[inline(always)]
-fn record(key: VridKey, slot: u32, master: [u8; 16], priority: u8, count: u8, interval_cs: u16) {
+fn record(a: &Heard, slot: u32) {
+    let (key, master, priority, interval_cs) = (a.key, a.src, a.priority, a.interval_cs);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a lookup; the value is copied out.
@@ -692,7 +679,7 @@ fn record(key: VridKey, slot: u32, master: [u8; 16], priority: u8, count: u8, in
     let peer = Peer {
         master,
         priority,
-        addr_count: count,
+        addr_count: a.count,
         interval_cs,
         adverts: old.map_or(0, |p| p.adverts) + 1,
         last_seen_ns: now,
