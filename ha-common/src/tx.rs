@@ -4,8 +4,9 @@
 //! frame); each run takes the next frame, and the kernel hands it to the interface's driver
 //! (`XDP_REDIRECT`), with no socket buffer, qdisc or copy through a socket.
 
-/// Slots in `TX_FRAMES`: frames one run can send.
-pub const TX_SLOTS: u32 = 256;
+/// Slots in `TX_FRAMES`: frames one run can send (a burst, see the agent's `TX_BURST`; every
+/// mapped page is resident, 33 KiB).
+pub const TX_SLOTS: u32 = 128;
 /// The longest frame a slot holds (IPv4 with up to 53 addresses, IPv6 with up to 12);
 /// longer adverts go through the socket.
 pub const TX_FRAME_MAX: usize = 256;

@@ -136,8 +136,10 @@ pub struct VridConfig {
 
 /// Entries of `PEER_SLOTS`: a copy of each configured VRID's `PEERS` entry, in an array the
 /// agent maps into its memory and reads without a system call. Written under a sequence
-/// count ([`Peer::seq`]): odd while a write is under way.
-pub const PEER_SLOTS: u32 = 4096;
+/// count ([`Peer::seq`]): odd while a write is under way. Every mapped page is resident:
+/// 512 slots (20 KiB) cover 255 VRIDs of each family on an interface; VRIDs past them are
+/// read from `PEERS` by system call.
+pub const PEER_SLOTS: u32 = 512;
 
 /// A sender a VRID accepts (`SOURCES`, for `check_unicast_src`).
 #[repr(C)]
