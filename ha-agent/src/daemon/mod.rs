@@ -699,7 +699,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     for running in &mut daemon.instances {
         running.stop(at, &daemon.world).await;
     }
-    daemon.world.flush(daemon.kernel.as_mut());
+    // The resignations all at once, through the sockets' queues: no later burst to wait for.
+    daemon.world.flush(None);
     daemon.finish_demotions(&mut db_inbox).await;
     daemon.finish_group_notify(NOTIFY_AT_EXIT).await;
     daemon.world.fifos.close();
