@@ -1126,7 +1126,16 @@ fn a_master_transmits_its_adverts_from_the_kernel_where_the_driver_takes_xdp_fra
     let observer = Observer::start_filtered(t.host("c"), t.dir(), "kernel-tx", "vrrp").unwrap();
     let sent_before = status["xdp"]["transmitted"].as_u64().unwrap();
     std::thread::sleep(WINDOW);
-    let sent = agent_a.status()["xdp"]["transmitted"].as_u64().unwrap() - sent_before;
+    let status = agent_a.status();
+    let sent = status["xdp"]["transmitted"].as_u64().unwrap() - sent_before;
+    // /metrics says it too (rendered from the same status).
+    let metrics =
+        ha_agent::ctl::metrics::render(&serde_json::from_value(status.clone()).unwrap()).unwrap();
+    let counted = format!(
+        "ha_agent_xdp_transmitted_total {}",
+        status["xdp"]["transmitted"]
+    );
+    assert!(metrics.contains(&counted), "{metrics}");
     let seen = observer
         .frames()
         .unwrap()

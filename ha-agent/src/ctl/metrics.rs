@@ -36,6 +36,7 @@ pub const EXPORTED: &[&str] = &[
     "ha_agent_timer_late_total",
     "ha_agent_xdp_frames_total",
     "ha_agent_xdp_not_accepted_total",
+    "ha_agent_xdp_transmitted_total",
     "ha_agent_bfd_session_state",
     "ha_agent_bfd_detection_time_seconds",
     "ha_agent_bfd_packets_total",
