@@ -324,17 +324,6 @@ impl Kernel {
         }
     }
 
-    /// Every master the kernel recorded, by VRID (one system call).
-    pub fn peers(&self) -> HashMap<VridKey, Peer> {
-        match self.program.peers() {
-            Ok(peers) => peers.into_iter().collect(),
-            Err(e) => {
-                warn!("XDP: reading PEERS: {e}");
-                HashMap::new()
-            }
-        }
-    }
-
     /// The next batch of change events: VRRP peers' changes, or BFD peers that fell silent.
     pub async fn events(&mut self) -> KernelEvents {
         tokio::select! {
