@@ -552,6 +552,7 @@ fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
         b.instance_field("promoting").as_bool().filter(|p| *p)
     });
     // a comes back, better: b gives the promotion up.
+    let demotions = b.log_text().matches("demoted: read_only set").count();
     a.process.signal(nix::sys::signal::Signal::SIGCONT);
     wait_until("b no longer promoting", Duration::from_secs(10), || {
         (b.instance_field("promoting") == false).then_some(())
@@ -561,6 +562,12 @@ fn a_promotion_abandoned_for_a_better_master_keeps_read_only() {
     let _ = lock.wait();
     let why = refusal(&b, "the promotion's answer", Duration::from_secs(20));
     assert!(why.contains("abandoned"), "{why}");
+    // The demotion queued behind it ends client sessions, this test's own included: read
+    // read_only once it has answered (reading it meanwhile failed CI with "server has gone
+    // away").
+    wait_until("b's demotion answered", Duration::from_secs(20), || {
+        (b.log_text().matches("demoted: read_only set").count() > demotions).then_some(())
+    });
     assert!(
         !b.log_text().contains("read_only cleared"),
         "{}",
