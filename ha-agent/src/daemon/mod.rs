@@ -169,6 +169,11 @@ const TX_BURST: usize = 128;
 /// The pause between two bursts on an interface: time for the device to drain its ring.
 const TX_PACE: Duration = Duration::from_millis(1);
 
+/// How long after the last transition its working set is shed ([`realtime::trim_memory`]):
+/// a takeover of many instances leaves a heap of freed buffers and the pages of the code it
+/// ran (addresses, ARP, notify scripts, logs) that the steady loop does not use.
+const SETTLED: Duration = Duration::from_secs(5);
+
 impl World {
     async fn add_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
         self.vips.add(ifindex, vip).await?;
@@ -351,6 +356,8 @@ struct Daemon {
     xdp_unused: Option<String>,
     /// The XDP program being loaded beside the loop (`--xdp auto`).
     xdp_loading: Option<xdp::Loading>,
+    /// When the working set of the last burst of transitions is shed ([`SETTLED`] after it).
+    trim_at: Option<Duration>,
     /// ARP claims of held VIPs on interfaces without the XDP program.
     arp_watch: Option<ArpWatch>,
     systemd: systemd::Systemd,
@@ -497,6 +504,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         kernel: None,
         xdp_unused: None,
         xdp_loading: loading,
+        trim_at: None,
         arp_watch: ArpWatch::open()
             .inspect_err(|e| warn!("ARP watch: {e}; split brain is not detected without XDP"))
             .ok(),
@@ -590,6 +598,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         if daemon.world.roles_changed.take() {
             let roles = daemon.roles();
             daemon.systemd.status(roles);
+            daemon.trim_at = Some(now() + SETTLED);
         }
         let deadline = daemon
             .instances
@@ -597,6 +606,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
             .filter_map(Running::poll_timeout)
             .chain(daemon.bfd.poll_timeout())
             .chain(daemon.world.pace_until.get())
+            .chain(daemon.trim_at)
             .min();
         timer.arm(deadline).map_err(io_error("arming the timer"))?;
         tokio::select! {
@@ -624,6 +634,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                     daemon.drain(&mut buf).await;
                     daemon.sweep_kernel().await;
                     daemon.on_timer(late).await;
+                }
+                if daemon.trim_at.is_some_and(|t| t <= at) {
+                    daemon.trim_at = None;
+                    realtime::trim_memory();
                 }
                 if daemon.bfd.poll_timeout().is_some_and(|t| t <= at) {
                     // Likewise the BFD packets before a detection timer (not before a send,

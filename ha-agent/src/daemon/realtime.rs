@@ -72,13 +72,15 @@ pub fn single_arena() {
     }
 }
 
-/// Sheds the start-up working set once the agent runs: free heap goes back to the kernel
-/// (malloc_trim), and the pages of the agent's own executable that start-up touched (argument
-/// parsing, the configuration parser, the XDP loader: ~6 MiB) are unmapped. The loop faults
-/// back in, from the page cache, the few it runs on, and those are locked again. Only clean,
+/// Sheds a working set the loop no longer needs (start-up's, once the agent runs; a burst of
+/// transitions', once it settled): free heap goes back to the kernel (malloc_trim), and the
+/// pages of the agent's own executable that were touched (argument parsing, the
+/// configuration parser, the XDP loader: ~6 MiB at start) are unmapped. The loop faults back
+/// in, from the page cache, the few it runs on, and those are locked again. Only clean,
 /// read-only mappings of the executable are dropped: their pages are the file's. Locked pages
 /// cannot be dropped, so the memory is unlocked for the trim and locked again.
 pub fn trim_memory() {
+    let start = std::time::Instant::now();
     let locked = LOCKED.load(Ordering::Relaxed);
     // SAFETY: munlockall and malloc_trim take no pointers; a failure leaves the memory as it
     // was.
@@ -101,6 +103,10 @@ pub fn trim_memory() {
             libc::mlockall(LOCK_FLAGS);
         }
     }
+    tracing::debug!(
+        took_us = start.elapsed().as_micros() as u64,
+        "memory trimmed"
+    );
 }
 
 /// (start, length) of each mapping of this process's executable that is read-only and holds

@@ -246,13 +246,14 @@ fn measure(
     if spurious > 0 {
         keep_logs(&[&master, &backup], implementation, n, timing);
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (master_rss, master_pss) = memory_kib(master.process.pid());
+    let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
+    // After the memory: the status request's own buffers are not the steady state's.
     let master_timer_late_max_ms = (implementation != Impl::Keepalived)
         .then(|| master.try_status())
         .flatten()
         .and_then(|s| s["timer_lateness"]["max_ms"].as_f64());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let (master_rss, master_pss) = memory_kib(master.process.pid());
-    let (backup_rss, backup_pss) = memory_kib(backup.process.pid());
     Ok(Steady {
         implementation,
         instances: n,
