@@ -1,10 +1,13 @@
 //! Gratuitous ARPs and unsolicited NAs leave through one sender, which spaces them per
 //! interface as `vrrp_garp_interval` / `vrrp_gna_interval` say, or per `garp_group` (one
 //! interface, or several behind one switch), whichever instance sends them. A frame whose
-//! turn has not come waits on a timer beside the loop, never in it.
+//! turn has not come waits on a timer beside the loop, never in it. Without a gap, at most
+//! [`BURST`] frames leave per [`BURST_PACE`]: a takeover of 255 instances is 1,275 frames
+//! (five each), which sent at once held the loop ~9 ms and overflowed the interface's queue,
+//! taking adverts with them.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -14,6 +17,12 @@ use tracing::warn;
 
 use super::instance::RateLimit;
 use crate::{net::garp::GarpSocket, vrrp::Family};
+
+/// Frames without a gap that leave at once; the rest follow, as many each [`BURST_PACE`]. Half
+/// the advert burst (128), so that a takeover's adverts and GARPs together fit a 256-slot
+/// device ring (a veth's).
+const BURST: usize = 64;
+const BURST_PACE: Duration = Duration::from_millis(1);
 
 /// Where a frame's turn is kept: a `garp_group`, or an interface in none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +42,8 @@ pub struct Pacing {
     next: HashMap<(Lane, Family), Instant>,
     /// (lane, family) → when its last frame left (a frame can leave later than its turn).
     last: HashMap<(Lane, Family), Instant>,
+    /// The frames without a gap sent since the start of the current [`BURST_PACE`].
+    window: Option<(Instant, usize)>,
 }
 
 impl Pacing {
@@ -72,6 +83,17 @@ impl Pacing {
         None
     }
 
+    /// Whether one more frame without a gap may leave `now` ([`BURST`] per [`BURST_PACE`]).
+    fn within_burst(&mut self, now: Instant) -> bool {
+        let (start, sent) = self
+            .window
+            .filter(|&(start, _)| now < start + BURST_PACE)
+            .unwrap_or((now, 0));
+        let within = sent < BURST;
+        self.window = Some((start, sent + usize::from(within)));
+        within
+    }
+
     /// When a frame of `family` on `ifindex` may leave if asked `now`, taking that turn.
     fn turn(&mut self, ifindex: u32, family: Family, now: Instant) -> Instant {
         let ((lane, family), gap) = self.lane(ifindex, family);
@@ -91,7 +113,12 @@ pub(super) struct Garp {
     socket: GarpSocket,
     errors: Mutex<RateLimit>,
     pacing: Mutex<Pacing>,
+    /// Frames beyond the burst, and whether a task is sending them.
+    queued: Mutex<(VecDeque<Target>, bool)>,
 }
+
+/// (ifindex, MAC, VIP).
+type Target = (u32, [u8; 6], IpAddr);
 
 impl Garp {
     pub(super) fn new(socket: GarpSocket) -> Self {
@@ -99,12 +126,13 @@ impl Garp {
             socket,
             errors: Mutex::default(),
             pacing: Mutex::default(),
+            queued: Mutex::default(),
         }
     }
 
     /// One gratuitous ARP (IPv6: unsolicited NA) for each (interface, MAC, VIP), each when
     /// its interface's turn comes.
-    pub(super) fn burst(self: &Arc<Self>, targets: &[(u32, [u8; 6], IpAddr)]) {
+    pub(super) fn burst(self: &Arc<Self>, targets: &[Target]) {
         let now = Instant::now();
         for &(ifindex, mac, addr) in targets {
             let family = Family::of(addr);
@@ -113,7 +141,7 @@ impl Garp {
                 .lock()
                 .map_or(now, |mut p| p.turn(ifindex, family, now));
             if at <= now && self.hold(ifindex, family).is_none() {
-                self.send(ifindex, mac, addr);
+                self.send_or_queue((ifindex, mac, addr), now);
                 continue;
             }
             let garp = Arc::clone(self);
@@ -131,6 +159,54 @@ impl Garp {
                 garp.send(ifindex, mac, addr);
             });
         }
+    }
+
+    /// Sends `target` now if the burst has room and no frame waits before it; else queues
+    /// it, for a task that sends the queue [`BURST`] each [`BURST_PACE`].
+    fn send_or_queue(self: &Arc<Self>, target: Target, now: Instant) {
+        let Ok(mut queued) = self.queued.lock() else {
+            return;
+        };
+        if queued.0.is_empty() && self.within_burst(now) {
+            drop(queued);
+            let (ifindex, mac, addr) = target;
+            self.send(ifindex, mac, addr);
+            return;
+        }
+        queued.0.push_back(target);
+        if std::mem::replace(&mut queued.1, true) {
+            return;
+        }
+        let garp = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BURST_PACE).await;
+                let now = Instant::now();
+                let (batch, done) = {
+                    let Ok(mut queued) = garp.queued.lock() else {
+                        return;
+                    };
+                    let mut batch = Vec::new();
+                    while !queued.0.is_empty() && garp.within_burst(now) {
+                        batch.extend(queued.0.pop_front());
+                    }
+                    // Emptied: the next frame queued starts a task of its own.
+                    let done = queued.0.is_empty();
+                    queued.1 = !done;
+                    (batch, done)
+                };
+                for &(ifindex, mac, addr) in &batch {
+                    garp.send(ifindex, mac, addr);
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn within_burst(&self, now: Instant) -> bool {
+        self.pacing.lock().is_ok_and(|mut p| p.within_burst(now))
     }
 
     fn hold(&self, ifindex: u32, family: Family) -> Option<Instant> {
@@ -204,6 +280,18 @@ mod tests {
         // A lane idle for longer than its gap starts again at once.
         let later = t0 + Duration::from_secs(1);
         assert_eq!(p.turn(1, Family::V4, later), later);
+    }
+
+    #[test]
+    fn frames_without_a_gap_leave_at_most_a_burst_each_pace() {
+        let mut p = Pacing::default();
+        let t0 = Instant::now();
+        let sent = (0..BURST * 3).filter(|_| p.within_burst(t0)).count();
+        assert_eq!(sent, BURST);
+        assert!(!p.within_burst(t0 + BURST_PACE - Duration::from_micros(1)));
+        // A new pace, a new burst.
+        let t1 = t0 + BURST_PACE;
+        assert_eq!((0..BURST * 2).filter(|_| p.within_burst(t1)).count(), BURST);
     }
 
     #[test]

@@ -169,9 +169,7 @@ const TX_BURST: usize = 128;
 /// The pause between two bursts on an interface: time for the device to drain its ring.
 const TX_PACE: Duration = Duration::from_millis(1);
 
-/// How long after the last transition its working set is shed ([`realtime::trim_memory`]):
-/// a takeover of many instances leaves a heap of freed buffers and the pages of the code it
-/// ran (addresses, ARP, notify scripts, logs) that the steady loop does not use.
+/// How long after the last transition its working set is shed ([`realtime::trim_memory`]).
 const SETTLED: Duration = Duration::from_secs(5);
 
 impl World {

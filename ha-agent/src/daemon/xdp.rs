@@ -16,12 +16,15 @@ use ha_common::{
     bfd::{BfdExpired, BfdKey, BfdWatch},
     vrrp::{Event, NotAcceptedKey, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey},
 };
-use tokio::io::{Interest, unix::AsyncFd};
+use nix::net::if_::if_nametoindex;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+};
 use tracing::{info, warn};
 
 use crate::{
     ctl::status::{XdpPeer, XdpStatus, XdpVip},
-    net::link::Link,
     xdp::{AttachMode, Want, XdpError, XdpProgram, drain_events},
 };
 
@@ -59,6 +62,15 @@ pub struct Kernel {
     names: HashMap<u32, String>,
     /// The interfaces whose adverts the kernel transmits (see [`Kernel::transmits_on`]).
     transmit: HashSet<u32>,
+    /// The kernel's answers to [`Kernel::probe_transmit`]: asked on a blocking thread, as
+    /// the question waits for the RTNL lock, which another agent's XDP attach (on any
+    /// namespace of this kernel) holds for ~13 ms; on the loop that made a late advert.
+    probes: (
+        mpsc::UnboundedSender<(u32, std::io::Result<bool>)>,
+        mpsc::UnboundedReceiver<(u32, std::io::Result<bool>)>,
+    ),
+    /// The interfaces the kernel answered for at least once.
+    answered: HashSet<u32>,
     /// Frames transmitted from the kernel.
     transmitted: u64,
     /// Each configured VRID's slot in `PEER_SLOTS`, and the slots given back.
@@ -93,7 +105,7 @@ pub fn load(choice: Choice, interfaces: Vec<String>) -> Option<Loading> {
         let mut program = XdpProgram::load()?;
         let loaded = started.elapsed();
         for interface in &interfaces {
-            if Link::lookup(interface).is_ok() {
+            if if_nametoindex(interface.as_str()).is_ok() {
                 program.attach_as(interface, want)?;
             }
         }
@@ -129,10 +141,10 @@ impl Kernel {
                 .iter()
                 .filter_map(|(name, mode)| {
                     info!(interface = %name, mode = mode.as_str(), "XDP attached");
-                    Some((Link::lookup(name).ok()?.index, name.clone()))
+                    Some((if_nametoindex(name.as_str()).ok()?, name.clone()))
                 })
                 .collect();
-            let mut kernel = Self {
+            let kernel = Self {
                 program,
                 want,
                 events,
@@ -143,12 +155,14 @@ impl Kernel {
                 not_accepted: HashSet::new(),
                 names,
                 transmit: HashSet::new(),
+                probes: mpsc::unbounded_channel(),
+                answered: HashSet::new(),
                 transmitted: 0,
                 slots: HashMap::new(),
                 free_slots: Vec::new(),
             };
-            for (&ifindex, name) in &kernel.names.clone() {
-                kernel.probe_transmit(ifindex, name);
+            for &ifindex in kernel.names.keys() {
+                kernel.probe_transmit(ifindex);
             }
             Ok(kernel)
         });
@@ -179,29 +193,44 @@ impl Kernel {
     /// Attaches to the interfaces not attached yet (a missing one is reported by the daemon).
     pub fn attach(&mut self, interfaces: &[&str]) -> Result<(), XdpError> {
         for &interface in interfaces {
-            let Ok(link) = Link::lookup(interface) else {
+            let Ok(ifindex) = if_nametoindex(interface) else {
                 continue;
             };
-            if !self.names.contains_key(&link.index) {
+            if !self.names.contains_key(&ifindex) {
                 let mode = self.program.attach_as(interface, self.want)?;
                 info!(%interface, mode = mode.as_str(), "XDP attached");
-                self.names.insert(link.index, interface.to_owned());
-                self.probe_transmit(link.index, interface);
+                self.names.insert(ifindex, interface.to_owned());
+                self.probe_transmit(ifindex);
             }
         }
         Ok(())
     }
 
-    /// Has the kernel transmit `interface`'s adverts while its driver takes redirected
-    /// frames (asked of the kernel after the attach, as some drivers take them only then, and
-    /// again whenever the kernel announces a change: [`Kernel::features_changed`]).
-    fn probe_transmit(&mut self, ifindex: u32, interface: &str) {
+    /// Asks the kernel, beside the loop, whether `ifindex`'s driver takes redirected frames
+    /// (after the attach, as some drivers take them only then, and again whenever the
+    /// kernel announces a change: [`Kernel::features_changed`]); the answer is applied as
+    /// it comes ([`Kernel::events`]). Until then the interface keeps its current path.
+    fn probe_transmit(&self, ifindex: u32) {
         if !self.program.can_transmit() {
             return;
         }
-        let takes = crate::net::xdp_features::takes_redirects(ifindex);
+        let answers = self.probes.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = answers.send((ifindex, crate::net::xdp_features::takes_redirects(ifindex)));
+        });
+    }
+
+    /// The kernel's answer for `ifindex`: its adverts transmitted from the kernel, or not.
+    fn probed(&mut self, ifindex: u32, takes: std::io::Result<bool>) {
+        let Some(interface) = self.names.get(&ifindex) else {
+            return;
+        };
         let now = matches!(takes, Ok(true));
-        match takes {
+        let first = self.answered.insert(ifindex);
+        if !first && now == self.transmit.contains(&ifindex) {
+            return;
+        }
+        match &takes {
             Ok(true) => info!(%interface, "adverts transmitted from the kernel (XDP)"),
             Ok(false) => {
                 info!(%interface, "adverts sent on the socket: the driver takes no XDP frames")
@@ -218,9 +247,9 @@ impl Kernel {
     /// The kernel announced that `ifindex`'s XDP features changed (or that any may have).
     pub fn features_changed(&mut self, ifindex: u32) {
         let every = ifindex == crate::net::xdp_features::EVERY_INTERFACE;
-        for (index, name) in self.names.clone() {
+        for &index in self.names.keys() {
             if every || index == ifindex {
-                self.probe_transmit(index, &name);
+                self.probe_transmit(index);
             }
         }
     }
@@ -325,10 +354,17 @@ impl Kernel {
     }
 
     /// The next batch of change events: VRRP peers' changes, or BFD peers that fell silent.
+    /// The kernel's answers about the interfaces' XDP features are applied meanwhile.
     pub async fn events(&mut self) -> KernelEvents {
-        tokio::select! {
-            events = next_records(&mut self.events) => KernelEvents::Vrrp(events),
-            expired = next_records(&mut self.bfd_events) => KernelEvents::BfdExpired(expired),
+        loop {
+            let (ifindex, takes) = tokio::select! {
+                events = next_records(&mut self.events) => return KernelEvents::Vrrp(events),
+                expired = next_records(&mut self.bfd_events) => {
+                    return KernelEvents::BfdExpired(expired);
+                }
+                Some(answer) = self.probes.1.recv() => answer,
+            };
+            self.probed(ifindex, takes);
         }
     }
 
