@@ -66,8 +66,8 @@ pub struct Kernel {
     /// the question waits for the RTNL lock, which another agent's XDP attach (on any
     /// namespace of this kernel) holds for ~13 ms; on the loop that made a late advert.
     probes: (
-        mpsc::UnboundedSender<(u32, std::io::Result<bool>)>,
-        mpsc::UnboundedReceiver<(u32, std::io::Result<bool>)>,
+        mpsc::UnboundedSender<Probed>,
+        mpsc::UnboundedReceiver<Probed>,
     ),
     /// The interfaces the kernel answered for at least once.
     answered: HashSet<u32>,
@@ -77,6 +77,9 @@ pub struct Kernel {
     slots: HashMap<VridKey, u32>,
     free_slots: Vec<u32>,
 }
+
+/// An interface (ifindex) and whether its driver takes redirected frames.
+type Probed = (u32, std::io::Result<bool>);
 
 impl Choice {
     /// The attach modes to try; `None` for `off`.
