@@ -71,6 +71,9 @@ pub struct Kernel {
     ),
     /// The interfaces the kernel answered for at least once.
     answered: HashSet<u32>,
+    /// Each interface's latest question: only its answer counts (answers from the blocking
+    /// threads may come out of order, and a stale "takes frames" would lose adverts).
+    asked: HashMap<u32, u64>,
     /// Frames transmitted from the kernel.
     transmitted: u64,
     /// Each configured VRID's slot in `PEER_SLOTS`, and the slots given back.
@@ -78,8 +81,9 @@ pub struct Kernel {
     free_slots: Vec<u32>,
 }
 
-/// An interface (ifindex) and whether its driver takes redirected frames.
-type Probed = (u32, std::io::Result<bool>);
+/// An interface (ifindex), which of its questions this answers, and whether its driver
+/// takes redirected frames.
+type Probed = (u32, u64, std::io::Result<bool>);
 
 impl Choice {
     /// The attach modes to try; `None` for `off`.
@@ -147,7 +151,7 @@ impl Kernel {
                     Some((if_nametoindex(name.as_str()).ok()?, name.clone()))
                 })
                 .collect();
-            let kernel = Self {
+            let mut kernel = Self {
                 program,
                 want,
                 events,
@@ -160,11 +164,12 @@ impl Kernel {
                 transmit: HashSet::new(),
                 probes: mpsc::unbounded_channel(),
                 answered: HashSet::new(),
+                asked: HashMap::new(),
                 transmitted: 0,
                 slots: HashMap::new(),
                 free_slots: Vec::new(),
             };
-            for &ifindex in kernel.names.keys() {
+            for ifindex in kernel.names.keys().copied().collect::<Vec<_>>() {
                 kernel.probe_transmit(ifindex);
             }
             Ok(kernel)
@@ -213,21 +218,28 @@ impl Kernel {
     /// (after the attach, as some drivers take them only then, and again whenever the
     /// kernel announces a change: [`Kernel::features_changed`]); the answer is applied as
     /// it comes ([`Kernel::events`]). Until then the interface keeps its current path.
-    fn probe_transmit(&self, ifindex: u32) {
+    fn probe_transmit(&mut self, ifindex: u32) {
         if !self.program.can_transmit() {
             return;
         }
+        let question = self.asked.entry(ifindex).or_default();
+        *question += 1;
+        let question = *question;
         let answers = self.probes.0.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = answers.send((ifindex, crate::net::xdp_features::takes_redirects(ifindex)));
+            let takes = crate::net::xdp_features::takes_redirects(ifindex);
+            let _ = answers.send((ifindex, question, takes));
         });
     }
 
     /// The kernel's answer for `ifindex`: its adverts transmitted from the kernel, or not.
-    fn probed(&mut self, ifindex: u32, takes: std::io::Result<bool>) {
+    fn probed(&mut self, (ifindex, question, takes): Probed) {
         let Some(interface) = self.names.get(&ifindex) else {
             return;
         };
+        if self.asked.get(&ifindex) != Some(&question) {
+            return;
+        }
         let now = matches!(takes, Ok(true));
         let first = self.answered.insert(ifindex);
         if !first && now == self.transmit.contains(&ifindex) {
@@ -250,7 +262,7 @@ impl Kernel {
     /// The kernel announced that `ifindex`'s XDP features changed (or that any may have).
     pub fn features_changed(&mut self, ifindex: u32) {
         let every = ifindex == crate::net::xdp_features::EVERY_INTERFACE;
-        for &index in self.names.keys() {
+        for index in self.names.keys().copied().collect::<Vec<_>>() {
             if every || index == ifindex {
                 self.probe_transmit(index);
             }
@@ -360,14 +372,14 @@ impl Kernel {
     /// The kernel's answers about the interfaces' XDP features are applied meanwhile.
     pub async fn events(&mut self) -> KernelEvents {
         loop {
-            let (ifindex, takes) = tokio::select! {
+            let answer = tokio::select! {
                 events = next_records(&mut self.events) => return KernelEvents::Vrrp(events),
                 expired = next_records(&mut self.bfd_events) => {
                     return KernelEvents::BfdExpired(expired);
                 }
                 Some(answer) = self.probes.1.recv() => answer,
             };
-            self.probed(ifindex, takes);
+            self.probed(answer);
         }
     }
 
