@@ -113,8 +113,8 @@ pub(super) struct Garp {
     socket: GarpSocket,
     errors: Mutex<RateLimit>,
     pacing: Mutex<Pacing>,
-    /// Frames beyond the burst, and whether a task is sending them.
-    queued: Mutex<(VecDeque<Target>, bool)>,
+    /// Frames beyond the burst; while there are any, a task is sending them.
+    queued: Mutex<VecDeque<Target>>,
 }
 
 /// (ifindex, MAC, VIP).
@@ -167,14 +167,15 @@ impl Garp {
         let Ok(mut queued) = self.queued.lock() else {
             return;
         };
-        if queued.0.is_empty() && self.within_burst(now) {
+        let idle = queued.is_empty();
+        if idle && self.within_burst(now) {
             drop(queued);
             let (ifindex, mac, addr) = target;
             self.send(ifindex, mac, addr);
             return;
         }
-        queued.0.push_back(target);
-        if std::mem::replace(&mut queued.1, true) {
+        queued.push_back(target);
+        if !idle {
             return;
         }
         let garp = Arc::clone(self);
@@ -187,13 +188,11 @@ impl Garp {
                         return;
                     };
                     let mut batch = Vec::new();
-                    while !queued.0.is_empty() && garp.within_burst(now) {
-                        batch.extend(queued.0.pop_front());
+                    while !queued.is_empty() && garp.within_burst(now) {
+                        batch.extend(queued.pop_front());
                     }
                     // Emptied: the next frame queued starts a task of its own.
-                    let done = queued.0.is_empty();
-                    queued.1 = !done;
-                    (batch, done)
+                    (batch, queued.is_empty())
                 };
                 for &(ifindex, mac, addr) in &batch {
                     garp.send(ifindex, mac, addr);

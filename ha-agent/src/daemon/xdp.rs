@@ -64,13 +64,11 @@ pub struct Kernel {
     transmit: HashSet<u32>,
     /// The kernel's answers to [`Kernel::probe_transmit`]: asked on a blocking thread, as
     /// the question waits for the RTNL lock, which another agent's XDP attach (on any
-    /// namespace of this kernel) holds for ~13 ms; on the loop that made a late advert.
+    /// namespace of this kernel) holds for ~10 ms; on the loop that made a late advert.
     probes: (
         mpsc::UnboundedSender<Probed>,
         mpsc::UnboundedReceiver<Probed>,
     ),
-    /// The interfaces the kernel answered for at least once.
-    answered: HashSet<u32>,
     /// Each interface's latest question: only its answer counts (answers from the blocking
     /// threads may come out of order, and a stale "takes frames" would lose adverts).
     asked: HashMap<u32, u64>,
@@ -163,7 +161,6 @@ impl Kernel {
                 names,
                 transmit: HashSet::new(),
                 probes: mpsc::unbounded_channel(),
-                answered: HashSet::new(),
                 asked: HashMap::new(),
                 transmitted: 0,
                 slots: HashMap::new(),
@@ -241,11 +238,7 @@ impl Kernel {
             return;
         }
         let now = matches!(takes, Ok(true));
-        let first = self.answered.insert(ifindex);
-        if !first && now == self.transmit.contains(&ifindex) {
-            return;
-        }
-        match &takes {
+        match takes {
             Ok(true) => info!(%interface, "adverts transmitted from the kernel (XDP)"),
             Ok(false) => {
                 info!(%interface, "adverts sent on the socket: the driver takes no XDP frames")
