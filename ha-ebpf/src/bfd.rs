@@ -1,7 +1,8 @@
 //! BFD's kernel fast path (ha-common's `bfd` module says what the agent and the kernel
 //! share): a control packet equal, byte for byte, to what a watched session's peer sends
 //! while steady is dropped here and re-arms the session's detection timer; the timer, run
-//! out, reports the peer silent and stops absorbing. Everything else goes to the agent.
+//! out, reports the peer silent and stops absorbing (unless it ran out late: this host
+//! stalled, and the timer waits once more). Everything else goes to the agent.
 
 use core::ffi::c_void;
 
@@ -14,7 +15,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ha_common::{
-    bfd::{BFD_LEN, BFD_PORT, BfdExpired, BfdKey, BfdWatch},
+    bfd::{BFD_LEN, BFD_PORT, BfdExpired, BfdKey, BfdWatch, STALL_PART},
     vrrp::addr16,
 };
 
@@ -79,15 +80,28 @@ pub fn control(ctx: &XdpContext, ip: usize, v6: bool) -> Option<u32> {
         bpf_timer_start(timer, watch.detect_ns, 0);
         watch.last_ns = bpf_ktime_get_ns();
     }
+    watch.forgiven = 0;
     watch.absorbed += 1;
     Some(xdp_action::XDP_DROP)
 }
 
 /// The detection time ran out without a steady packet: report it, and hand the session back
-/// to the agent (nothing more is absorbed until it writes the entry again).
+/// to the agent (nothing more is absorbed until it writes the entry again). Unless the timer
+/// ran late, the first time since the last packet: then it waits another detection time.
 extern "C" fn expired(_map: *mut c_void, key: *mut BfdKey, watch: *mut BfdWatch) -> i32 {
     // SAFETY: the kernel passes the timer's own entry.
     let (key, watch) = unsafe { (&*key, &mut *watch) };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let late = now.saturating_sub(watch.last_ns.saturating_add(watch.detect_ns));
+    if watch.forgiven == 0 && late > watch.detect_ns / STALL_PART {
+        watch.forgiven = 1;
+        let timer = &mut watch.timer as *mut _ as *mut aya_ebpf::bindings::bpf_timer;
+        // SAFETY: the entry's own timer, initialised when it was first armed.
+        if unsafe { bpf_timer_start(timer, watch.detect_ns, 0) } == 0 {
+            return 0;
+        }
+    }
     watch.detect_ns = 0;
     let _ = BFD_EVENTS.output::<BfdExpired>(
         BfdExpired {

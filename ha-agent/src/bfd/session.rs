@@ -104,7 +104,14 @@ pub struct Session {
     /// The kernel times the peer out (XDP): no detection timer here; silence arrives
     /// through [`Session::expired`].
     delegated: bool,
+    /// The detection timer was already extended for a stall of this host since the peer
+    /// was last heard ([`Session::stalled`]).
+    stall_forgiven: bool,
 }
+
+/// A host that woke this late, as a part of the detection time, stalled: the silence it
+/// slept through is not the peer's alone ([`Session::stalled`]).
+pub const STALL_PART: u32 = 8;
 
 fn us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -132,6 +139,7 @@ impl Session {
             rx_in_force: rx,
             poll: None,
             detect_at: None,
+            stall_forgiven: false,
             rng: seed | 1,
             actions: VecDeque::new(),
             stats: Stats::default(),
@@ -190,6 +198,23 @@ impl Session {
         self.delegated = false;
         self.detect_at = Some(at.min(now));
         self.on_timeout(now);
+    }
+
+    /// This host could not run us for `stalled` up to `now` (the loop woke that late). When
+    /// the whole machine stops (a hypervisor pausing or throttling a VM, the peer a VM
+    /// beside us), the peer stopped sending as well, and the packets it sends on waking are
+    /// still on their way: a detection time that ran out meanwhile, by more than an eighth
+    /// of it, is judged again a whole detection time later, once per silence of the peer,
+    /// so a real failure costs at most that much more.
+    pub fn stalled(&mut self, now: Duration, stalled: Duration) {
+        let detection = self.detection_time();
+        if !self.stall_forgiven
+            && self.detect_at.is_some_and(|at| at <= now)
+            && stalled > detection / STALL_PART
+        {
+            self.stall_forgiven = true;
+            self.detect_at = Some(now + detection);
+        }
     }
 
     /// The Desired Min TX this session announces now.
@@ -306,6 +331,7 @@ impl Session {
             (State::Up, State::Down) => Some((State::Down, Diag::NeighborSignaledDown)),
             _ => None,
         };
+        self.stall_forgiven = false;
         if !self.delegated {
             self.detect_at = Some(now + self.detection_time());
         }
@@ -525,6 +551,28 @@ mod tests {
             self.now = until;
         }
 
+        /// Nothing runs for `d` (the machine both sides share is paused); then packets that
+        /// arrived meanwhile are read, and each side's timers run, told how late they are.
+        fn pause(&mut self, d: Duration) {
+            self.now += d;
+            let now = self.now;
+            let (arrived, later) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|(at, ..)| *at <= now);
+            self.in_flight = later;
+            for (_, to, p) in arrived {
+                if !(self.dead && to == 1) {
+                    let _ = self.sides[to].on_packet(now, &p);
+                }
+            }
+            for side in &mut self.sides {
+                if let Some(due) = side.poll_timeout().filter(|&t| t <= now) {
+                    side.stalled(now, now - due);
+                    side.on_timeout(now);
+                }
+            }
+        }
+
         fn states(&self) -> (State, State) {
             (self.sides[0].state(), self.sides[1].state())
         }
@@ -610,6 +658,57 @@ mod tests {
         let (at, state, diag) = *pair.changes[0].last().unwrap();
         assert_eq!((state, diag), (State::Down, Diag::DetectionTimeExpired));
         assert!(at <= pair.now + 3 * MS, "{at:?}, now {:?}", pair.now);
+    }
+
+    #[test]
+    fn a_pause_of_the_whole_machine_is_not_the_peers_silence() {
+        // A VM throttled by its host for 7 ms, both ends in it, at 1 ms × 3.
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        assert_eq!(pair.states(), (State::Up, State::Up));
+        let before = pair.changes.clone();
+        for _ in 0..5 {
+            pair.pause(7 * MS);
+            pair.run(pair.now + 50 * MS);
+        }
+        assert_eq!(pair.changes, before, "a pause took a session down");
+        assert_eq!(pair.states(), (State::Up, State::Up));
+    }
+
+    #[test]
+    fn a_stall_delays_a_real_failure_by_one_detection_time_at_most() {
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.dead = true;
+        pair.in_flight.clear();
+        // This host stalls 7 ms as its peer dies: judged again 3 ms after waking...
+        pair.pause(7 * MS);
+        let woke = pair.now;
+        assert_eq!(pair.sides[0].state(), State::Up);
+        pair.run(woke + 10 * MS);
+        let (at, state, diag) = *pair.changes[0].last().unwrap();
+        assert_eq!((state, diag), (State::Down, Diag::DetectionTimeExpired));
+        assert_eq!(at, woke + 3 * MS);
+        // ...once per silence: a second stall before anything is heard is not forgiven.
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.dead = true;
+        pair.in_flight.clear();
+        pair.pause(7 * MS);
+        pair.pause(7 * MS);
+        assert_eq!(pair.sides[0].state(), State::Down);
+        // A wake-up late by less than an eighth of the detection time is no stall.
+        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+        pair.run(Duration::from_millis(100));
+        pair.dead = true;
+        pair.in_flight.clear();
+        let due = pair.sides[0].poll_timeout().unwrap();
+        pair.run(due - Duration::from_micros(1));
+        let detect = pair.sides[0].detect_at.unwrap();
+        pair.now = detect + Duration::from_micros(300);
+        pair.sides[0].stalled(pair.now, Duration::from_micros(300));
+        pair.sides[0].on_timeout(pair.now);
+        assert_eq!(pair.sides[0].state(), State::Down);
     }
 
     #[test]

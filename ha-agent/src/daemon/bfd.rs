@@ -282,8 +282,14 @@ impl Bfd {
             .any(|p| p.session.detection_due(now) || p.backstop_at.is_some_and(|t| t <= now))
     }
 
-    /// Timers due at `now`; true when a session went Up or left it.
-    pub fn on_timeout(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) -> bool {
+    /// Timers due at `now`, the loop having woken `late`; true when a session went Up or
+    /// left it.
+    pub fn on_timeout(
+        &mut self,
+        now: Duration,
+        late: Duration,
+        mut kernel: Option<&mut Kernel>,
+    ) -> bool {
         let mut changed = false;
         for peer in &mut self.peers {
             if peer.backstop_at.is_some_and(|t| t <= now) {
@@ -296,6 +302,7 @@ impl Bfd {
                     peer.session.expired(now, now);
                 }
             }
+            peer.session.stalled(now, late);
             if peer.session.poll_timeout().is_some_and(|t| t <= now) {
                 peer.session.on_timeout(now);
             }

@@ -9,7 +9,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -115,6 +118,8 @@ pub(super) struct Garp {
     pacing: Mutex<Pacing>,
     /// Frames beyond the burst; while there are any, a task is sending them.
     queued: Mutex<VecDeque<Target>>,
+    /// Frames not sent yet: queued, or waiting for their turn.
+    unsent: AtomicUsize,
 }
 
 /// (ifindex, MAC, VIP).
@@ -127,7 +132,13 @@ impl Garp {
             errors: Mutex::default(),
             pacing: Mutex::default(),
             queued: Mutex::default(),
+            unsent: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether frames are still waiting to leave.
+    pub(super) fn sending(&self) -> bool {
+        self.unsent.load(Ordering::Relaxed) > 0
     }
 
     /// One gratuitous ARP (IPv6: unsolicited NA) for each (interface, MAC, VIP), each when
@@ -144,6 +155,7 @@ impl Garp {
                 self.send_or_queue((ifindex, mac, addr), now);
                 continue;
             }
+            self.unsent.fetch_add(1, Ordering::Relaxed);
             let garp = Arc::clone(self);
             tokio::spawn(async move {
                 let mut at = at;
@@ -157,6 +169,7 @@ impl Garp {
                     }
                 }
                 garp.send(ifindex, mac, addr);
+                garp.unsent.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
@@ -175,6 +188,7 @@ impl Garp {
             return;
         }
         queued.push_back(target);
+        self.unsent.fetch_add(1, Ordering::Relaxed);
         if !idle {
             return;
         }
@@ -191,12 +205,18 @@ impl Garp {
                     while !queued.is_empty() && garp.within_burst(now) {
                         batch.extend(queued.pop_front());
                     }
-                    // Emptied: the next frame queued starts a task of its own.
-                    (batch, queued.is_empty())
+                    // Emptied: the next frame queued starts a task of its own. A takeover's
+                    // queue is not kept for the next one.
+                    let done = queued.is_empty();
+                    if done {
+                        *queued = VecDeque::new();
+                    }
+                    (batch, done)
                 };
                 for &(ifindex, mac, addr) in &batch {
                     garp.send(ifindex, mac, addr);
                 }
+                garp.unsent.fetch_sub(batch.len(), Ordering::Relaxed);
                 if done {
                     return;
                 }

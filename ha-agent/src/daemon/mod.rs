@@ -169,8 +169,11 @@ const TX_BURST: usize = 128;
 /// The pause between two bursts on an interface: time for the device to drain its ring.
 const TX_PACE: Duration = Duration::from_millis(1);
 
-/// How long after the last transition its working set is shed ([`realtime::trim_memory`]).
+/// How long after the last transition its working set is shed ([`realtime::trim_memory`]), at
+/// the least.
 const SETTLED: Duration = Duration::from_secs(5);
+/// How often a trim waiting for GARPs to leave looks again.
+const GARP_RECHECK: Duration = Duration::from_millis(100);
 
 impl World {
     async fn add_vip(&self, ifindex: u32, vip: &Vip) -> Result<(), VipError> {
@@ -530,6 +533,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .dbs
         .configure(&config.replications, &daemon.options.state_dir)
         .map_err(DaemonError::Config)?;
+    // Exactly as many: a doubling vector would keep up to twice the instances' memory.
+    daemon.instances.reserve_exact(config.instances.len());
     for cfg in config.instances {
         let running = Running::prepare(cfg, &mut daemon.world).await?;
         daemon.instances.push(running);
@@ -596,7 +601,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         if daemon.world.roles_changed.take() {
             let roles = daemon.roles();
             daemon.systemd.status(roles);
-            daemon.trim_at = Some(now() + SETTLED);
+            // After the takeovers' second GARP bursts too.
+            let repeat = daemon.instances.iter().map(|i| i.cfg.garp.delay).max();
+            daemon.trim_at = Some(now() + repeat.unwrap_or_default().max(SETTLED));
         }
         let deadline = daemon
             .instances
@@ -634,15 +641,21 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
                     daemon.on_timer(late).await;
                 }
                 if daemon.trim_at.is_some_and(|t| t <= at) {
-                    daemon.trim_at = None;
-                    realtime::trim_memory();
+                    daemon.trim_at = if daemon.world.garp.sending() {
+                        // A takeover's GARPs still leaving (its second burst comes
+                        // garp_master_delay after it) would fault back what a trim sheds.
+                        Some(at + GARP_RECHECK)
+                    } else {
+                        realtime::trim_memory();
+                        None
+                    };
                 }
                 if daemon.bfd.poll_timeout().is_some_and(|t| t <= at) {
                     // Likewise the BFD packets before a detection timer (not before a send,
                     // most of these wake-ups).
                     let changed = daemon.bfd.detection_due(at)
                         && daemon.bfd.drain(now(), daemon.kernel.as_mut());
-                    if changed | daemon.bfd.on_timeout(now(), daemon.kernel.as_mut()) {
+                    if changed | daemon.bfd.on_timeout(now(), late, daemon.kernel.as_mut()) {
                         daemon.on_bfd_change().await;
                     }
                 }
