@@ -3,7 +3,8 @@
 //! peer sends while steady; the kernel drops packets equal to it, byte for byte, and keeps
 //! the detection timer (`bpf_timer`, re-armed per packet). When the peer falls silent the
 //! timer reports it on `BFD_EVENTS` and stops absorbing; any other packet goes to the agent.
-//! A timer that runs out late (this host stalled) is first given one more detection time.
+//! A timer that runs out late (this host stalled) first waits one more of the peer's
+//! intervals.
 
 /// UDP port of single-hop control packets (RFC 5881).
 pub const BFD_PORT: u16 = 3784;
@@ -40,10 +41,12 @@ pub struct BfdWatch {
     pub family: u8,
     /// The smallest TTL (hop limit) accepted.
     pub min_ttl: u8,
-    /// The timer already ran out late once since the last absorbed packet, and was given
-    /// another detection time (this host had stalled: [`STALL_PART`]).
+    /// The timer already ran out late once since the last absorbed packet, and waited
+    /// another interval (this host had stalled: [`STALL_NS`]).
     pub forgiven: u8,
-    pub _pad: [u8; 5],
+    /// The peer's Detect Mult: the detection time over it is the peer's interval.
+    pub detect_mult: u8,
+    pub _pad: [u8; 4],
     /// The detection time.
     pub detect_ns: u64,
     /// When the last absorbed packet arrived (`bpf_ktime_get_ns`).
@@ -55,11 +58,12 @@ pub struct BfdWatch {
 
 const _: () = assert!(core::mem::size_of::<BfdWatch>() == 88);
 
-/// A timer that runs out later than this part of the detection time ran late because this
-/// host stalled (a VM paused or throttled by its host, softirqs held up): the peer, if it
-/// shares the host, could not send either, and what it sends on waking is on its way. The
-/// timer is then given one more detection time before the silence is reported.
-pub const STALL_PART: u64 = 8;
+/// A timer that runs out this late (ns) ran late because this host stalled (a VM paused or
+/// throttled by its host, its softirqs held up; a timer otherwise fires within tens of µs):
+/// the peer, if it shares the host, could not send either, and what it sends on waking is on
+/// its way. The timer then waits one more of the peer's intervals, once per silence, before
+/// the silence is reported.
+pub const STALL_NS: u64 = 100_000;
 
 /// `BFD_EVENTS`: a watched peer fell silent for the detection time.
 #[repr(C)]

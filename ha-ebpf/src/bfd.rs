@@ -15,7 +15,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ha_common::{
-    bfd::{BFD_LEN, BFD_PORT, BfdExpired, BfdKey, BfdWatch, STALL_PART},
+    bfd::{BFD_LEN, BFD_PORT, BfdExpired, BfdKey, BfdWatch, STALL_NS},
     vrrp::addr16,
 };
 
@@ -87,18 +87,20 @@ pub fn control(ctx: &XdpContext, ip: usize, v6: bool) -> Option<u32> {
 
 /// The detection time ran out without a steady packet: report it, and hand the session back
 /// to the agent (nothing more is absorbed until it writes the entry again). Unless the timer
-/// ran late, the first time since the last packet: then it waits another detection time.
+/// ran late, the first time since the last packet: then it waits one more of the peer's
+/// intervals.
 extern "C" fn expired(_map: *mut c_void, key: *mut BfdKey, watch: *mut BfdWatch) -> i32 {
     // SAFETY: the kernel passes the timer's own entry.
     let (key, watch) = unsafe { (&*key, &mut *watch) };
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let late = now.saturating_sub(watch.last_ns.saturating_add(watch.detect_ns));
-    if watch.forgiven == 0 && late > watch.detect_ns / STALL_PART {
+    if watch.forgiven == 0 && late > STALL_NS {
         watch.forgiven = 1;
+        let interval = watch.detect_ns / u64::from(watch.detect_mult.max(1));
         let timer = &mut watch.timer as *mut _ as *mut aya_ebpf::bindings::bpf_timer;
         // SAFETY: the entry's own timer, initialised when it was first armed.
-        if unsafe { bpf_timer_start(timer, watch.detect_ns, 0) } == 0 {
+        if unsafe { bpf_timer_start(timer, interval, 0) } == 0 {
             return 0;
         }
     }

@@ -420,3 +420,47 @@ fn the_kernel_absorbs_steady_packets_and_times_the_peer_out() {
     assert_eq!(down["in_kernel"], false, "{down}");
     agent.stop();
 }
+
+#[test]
+fn a_pause_of_both_ends_is_not_the_peers_silence() {
+    // Both agents stopped together for longer than the detection time, as a hypervisor stops
+    // a VM: the one woken first finds its detection time run out, but its peer was stopped
+    // too, and sends on waking. The agents' own timers (the kernel's, with XDP, are not
+    // stopped by SIGSTOP; the stress bench covers them).
+    let t = Topology::new(&["a", "b"]);
+    let (a, b) = (t.host("a"), t.host("b"));
+    let lines = ["min_rx 30", "min_tx 30", "multiplier 3"];
+    let start = |me, peer| {
+        Daemon::agent_args(
+            me,
+            t.dir(),
+            &agent_conf(me, peer, &lines, "weight -50"),
+            &ha_tests::daemons::agent_binary(),
+            &["--xdp", "off"],
+        )
+    };
+    let (first, second) = (start(a, b), start(b, a));
+    for agent in [&first, &second] {
+        wait_agent_state(agent, "Up", Duration::from_secs(10));
+    }
+    let downs =
+        || [&first, &second].map(|d| session(d).and_then(|s| s["downs"].as_u64()).unwrap_or(0));
+    let before = downs();
+    for _ in 0..5 {
+        // The one woken first is stopped last: nothing from its peer waits for it.
+        for agent in [&second, &first] {
+            agent.process.signal(Signal::SIGSTOP);
+        }
+        std::thread::sleep(Duration::from_millis(90 + 50));
+        // Its peer wakes a sixth of an interval later (a hypervisor resumes one vCPU
+        // before the other).
+        first.process.signal(Signal::SIGCONT);
+        std::thread::sleep(Duration::from_millis(5));
+        second.process.signal(Signal::SIGCONT);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(downs(), before, "{}", first.log_text());
+    for agent in [&first, &second] {
+        assert_eq!(session(agent).unwrap()["state"], "Up");
+    }
+}

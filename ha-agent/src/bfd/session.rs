@@ -10,6 +10,8 @@
 
 use std::{collections::VecDeque, time::Duration};
 
+use ha_common::bfd::STALL_NS;
+
 use super::packet::{Control, Diag, State};
 
 /// A session's parameters (`bfd_instance`).
@@ -109,10 +111,6 @@ pub struct Session {
     stall_forgiven: bool,
 }
 
-/// A host that woke this late, as a part of the detection time, stalled: the silence it
-/// slept through is not the peer's alone ([`Session::stalled`]).
-pub const STALL_PART: u32 = 8;
-
 fn us(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
@@ -202,19 +200,23 @@ impl Session {
 
     /// This host could not run us for `stalled` up to `now` (the loop woke that late). When
     /// the whole machine stops (a hypervisor pausing or throttling a VM, the peer a VM
-    /// beside us), the peer stopped sending as well, and the packets it sends on waking are
-    /// still on their way: a detection time that ran out meanwhile, by more than an eighth
-    /// of it, is judged again a whole detection time later, once per silence of the peer,
-    /// so a real failure costs at most that much more.
+    /// beside us), the peer stopped sending as well, and the packet it sends on waking is
+    /// still on its way: a detection time that ran out meanwhile (later than
+    /// [`STALL_NS`]) is judged again one of the peer's intervals later, once per silence of
+    /// the peer, so a real failure costs at most that much more.
     pub fn stalled(&mut self, now: Duration, stalled: Duration) {
-        let detection = self.detection_time();
         if !self.stall_forgiven
             && self.detect_at.is_some_and(|at| at <= now)
-            && stalled > detection / STALL_PART
+            && stalled > Duration::from_nanos(STALL_NS)
         {
             self.stall_forgiven = true;
-            self.detect_at = Some(now + detection);
+            self.detect_at = Some(now + self.peer_interval());
         }
+    }
+
+    /// The peer's Detect Mult, as its last packet said.
+    pub fn remote_mult(&self) -> u8 {
+        self.remote_mult
     }
 
     /// The Desired Min TX this session announces now.
@@ -233,7 +235,12 @@ impl Session {
 
     /// How long the peer may stay silent before the session goes down (§6.8.4).
     pub fn detection_time(&self) -> Duration {
-        self.rx_in_force.max(self.remote_min_tx) * u32::from(self.remote_mult)
+        self.peer_interval() * u32::from(self.remote_mult)
+    }
+
+    /// The interval the peer's packets come at, jitter aside.
+    fn peer_interval(&self) -> Duration {
+        self.rx_in_force.max(self.remote_min_tx)
     }
 
     /// Whether the peer's time runs out at `now` (a send alone is not).
@@ -681,14 +688,14 @@ mod tests {
         pair.run(Duration::from_millis(100));
         pair.dead = true;
         pair.in_flight.clear();
-        // This host stalls 7 ms as its peer dies: judged again 3 ms after waking...
+        // This host stalls 7 ms as its peer dies: judged again an interval after waking...
         pair.pause(7 * MS);
         let woke = pair.now;
         assert_eq!(pair.sides[0].state(), State::Up);
         pair.run(woke + 10 * MS);
         let (at, state, diag) = *pair.changes[0].last().unwrap();
         assert_eq!((state, diag), (State::Down, Diag::DetectionTimeExpired));
-        assert_eq!(at, woke + 3 * MS);
+        assert_eq!(at, woke + MS);
         // ...once per silence: a second stall before anything is heard is not forgiven.
         let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
         pair.run(Duration::from_millis(100));
@@ -697,16 +704,15 @@ mod tests {
         pair.pause(7 * MS);
         pair.pause(7 * MS);
         assert_eq!(pair.sides[0].state(), State::Down);
-        // A wake-up late by less than an eighth of the detection time is no stall.
+        // A timer's usual lateness is no stall.
         let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
         pair.run(Duration::from_millis(100));
         pair.dead = true;
         pair.in_flight.clear();
-        let due = pair.sides[0].poll_timeout().unwrap();
-        pair.run(due - Duration::from_micros(1));
         let detect = pair.sides[0].detect_at.unwrap();
-        pair.now = detect + Duration::from_micros(300);
-        pair.sides[0].stalled(pair.now, Duration::from_micros(300));
+        let usual = Duration::from_nanos(STALL_NS / 2);
+        pair.now = detect + usual;
+        pair.sides[0].stalled(pair.now, usual);
         pair.sides[0].on_timeout(pair.now);
         assert_eq!(pair.sides[0].state(), State::Down);
     }

@@ -406,6 +406,7 @@ impl Bfd {
             family,
             min_ttl: peer.cfg.ttl.saturating_sub(peer.cfg.max_hops),
             detect_ns: u64::try_from(s.detection_time().as_nanos()).unwrap_or(u64::MAX),
+            detect_mult: s.remote_mult(),
             ..BfdWatch::default()
         })
     }
