@@ -683,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stall_delays_a_real_failure_by_one_detection_time_at_most() {
+    fn a_stall_delays_a_real_failure_by_one_interval_at_most() {
         let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
         pair.run(Duration::from_millis(100));
         pair.dead = true;
