@@ -425,8 +425,8 @@ fn the_kernel_absorbs_steady_packets_and_times_the_peer_out() {
 fn a_pause_of_both_ends_is_not_the_peers_silence() {
     // Both agents stopped together for longer than the detection time, as a hypervisor stops
     // a VM: the one woken first finds its detection time run out, but its peer was stopped
-    // too, and sends on waking. The agents' own timers (the kernel's, with XDP, are not
-    // stopped by SIGSTOP; the stress bench covers them).
+    // too, and sends on waking. This covers the agents' own timers, so both run on sockets:
+    // the kernel's timers (XDP) are not stopped by SIGSTOP; the stress bench covers them.
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
     let lines = ["min_rx 30", "min_tx 30", "multiplier 3"];

@@ -544,9 +544,7 @@ mod tests {
                 self.now = next;
                 if let Some(i) = self.in_flight.iter().position(|(at, ..)| *at <= next) {
                     let (_, to, p) = self.in_flight.remove(i);
-                    if !(self.dead && to == 1) {
-                        let _ = self.sides[to].on_packet(self.now, &p);
-                    }
+                    self.deliver(to, &p);
                     continue;
                 }
                 for s in 0..2 {
@@ -568,9 +566,7 @@ mod tests {
                 .partition(|(at, ..)| *at <= now);
             self.in_flight = later;
             for (_, to, p) in arrived {
-                if !(self.dead && to == 1) {
-                    let _ = self.sides[to].on_packet(now, &p);
-                }
+                self.deliver(to, &p);
             }
             for side in &mut self.sides {
                 if let Some(due) = side.poll_timeout().filter(|&t| t <= now) {
@@ -578,6 +574,22 @@ mod tests {
                     side.on_timeout(now);
                 }
             }
+        }
+
+        /// A packet arriving now at side `to`, unless that side is dead.
+        fn deliver(&mut self, to: usize, p: &Control) {
+            if !(self.dead && to == 1) {
+                let _ = self.sides[to].on_packet(self.now, p);
+            }
+        }
+
+        /// A pair Up at 1 ms × 3 for 100 ms, whose side 1 then dies with nothing in flight.
+        fn peer_died() -> Self {
+            let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
+            pair.run(Duration::from_millis(100));
+            pair.dead = true;
+            pair.in_flight.clear();
+            pair
         }
 
         fn states(&self) -> (State, State) {
@@ -653,10 +665,7 @@ mod tests {
 
     #[test]
     fn a_timer_run_late_dates_the_down_when_the_time_ran_out() {
-        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
-        pair.run(Duration::from_millis(100));
-        pair.dead = true;
-        pair.in_flight.clear();
+        let mut pair = Pair::peer_died();
         // Nothing more is heard: the detection time runs out within 3 ms; the owner's
         // timer fires 20 ms late.
         let late = pair.now + 20 * MS;
@@ -684,10 +693,7 @@ mod tests {
 
     #[test]
     fn a_stall_delays_a_real_failure_by_one_interval_at_most() {
-        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
-        pair.run(Duration::from_millis(100));
-        pair.dead = true;
-        pair.in_flight.clear();
+        let mut pair = Pair::peer_died();
         // This host stalls 7 ms as its peer dies: judged again an interval after waking...
         pair.pause(7 * MS);
         let woke = pair.now;
@@ -697,18 +703,12 @@ mod tests {
         assert_eq!((state, diag), (State::Down, Diag::DetectionTimeExpired));
         assert_eq!(at, woke + MS);
         // ...once per silence: a second stall before anything is heard is not forgiven.
-        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
-        pair.run(Duration::from_millis(100));
-        pair.dead = true;
-        pair.in_flight.clear();
+        let mut pair = Pair::peer_died();
         pair.pause(7 * MS);
         pair.pause(7 * MS);
         assert_eq!(pair.sides[0].state(), State::Down);
         // A timer's usual lateness is no stall.
-        let mut pair = Pair::new(cfg(MS, 3), cfg(MS, 3));
-        pair.run(Duration::from_millis(100));
-        pair.dead = true;
-        pair.in_flight.clear();
+        let mut pair = Pair::peer_died();
         let detect = pair.sides[0].detect_at.unwrap();
         let usual = Duration::from_nanos(STALL_NS / 2);
         pair.now = detect + usual;
