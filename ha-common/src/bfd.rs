@@ -28,7 +28,7 @@ pub struct bpf_timer {
 }
 
 /// One watched session (`BFD_SESSIONS` value). The agent writes the whole entry; the kernel
-/// writes `last_ns`, `absorbed` and `timer` (an update from user space starts a new entry,
+/// writes `last_ns`, `absorbed`, `ifindex`, `macs` and `timer` (an update from user space starts a new entry,
 /// whose timer the next absorbed packet arms).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,17 +46,22 @@ pub struct BfdWatch {
     pub forgiven: u8,
     /// The peer's Detect Mult: the detection time over it is the peer's interval.
     pub detect_mult: u8,
-    pub _pad: [u8; 4],
+    /// The interface the last absorbed packet came in on (written by the kernel).
+    pub ifindex: u32,
     /// The detection time.
     pub detect_ns: u64,
     /// When the last absorbed packet arrived (`bpf_ktime_get_ns`).
     pub last_ns: u64,
     /// Packets absorbed.
     pub absorbed: u64,
+    /// The last absorbed packet's destination and source MAC (written by the kernel): what
+    /// a frame to the peer carries the other way round.
+    pub macs: [u8; 12],
+    pub _pad: [u8; 4],
     pub timer: bpf_timer,
 }
 
-const _: () = assert!(core::mem::size_of::<BfdWatch>() == 88);
+const _: () = assert!(core::mem::size_of::<BfdWatch>() == 104);
 
 /// A timer that runs out this late (ns) ran late because this host stalled (a VM paused or
 /// throttled by its host, its softirqs held up; a timer otherwise fires within tens of µs):
@@ -75,6 +80,36 @@ pub struct BfdExpired {
     pub last_ns: u64,
 }
 
+/// A steady session's whole frame on the wire: Ethernet, IPv4, UDP and the control packet.
+pub const BFD_FRAME_LEN: usize = 14 + 20 + 8 + BFD_LEN;
+
+/// A session whose periodic packets the kernel transmits (`BFD_TX` value, by our
+/// discriminator): the agent writes the frame and the interface; `bfd_pace` sends it once
+/// per token that names the session and counts it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdTx {
+    pub frame: [u8; BFD_FRAME_LEN],
+    pub _pad: [u8; 2],
+    /// The interface to send it on.
+    pub ifindex: u32,
+    /// Frames sent.
+    pub sent: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<BfdTx>() == 80);
+
+/// The kernel clocks the transmission: the agent queues tokens on the pacing interface,
+/// whose token-bucket qdisc releases [`PACE_BYTES_PER_MS`] bytes per millisecond, so a
+/// token's length is the time since the one before it. A token is an Ethernet header
+/// (type IPv4, so that the kernel's view of the frame it becomes is right) and the
+/// discriminator of the session it sends for (big-endian), 0 for none (a pause); zeros pad it.
+pub const PACE_BYTES_PER_MS: u32 = 1000;
+/// The shortest token: a header and a discriminator.
+pub const TOKEN_MIN: usize = 18;
+/// The longest token (the pacing interface's MTU plus its header): 9 ms.
+pub const TOKEN_MAX: usize = 9014;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: repr(C), integer fields only, no implicit padding (sizes fixed above), every
@@ -82,4 +117,5 @@ mod pod {
     unsafe impl aya::Pod for super::BfdKey {}
     unsafe impl aya::Pod for super::BfdWatch {}
     unsafe impl aya::Pod for super::BfdExpired {}
+    unsafe impl aya::Pod for super::BfdTx {}
 }

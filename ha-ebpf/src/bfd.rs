@@ -82,6 +82,13 @@ pub fn control(ctx: &XdpContext, ip: usize, v6: bool) -> Option<u32> {
     }
     watch.forgiven = 0;
     watch.absorbed += 1;
+    // Where a frame to the peer goes, for the agent's transmission from the kernel.
+    // SAFETY: the context the kernel passed.
+    watch.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    if let Some(macs) = ptr_at::<[u8; 12]>(ctx, 0) {
+        // SAFETY: ptr_at checked the twelve bytes.
+        watch.macs = unsafe { *macs };
+    }
     Some(xdp_action::XDP_DROP)
 }
 

@@ -1,5 +1,5 @@
-//! ha-agent's XDP program, the process tracepoints of `track_process` (process.rs) and the
-//! advert transmitter (tx.rs).
+//! ha-agent's XDP program, the process tracepoints of `track_process` (process.rs), the
+//! advert transmitter (tx.rs) and BFD's paced transmission (pace.rs).
 //!
 //! Fail open: every frame is passed. The program observes and counts; a frame it cannot
 //! parse is counted as `Other` and passed, never aborted.
@@ -11,6 +11,8 @@
 
 #[cfg(target_arch = "bpf")]
 mod bfd;
+#[cfg(target_arch = "bpf")]
+mod pace;
 #[cfg(target_arch = "bpf")]
 mod process;
 #[cfg(target_arch = "bpf")]

@@ -372,11 +372,14 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
     );
 }
 
-/// With the XDP program (the default) a steady session is handed to the kernel: the peer's
-/// packets are absorbed there and the agent's own count stops growing; the peer killed, the
-/// kernel's timer reports it within the detection time. Without XDP the agent does it all.
+/// With the XDP program (the default) a steady session is handed to the kernel both ways:
+/// the peer's packets are absorbed there and the agent's own count stops growing, and its
+/// periodic packets are sent by the kernel, clocked by the pacing interface's qdisc, while
+/// the agent sends none. The agent killed, its kernel stops sending with it (the peer goes
+/// Down within its detection time); the peer killed, the kernel's timer reports it within
+/// the detection time. Without XDP the agent does it all.
 #[test]
-fn the_kernel_absorbs_steady_packets_and_times_the_peer_out() {
+fn the_kernel_absorbs_steady_packets_sends_ours_and_times_the_peer_out() {
     let t = Topology::new(&["a", "b"]);
     let (a, b) = (t.host("a"), t.host("b"));
     let lines = ["min_rx 10", "min_tx 10", "multiplier 3"];
@@ -387,28 +390,58 @@ fn the_kernel_absorbs_steady_packets_and_times_the_peer_out() {
         &ha_tests::daemons::agent_binary(),
         &["--xdp", "off"],
     );
-    let mut agent = Daemon::agent(a, t.dir(), &agent_conf(a, b, &lines, "weight -50"));
-    wait_until("the session in the kernel", Duration::from_secs(10), || {
-        session(&agent).filter(|s| s["state"] == "Up" && s["in_kernel"] == true)
-    });
-    let before = session(&agent).unwrap();
+    let start = || {
+        let agent = Daemon::agent(a, t.dir(), &agent_conf(a, b, &lines, "weight -50"));
+        wait_until("the session in the kernel", Duration::from_secs(10), || {
+            session(&agent).filter(|s| {
+                s["state"] == "Up" && s["in_kernel"] == true && s["tx_in_kernel"] == true
+            })
+        });
+        agent
+    };
+    let count = |s: &serde_json::Value, key: &str| s[key].as_u64().unwrap();
+    let mut agent = start();
+    let (before, peer_before) = (session(&agent).unwrap(), session(&peer).unwrap());
     std::thread::sleep(Duration::from_secs(1));
-    let after = session(&agent).unwrap();
-    let (absorbed, heard) = (
-        after["absorbed"].as_u64().unwrap() - before["absorbed"].as_u64().unwrap(),
-        after["received"].as_u64().unwrap() - before["received"].as_u64().unwrap(),
+    let (after, peer_after) = (session(&agent).unwrap(), session(&peer).unwrap());
+    let delta = |key: &str| count(&after, key) - count(&before, key);
+    let (absorbed, heard, sent, by_kernel) = (
+        delta("absorbed"),
+        delta("received"),
+        delta("sent"),
+        delta("sent_by_kernel"),
     );
-    eprintln!("in a second: {absorbed} absorbed by the kernel, {heard} read by the agent");
-    // The peer sends every 7.5-10 ms: about 100 a second, none of them read.
+    let peer_heard = count(&peer_after, "received") - count(&peer_before, "received");
+    eprintln!(
+        "in a second: {absorbed} absorbed by the kernel, {heard} read by the agent; \
+         {by_kernel} sent by the kernel, {sent} by the agent, {peer_heard} heard by the peer"
+    );
+    // Each sends every 7.5-10 ms: about 100 a second, none of them through the agent.
     assert!(absorbed >= 80, "{absorbed} absorbed");
-    assert_eq!(heard, 0, "{after}");
+    assert_eq!((heard, sent), (0, 0), "{after}");
+    assert!(by_kernel >= 80, "{by_kernel} sent by the kernel");
+    assert!(peer_heard >= 80, "the peer heard {peer_heard}");
     // The peer (on sockets) sees nothing different.
-    let p = session(&peer).unwrap();
     assert_eq!(
-        (p["state"].as_str(), p["in_kernel"].as_bool()),
-        (Some("Up"), Some(false))
+        (
+            peer_after["state"].as_str(),
+            peer_after["in_kernel"].as_bool(),
+            count(&peer_after, "downs")
+        ),
+        (Some("Up"), Some(false), 0)
     );
 
+    // The agent killed: nothing more leaves its kernel.
+    let killed = Instant::now();
+    agent.process.kill_group();
+    let down = wait_agent_state(&peer, "Down", Duration::from_millis(30) + SLACK);
+    let took = changed_at(&down).saturating_duration_since(killed);
+    eprintln!("the peer down {took:?} after the agent was killed");
+    assert_eq!(down["diag"], "detection time expired", "{down}");
+    assert!(took <= Duration::from_millis(230), "{took:?}");
+
+    // Started again (over the pacing interface the killed one left).
+    let mut agent = start();
     let killed = Instant::now();
     let mut peer = peer;
     peer.process.kill_group();
@@ -417,8 +450,15 @@ fn the_kernel_absorbs_steady_packets_and_times_the_peer_out() {
     eprintln!("down {took:?} after the peer was killed (kernel timer)");
     assert_eq!(down["diag"], "detection time expired", "{down}");
     assert!(took <= Duration::from_millis(230), "{took:?}");
-    assert_eq!(down["in_kernel"], false, "{down}");
+    assert_eq!(
+        (down["in_kernel"].as_bool(), down["tx_in_kernel"].as_bool()),
+        (Some(false), Some(false)),
+        "{down}"
+    );
     agent.stop();
+    // A clean stop takes the pacing interface away.
+    let links = a.sh(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains("ha-bfd-tx"), "{links}");
 }
 
 #[test]

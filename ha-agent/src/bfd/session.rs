@@ -109,6 +109,8 @@ pub struct Session {
     /// The detection timer was already extended for a stall of this host since the peer
     /// was last heard ([`Session::stalled`]).
     stall_forgiven: bool,
+    /// The kernel sends the periodic packets ([`Session::hand_tx`]): none are scheduled here.
+    tx_handed: bool,
 }
 
 fn us(d: Duration) -> u32 {
@@ -142,6 +144,7 @@ impl Session {
             actions: VecDeque::new(),
             stats: Stats::default(),
             delegated: false,
+            tx_handed: false,
         };
         session.jitter();
         session
@@ -188,6 +191,28 @@ impl Session {
             State::Init | State::Up => Some(now + self.detection_time()),
             _ => None,
         };
+    }
+
+    /// Hands the periodic packets to the kernel (`on`): from `now` none is scheduled here,
+    /// and the kernel sends [`Session::periodic`] every [`Session::next_gap`]; or takes them
+    /// back: the next goes at once. Answers (a Final, a change of state) are sent here
+    /// either way.
+    pub fn hand_tx(&mut self, on: bool, now: Duration) {
+        if on == self.tx_handed {
+            return;
+        }
+        self.tx_handed = on;
+        if on {
+            self.next_tx = None;
+        } else if self.tx_interval().is_some() && !(self.cfg.passive && self.remote_discr == 0) {
+            self.next_tx = Some(now);
+        }
+    }
+
+    /// The interval until the next periodic packet, jittered as [`Session::schedule`] does.
+    pub fn next_gap(&mut self) -> Duration {
+        let interval = self.tx_interval().unwrap_or(self.cfg.idle_tx);
+        self.jittered(interval)
     }
 
     /// The kernel saw the peer silent for the detection time, which ran out `at`: as
@@ -408,16 +433,24 @@ impl Session {
     }
 
     fn send(&mut self, final_: bool) {
+        self.stats.sent += 1;
+        let mut packet = self.periodic();
+        packet.final_ = final_;
+        packet.poll &= !final_;
+        self.actions.push_back(Action::Send(packet));
+    }
+
+    /// The periodic packet this session sends now.
+    pub fn periodic(&self) -> Control {
         let (tx, rx) = match self.poll {
             Some(poll) => (poll.tx, poll.rx),
             None => (self.tx_in_force, self.rx_in_force),
         };
-        self.stats.sent += 1;
-        self.actions.push_back(Action::Send(Control {
+        Control {
             diag: self.diag,
             state: self.state,
-            poll: self.poll.is_some() && !final_,
-            final_,
+            poll: self.poll.is_some(),
+            final_: false,
             cpi: false,
             demand: false,
             detect_mult: self.cfg.multiplier,
@@ -427,7 +460,7 @@ impl Session {
             required_min_rx_us: us(rx),
             required_min_echo_rx_us: 0,
             password: self.cfg.password.clone(),
-        }));
+        }
     }
 
     /// The next periodic packet: the interval less 0-25 % (less 10-25 % with a Detect Mult
@@ -435,6 +468,7 @@ impl Session {
     /// nothing, or while passive and not yet heard.
     fn schedule(&mut self, now: Duration) {
         self.next_tx = match self.tx_interval() {
+            _ if self.tx_handed => None,
             Some(_) if self.cfg.passive && self.remote_discr == 0 => None,
             Some(interval) => Some(now + self.jittered(interval)),
             None => None,

@@ -502,7 +502,7 @@ fn bfd(m: &Metrics, status: &Status) -> prometheus::Result<()> {
     )?;
     let packets = m.counter(
         "ha_agent_bfd_packets_total",
-        "Control packets of the session, by direction (rx: accepted by the agent, absorbed: by the XDP program, tx: sent, discarded).",
+        "Control packets of the session, by direction (rx: accepted by the agent, absorbed: by the XDP program, tx: sent by the agent, tx_kernel: by the kernel, discarded).",
         &["session", "direction"],
     )?;
     let changes = m.counter(
@@ -529,6 +529,7 @@ fn bfd(m: &Metrics, status: &Status) -> prometheus::Result<()> {
             ("rx", b.received),
             ("absorbed", b.absorbed),
             ("tx", b.sent),
+            ("tx_kernel", b.sent_by_kernel),
             ("discarded", b.discarded),
         ] {
             packets.with_label_values(&[name, direction]).inc_by(n);

@@ -85,6 +85,12 @@ pub struct BfdStatus {
     /// The peer's packets the XDP program absorbed (never seen by the agent).
     #[serde(default)]
     pub absorbed: u64,
+    /// The kernel sends the periodic packets, clocked by the pacing interface's qdisc.
+    #[serde(default)]
+    pub tx_in_kernel: bool,
+    /// Packets the kernel sent (not counted in `sent`).
+    #[serde(default)]
+    pub sent_by_kernel: u64,
 }
 
 /// A `vrrp_sync_group`: its state as last announced (MASTER when every member is, FAULT
@@ -505,7 +511,7 @@ impl Status {
         for b in &self.bfd {
             let _ = writeln!(
                 out,
-                "bfd {} to {}: {} (peer {}, {}) for {:.1} s, detection {:.1} ms{}, {} in ({} in the kernel) / {} out, {} down",
+                "bfd {} to {}: {} (peer {}, {}) for {:.1} s, detection {:.1} ms{}, {} in ({} in the kernel) / {} out ({} from the kernel{}), {} down",
                 b.name,
                 b.neighbor,
                 b.state,
@@ -516,7 +522,13 @@ impl Status {
                 if b.in_kernel { " (in the kernel)" } else { "" },
                 b.received,
                 b.absorbed,
-                b.sent,
+                b.sent + b.sent_by_kernel,
+                b.sent_by_kernel,
+                if b.tx_in_kernel {
+                    ", clocked there"
+                } else {
+                    ""
+                },
                 b.downs
             );
         }

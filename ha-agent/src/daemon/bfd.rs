@@ -23,20 +23,30 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
-use ha_common::bfd::{BFD_LEN, BfdExpired, BfdKey, BfdWatch};
+use ha_common::bfd::{BFD_FRAME_LEN, BFD_LEN, BfdExpired, BfdKey, BfdTx, BfdWatch};
 
 use super::xdp::Kernel;
 use crate::{
     bfd::{
         Action, Config, Control, Session, State,
+        pace::{Plan, Token},
         packet::{CONTROL_PORT, MAX_LEN, Malformed, SOURCE_PORTS},
     },
     config::BfdInstance,
     ctl::status::BfdStatus,
+    net::pacer::TokenSocket,
 };
 
 /// CS6, as routing protocols mark their control traffic.
 const TOS_CS6: u32 = 0xc0;
+
+/// The longest interval whose packets the kernel sends: beyond it, the tokens (9 ms at
+/// most) would outnumber the packets.
+const PACE_MAX_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the agent queues more tokens, and how far ahead of now: a stall of the agent
+/// shorter than the difference costs no packet.
+const TOP_UP: Duration = Duration::from_millis(50);
+const PACE_AHEAD: Duration = Duration::from_millis(150);
 
 /// How long a session must have stayed Up for its failure to count as its peer's
 /// (`bfd_takeover`): one that flaps (a peer starting, a loaded machine) proves nothing.
@@ -64,6 +74,21 @@ struct Peer {
     /// The kernel does not see this session's packets (they arrive where the program is
     /// not attached): the detection stays here.
     kernel_blind: bool,
+    /// The frame the kernel sends for this session, and when its first one leaves (until
+    /// then the agent sends).
+    paced: Option<([u8; BFD_FRAME_LEN], Duration)>,
+    /// Frames the kernel sent in entries since removed.
+    kernel_sent: u64,
+}
+
+/// BFD's transmission clocked by the kernel: the tokens' socket and their plan.
+struct Pacer {
+    socket: TokenSocket,
+    plan: Plan,
+    /// When to queue more tokens.
+    top_up_at: Option<Duration>,
+    tokens: Vec<Token>,
+    errors: u64,
 }
 
 impl Peer {
@@ -86,6 +111,8 @@ pub struct Bfd {
     /// Packets whose TTL says they crossed a router (RFC 5881 §5).
     ttl: u64,
     buf: Vec<u8>,
+    /// None until the kernel can clock transmission (and stays so without XDP).
+    pacer: Option<Pacer>,
 }
 
 fn random_u64() -> u64 {
@@ -179,6 +206,7 @@ impl Bfd {
             unmatched: 0,
             ttl: 0,
             buf: vec![0; 1500],
+            pacer: None,
         };
         bfd.reload(instances, now, None)?;
         Ok(bfd)
@@ -234,9 +262,12 @@ impl Bfd {
                 backstop_at: None,
                 absorbed: 0,
                 kernel_blind: false,
+                paced: None,
+                kernel_sent: 0,
             });
         }
         for mut gone in old {
+            Self::unpace(&mut gone, self.pacer.as_mut(), now, kernel.as_deref_mut());
             Self::unwatch(&mut gone, now, kernel.as_deref_mut());
             gone.session.admin_down(now);
             Self::act(&mut gone);
@@ -271,6 +302,7 @@ impl Bfd {
         self.peers
             .iter()
             .flat_map(|p| [p.session.poll_timeout(), p.backstop_at])
+            .chain([self.pacer.as_ref().and_then(|p| p.top_up_at)])
             .flatten()
             .min()
     }
@@ -291,7 +323,27 @@ impl Bfd {
         mut kernel: Option<&mut Kernel>,
     ) -> bool {
         let mut changed = false;
+        if self.pacer.is_none()
+            && let Some(index) = kernel.as_deref().and_then(Kernel::pacer)
+        {
+            self.pacer = TokenSocket::open(index)
+                .inspect_err(|e| warn!("BFD: the pacing socket: {e}; the agent sends"))
+                .ok()
+                .map(|socket| Pacer {
+                    socket,
+                    plan: Plan::default(),
+                    top_up_at: None,
+                    tokens: Vec::new(),
+                    errors: 0,
+                });
+        }
         for peer in &mut self.peers {
+            // The kernel's first frame is due: the agent's periodic packets stop.
+            if let Some((_, from)) = peer.paced
+                && from <= now
+            {
+                peer.session.hand_tx(true, now);
+            }
             if peer.backstop_at.is_some_and(|t| t <= now) {
                 peer.backstop_at = None;
                 let key = peer.key();
@@ -308,8 +360,150 @@ impl Bfd {
             }
             changed |= Self::act(peer);
             Self::watch(peer, now, kernel.as_deref_mut());
+            Self::pace(peer, self.pacer.as_mut(), now, kernel.as_deref_mut());
         }
+        self.top_up(now);
         changed
+    }
+
+    /// Queues the tokens that carry the paced sessions to [`PACE_AHEAD`] from now, when due.
+    fn top_up(&mut self, now: Duration) {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
+        if pacer.plan.is_empty() {
+            pacer.top_up_at = None;
+            return;
+        }
+        if pacer.top_up_at.is_some_and(|t| t > now) {
+            return;
+        }
+        pacer.top_up_at = Some(now + TOP_UP);
+        pacer.tokens.clear();
+        let peers = &mut self.peers;
+        pacer.plan.fill(
+            now,
+            now + PACE_AHEAD,
+            |discr| {
+                peers
+                    .iter_mut()
+                    .find(|p| p.session.local_discr() == discr)
+                    .map_or(TOP_UP, |p| p.session.next_gap())
+            },
+            &mut pacer.tokens,
+        );
+        match pacer.socket.send(&pacer.tokens) {
+            Ok(n) if n == pacer.tokens.len() => {}
+            result => {
+                pacer.errors += 1;
+                if pacer.errors.is_power_of_two() {
+                    warn!(
+                        "BFD: queueing tokens: {} of {} ({result:?}; {} times)",
+                        result.as_ref().map_or(0, |n| *n),
+                        pacer.tokens.len(),
+                        pacer.errors
+                    );
+                }
+            }
+        }
+    }
+
+    /// Hands the periodic packets of a steady session to the kernel, or takes them back.
+    fn pace(
+        peer: &mut Peer,
+        pacer: Option<&mut Pacer>,
+        now: Duration,
+        kernel: Option<&mut Kernel>,
+    ) {
+        let (Some(pacer), Some(kernel)) = (pacer, kernel) else {
+            return;
+        };
+        let want = Self::paced_frame(peer, kernel);
+        if want == peer.paced.map(|(frame, _)| frame) {
+            return;
+        }
+        let Some(frame) = want else {
+            Self::unpace(peer, Some(pacer), now, Some(kernel));
+            return;
+        };
+        let tx = BfdTx {
+            frame,
+            _pad: [0; 2],
+            ifindex: kernel.bfd_watch(peer.key()).map_or(0, |w| w.ifindex),
+            sent: kernel.paced_bfd(peer.key()),
+        };
+        if let Err(e) = kernel.pace_bfd(peer.key(), tx) {
+            warn!(bfd = %peer.cfg.name, "BFD: handing the transmission to the kernel: {e}");
+            return;
+        }
+        let from = match peer.paced {
+            Some((_, from)) => from,
+            None => {
+                pacer.top_up_at = Some(now);
+                pacer.plan.add(peer.session.local_discr(), now)
+            }
+        };
+        peer.paced = Some((frame, from));
+    }
+
+    /// Takes the periodic packets back from the kernel: the next goes at once.
+    fn unpace(
+        peer: &mut Peer,
+        pacer: Option<&mut Pacer>,
+        now: Duration,
+        kernel: Option<&mut Kernel>,
+    ) {
+        if peer.paced.take().is_none() {
+            return;
+        }
+        if let Some(pacer) = pacer {
+            pacer.plan.remove(peer.session.local_discr());
+        }
+        if let Some(kernel) = kernel {
+            match kernel.unpace_bfd(peer.key()) {
+                Ok(sent) => peer.kernel_sent += sent,
+                Err(e) => {
+                    warn!(bfd = %peer.cfg.name, "BFD: taking the transmission back from the kernel: {e}")
+                }
+            }
+        }
+        peer.session.hand_tx(false, now);
+    }
+
+    /// The frame the kernel may send for this session: steady and watched by the kernel
+    /// (which learnt the interface and MACs from the peer's packets), IPv4, without
+    /// authentication, and fast enough for tokens to pay.
+    fn paced_frame(peer: &Peer, kernel: &Kernel) -> Option<[u8; BFD_FRAME_LEN]> {
+        let s = &peer.session;
+        peer.watched?;
+        let IpAddr::V4(neighbor) = peer.cfg.neighbor else {
+            return None;
+        };
+        if s.tx_interval()? > PACE_MAX_INTERVAL || s.config().password.is_some() {
+            return None;
+        }
+        let watch = kernel.bfd_watch(peer.key())?;
+        if watch.ifindex == 0 {
+            return None;
+        }
+        let Some(SocketAddr::V4(local)) = peer.tx.local_addr().ok()?.as_socket() else {
+            return None;
+        };
+        let packet = s.periodic();
+        if packet.poll || packet.final_ {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(BFD_LEN);
+        packet.emit(&mut bytes);
+        let control: [u8; BFD_LEN] = bytes.as_slice().try_into().ok()?;
+        Some(frame(
+            &watch.macs,
+            *local.ip(),
+            local.port(),
+            neighbor,
+            peer.cfg.ttl,
+            &control,
+        ))
     }
 
     /// The kernel saw these peers fall silent; true when a session left Up.
@@ -335,6 +529,7 @@ impl Bfd {
             peer.session.expired(at, now);
             changed |= Self::act(peer);
             Self::watch(peer, now, kernel.as_deref_mut());
+            Self::pace(peer, self.pacer.as_mut(), now, kernel.as_deref_mut());
         }
         changed
     }
@@ -422,6 +617,7 @@ impl Bfd {
     /// At exit: AdminDown to every peer, so that theirs go Down at once.
     pub fn stop(&mut self, now: Duration, mut kernel: Option<&mut Kernel>) {
         for peer in &mut self.peers {
+            Self::unpace(peer, self.pacer.as_mut(), now, kernel.as_deref_mut());
             Self::unwatch(peer, now, kernel.as_deref_mut());
             peer.session.admin_down(now);
             Self::act(peer);
@@ -523,7 +719,9 @@ impl Bfd {
             peer.last_packet = raw;
         }
         let changed = Self::act(peer);
-        Self::watch(peer, now, kernel);
+        let mut kernel = kernel;
+        Self::watch(peer, now, kernel.as_deref_mut());
+        Self::pace(peer, self.pacer.as_mut(), now, kernel);
         changed
     }
 
@@ -593,6 +791,9 @@ impl Bfd {
                     downs: p.downs,
                     in_kernel: p.watched.is_some(),
                     absorbed: p.absorbed + now_absorbing,
+                    tx_in_kernel: p.paced.is_some(),
+                    sent_by_kernel: p.kernel_sent
+                        + p.paced.and(kernel).map_or(0, |k| k.paced_bfd(p.key())),
                     since_s: now.saturating_sub(p.changed_at).as_secs_f64(),
                 }
             })
@@ -610,6 +811,70 @@ impl Bfd {
         dropped.insert("ttl".into(), self.ttl);
         dropped
     }
+}
+
+/// A control packet to `neighbor` as a whole frame: Ethernet (`macs` as the peer's packets
+/// carried them: to us, from it), IPv4 with CS6 and `ttl`, UDP from `port`, checksums done.
+fn frame(
+    macs: &[u8; 12],
+    source: Ipv4Addr,
+    port: u16,
+    neighbor: Ipv4Addr,
+    ttl: u8,
+    control: &[u8; BFD_LEN],
+) -> [u8; BFD_FRAME_LEN] {
+    use crate::vrrp::packet::checksum_as;
+    const UDP: u8 = 17;
+    let [s0, s1, s2, s3] = source.octets();
+    let [d0, d1, d2, d3] = neighbor.octets();
+    let [l0, l1] = ((20 + 8 + BFD_LEN) as u16).to_be_bytes();
+    // Don't Fragment; identification 0 (RFC 6864: an atomic datagram).
+    let ip = |[c0, c1]: [u8; 2]| {
+        [
+            0x45,
+            TOS_CS6 as u8,
+            l0,
+            l1,
+            0,
+            0,
+            0x40,
+            0,
+            ttl,
+            UDP,
+            c0,
+            c1,
+            s0,
+            s1,
+            s2,
+            s3,
+            d0,
+            d1,
+            d2,
+            d3,
+        ]
+    };
+    let udp = |sum: u16| {
+        [
+            &port.to_be_bytes()[..],
+            &CONTROL_PORT.to_be_bytes(),
+            &((8 + BFD_LEN) as u16).to_be_bytes(),
+            &sum.to_be_bytes(),
+            control,
+        ]
+        .concat()
+    };
+    let ip = ip(checksum_as(0, &ip([0, 0]), None).to_be_bytes());
+    let udp = udp(
+        match checksum_as(UDP, &udp(0), Some((source.into(), neighbor.into()))) {
+            0 => 0xffff,
+            sum => sum,
+        },
+    );
+    let (ours, theirs) = macs.split_at(6);
+    [theirs, ours, &0x0800u16.to_be_bytes(), &ip, &udp]
+        .concat()
+        .try_into()
+        .unwrap_or([0; BFD_FRAME_LEN])
 }
 
 /// One datagram: its length, sender and TTL (hop limit); 0 when the kernel gave none.

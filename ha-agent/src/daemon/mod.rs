@@ -478,7 +478,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let mut loading = xdp::load(options.xdp, interfaces);
+    let mut loading = xdp::load(options.xdp, interfaces, !config.bfd_instances.is_empty());
     // `auto` starts on the sockets and moves to XDP once the program is attached; an explicit
     // mode is a promise, so the agent starts only once it is kept.
     let kernel = match (&mut loading, options.xdp) {
@@ -726,6 +726,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     }
     // The resignations all at once, through the sockets' queues: no later burst to wait for.
     daemon.world.flush(None);
+    if let Some(index) = daemon.kernel.as_ref().and_then(xdp::Kernel::pacer)
+        && let Err(e) = crate::net::pacer::remove(daemon.world.vips.handle(), index).await
+    {
+        warn!("{e}");
+    }
     daemon.finish_demotions(&mut db_inbox).await;
     daemon.finish_group_notify(NOTIFY_AT_EXIT).await;
     daemon.world.fifos.close();

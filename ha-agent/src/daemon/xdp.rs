@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aya::maps::{MapData, RingBuf};
 use ha_common::{
-    bfd::{BfdExpired, BfdKey, BfdWatch},
+    bfd::{BfdExpired, BfdKey, BfdTx, BfdWatch},
     vrrp::{Event, NotAcceptedKey, Peer, SourceKey, VipEntry, VipKey, VridConfig, VridKey},
 };
 use nix::net::if_::if_nametoindex;
@@ -103,7 +103,10 @@ pub type Loading = tokio::task::JoinHandle<Result<XdpProgram, XdpError>>;
 /// the first advert, nor run at the loop's SCHED_RR priority: threads start with normal
 /// scheduling (SCHED_RESET_ON_FORK), where a loading loop at the same real-time priority as
 /// another agent's loop would keep that loop off a CPU for a whole round-robin slice (100 ms).
-pub fn load(choice: Choice, interfaces: Vec<String>) -> Option<Loading> {
+///
+/// With `pace` (BFD sessions are configured), it also makes the pacing interface of BFD's
+/// kernel transmission (`net::pacer`); without it, BFD's packets are sent by the agent.
+pub fn load(choice: Choice, interfaces: Vec<String>, pace: bool) -> Option<Loading> {
     let want = choice.want()?;
     Some(tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
@@ -119,8 +122,31 @@ pub fn load(choice: Choice, interfaces: Vec<String>) -> Option<Loading> {
             attach_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
             "XDP program loaded"
         );
+        if pace && let Err(e) = set_up_pacer(&mut program) {
+            warn!("BFD's periodic packets are sent by the agent: {e}");
+        }
         Ok(program)
     }))
+}
+
+/// The pacing interface, with `bfd_pace` where its tokens arrive.
+fn set_up_pacer(program: &mut XdpProgram) -> Result<(), String> {
+    use crate::net::pacer;
+    let index = tokio::runtime::Handle::current().block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(|e| e.to_string())?;
+        let served = tokio::spawn(connection);
+        let created = pacer::create(&handle).await;
+        served.abort();
+        created
+    })?;
+    program
+        .attach_pacer(pacer::PACER_IN, index)
+        .map_err(|e| format!("{}: {e}", pacer::PACER_IN))?;
+    info!(
+        interface = pacer::PACER,
+        "BFD's periodic packets are clocked by the kernel"
+    );
+    Ok(())
 }
 
 impl Kernel {
@@ -388,6 +414,29 @@ impl Kernel {
     /// `key`'s entry with what the kernel wrote into it.
     pub fn bfd_watch(&self, key: BfdKey) -> Option<BfdWatch> {
         self.program.bfd_watch(key).ok().flatten()
+    }
+
+    /// The interface BFD's tokens are queued on, if the kernel can clock them.
+    pub fn pacer(&self) -> Option<u32> {
+        self.program.pacer()
+    }
+
+    pub fn pace_bfd(&mut self, key: BfdKey, tx: BfdTx) -> Result<(), XdpError> {
+        self.program.pace_bfd(key, tx)
+    }
+
+    /// Stops the kernel's transmission for `key`; the frames it sent.
+    pub fn unpace_bfd(&mut self, key: BfdKey) -> Result<u64, XdpError> {
+        self.program.unpace_bfd(key)
+    }
+
+    /// Frames the kernel sent for `key` so far.
+    pub fn paced_bfd(&self, key: BfdKey) -> u64 {
+        self.program
+            .paced_bfd(key)
+            .ok()
+            .flatten()
+            .map_or(0, |tx| tx.sent)
     }
 
     pub fn interface(&self, ifindex: u32) -> String {

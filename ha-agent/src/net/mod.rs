@@ -5,6 +5,7 @@ pub mod arp_watch;
 pub mod garp;
 pub mod link;
 pub mod link_watch;
+pub mod pacer;
 pub mod routes;
 pub mod vip;
 pub mod vmac;

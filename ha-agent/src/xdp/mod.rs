@@ -3,10 +3,10 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{TestRun as _, TestRunOptions, Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode},
 };
 use ha_common::{
-    bfd::{BfdKey, BfdWatch},
+    bfd::{BfdKey, BfdTx, BfdWatch},
     classify::{ClassCount, FrameClass},
     vrrp::{
         CountKey, Event, NotAcceptedKey, PEER_SLOTS as PEER_SLOTS_LEN, Peer, SourceKey, Verdict,
@@ -46,6 +46,8 @@ const NOT_ACCEPTED_DROPS: &str = "NOT_ACCEPTED_DROPS";
 const BFD_SESSIONS: &str = "BFD_SESSIONS";
 const PEER_SLOTS: &str = "PEER_SLOTS";
 const BFD_EVENTS: &str = "BFD_EVENTS";
+const BFD_TX: &str = "BFD_TX";
+const PACE_PROGRAM: &str = "bfd_pace";
 
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -120,6 +122,8 @@ pub struct XdpProgram {
     tx: Option<tx::Transmitter>,
     /// `PEER_SLOTS`, mapped (read without a system call).
     peer_slots: Option<mapping::Mapping>,
+    /// The index of the interface BFD's tokens are queued on, once `bfd_pace` runs.
+    pacer: Option<u32>,
 }
 
 impl XdpProgram {
@@ -129,6 +133,7 @@ impl XdpProgram {
         // /sys/kernel/btf/vmlinux was most of the load's time and a passing ~15 MiB of heap.
         let mut ebpf = EbpfLoader::new().btf(None).load(HA_EBPF)?;
         program(&mut ebpf)?.load()?;
+        pace_program(&mut ebpf)?.load()?;
         let tx = tx::Transmitter::new(&ebpf)
             .inspect_err(|e| tracing::info!("adverts are sent on sockets: {e}"))
             .ok();
@@ -145,6 +150,7 @@ impl XdpProgram {
             attached: Vec::new(),
             tx,
             peer_slots,
+            pacer: None,
         })
     }
 
@@ -480,6 +486,40 @@ impl XdpProgram {
         found(map.get(&key, 0))
     }
 
+    /// Runs `bfd_pace` where the pacing interface's tokens arrive (`interface`, in the
+    /// calling thread's network namespace); `pacer` is where they are queued.
+    pub fn attach_pacer(&mut self, interface: &str, pacer: u32) -> Result<(), XdpError> {
+        pace_program(&mut self.ebpf)?.attach(interface, TcAttachType::Ingress)?;
+        self.pacer = Some(pacer);
+        Ok(())
+    }
+
+    pub fn pacer(&self) -> Option<u32> {
+        self.pacer
+    }
+
+    /// Has the kernel send `tx.frame` for `key` at each of its tokens.
+    pub fn pace_bfd(&mut self, key: BfdKey, tx: BfdTx) -> Result<(), XdpError> {
+        let mut map = self.hash_map_mut::<BfdKey, BfdTx>(BFD_TX)?;
+        map.insert(key, tx, 0)?;
+        Ok(())
+    }
+
+    /// Stops it; the frames it sent.
+    pub fn unpace_bfd(&mut self, key: BfdKey) -> Result<u64, XdpError> {
+        let sent = self.paced_bfd(key)?.map_or(0, |tx| tx.sent);
+        let mut map = self.hash_map_mut::<BfdKey, BfdTx>(BFD_TX)?;
+        match map.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(sent),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn paced_bfd(&self, key: BfdKey) -> Result<Option<BfdTx>, XdpError> {
+        let map = self.hash_map::<BfdKey, BfdTx>(BFD_TX)?;
+        found(map.get(&key, 0))
+    }
+
     /// The ring on which silent peers are reported.
     pub fn take_bfd_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
         Ok(RingBuf::try_from(
@@ -524,5 +564,12 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     Ok(ebpf
         .program_mut(PROGRAM)
         .ok_or(XdpError::Missing(PROGRAM))?
+        .try_into()?)
+}
+
+fn pace_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, XdpError> {
+    Ok(ebpf
+        .program_mut(PACE_PROGRAM)
+        .ok_or(XdpError::Missing(PACE_PROGRAM))?
         .try_into()?)
 }
