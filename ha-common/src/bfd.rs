@@ -102,11 +102,14 @@ const _: () = assert!(core::mem::size_of::<BfdTx>() == 80);
 /// The kernel clocks the transmission: the agent queues tokens on the pacing interface,
 /// whose token-bucket qdisc releases [`PACE_BYTES_PER_MS`] bytes per millisecond, so a
 /// token's length is the time since the one before it. A token is an Ethernet header
-/// (type IPv4, so that the kernel's view of the frame it becomes is right) and the
-/// discriminator of the session it sends for (big-endian), 0 for none (a pause); zeros pad it.
+/// (type IPv4, so that the kernel's view of the frame it becomes is right), four zeros and
+/// the discriminator of the session it sends for (big-endian), 0 for none (a pause); zeros
+/// pad it. The zeros read as an IPv4 header length of 0, so that the kernel, parsing the
+/// token as it queues it, marks no transport header in it: a discriminator read as a header
+/// length would set one past the frame's end, and the frame could not be cut to its size.
 pub const PACE_BYTES_PER_MS: u32 = 1000;
-/// The shortest token: a header and a discriminator.
-pub const TOKEN_MIN: usize = 18;
+/// The shortest token: a header, the zeros and a discriminator.
+pub const TOKEN_MIN: usize = 22;
 /// The longest token (the pacing interface's MTU plus its header): 9 ms.
 pub const TOKEN_MAX: usize = 9014;
 

@@ -17,8 +17,8 @@ use ha_common::bfd::{BFD_FRAME_LEN, BfdKey, BfdTx};
 #[map]
 static BFD_TX: HashMap<BfdKey, BfdTx> = HashMap::with_max_entries(256, 0);
 
-/// Where the discriminator sits in a token: after its Ethernet header.
-const TOKEN_DISCR: usize = 14;
+/// Where the discriminator sits in a token: after its Ethernet header and four zeros.
+const TOKEN_DISCR: usize = 18;
 
 #[classifier]
 pub fn bfd_pace(ctx: TcContext) -> i32 {

@@ -5,6 +5,7 @@
 //! the [`Topology`] is dropped, also while a failed test unwinds. Namespaces that a killed
 //! run left behind (their pid is gone) are removed when the next topology is built.
 
+pub mod cable;
 pub mod capture;
 pub mod daemons;
 pub mod etcd;

@@ -106,6 +106,8 @@ pub struct Topology {
     lan: String,
     hosts: Vec<Host>,
     created: Mutex<Vec<String>>,
+    /// Cables cut without the RTNL lock ([`Topology::set_cable_quietly`]), by host.
+    cables: Mutex<Vec<(String, crate::cable::Cable)>>,
 }
 
 static NEXT_TOPOLOGY: AtomicU32 = AtomicU32::new(0);
@@ -129,6 +131,7 @@ impl Topology {
             lan: lan.clone(),
             hosts: Vec::new(),
             created: Mutex::new(Vec::new()),
+            cables: Mutex::new(Vec::new()),
         };
         topology.add_netns(&lan);
         sh(&["ip", "-n", &lan, "link", "set", "lo", "up"]);
@@ -419,6 +422,32 @@ impl Topology {
         sh(&[
             "ip", "netns", "exec", &self.lan, "ethtool", "-K", port, "gro", on,
         ]);
+    }
+
+    /// Cuts a host's cable (`up` false) or mends it without taking the RTNL lock: every frame
+    /// it sends is dropped at its bridge port (see [`crate::cable`]). The first call attaches
+    /// the dropping program, which takes the lock: make it before the moment that counts.
+    pub fn set_cable_quietly(&self, host: &str, up: bool) {
+        let mut cables = self.cables.lock().unwrap();
+        if !cables.iter().any(|(h, _)| h == host) {
+            let port = self.host(host).lan_port.clone();
+            let path = format!("{NETNS_DIR}/{}", self.lan);
+            let cable = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+                        setns(ns, CloneFlags::CLONE_NEWNET).expect("setns");
+                        let index = nix::net::if_::if_nametoindex(port.as_str()).expect("the port");
+                        crate::cable::Cable::attach(index)
+                    })
+                    .join()
+                    .expect("attaching the cable's program")
+            })
+            .unwrap_or_else(|e| panic!("the cable of {host}: {e}"));
+            cables.push((host.to_owned(), cable));
+        }
+        let (_, cable) = cables.iter().find(|(h, _)| h == host).unwrap();
+        cable.set_cut(!up).expect("cutting the cable");
     }
 
     /// Takes a host's link down or up from the bridge side, as if its cable were pulled.

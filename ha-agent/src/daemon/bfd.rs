@@ -45,8 +45,8 @@ const TOS_CS6: u32 = 0xc0;
 const PACE_MAX_INTERVAL: Duration = Duration::from_millis(20);
 /// How often the agent queues more tokens, and how far ahead of now: a stall of the agent
 /// shorter than the difference costs no packet.
-const TOP_UP: Duration = Duration::from_millis(50);
-const PACE_AHEAD: Duration = Duration::from_millis(150);
+const TOP_UP: Duration = Duration::from_millis(100);
+const PACE_AHEAD: Duration = Duration::from_millis(200);
 
 /// How long a session must have stayed Up for its failure to count as its peer's
 /// (`bfd_takeover`): one that flaps (a peer starting, a loaded machine) proves nothing.
@@ -74,9 +74,9 @@ struct Peer {
     /// The kernel does not see this session's packets (they arrive where the program is
     /// not attached): the detection stays here.
     kernel_blind: bool,
-    /// The frame the kernel sends for this session, and when its first one leaves (until
+    /// The packet the kernel sends for this session, and when its first one leaves (until
     /// then the agent sends).
-    paced: Option<([u8; BFD_FRAME_LEN], Duration)>,
+    paced: Option<([u8; BFD_LEN], Duration)>,
     /// Frames the kernel sent in entries since removed.
     kernel_sent: u64,
 }
@@ -88,7 +88,8 @@ struct Pacer {
     /// When to queue more tokens.
     top_up_at: Option<Duration>,
     tokens: Vec<Token>,
-    errors: u64,
+    /// Tokens the kernel refused.
+    refused: u64,
 }
 
 impl Peer {
@@ -334,7 +335,7 @@ impl Bfd {
                     plan: Plan::default(),
                     top_up_at: None,
                     tokens: Vec::new(),
-                    errors: 0,
+                    refused: 0,
                 });
         }
         for peer in &mut self.peers {
@@ -392,18 +393,16 @@ impl Bfd {
             },
             &mut pacer.tokens,
         );
-        match pacer.socket.send(&pacer.tokens) {
-            Ok(n) if n == pacer.tokens.len() => {}
-            result => {
-                pacer.errors += 1;
-                if pacer.errors.is_power_of_two() {
-                    warn!(
-                        "BFD: queueing tokens: {} of {} ({result:?}; {} times)",
-                        result.as_ref().map_or(0, |n| *n),
-                        pacer.tokens.len(),
-                        pacer.errors
-                    );
-                }
+        let (refused, error) = pacer.socket.send(&pacer.tokens);
+        if refused > 0 {
+            let before = pacer.refused;
+            pacer.refused += refused as u64;
+            if (before + 1..=pacer.refused).any(u64::is_power_of_two) {
+                warn!(
+                    "BFD: tokens refused by the pacing interface: {refused} of {} ({error:?}; {} so far)",
+                    pacer.tokens.len(),
+                    pacer.refused
+                );
             }
         }
     }
@@ -418,18 +417,35 @@ impl Bfd {
         let (Some(pacer), Some(kernel)) = (pacer, kernel) else {
             return;
         };
-        let want = Self::paced_frame(peer, kernel);
-        if want == peer.paced.map(|(frame, _)| frame) {
+        let want = Self::paced_packet(peer);
+        if want == peer.paced.map(|(control, _)| control) {
             return;
         }
-        let Some(frame) = want else {
+        let Some(control) = want else {
             Self::unpace(peer, Some(pacer), now, Some(kernel));
             return;
         };
+        // Where the peer's packets came from, as the kernel learnt it when it absorbed one.
+        let Some(watch) = kernel.bfd_watch(peer.key()).filter(|w| w.ifindex != 0) else {
+            return;
+        };
+        let (IpAddr::V4(neighbor), Some(SocketAddr::V4(local))) = (
+            peer.cfg.neighbor,
+            peer.tx.local_addr().ok().and_then(|a| a.as_socket()),
+        ) else {
+            return;
+        };
         let tx = BfdTx {
-            frame,
+            frame: frame(
+                &watch.macs,
+                *local.ip(),
+                local.port(),
+                neighbor,
+                peer.cfg.ttl,
+                &control,
+            ),
             _pad: [0; 2],
-            ifindex: kernel.bfd_watch(peer.key()).map_or(0, |w| w.ifindex),
+            ifindex: watch.ifindex,
             sent: kernel.paced_bfd(peer.key()),
         };
         if let Err(e) = kernel.pace_bfd(peer.key(), tx) {
@@ -443,7 +459,7 @@ impl Bfd {
                 pacer.plan.add(peer.session.local_discr(), now)
             }
         };
-        peer.paced = Some((frame, from));
+        peer.paced = Some((control, from));
     }
 
     /// Takes the periodic packets back from the kernel: the next goes at once.
@@ -470,40 +486,25 @@ impl Bfd {
         peer.session.hand_tx(false, now);
     }
 
-    /// The frame the kernel may send for this session: steady and watched by the kernel
-    /// (which learnt the interface and MACs from the peer's packets), IPv4, without
+    /// The packet the kernel may send for this session: steady and watched by the kernel
+    /// (which learns the interface and MACs from the peer's packets), IPv4, without
     /// authentication, and fast enough for tokens to pay.
-    fn paced_frame(peer: &Peer, kernel: &Kernel) -> Option<[u8; BFD_FRAME_LEN]> {
+    fn paced_packet(peer: &Peer) -> Option<[u8; BFD_LEN]> {
         let s = &peer.session;
         peer.watched?;
-        let IpAddr::V4(neighbor) = peer.cfg.neighbor else {
-            return None;
-        };
-        if s.tx_interval()? > PACE_MAX_INTERVAL || s.config().password.is_some() {
-            return None;
-        }
-        let watch = kernel.bfd_watch(peer.key())?;
-        if watch.ifindex == 0 {
+        if !peer.cfg.neighbor.is_ipv4()
+            || s.tx_interval()? > PACE_MAX_INTERVAL
+            || s.config().password.is_some()
+        {
             return None;
         }
-        let Some(SocketAddr::V4(local)) = peer.tx.local_addr().ok()?.as_socket() else {
-            return None;
-        };
         let packet = s.periodic();
         if packet.poll || packet.final_ {
             return None;
         }
         let mut bytes = Vec::with_capacity(BFD_LEN);
         packet.emit(&mut bytes);
-        let control: [u8; BFD_LEN] = bytes.as_slice().try_into().ok()?;
-        Some(frame(
-            &watch.macs,
-            *local.ip(),
-            local.port(),
-            neighbor,
-            peer.cfg.ttl,
-            &control,
-        ))
+        bytes.as_slice().try_into().ok()
     }
 
     /// The kernel saw these peers fall silent; true when a session left Up.

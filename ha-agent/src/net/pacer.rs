@@ -138,67 +138,88 @@ impl TokenSocket {
         Ok(Self { fd })
     }
 
-    /// Queues `tokens` in order, 64 to a system call; how many were queued.
-    pub fn send(&self, tokens: &[Token]) -> io::Result<usize> {
+    /// Queues `tokens` in order, up to 64 to a system call. A token the kernel refuses (a
+    /// full queue) is skipped, so that the rest keep their times; returns how many were
+    /// refused, and the last error.
+    pub fn send(&self, tokens: &[Token]) -> (usize, Option<io::Error>) {
         static ZEROS: [u8; TOKEN_MAX] = [0; TOKEN_MAX];
-        let mut sent = 0;
-        for chunk in tokens.chunks(64) {
-            // Ethernet header (broadcast, type IPv4) and the discriminator; zeros after.
-            let headers: Vec<[u8; TOKEN_MIN]> = chunk
-                .iter()
-                .map(|&(discr, _)| {
-                    let mut h = [0u8; TOKEN_MIN];
-                    h[..6].fill(0xff);
-                    h[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-                    h[14..].copy_from_slice(&discr.to_be_bytes());
-                    h
-                })
-                .collect();
-            let mut iov: Vec<[libc::iovec; 2]> = chunk
-                .iter()
-                .zip(&headers)
-                .map(|(&(_, len), h)| {
-                    [
-                        libc::iovec {
-                            iov_base: h.as_ptr().cast_mut().cast(),
-                            iov_len: TOKEN_MIN,
-                        },
-                        libc::iovec {
-                            iov_base: ZEROS.as_ptr().cast_mut().cast(),
-                            iov_len: len.clamp(TOKEN_MIN, TOKEN_MAX) - TOKEN_MIN,
-                        },
-                    ]
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: mmsghdr is plain old data; zeroed is a valid value.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v.as_mut_ptr();
-                    m.msg_hdr.msg_iovlen = 2;
-                    m
-                })
-                .collect();
+        let headers: Vec<[u8; TOKEN_MIN]> = tokens.iter().map(|&(d, _)| header(d)).collect();
+        let mut iov: Vec<[libc::iovec; 2]> = tokens
+            .iter()
+            .zip(&headers)
+            .map(|(&(_, len), h)| {
+                [
+                    libc::iovec {
+                        iov_base: h.as_ptr().cast_mut().cast(),
+                        iov_len: TOKEN_MIN,
+                    },
+                    libc::iovec {
+                        iov_base: ZEROS.as_ptr().cast_mut().cast(),
+                        iov_len: len.clamp(TOKEN_MIN, TOKEN_MAX) - TOKEN_MIN,
+                    },
+                ]
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                // SAFETY: mmsghdr is plain old data; zeroed is a valid value.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = v.as_mut_ptr();
+                m.msg_hdr.msg_iovlen = 2;
+                m
+            })
+            .collect();
+        let (mut next, mut refused, mut error) = (0, 0, None);
+        while let Some(rest) = msgs.get_mut(next..).filter(|r| !r.is_empty()) {
+            let batch = rest.len().min(64);
             // SAFETY: every header points at iovecs and bytes that outlive the call; the
             // kernel only reads them.
             let n = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    msgs.len() as u32,
+                    rest.as_mut_ptr(),
+                    batch as u32,
                     libc::MSG_DONTWAIT,
                 )
             };
             if n < 0 {
-                let e = io::Error::last_os_error();
-                return if sent > 0 { Ok(sent) } else { Err(e) };
+                error = Some(io::Error::last_os_error());
             }
-            sent += n as usize;
-            if (n as usize) < chunk.len() {
-                break;
+            let n = usize::try_from(n).unwrap_or(0);
+            next += n;
+            if n < batch {
+                // The token at `next` was refused.
+                next += 1;
+                refused += 1;
             }
         }
-        Ok(sent)
+        (refused, error)
+    }
+}
+
+/// A token's first bytes: an Ethernet header (broadcast, type IPv4), four zeros (an IPv4
+/// header length of 0: see [`TOKEN_MIN`]) and the discriminator.
+fn header(discr: u32) -> [u8; TOKEN_MIN] {
+    let [d0, d1, d2, d3] = discr.to_be_bytes();
+    let b = 0xff;
+    [
+        b, b, b, b, b, b, 0, 0, 0, 0, 0, 0, 0x08, 0x00, 0, 0, 0, 0, d0, d1, d2, d3,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_reads_as_no_ip_header_whatever_its_discriminator() {
+        for discr in [0, 1, 0x1fc0_a4a3, 0x4500_0000, u32::MAX] {
+            let h = header(discr);
+            assert_eq!(&h[12..14], &0x0800u16.to_be_bytes());
+            // The IPv4 header length nibble is 0: the kernel sets no transport header.
+            assert_eq!(h[14] & 0x0f, 0, "{discr:#x}");
+            assert_eq!(u32::from_be_bytes([h[18], h[19], h[20], h[21]]), discr);
+        }
     }
 }
