@@ -78,6 +78,27 @@ fn frr_peer(agent_host: &Host, frr_host: &Host, extra: &[&str]) -> String {
 }
 
 /// How long ago the agent's session changed state last, from its status.
+/// Waits for the kernel to send the session's periodic packets, then checks a second of it:
+/// none sent by the agent, about one per interval (10 ms) by the kernel, and the session
+/// still Up without a Down (a peer that did not take them would have gone Down and said so).
+fn kernel_sends(agent: &Daemon) {
+    wait_until("the kernel sending", Duration::from_secs(10), || {
+        session(agent).filter(|s| s["tx_in_kernel"] == true)
+    });
+    let before = session(agent).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let after = session(agent).unwrap();
+    let delta = |key: &str| after[key].as_u64().unwrap() - before[key].as_u64().unwrap();
+    eprintln!(
+        "in a second: {} sent by the kernel, {} by the agent",
+        delta("sent_by_kernel"),
+        delta("sent")
+    );
+    assert_eq!((delta("sent"), delta("downs")), (0, 0), "{after}");
+    assert!(delta("sent_by_kernel") >= 80, "{after}");
+    assert_eq!(after["state"], "Up", "{after}");
+}
+
 fn changed_at(s: &serde_json::Value) -> Instant {
     Instant::now() - Duration::from_secs_f64(s["since_s"].as_f64().unwrap())
 }
@@ -108,6 +129,9 @@ fn sessions_come_up_with_frr_bfdd_both_active_and_passive_and_renegotiate_on_rel
         assert_eq!(peer["id"], up["remote_discriminator"], "{peer}");
         // The instance tracking it keeps its priority while Up.
         assert_eq!(agent.instance_field("priority"), 100);
+        // The kernel sends the agent's packets, and bfdd takes them.
+        kernel_sends(&agent);
+        wait_frr_status(&frr, a, "up");
 
         if !agent_passive && !frr_passive {
             // A reload to 30 ms: bfdd hears it through a poll sequence.
@@ -223,6 +247,8 @@ fn sessions_come_up_with_keepalived_both_ways_and_a_session_down_means_fault() {
             Duration::from_secs(5),
             || (agent.instance_field("state") == "MASTER").then_some(()),
         );
+        // The kernel sends the agent's packets, and keepalived takes them.
+        kernel_sends(&agent);
         // keepalived killed: Down within the detection time, the instance FAULT.
         let killed = Instant::now();
         keepalived.process.kill_group();

@@ -17,7 +17,15 @@ struct Stream {
     discr: u32,
     /// When its next frame is due.
     next_at: Duration,
+    /// Its interval, jitter aside.
+    interval: Duration,
 }
+
+/// The most frames a millisecond the plan takes on, over all its sessions (one a session
+/// interval each):
+/// a fifth of what the shortest token allows, so that sessions due together are not pushed
+/// far apart, and the queue's tokens stay within the socket's buffer.
+pub const MAX_LOAD: f64 = 9.0;
 
 /// The sessions whose periodic packets the kernel sends, and how far the queue reaches.
 #[derive(Default)]
@@ -41,13 +49,31 @@ impl Plan {
         self.queued_until.filter(|&t| t > now).unwrap_or(now)
     }
 
-    /// Starts pacing `discr`; returns when its first frame leaves (the end of what is
-    /// queued): until then its packets are the agent's to send.
-    pub fn add(&mut self, discr: u32, now: Duration) -> Duration {
+    /// Whether one more session every `interval` keeps the plan within [`MAX_LOAD`].
+    pub fn fits(&self, interval: Duration) -> bool {
+        !interval.is_zero() && self.load() + 1.0 / (interval.as_secs_f64() * 1e3) <= MAX_LOAD
+    }
+
+    /// Starts pacing `discr` every `interval` (jittered by the caller; see
+    /// [`Plan::fits`]); returns when its first frame leaves (the end of what is queued):
+    /// until then its packets are the agent's to send.
+    pub fn add(&mut self, discr: u32, interval: Duration, now: Duration) -> Duration {
+        self.remove(discr);
         let at = self.tail(now);
-        self.streams.retain(|s| s.discr != discr);
-        self.streams.push(Stream { discr, next_at: at });
+        self.streams.push(Stream {
+            discr,
+            next_at: at,
+            interval,
+        });
         at
+    }
+
+    /// Frames a millisecond, over every session.
+    fn load(&self) -> f64 {
+        self.streams
+            .iter()
+            .map(|s| 1.0 / (s.interval.as_secs_f64() * 1e3))
+            .sum()
     }
 
     /// Stops pacing `discr` (its tokens still queued find no frame and are dropped).
@@ -126,8 +152,8 @@ mod tests {
     fn each_session_leaves_at_its_jittered_interval_and_pauses_fill_long_gaps() {
         let mut plan = Plan::default();
         let now = Duration::from_secs(10);
-        assert_eq!(plan.add(1, now), now);
-        assert_eq!(plan.add(2, now), now);
+        assert_eq!(plan.add(1, MS, now), now);
+        assert_eq!(plan.add(2, MS * 20, now), now);
         let mut out = Vec::new();
         let gap = |discr: u32| if discr == 1 { MS * 9 / 10 } else { MS * 20 };
         plan.fill(now, now + MS * 100, gap, &mut out);
@@ -157,13 +183,13 @@ mod tests {
     fn a_session_added_to_a_full_queue_starts_where_it_ends_and_a_removed_one_stops() {
         let mut plan = Plan::default();
         let now = Duration::from_secs(1);
-        plan.add(1, now);
+        plan.add(1, MS, now);
         let mut out = Vec::new();
         plan.fill(now, now + MS * 50, |_| MS, &mut out);
         let tail = plan.queued_until.unwrap();
         assert!(tail > now + MS * 49 && tail <= now + MS * 50);
         let later = now + MS * 20;
-        assert_eq!(plan.add(2, later), tail);
+        assert_eq!(plan.add(2, MS, later), tail);
         plan.remove(1);
         out.clear();
         plan.fill(later, later + MS * 100, |_| MS, &mut out);
@@ -178,6 +204,22 @@ mod tests {
         out.clear();
         plan.fill(idle, idle + MS * 10, |_| MS, &mut out);
         assert_eq!(out[0], (0, TOKEN_MAX));
+    }
+
+    #[test]
+    fn sessions_beyond_the_load_are_left_to_the_agent() {
+        let mut plan = Plan::default();
+        for discr in 1..=9 {
+            assert!(plan.fits(MS), "{discr}");
+            plan.add(discr, MS, MS);
+        }
+        assert!(!plan.fits(MS) && !plan.fits(MS * 100) && !plan.fits(Duration::ZERO));
+        plan.remove(9);
+        assert!(plan.fits(MS * 2));
+        plan.add(10, MS * 2, MS);
+        assert!(plan.fits(MS * 2));
+        plan.add(11, MS * 2, MS);
+        assert!(!plan.fits(MS * 2));
     }
 
     #[test]

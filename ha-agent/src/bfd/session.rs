@@ -339,6 +339,7 @@ impl Session {
         if self.state == State::AdminDown {
             return Err(Discard::AdminDown);
         }
+        let interval_before = self.tx_interval();
         self.remote_discr = p.my_discr;
         self.remote_state = p.state;
         self.remote_min_rx = Duration::from_micros(u64::from(p.required_min_rx_us));
@@ -374,6 +375,16 @@ impl Session {
         } else if self.next_tx.is_none() {
             // Passive: the peer is heard, we answer from now on.
             self.schedule(now);
+        }
+        // A shorter interval (the peer asks for more, or our poll ended) takes effect now:
+        // a packet scheduled at the longer one (a peer's Init asking for 1 s) would come
+        // after the peer's detection time at the shorter.
+        if let (Some(before), Some(after), Some(at)) =
+            (interval_before, self.tx_interval(), self.next_tx)
+            && after < before
+        {
+            let sooner = now + self.jittered(after);
+            self.next_tx = Some(at.min(sooner));
         }
         Ok(())
     }
@@ -893,6 +904,42 @@ mod tests {
         let back = pair.now;
         pair.run(Duration::from_millis(200));
         assert_eq!(pair.changes[0].last().map(|c| c.0), Some(back + 3 * MS));
+    }
+
+    #[test]
+    fn a_shorter_interval_takes_effect_at_once_not_after_the_longer_one() {
+        // FRR's bfdd, passive: its Init asks for 1 s, then, Up, it polls for 10 ms and
+        // answers our poll. Our next packet must come within 10 ms, not a second after
+        // the Init (bfdd would time us out 30 ms after its Final).
+        let ms = Duration::from_millis;
+        let mut s = Session::new(cfg(ms(10), 3), 7, 1, Duration::ZERO);
+        let peer = |state, poll, final_, us| Control {
+            diag: Diag::None,
+            state,
+            poll,
+            final_,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_discr: 9,
+            your_discr: 7,
+            desired_min_tx_us: us,
+            required_min_rx_us: us,
+            required_min_echo_rx_us: 0,
+            password: None,
+        };
+        let mut now = ms(5);
+        s.on_packet(now, &peer(State::Init, false, false, 1_000_000))
+            .unwrap();
+        assert_eq!(s.state(), State::Up);
+        now += ms(1);
+        s.on_packet(now, &peer(State::Up, true, false, 10_000))
+            .unwrap();
+        s.on_packet(now, &peer(State::Up, false, true, 10_000))
+            .unwrap();
+        assert!(!s.polling());
+        let next = s.poll_timeout().unwrap();
+        assert!(next <= now + ms(10), "next packet at {next:?}, now {now:?}");
     }
 
     #[test]

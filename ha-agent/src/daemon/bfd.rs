@@ -425,6 +425,11 @@ impl Bfd {
             Self::unpace(peer, Some(pacer), now, Some(kernel));
             return;
         };
+        let interval = peer.session.tx_interval().unwrap_or_default();
+        if peer.paced.is_none() && !pacer.plan.fits(interval) {
+            // As many as the pacing takes: this one stays with the agent.
+            return;
+        }
         // Where the peer's packets came from, as the kernel learnt it when it absorbed one.
         let Some(watch) = kernel.bfd_watch(peer.key()).filter(|w| w.ifindex != 0) else {
             return;
@@ -448,17 +453,18 @@ impl Bfd {
             ifindex: watch.ifindex,
             sent: kernel.paced_bfd(peer.key()),
         };
-        if let Err(e) = kernel.pace_bfd(peer.key(), tx) {
-            warn!(bfd = %peer.cfg.name, "BFD: handing the transmission to the kernel: {e}");
-            return;
-        }
         let from = match peer.paced {
             Some((_, from)) => from,
             None => {
                 pacer.top_up_at = Some(now);
-                pacer.plan.add(peer.session.local_discr(), now)
+                pacer.plan.add(peer.session.local_discr(), interval, now)
             }
         };
+        if let Err(e) = kernel.pace_bfd(peer.key(), tx) {
+            warn!(bfd = %peer.cfg.name, "BFD: handing the transmission to the kernel: {e}");
+            pacer.plan.remove(peer.session.local_discr());
+            return;
+        }
         peer.paced = Some((control, from));
     }
 
