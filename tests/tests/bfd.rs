@@ -275,7 +275,7 @@ fn sessions_come_up_with_keepalived_both_ways_and_a_session_down_means_fault() {
 }
 
 /// `bfd_takeover`: a (250) and b (200, the backup) watch each other with BFD at 1 ms × 3
-/// beside VRRPv3 at 10 ms. a crashes 20 times (its cable cut, the agent killed): each time
+/// beside VRRPv3 at 10 ms. a crashes 20 times (its cable cut, the agent stopped): each time
 /// b's takeover is BFD's (its report
 /// comes first; the times are reported, the bench measures them), and the observer's ARP
 /// entry for the VIP moves to b.
@@ -350,11 +350,12 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
         // b may have been master for a moment at its start, before a's first advert.
         let takeovers = log.matches(TAKEOVER).count();
         // a dies as a host does: nothing more leaves it (its kernel's BFD packets included)
-        // from the instant its cable is cut, without the RTNL lock that a link taken down,
-        // or the agent's exit, would hold while b adds the VIP.
+        // from the instant its cable is cut, and the agent stops dead. Neither takes the
+        // RTNL lock, which a link taken down or the agent's exit would hold while b adds the
+        // VIP; a is killed only after.
         let killed = ha_tests::capture::realtime_ns();
         t.set_cable_quietly("a", false);
-        master.process.kill_group();
+        master.process.signal(Signal::SIGSTOP);
         wait_until("the VIP on b", mdi + SLACK, || {
             monitor
                 .events()
@@ -385,6 +386,7 @@ fn bfd_takeover_moves_the_vip_on_the_sessions_report() {
             Duration::from_secs(3),
             || (c.arp_entry(vip).as_deref() == Some(b.mac.as_str())).then_some(()),
         );
+        master.process.kill_group();
         t.set_cable_quietly("a", true);
     }
     // Every takeover came from a report; a report while a still advertised (a session
@@ -464,25 +466,26 @@ fn the_kernel_absorbs_steady_packets_sends_ours_and_times_the_peer_out() {
         (Some("Up"), Some(false), 0)
     );
 
+    // `victim` killed: `watcher` times it out within the detection time (30 ms, from the
+    // victim's last packet); its Down status.
+    let timed_out = |victim: &mut Daemon, watcher: &Daemon, what: &str| {
+        let killed = Instant::now();
+        victim.process.kill_group();
+        let down = wait_agent_state(watcher, "Down", Duration::from_millis(30) + SLACK);
+        let took = changed_at(&down).saturating_duration_since(killed);
+        eprintln!("down {took:?} after {what} was killed");
+        assert_eq!(down["diag"], "detection time expired", "{down}");
+        assert!(took <= Duration::from_millis(230), "{took:?}");
+        down
+    };
     // The agent killed: nothing more leaves its kernel.
-    let killed = Instant::now();
-    agent.process.kill_group();
-    let down = wait_agent_state(&peer, "Down", Duration::from_millis(30) + SLACK);
-    let took = changed_at(&down).saturating_duration_since(killed);
-    eprintln!("the peer down {took:?} after the agent was killed");
-    assert_eq!(down["diag"], "detection time expired", "{down}");
-    assert!(took <= Duration::from_millis(230), "{took:?}");
+    timed_out(&mut agent, &peer, "the agent");
 
-    // Started again (over the pacing interface the killed one left).
+    // Started again (over the pacing interface the killed one left); the peer killed, the
+    // kernel's timer reports it.
     let mut agent = start();
-    let killed = Instant::now();
     let mut peer = peer;
-    peer.process.kill_group();
-    let down = wait_agent_state(&agent, "Down", Duration::from_millis(30) + SLACK);
-    let took = changed_at(&down).saturating_duration_since(killed);
-    eprintln!("down {took:?} after the peer was killed (kernel timer)");
-    assert_eq!(down["diag"], "detection time expired", "{down}");
-    assert!(took <= Duration::from_millis(230), "{took:?}");
+    let down = timed_out(&mut peer, &agent, "the peer");
     assert_eq!(
         (down["in_kernel"].as_bool(), down["tx_in_kernel"].as_bool()),
         (Some(false), Some(false)),
